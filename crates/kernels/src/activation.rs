@@ -1,0 +1,84 @@
+//! ReLU, forward and backward, SIMD and threaded over fixed-size blocks.
+//!
+//! `y = max(x, 0)`; `dx = dy · [x > 0]` (the derivative at 0 is taken as 0, as PyTorch).
+
+use crate::simd::{load, store, LANES};
+use rayon::prelude::*;
+use wide::f32x8;
+
+/// Values per rayon task; element-wise, so the grouping never changes results.
+const BLOCK: usize = 1 << 14;
+
+/// `y[i] = max(x[i], 0)`; a NaN input gives NaN. `x` and `y` have the same length.
+pub fn relu_forward(x: &[f32], y: &mut [f32]) {
+    assert!(
+        x.len() == y.len(),
+        "relu_forward: x has {} values, y has {}",
+        x.len(),
+        y.len()
+    );
+    y.par_chunks_mut(BLOCK)
+        .zip(x.par_chunks(BLOCK))
+        .for_each(|(y, x)| {
+            let mut yc = y.chunks_exact_mut(LANES);
+            let mut xc = x.chunks_exact(LANES);
+            for (yv, xv) in (&mut yc).zip(&mut xc) {
+                let v = load(xv);
+                // Keep positives and NaN (NaN > 0 is false, so NaN is tested apart).
+                let keep = v.simd_gt(f32x8::ZERO) | v.is_nan();
+                store(yv, keep.select(v, f32x8::ZERO));
+            }
+            for (yv, &xv) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
+                *yv = if xv > 0.0 || xv.is_nan() { xv } else { 0.0 };
+            }
+        });
+}
+
+/// In-place ReLU, `x[i] = max(x[i], 0)` (NaN kept).
+pub fn relu_forward_inplace(x: &mut [f32]) {
+    x.par_chunks_mut(BLOCK).for_each(|x| {
+        let mut xc = x.chunks_exact_mut(LANES);
+        for xv in &mut xc {
+            let v = load(xv);
+            let keep = v.simd_gt(f32x8::ZERO) | v.is_nan();
+            store(xv, keep.select(v, f32x8::ZERO));
+        }
+        for xv in xc.into_remainder() {
+            if !(*xv > 0.0 || xv.is_nan()) {
+                *xv = 0.0;
+            }
+        }
+    });
+}
+
+/// `dx[i] = dy[i]` where `y[i] > 0`, else 0. `y` may be the ReLU's input or its output
+/// (they are positive at the same places).
+pub fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    assert!(
+        y.len() == dy.len() && dy.len() == dx.len(),
+        "relu_backward: y has {}, dy {}, dx {} values; they must match",
+        y.len(),
+        dy.len(),
+        dx.len()
+    );
+    dx.par_chunks_mut(BLOCK)
+        .zip(dy.par_chunks(BLOCK))
+        .zip(y.par_chunks(BLOCK))
+        .for_each(|((dx, dy), y)| {
+            let mut dxc = dx.chunks_exact_mut(LANES);
+            let mut dyc = dy.chunks_exact(LANES);
+            let mut yc = y.chunks_exact(LANES);
+            for ((dxv, dyv), yv) in (&mut dxc).zip(&mut dyc).zip(&mut yc) {
+                let mask = load(yv).simd_gt(f32x8::ZERO);
+                store(dxv, mask.select(load(dyv), f32x8::ZERO));
+            }
+            for ((dxv, &dyv), &yv) in dxc
+                .into_remainder()
+                .iter_mut()
+                .zip(dyc.remainder())
+                .zip(yc.remainder())
+            {
+                *dxv = if yv > 0.0 { dyv } else { 0.0 };
+            }
+        });
+}

@@ -1,0 +1,541 @@
+//! 2-D convolution (cross-correlation, as PyTorch's `Conv2d`): forward, weight and bias
+//! gradients, input gradient; im2col / col2im lowering and a direct SIMD path.
+//!
+//! Shapes (all row-major, NCHW, batch first):
+//! - input `x`: `[batch, in_c, h, w]`
+//! - weight `W`: `[out_c, in_c, kh, kw]`, bias `b`: `[out_c]`
+//! - output `y`: `[batch, out_c, oh, ow]` with `oh = (h + 2 pad - kh) / stride + 1`
+//!
+//! `y[n, o, i, j] = b[o] + Σ_{c, u, v} W[o, c, u, v] · x[n, c, i·stride + u - pad, j·stride + v - pad]`
+//! (out-of-range input positions read as zero).
+//!
+//! Lowered form, per image: `col = im2col(x_n)` is `[in_c·kh·kw, oh·ow]`, then
+//! `y_n = W · col + b` (`W` seen as `[out_c, in_c·kh·kw]`). The gradients follow by the
+//! chain rule (the seed's eq. 10-12 with `T = W · input + b`):
+//! `dW = Σ_n dy_n · col_nᵀ`, `db[o] = Σ_{n, i, j} dy[n, o, i, j]`,
+//! `dcol_n = Wᵀ · dy_n`, `dx_n = col2im(dcol_n)`.
+//!
+//! Threads: rayon over fixed chunks of [`BATCH_CHUNK`] images. The weight and bias
+//! gradients are summed per chunk, then over chunks in chunk order, so results are
+//! bit-identical for any number of threads.
+
+use crate::gemm::{sgemm, MatRef};
+use crate::shape::ShapeError;
+use crate::simd::{self, load, store, LANES};
+use rayon::prelude::*;
+use wide::f32x8;
+
+/// Images per parallel task. Fixed (not derived from the thread count) so that the
+/// per-chunk partial gradient sums, and so the results, do not depend on threads.
+pub const BATCH_CHUNK: usize = 4;
+
+/// The direct SIMD path runs when `stride == 1` and `in_c <= DIRECT_MAX_IN_C`: with so
+/// few input channels, the lowered GEMM has a tiny inner dimension and starves
+/// (see `benches/kernels.rs`, group `conv_path`, which measures both paths).
+pub const DIRECT_MAX_IN_C: usize = 3;
+
+/// The shape of a batched 2-D convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dShape {
+    pub batch: usize,
+    pub in_c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub out_c: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl Conv2dShape {
+    /// Checks that the shape describes a convolution with a non-empty output.
+    pub fn validate(&self) -> Result<(), ShapeError> {
+        let dims = [
+            ("batch", self.batch),
+            ("in_c", self.in_c),
+            ("h", self.h),
+            ("w", self.w),
+            ("out_c", self.out_c),
+            ("kh", self.kh),
+            ("kw", self.kw),
+            ("stride", self.stride),
+        ];
+        for (name, v) in dims {
+            if v == 0 {
+                return Err(ShapeError::Zero {
+                    what: "conv2d",
+                    field: name,
+                });
+            }
+        }
+        if self.h + 2 * self.pad < self.kh || self.w + 2 * self.pad < self.kw {
+            return Err(ShapeError::KernelTooLarge {
+                what: "conv2d",
+                kernel: (self.kh, self.kw),
+                input: (self.h + 2 * self.pad, self.w + 2 * self.pad),
+            });
+        }
+        Ok(())
+    }
+
+    fn check(&self) {
+        if let Err(e) = self.validate() {
+            panic!("{e}");
+        }
+    }
+
+    /// Output height, `(h + 2 pad - kh) / stride + 1`.
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.pad - self.kh) / self.stride + 1
+    }
+    /// Output width, `(w + 2 pad - kw) / stride + 1`.
+    pub fn out_w(&self) -> usize {
+        (self.w + 2 * self.pad - self.kw) / self.stride + 1
+    }
+    /// Values in one input image, `in_c · h · w`.
+    pub fn in_image_len(&self) -> usize {
+        self.in_c * self.h * self.w
+    }
+    /// Values in one output image, `out_c · oh · ow`.
+    pub fn out_image_len(&self) -> usize {
+        self.out_c * self.out_h() * self.out_w()
+    }
+    /// Values in the input, `batch · in_c · h · w`.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_image_len()
+    }
+    /// Values in the output, `batch · out_c · oh · ow`.
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_image_len()
+    }
+    /// Values in the weight, `out_c · in_c · kh · kw`.
+    pub fn weight_len(&self) -> usize {
+        self.out_c * self.col_rows()
+    }
+    /// Rows of one image's im2col matrix, `in_c · kh · kw`.
+    pub fn col_rows(&self) -> usize {
+        self.in_c * self.kh * self.kw
+    }
+    /// Values in one image's im2col matrix, `in_c · kh · kw · oh · ow`.
+    pub fn col_len(&self) -> usize {
+        self.col_rows() * self.out_h() * self.out_w()
+    }
+    /// Number of [`BATCH_CHUNK`]-image tasks the batch is split into.
+    pub fn chunks(&self) -> usize {
+        self.batch.div_ceil(BATCH_CHUNK)
+    }
+    /// Whether the direct SIMD path (no im2col) computes forward and weight gradients.
+    pub fn uses_direct(&self) -> bool {
+        self.stride == 1 && self.in_c <= DIRECT_MAX_IN_C
+    }
+    /// Floor of FLOPs (multiply-adds count 2) of the forward pass.
+    pub fn forward_flops(&self) -> u64 {
+        2 * (self.output_len() as u64) * (self.col_rows() as u64)
+    }
+    /// Scratch values [`conv2d_forward`] needs.
+    pub fn forward_scratch_len(&self) -> usize {
+        if self.uses_direct() {
+            0
+        } else {
+            self.chunks() * self.col_len()
+        }
+    }
+    /// Scratch values [`conv2d_backward_weights`] needs.
+    pub fn backward_weights_scratch_len(&self) -> usize {
+        self.chunks() * (self.weight_len() + self.out_c) + self.forward_scratch_len()
+    }
+    /// Scratch values [`conv2d_backward_input`] needs.
+    pub fn backward_input_scratch_len(&self) -> usize {
+        self.chunks() * self.col_len()
+    }
+    /// Scratch values that serve all three conv kernels.
+    pub fn scratch_len(&self) -> usize {
+        self.forward_scratch_len()
+            .max(self.backward_weights_scratch_len())
+            .max(self.backward_input_scratch_len())
+    }
+}
+
+fn check_len(what: &str, name: &str, got: usize, want: usize) {
+    assert!(got == want, "{what}: {name} has {got} values, expected {want}");
+}
+
+fn check_scratch(what: &str, got: usize, want: usize) {
+    assert!(
+        got >= want,
+        "{what}: scratch has {got} values, needs at least {want}"
+    );
+}
+
+/// Lowers one image `x` (`[in_c, h, w]`) to `col` (`[in_c·kh·kw, oh·ow]`):
+/// `col[(c·kh + u)·kw + v, i·ow + j] = x[c, i·stride + u - pad, j·stride + v - pad]`, zero
+/// outside the image.
+pub fn im2col(s: &Conv2dShape, x: &[f32], col: &mut [f32]) {
+    s.check();
+    check_len("im2col", "x", x.len(), s.in_image_len());
+    check_len("im2col", "col", col.len(), s.col_len());
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let mut rows = col.chunks_exact_mut(oh * ow);
+    for c in 0..s.in_c {
+        let plane = &x[c * s.h * s.w..(c + 1) * s.h * s.w];
+        for u in 0..s.kh {
+            for v in 0..s.kw {
+                let row = rows.next().expect("col has in_c·kh·kw rows");
+                let (j0, j1) = valid_cols(s, v, ow);
+                for (i, out) in row.chunks_exact_mut(ow).enumerate() {
+                    let iy = (i * s.stride + u) as isize - s.pad as isize;
+                    if iy < 0 || iy >= s.h as isize || j0 >= j1 {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * s.w..(iy as usize + 1) * s.w];
+                    out[..j0].fill(0.0);
+                    out[j1..].fill(0.0);
+                    let x0 = j0 * s.stride + v - s.pad;
+                    if s.stride == 1 {
+                        out[j0..j1].copy_from_slice(&src[x0..x0 + (j1 - j0)]);
+                    } else {
+                        for (k, o) in out[j0..j1].iter_mut().enumerate() {
+                            *o = src[x0 + k * s.stride];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The inverse scatter of [`im2col`]: `dx` (`[in_c, h, w]`) is zeroed, then every entry of
+/// `dcol` (`[in_c·kh·kw, oh·ow]`) is added at the input position it was read from.
+pub fn col2im(s: &Conv2dShape, dcol: &[f32], dx: &mut [f32]) {
+    s.check();
+    check_len("col2im", "dcol", dcol.len(), s.col_len());
+    check_len("col2im", "dx", dx.len(), s.in_image_len());
+    dx.fill(0.0);
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let mut rows = dcol.chunks_exact(oh * ow);
+    for c in 0..s.in_c {
+        let plane = &mut dx[c * s.h * s.w..(c + 1) * s.h * s.w];
+        for u in 0..s.kh {
+            for v in 0..s.kw {
+                let row = rows.next().expect("dcol has in_c·kh·kw rows");
+                let (j0, j1) = valid_cols(s, v, ow);
+                if j0 >= j1 {
+                    continue;
+                }
+                for (i, src) in row.chunks_exact(ow).enumerate() {
+                    let iy = (i * s.stride + u) as isize - s.pad as isize;
+                    if iy < 0 || iy >= s.h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * s.w..(iy as usize + 1) * s.w];
+                    let x0 = j0 * s.stride + v - s.pad;
+                    if s.stride == 1 {
+                        simd::add_assign(&mut dst[x0..x0 + (j1 - j0)], &src[j0..j1]);
+                    } else {
+                        for (k, g) in src[j0..j1].iter().enumerate() {
+                            dst[x0 + k * s.stride] += g;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Output columns `j0..j1` whose input column `j·stride + v - pad` lies inside the image.
+fn valid_cols(s: &Conv2dShape, v: usize, ow: usize) -> (usize, usize) {
+    // j·stride + v >= pad  <=>  j >= ceil((pad - v) / stride)
+    let j0 = if s.pad > v {
+        (s.pad - v).div_ceil(s.stride)
+    } else {
+        0
+    };
+    // j·stride + v - pad <= w - 1  <=>  j <= (w - 1 + pad - v) / stride
+    let j1 = if s.w + s.pad > v {
+        ((s.w - 1 + s.pad - v) / s.stride + 1).min(ow)
+    } else {
+        0
+    };
+    (j0.min(j1), j1)
+}
+
+/// Forward convolution, `y = conv(x, W) + b` (module docs give the equation).
+///
+/// `x`: `[batch, in_c, h, w]`, `weight`: `[out_c, in_c, kh, kw]`, `bias`: `[out_c]` or
+/// `None`, `y`: `[batch, out_c, oh, ow]` (overwritten), `scratch`: at least
+/// [`Conv2dShape::forward_scratch_len`] values.
+pub fn conv2d_forward(
+    s: &Conv2dShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    const WHAT: &str = "conv2d_forward";
+    s.check();
+    check_len(WHAT, "x", x.len(), s.input_len());
+    check_len(WHAT, "weight", weight.len(), s.weight_len());
+    if let Some(b) = bias {
+        check_len(WHAT, "bias", b.len(), s.out_c);
+    }
+    check_len(WHAT, "y", y.len(), s.output_len());
+    check_scratch(WHAT, scratch.len(), s.forward_scratch_len());
+    let (il, ol) = (s.in_image_len(), s.out_image_len());
+    if s.uses_direct() {
+        y.par_chunks_mut(BATCH_CHUNK * ol)
+            .zip(x.par_chunks(BATCH_CHUNK * il))
+            .for_each(|(yc, xc)| {
+                for (yn, xn) in yc.chunks_exact_mut(ol).zip(xc.chunks_exact(il)) {
+                    direct_forward_image(s, xn, weight, bias, yn);
+                }
+            });
+        return;
+    }
+    let cl = s.col_len();
+    let p = s.out_h() * s.out_w();
+    y.par_chunks_mut(BATCH_CHUNK * ol)
+        .zip(x.par_chunks(BATCH_CHUNK * il))
+        .zip(scratch[..s.forward_scratch_len()].par_chunks_mut(cl))
+        .for_each(|((yc, xc), col)| {
+            for (yn, xn) in yc.chunks_exact_mut(ol).zip(xc.chunks_exact(il)) {
+                im2col(s, xn, col);
+                let beta = match bias {
+                    Some(b) => {
+                        for (row, &bo) in yn.chunks_exact_mut(p).zip(b) {
+                            row.fill(bo);
+                        }
+                        1.0
+                    }
+                    None => 0.0,
+                };
+                sgemm(
+                    1.0,
+                    MatRef::row_major(weight, s.out_c, s.col_rows()),
+                    MatRef::row_major(col, s.col_rows(), p),
+                    beta,
+                    yn,
+                    p,
+                );
+            }
+        });
+}
+
+/// Direct forward of one image for stride 1: for each output row, vectors of 8 output
+/// columns accumulate `W[o, c, u, v] · x[c, i + u - pad, j + v - pad .. +8]` over all taps.
+/// Columns whose taps leave the image (only when `pad > 0`) take the scalar edge path.
+fn direct_forward_image(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let (h, w, pad) = (s.h, s.w, s.pad);
+    let taps = s.col_rows();
+    // Columns j with every tap inside the image: j >= pad and j + kw - 1 - pad <= w - 1.
+    let j_lo = pad.min(ow);
+    let j_hi = (w + pad + 1).saturating_sub(s.kw).clamp(j_lo, ow);
+    for (o, yo) in y.chunks_exact_mut(oh * ow).enumerate() {
+        let wo = &weight[o * taps..(o + 1) * taps];
+        let b = bias.map_or(0.0, |b| b[o]);
+        for (i, yrow) in yo.chunks_exact_mut(ow).enumerate() {
+            let mut j = j_lo;
+            while j + LANES <= j_hi {
+                let mut acc = f32x8::splat(b);
+                for c in 0..s.in_c {
+                    let plane = &x[c * h * w..(c + 1) * h * w];
+                    for u in 0..s.kh {
+                        let iy = (i + u) as isize - pad as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        let row = &plane[iy as usize * w..];
+                        let wrow = &wo[(c * s.kh + u) * s.kw..(c * s.kh + u + 1) * s.kw];
+                        for (v, &wv) in wrow.iter().enumerate() {
+                            acc = load(&row[j + v - pad..]).mul_add(f32x8::splat(wv), acc);
+                        }
+                    }
+                }
+                store(&mut yrow[j..], acc);
+                j += LANES;
+            }
+            for jj in (0..j_lo).chain(j..ow) {
+                yrow[jj] = b + direct_point(s, x, wo, i, jj);
+            }
+        }
+    }
+}
+
+/// `Σ_{c,u,v} W[c, u, v] · x[c, i + u - pad, j + v - pad]` with bounds checks (stride 1).
+fn direct_point(s: &Conv2dShape, x: &[f32], wo: &[f32], i: usize, j: usize) -> f32 {
+    let mut acc = 0.0f32;
+    for c in 0..s.in_c {
+        for u in 0..s.kh {
+            let iy = (i + u) as isize - s.pad as isize;
+            if iy < 0 || iy >= s.h as isize {
+                continue;
+            }
+            for v in 0..s.kw {
+                let ix = (j + v) as isize - s.pad as isize;
+                if ix < 0 || ix >= s.w as isize {
+                    continue;
+                }
+                let xv = x[(c * s.h + iy as usize) * s.w + ix as usize];
+                acc = xv.mul_add(wo[(c * s.kh + u) * s.kw + v], acc);
+            }
+        }
+    }
+    acc
+}
+
+/// Weight and bias gradients: `dW = Σ_n dy_n · col_nᵀ` (`[out_c, in_c, kh, kw]`,
+/// overwritten) and `db[o] = Σ_{n,i,j} dy[n, o, i, j]` (`[out_c]`, overwritten, skipped when
+/// `None`).
+///
+/// `x`: the forward input `[batch, in_c, h, w]`; `dy`: `[batch, out_c, oh, ow]`;
+/// `scratch`: at least [`Conv2dShape::backward_weights_scratch_len`] values. Partial sums
+/// are taken per [`BATCH_CHUNK`] images and added in chunk order (thread-count independent).
+pub fn conv2d_backward_weights(
+    s: &Conv2dShape,
+    x: &[f32],
+    dy: &[f32],
+    grad_weight: &mut [f32],
+    grad_bias: Option<&mut [f32]>,
+    scratch: &mut [f32],
+) {
+    const WHAT: &str = "conv2d_backward_weights";
+    s.check();
+    check_len(WHAT, "x", x.len(), s.input_len());
+    check_len(WHAT, "dy", dy.len(), s.output_len());
+    check_len(WHAT, "grad_weight", grad_weight.len(), s.weight_len());
+    if let Some(gb) = &grad_bias {
+        check_len(WHAT, "grad_bias", gb.len(), s.out_c);
+    }
+    check_scratch(WHAT, scratch.len(), s.backward_weights_scratch_len());
+    let (il, ol, wl) = (s.in_image_len(), s.out_image_len(), s.weight_len());
+    let part_len = wl + s.out_c;
+    let (partials, rest) = scratch.split_at_mut(s.chunks() * part_len);
+    let p = s.out_h() * s.out_w();
+    let want_bias = grad_bias.is_some();
+    let per_chunk = |((part, xc), dyc): ((&mut [f32], &[f32]), &[f32]), col: Option<&mut [f32]>| {
+        let (pw, pb) = part.split_at_mut(wl);
+        pw.fill(0.0);
+        pb.fill(0.0);
+        let mut col = col;
+        for (xn, dyn_) in xc.chunks_exact(il).zip(dyc.chunks_exact(ol)) {
+            match col.as_deref_mut() {
+                None => direct_backward_weights_image(s, xn, dyn_, pw),
+                Some(col) => {
+                    im2col(s, xn, col);
+                    sgemm(
+                        1.0,
+                        MatRef::row_major(dyn_, s.out_c, p),
+                        MatRef::transposed(col, p, s.col_rows()),
+                        1.0,
+                        pw,
+                        s.col_rows(),
+                    );
+                }
+            }
+            if want_bias {
+                for (g, row) in pb.iter_mut().zip(dyn_.chunks_exact(p)) {
+                    *g += simd::sum(row);
+                }
+            }
+        }
+    };
+    let tasks = partials
+        .par_chunks_mut(part_len)
+        .zip(x.par_chunks(BATCH_CHUNK * il))
+        .zip(dy.par_chunks(BATCH_CHUNK * ol));
+    if s.uses_direct() {
+        tasks.for_each(|t| per_chunk(t, None));
+    } else {
+        tasks
+            .zip(rest[..s.chunks() * s.col_len()].par_chunks_mut(s.col_len()))
+            .for_each(|(t, col)| per_chunk(t, Some(col)));
+    }
+    let mut parts = partials.chunks_exact(part_len);
+    let first = parts.next().expect("batch >= 1");
+    grad_weight.copy_from_slice(&first[..wl]);
+    let mut gb = grad_bias;
+    if let Some(gb) = gb.as_deref_mut() {
+        gb.copy_from_slice(&first[wl..]);
+    }
+    for part in parts {
+        simd::add_assign(grad_weight, &part[..wl]);
+        if let Some(gb) = gb.as_deref_mut() {
+            simd::add_assign(gb, &part[wl..]);
+        }
+    }
+}
+
+/// Direct weight gradient of one image for stride 1, added into `gw` (`[out_c, in_c, kh, kw]`):
+/// `gw[o, c, u, v] += Σ_{i,j} dy[o, i, j] · x[c, i + u - pad, j + v - pad]`, each a SIMD
+/// dot product along `j` over the columns that stay inside the image.
+fn direct_backward_weights_image(s: &Conv2dShape, x: &[f32], dy: &[f32], gw: &mut [f32]) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let (h, w, pad) = (s.h, s.w, s.pad);
+    let taps = s.col_rows();
+    for (o, dyo) in dy.chunks_exact(oh * ow).enumerate() {
+        let gwo = &mut gw[o * taps..(o + 1) * taps];
+        for c in 0..s.in_c {
+            let plane = &x[c * h * w..(c + 1) * h * w];
+            for u in 0..s.kh {
+                // Output rows i whose input row i + u - pad is inside the image.
+                let i0 = pad.saturating_sub(u);
+                let i1 = (h + pad).saturating_sub(u).min(oh);
+                for v in 0..s.kw {
+                    let j0 = pad.saturating_sub(v);
+                    let j1 = (w + pad).saturating_sub(v).min(ow);
+                    if i0 >= i1 || j0 >= j1 {
+                        continue;
+                    }
+                    let mut acc = 0.0f32;
+                    for i in i0..i1 {
+                        let xrow = &plane[(i + u - pad) * w + (j0 + v - pad)..];
+                        let dyrow = &dyo[i * ow + j0..i * ow + j1];
+                        acc += simd::dot(dyrow, &xrow[..j1 - j0]);
+                    }
+                    gwo[(c * s.kh + u) * s.kw + v] += acc;
+                }
+            }
+        }
+    }
+}
+
+/// Input gradient: `dx_n = col2im(Wᵀ · dy_n)` for every image (`[batch, in_c, h, w]`,
+/// overwritten). A network skips this for its first layer.
+///
+/// `weight`: `[out_c, in_c, kh, kw]`; `dy`: `[batch, out_c, oh, ow]`; `scratch`: at least
+/// [`Conv2dShape::backward_input_scratch_len`] values.
+pub fn conv2d_backward_input(
+    s: &Conv2dShape,
+    weight: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    scratch: &mut [f32],
+) {
+    const WHAT: &str = "conv2d_backward_input";
+    s.check();
+    check_len(WHAT, "weight", weight.len(), s.weight_len());
+    check_len(WHAT, "dy", dy.len(), s.output_len());
+    check_len(WHAT, "dx", dx.len(), s.input_len());
+    check_scratch(WHAT, scratch.len(), s.backward_input_scratch_len());
+    let (il, ol, cl) = (s.in_image_len(), s.out_image_len(), s.col_len());
+    let p = s.out_h() * s.out_w();
+    dx.par_chunks_mut(BATCH_CHUNK * il)
+        .zip(dy.par_chunks(BATCH_CHUNK * ol))
+        .zip(scratch[..s.chunks() * cl].par_chunks_mut(cl))
+        .for_each(|((dxc, dyc), dcol)| {
+            for (dxn, dyn_) in dxc.chunks_exact_mut(il).zip(dyc.chunks_exact(ol)) {
+                sgemm(
+                    1.0,
+                    MatRef::transposed(weight, s.col_rows(), s.out_c),
+                    MatRef::row_major(dyn_, s.out_c, p),
+                    0.0,
+                    dcol,
+                    p,
+                );
+                col2im(s, dcol, dxn);
+            }
+        });
+}

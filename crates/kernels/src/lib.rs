@@ -1,0 +1,62 @@
+//! # petal-kernels
+//!
+//! The CPU kernels under Petal: pure `f32` functions over slices, with no I/O and no model
+//! state. Each forward kernel has its backward twin:
+//!
+//! | module | forward | backward |
+//! | --- | --- | --- |
+//! | [`conv`] | [`conv2d_forward`] (im2col + GEMM, or direct SIMD for small `in_c`) | [`conv2d_backward_weights`], [`conv2d_backward_input`] |
+//! | [`pool`] | [`max_pool2d_forward`] (with argmax) | [`max_pool2d_backward`] |
+//! | [`dense`] | [`dense_forward`] | [`dense_backward`] |
+//! | [`activation`] | [`relu_forward`] | [`relu_backward`] |
+//! | [`softmax`] | [`softmax_forward`] | [`softmax_cross_entropy`] (loss and `dL/dlogits`, fused) |
+//! | [`sgd`] | [`sgd_step`] (momentum, weight decay) | |
+//!
+//! Conventions: NCHW, batch first, contiguous; conv weight `[out_c, in_c, kh, kw]`, dense
+//! weight `[out, in]` (PyTorch's layouts). Kernels never allocate: callers pass output
+//! buffers and the scratch space each shape struct sizes (`Conv2dShape::scratch_len`).
+//! A shape contract violation panics with a message naming the mismatch; data from
+//! outside (labels) is checked and returned as an error.
+//!
+//! Threads: rayon's current pool, over fixed chunks of the batch. Reductions over the
+//! batch are done in a fixed order, so every result is bit-identical on any number of
+//! threads. SIMD: `wide::f32x8`; build with `-C target-cpu=native` (or at least
+//! `-C target-feature=+avx2,+fma`) so it compiles to AVX2/AVX-512 with fused multiply-add.
+//!
+//! ```
+//! use petal_kernels::{conv2d_forward, max_pool2d_forward, Conv2dShape, Pool2dShape};
+//!
+//! // The seed's first two layers on one 50x50 grayscale image.
+//! let conv = Conv2dShape { batch: 1, in_c: 1, h: 50, w: 50, out_c: 8, kh: 3, kw: 3, stride: 1, pad: 0 };
+//! let x = vec![0.5f32; conv.input_len()];
+//! let weight = vec![0.1f32; conv.weight_len()];
+//! let bias = vec![0.0f32; conv.out_c];
+//! let mut y = vec![0.0f32; conv.output_len()];
+//! let mut scratch = vec![0.0f32; conv.scratch_len()];
+//! conv2d_forward(&conv, &x, &weight, Some(&bias), &mut y, &mut scratch);
+//! assert!((y[0] - 0.45).abs() < 1e-6); // 9 taps of 0.5 · 0.1
+//!
+//! let pool = Pool2dShape { batch: 1, c: 8, h: 48, w: 48, k: 2, stride: 2 };
+//! let mut pooled = vec![0.0f32; pool.output_len()];
+//! let mut argmax = vec![0u32; pool.output_len()];
+//! max_pool2d_forward(&pool, &y, &mut pooled, &mut argmax);
+//! assert_eq!(pooled.len(), 8 * 24 * 24); // 4608 values, flattened for the dense layer
+//! ```
+
+pub mod activation;
+pub mod conv;
+pub mod dense;
+mod gemm;
+pub mod pool;
+pub mod sgd;
+pub mod shape;
+pub mod simd;
+pub mod softmax;
+
+pub use activation::{relu_backward, relu_forward, relu_forward_inplace};
+pub use conv::{col2im, conv2d_backward_input, conv2d_backward_weights, conv2d_forward, im2col, Conv2dShape};
+pub use dense::{dense_backward, dense_forward, DenseShape};
+pub use pool::{max_pool2d_backward, max_pool2d_forward, Pool2dShape};
+pub use sgd::{sgd_step, SgdConfig};
+pub use shape::ShapeError;
+pub use softmax::{softmax_cross_entropy, softmax_forward, LabelError};

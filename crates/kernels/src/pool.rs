@@ -1,0 +1,225 @@
+//! Max pooling with argmax indices, forward and backward.
+//!
+//! Shapes: input `x` `[batch, c, h, w]`, output `y` `[batch, c, oh, ow]` with
+//! `oh = (h - k) / stride + 1`, `ow = (w - k) / stride + 1` (no padding, floor mode, as
+//! PyTorch's `MaxPool2d(k, stride)`).
+//!
+//! `y[n, c, i, j] = max_{u, v < k} x[n, c, i·stride + u, j·stride + v]`, and `argmax` holds
+//! the position `row · w + col` of that maximum within its `h x w` plane. Ties go to the
+//! first maximum in row-major window order; a NaN in a window wins (propagates), like
+//! PyTorch. The gradient flows only to each window's maximum (the seed's "Pooling_layer"):
+//! `dx[n, c, argmax] += dy[n, c, i, j]`, so overlapping windows accumulate.
+
+use crate::shape::ShapeError;
+use rayon::prelude::*;
+
+/// The shape of a batched 2-D max pooling with a square `k x k` window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Pool2dShape {
+    pub batch: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub stride: usize,
+}
+
+/// Planes handed to one rayon task (each plane is independent, so any grouping gives the
+/// same result; this only sets the task size).
+const PLANES_PER_TASK: usize = 8;
+
+impl Pool2dShape {
+    /// Checks that the window fits the input and no size is zero.
+    pub fn validate(&self) -> Result<(), ShapeError> {
+        for (field, v) in [
+            ("batch", self.batch),
+            ("c", self.c),
+            ("h", self.h),
+            ("w", self.w),
+            ("k", self.k),
+            ("stride", self.stride),
+        ] {
+            if v == 0 {
+                return Err(ShapeError::Zero {
+                    what: "max_pool2d",
+                    field,
+                });
+            }
+        }
+        if self.k > self.h || self.k > self.w {
+            return Err(ShapeError::KernelTooLarge {
+                what: "max_pool2d",
+                kernel: (self.k, self.k),
+                input: (self.h, self.w),
+            });
+        }
+        Ok(())
+    }
+    fn check(&self) {
+        if let Err(e) = self.validate() {
+            panic!("{e}");
+        }
+    }
+    /// Output height, `(h - k) / stride + 1`.
+    pub fn out_h(&self) -> usize {
+        (self.h - self.k) / self.stride + 1
+    }
+    /// Output width, `(w - k) / stride + 1`.
+    pub fn out_w(&self) -> usize {
+        (self.w - self.k) / self.stride + 1
+    }
+    /// Values in the input, `batch · c · h · w`.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.c * self.h * self.w
+    }
+    /// Values in the output (and in `argmax`), `batch · c · oh · ow`.
+    pub fn output_len(&self) -> usize {
+        self.batch * self.c * self.out_h() * self.out_w()
+    }
+}
+
+/// Max pooling forward: fills `y` and `argmax` (both `[batch, c, oh, ow]`) from `x`
+/// (`[batch, c, h, w]`); module docs give the equation.
+pub fn max_pool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
+    s.check();
+    assert!(
+        x.len() == s.input_len(),
+        "max_pool2d_forward: x has {} values, expected {}",
+        x.len(),
+        s.input_len()
+    );
+    assert!(
+        y.len() == s.output_len(),
+        "max_pool2d_forward: y has {} values, expected {}",
+        y.len(),
+        s.output_len()
+    );
+    assert!(
+        argmax.len() == s.output_len(),
+        "max_pool2d_forward: argmax has {} values, expected {}",
+        argmax.len(),
+        s.output_len()
+    );
+    assert!(
+        s.h * s.w <= u32::MAX as usize,
+        "max_pool2d_forward: plane of {}x{} too large for u32 indices",
+        s.h,
+        s.w
+    );
+    let (pl, ol) = (s.h * s.w, s.out_h() * s.out_w());
+    x.par_chunks(PLANES_PER_TASK * pl)
+        .zip(y.par_chunks_mut(PLANES_PER_TASK * ol))
+        .zip(argmax.par_chunks_mut(PLANES_PER_TASK * ol))
+        .for_each(|((xc, yc), ac)| {
+            for ((xp, yp), ap) in xc
+                .chunks_exact(pl)
+                .zip(yc.chunks_exact_mut(ol))
+                .zip(ac.chunks_exact_mut(ol))
+            {
+                if s.k == 2 && s.stride == 2 {
+                    pool_plane_2x2(s, xp, yp, ap);
+                } else {
+                    pool_plane(s, xp, yp, ap);
+                }
+            }
+        });
+}
+
+#[inline(always)]
+fn wins(v: f32, best: f32) -> bool {
+    v > best || (v.is_nan() && !best.is_nan())
+}
+
+fn pool_plane(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
+    let ow = s.out_w();
+    for (i, (yrow, arow)) in y.chunks_exact_mut(ow).zip(am.chunks_exact_mut(ow)).enumerate() {
+        for (j, (yv, av)) in yrow.iter_mut().zip(arow.iter_mut()).enumerate() {
+            let (r0, c0) = (i * s.stride, j * s.stride);
+            let mut best_idx = r0 * s.w + c0;
+            let mut best = x[best_idx];
+            for r in r0..r0 + s.k {
+                for (c, &v) in x[r * s.w + c0..r * s.w + c0 + s.k].iter().enumerate() {
+                    if wins(v, best) {
+                        best = v;
+                        best_idx = r * s.w + c0 + c;
+                    }
+                }
+            }
+            *yv = best;
+            *av = best_idx as u32;
+        }
+    }
+}
+
+/// The 2x2 / stride 2 case (every preset's pooling), unrolled.
+fn pool_plane_2x2(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
+    let (ow, w) = (s.out_w(), s.w);
+    for (i, (yrow, arow)) in y.chunks_exact_mut(ow).zip(am.chunks_exact_mut(ow)).enumerate() {
+        let r0 = &x[2 * i * w..2 * i * w + 2 * ow];
+        let r1 = &x[(2 * i + 1) * w..(2 * i + 1) * w + 2 * ow];
+        for (j, (yv, av)) in yrow.iter_mut().zip(arow.iter_mut()).enumerate() {
+            let base = (2 * i * w + 2 * j) as u32;
+            let (mut best, mut idx) = (r0[2 * j], base);
+            if wins(r0[2 * j + 1], best) {
+                best = r0[2 * j + 1];
+                idx = base + 1;
+            }
+            if wins(r1[2 * j], best) {
+                best = r1[2 * j];
+                idx = base + w as u32;
+            }
+            if wins(r1[2 * j + 1], best) {
+                best = r1[2 * j + 1];
+                idx = base + w as u32 + 1;
+            }
+            *yv = best;
+            *av = idx;
+        }
+    }
+}
+
+/// Max pooling backward: `dx` (`[batch, c, h, w]`) is zeroed, then each `dy[n, c, i, j]`
+/// is added at `argmax[n, c, i, j]` of its plane.
+pub fn max_pool2d_backward(s: &Pool2dShape, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
+    s.check();
+    assert!(
+        dy.len() == s.output_len(),
+        "max_pool2d_backward: dy has {} values, expected {}",
+        dy.len(),
+        s.output_len()
+    );
+    assert!(
+        argmax.len() == s.output_len(),
+        "max_pool2d_backward: argmax has {} values, expected {}",
+        argmax.len(),
+        s.output_len()
+    );
+    assert!(
+        dx.len() == s.input_len(),
+        "max_pool2d_backward: dx has {} values, expected {}",
+        dx.len(),
+        s.input_len()
+    );
+    let (pl, ol) = (s.h * s.w, s.out_h() * s.out_w());
+    dx.par_chunks_mut(PLANES_PER_TASK * pl)
+        .zip(dy.par_chunks(PLANES_PER_TASK * ol))
+        .zip(argmax.par_chunks(PLANES_PER_TASK * ol))
+        .for_each(|((dxc, dyc), ac)| {
+            dxc.fill(0.0);
+            for ((dxp, dyp), ap) in dxc
+                .chunks_exact_mut(pl)
+                .zip(dyc.chunks_exact(ol))
+                .zip(ac.chunks_exact(ol))
+            {
+                for (&g, &a) in dyp.iter().zip(ap) {
+                    assert!(
+                        (a as usize) < pl,
+                        "max_pool2d_backward: argmax {a} outside the {}x{} plane",
+                        s.h,
+                        s.w
+                    );
+                    dxp[a as usize] += g;
+                }
+            }
+        });
+}

@@ -1,0 +1,91 @@
+//! Stochastic gradient descent with momentum and weight decay (PyTorch's `SGD` rule).
+//!
+//! For each parameter `w` with gradient `g` and velocity `v` (zero at the start):
+//! `d = g + weight_decay · w`; `v = momentum · v + d`; `w = w - lr · v`.
+//! With `momentum == 0` the velocity is not used: `w = w - lr · d`.
+
+use crate::simd::{load, store, LANES};
+use rayon::prelude::*;
+use wide::f32x8;
+
+/// Values per rayon task; element-wise, so the grouping never changes results.
+const BLOCK: usize = 1 << 14;
+
+/// SGD hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdConfig {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+}
+
+/// One SGD step over a flat parameter tensor (module docs give the rule).
+///
+/// `params`, `grads` and `velocity` have the same length; `velocity` may be empty when
+/// `momentum == 0`.
+pub fn sgd_step(cfg: &SgdConfig, params: &mut [f32], grads: &[f32], velocity: &mut [f32]) {
+    assert!(
+        params.len() == grads.len(),
+        "sgd_step: params has {} values, grads has {}",
+        params.len(),
+        grads.len()
+    );
+    let SgdConfig {
+        lr,
+        momentum,
+        weight_decay: wd,
+    } = *cfg;
+    if momentum == 0.0 && velocity.is_empty() {
+        params
+            .par_chunks_mut(BLOCK)
+            .zip(grads.par_chunks(BLOCK))
+            .for_each(|(p, g)| {
+                let (lrv, wdv) = (f32x8::splat(-lr), f32x8::splat(wd));
+                let mut pc = p.chunks_exact_mut(LANES);
+                let mut gc = g.chunks_exact(LANES);
+                for (pv, gv) in (&mut pc).zip(&mut gc) {
+                    let w = load(pv);
+                    let d = w.mul_add(wdv, load(gv));
+                    store(pv, d.mul_add(lrv, w));
+                }
+                for (pv, &gv) in pc.into_remainder().iter_mut().zip(gc.remainder()) {
+                    let d = pv.mul_add(wd, gv);
+                    *pv = d.mul_add(-lr, *pv);
+                }
+            });
+        return;
+    }
+    assert!(
+        velocity.len() == params.len(),
+        "sgd_step: velocity has {} values, params has {} (momentum {momentum})",
+        velocity.len(),
+        params.len()
+    );
+    params
+        .par_chunks_mut(BLOCK)
+        .zip(grads.par_chunks(BLOCK))
+        .zip(velocity.par_chunks_mut(BLOCK))
+        .for_each(|((p, g), v)| {
+            let (lrv, wdv, mv) = (f32x8::splat(-lr), f32x8::splat(wd), f32x8::splat(momentum));
+            let mut pc = p.chunks_exact_mut(LANES);
+            let mut gc = g.chunks_exact(LANES);
+            let mut vc = v.chunks_exact_mut(LANES);
+            for ((pv, gv), vv) in (&mut pc).zip(&mut gc).zip(&mut vc) {
+                let w = load(pv);
+                let d = w.mul_add(wdv, load(gv));
+                let nv = load(vv).mul_add(mv, d);
+                store(vv, nv);
+                store(pv, nv.mul_add(lrv, w));
+            }
+            for ((pv, &gv), vv) in pc
+                .into_remainder()
+                .iter_mut()
+                .zip(gc.remainder())
+                .zip(vc.into_remainder())
+            {
+                let d = pv.mul_add(wd, gv);
+                *vv = vv.mul_add(momentum, d);
+                *pv = vv.mul_add(-lr, *pv);
+            }
+        });
+}

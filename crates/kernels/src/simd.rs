@@ -1,0 +1,101 @@
+//! Small SIMD helpers over `f32` slices, built on `wide::f32x8`.
+//!
+//! Every helper handles lengths that are not a multiple of [`LANES`] with a scalar tail,
+//! and sums in one fixed order for a given length, so results never depend on threads.
+
+use wide::f32x8;
+
+/// Lanes in the vector type the kernels use.
+pub const LANES: usize = 8;
+
+/// Loads `LANES` values from the start of `s` (which must hold at least that many).
+#[inline(always)]
+pub(crate) fn load(s: &[f32]) -> f32x8 {
+    let a: [f32; LANES] = s[..LANES].try_into().expect("slice holds LANES values");
+    f32x8::new(a)
+}
+
+/// Stores `v` into the first `LANES` values of `s`.
+#[inline(always)]
+pub(crate) fn store(s: &mut [f32], v: f32x8) {
+    s[..LANES].copy_from_slice(&v.to_array());
+}
+
+/// Sum of `x`: eight lane-wise partial sums, then the lanes, then the tail, in that order.
+#[inline]
+pub fn sum(x: &[f32]) -> f32 {
+    let mut acc = f32x8::ZERO;
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        acc += load(c);
+    }
+    let mut s = acc.reduce_add();
+    for &v in chunks.remainder() {
+        s += v;
+    }
+    s
+}
+
+/// `y[i] += x[i]` for every `i`.
+#[inline]
+pub fn add_assign(y: &mut [f32], x: &[f32]) {
+    assert_eq!(
+        y.len(),
+        x.len(),
+        "add_assign: y has {} values, x has {}",
+        y.len(),
+        x.len()
+    );
+    let mut yc = y.chunks_exact_mut(LANES);
+    let mut xc = x.chunks_exact(LANES);
+    for (yv, xv) in (&mut yc).zip(&mut xc) {
+        store(yv, load(yv) + load(xv));
+    }
+    for (yv, xv) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
+        *yv += xv;
+    }
+}
+
+/// `y[i] += a * x[i]` for every `i` (fused multiply-add where the CPU has it).
+#[inline]
+pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    assert_eq!(
+        y.len(),
+        x.len(),
+        "axpy: y has {} values, x has {}",
+        y.len(),
+        x.len()
+    );
+    let av = f32x8::splat(a);
+    let mut yc = y.chunks_exact_mut(LANES);
+    let mut xc = x.chunks_exact(LANES);
+    for (yv, xv) in (&mut yc).zip(&mut xc) {
+        store(yv, load(xv).mul_add(av, load(yv)));
+    }
+    for (yv, &xv) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
+        *yv = xv.mul_add(a, *yv);
+    }
+}
+
+/// Dot product of `a` and `b` in a fixed order (lane partial sums, then the tail).
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "dot: a has {} values, b has {}",
+        a.len(),
+        b.len()
+    );
+    let mut acc = f32x8::ZERO;
+    let mut ac = a.chunks_exact(LANES);
+    let mut bc = b.chunks_exact(LANES);
+    for (av, bv) in (&mut ac).zip(&mut bc) {
+        acc = load(av).mul_add(load(bv), acc);
+    }
+    let mut s = acc.reduce_add();
+    for (&x, &y) in ac.remainder().iter().zip(bc.remainder()) {
+        s = x.mul_add(y, s);
+    }
+    s
+}

@@ -1,0 +1,131 @@
+//! Softmax and the fused softmax cross-entropy loss with its gradient.
+//!
+//! Shapes: logits `t` `[batch, classes]`, labels `c` `[batch]`, probabilities `p`
+//! `[batch, classes]`, per-sample losses `[batch]`.
+//!
+//! Forward (the seed's eq. 1, 2, 4): `p[n, i] = exp(t[n, i]) / Σ_k exp(t[n, k])`, computed
+//! as `exp(t - max) / Σ exp(t - max)` so no exponential overflows, and
+//! `L_n = -log p[n, c_n] = log Σ_k exp(t[n, k] - m) - (t[n, c_n] - m)` with `m = max_k t[n, k]`,
+//! which stays finite even when `p[n, c_n]` underflows to 0. The loss is the mean
+//! `L = (1/B) Σ_n L_n`.
+//!
+//! Gradient with respect to the logits (the seed's eq. 3, 7 and 9, by the chain rule):
+//! with `out = p[n, ·]` and the true class `c`, eq. (3) gives `∂L_n/∂out(c) = -1 / p_c`
+//! (and 0 for the other outputs), so only `out(c)` carries gradient. Eq. (9) gives
+//! `∂out(c)/∂t_c = p_c (1 - p_c)` and eq. (7) gives `∂out(c)/∂t_i = -p_c p_i` for `i ≠ c`.
+//! Multiplying:
+//! - `i = c`: `(-1/p_c) · p_c (1 - p_c) = p_c - 1`,
+//! - `i ≠ c`: `(-1/p_c) · (-p_c p_i) = p_i`,
+//!
+//! that is `∂L_n/∂t[n, i] = p[n, i] - onehot(c_n)[i]`; the mean over the batch divides by
+//! `B`: `∂L/∂t[n, i] = (p[n, i] - onehot(c_n)[i]) / B`. The fused form never divides by
+//! `p_c`, so it is exact where the unfused eq. (3) would divide by an underflowed 0.
+
+/// A label that names no class.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("label {label} of sample {sample} is out of range: there are {classes} classes (0..{classes})")]
+pub struct LabelError {
+    pub sample: usize,
+    pub label: usize,
+    pub classes: usize,
+}
+
+fn check_shapes(what: &str, logits: usize, classes: usize, out: &[(&str, usize, usize)]) -> usize {
+    assert!(classes > 0, "{what}: classes must be at least 1");
+    assert!(
+        logits % classes == 0,
+        "{what}: logits has {logits} values, not a multiple of {classes} classes"
+    );
+    let batch = logits / classes;
+    for &(name, got, per) in out {
+        assert!(
+            got == batch * per,
+            "{what}: {name} has {got} values, expected {}",
+            batch * per
+        );
+    }
+    batch
+}
+
+/// Softmax of one row into `p`; returns `log Σ exp(t - max)` and `max`.
+#[inline]
+fn softmax_row(t: &[f32], p: &mut [f32]) -> (f32, f32) {
+    let m = t.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for (pi, &ti) in p.iter_mut().zip(t) {
+        *pi = (ti - m).exp();
+        sum += *pi;
+    }
+    let inv = 1.0 / sum;
+    for pi in p.iter_mut() {
+        *pi *= inv;
+    }
+    (sum.ln(), m)
+}
+
+/// Softmax over the last axis: `probs[n, i] = exp(t[n, i] - m_n) / Σ_k exp(t[n, k] - m_n)`.
+pub fn softmax_forward(logits: &[f32], classes: usize, probs: &mut [f32]) {
+    check_shapes(
+        "softmax_forward",
+        logits.len(),
+        classes,
+        &[("probs", probs.len(), classes)],
+    );
+    for (t, p) in logits.chunks_exact(classes).zip(probs.chunks_exact_mut(classes)) {
+        softmax_row(t, p);
+    }
+}
+
+/// Fused softmax cross-entropy, forward and backward in one pass (module docs derive it).
+///
+/// Writes `probs` (`[batch, classes]`), `losses` (`[batch]`, `L_n`) and `grad_logits`
+/// (`[batch, classes]`, `(p - onehot) / batch`), and returns the mean loss. Labels are
+/// checked first: an out-of-range label returns [`LabelError`] and writes nothing.
+///
+/// The classes axis is short (5 for the seed's flowers), so each row is a scalar loop;
+/// the mean is summed in f64 in sample order.
+pub fn softmax_cross_entropy(
+    logits: &[f32],
+    labels: &[usize],
+    classes: usize,
+    probs: &mut [f32],
+    losses: &mut [f32],
+    grad_logits: &mut [f32],
+) -> Result<f32, LabelError> {
+    let batch = check_shapes(
+        "softmax_cross_entropy",
+        logits.len(),
+        classes,
+        &[
+            ("labels", labels.len(), 1),
+            ("probs", probs.len(), classes),
+            ("losses", losses.len(), 1),
+            ("grad_logits", grad_logits.len(), classes),
+        ],
+    );
+    if let Some((sample, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+        return Err(LabelError {
+            sample,
+            label,
+            classes,
+        });
+    }
+    let inv_b = 1.0 / batch as f32;
+    let mut total = 0.0f64;
+    for ((((t, p), g), &c), loss) in logits
+        .chunks_exact(classes)
+        .zip(probs.chunks_exact_mut(classes))
+        .zip(grad_logits.chunks_exact_mut(classes))
+        .zip(labels)
+        .zip(losses.iter_mut())
+    {
+        let (log_sum, m) = softmax_row(t, p);
+        *loss = log_sum - (t[c] - m);
+        total += *loss as f64;
+        for (gi, &pi) in g.iter_mut().zip(p.iter()) {
+            *gi = pi * inv_b;
+        }
+        g[c] = (p[c] - 1.0) * inv_b;
+    }
+    Ok((total / batch as f64) as f32)
+}
