@@ -25,9 +25,30 @@ fn kernels_reproduce_pytorch_seednet_forward_and_gradients() {
         "pool windows too close to a tie for an f32 comparison"
     );
 
-    let conv = Conv2dShape { batch: b, in_c: 1, h: 50, w: 50, out_c: 8, kh: 3, kw: 3, stride: 1, pad: 0 };
-    let pool = Pool2dShape { batch: b, c: 8, h: 48, w: 48, k: 2, stride: 2 };
-    let dense = DenseShape { batch: b, inputs: 4608, outputs: 5 };
+    let conv = Conv2dShape {
+        batch: b,
+        in_c: 1,
+        h: 50,
+        w: 50,
+        out_c: 8,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad: 0,
+    };
+    let pool = Pool2dShape {
+        batch: b,
+        c: 8,
+        h: 48,
+        w: 48,
+        k: 2,
+        stride: 2,
+    };
+    let dense = DenseShape {
+        batch: b,
+        inputs: 4608,
+        outputs: 5,
+    };
     let mut scratch = vec![0.0f32; conv.scratch_len()];
 
     // Forward.
@@ -41,13 +62,22 @@ fn kernels_reproduce_pytorch_seednet_forward_and_gradients() {
     let mut probs = vec![0.0f32; b * 5];
     let mut losses = vec![0.0f32; b];
     let mut dlogits = vec![0.0f32; b * 5];
-    let loss = softmax_cross_entropy(&logits, &labels, 5, &mut probs, &mut losses, &mut dlogits).expect("labels");
+    let loss =
+        softmax_cross_entropy(&logits, &labels, 5, &mut probs, &mut losses, &mut dlogits).expect("labels");
 
     // Backward.
     let mut gfw = vec![0.0f32; fw.len()];
     let mut gfb = vec![0.0f32; 5];
     let mut gpooled = vec![0.0f32; pooled.len()];
-    dense_backward(&dense, &pooled, &fw, &dlogits, &mut gfw, Some(&mut gfb), Some(&mut gpooled));
+    dense_backward(
+        &dense,
+        &pooled,
+        &fw,
+        &dlogits,
+        &mut gfw,
+        Some(&mut gfb),
+        Some(&mut gpooled),
+    );
     let mut gconv = vec![0.0f32; conv_out.len()];
     max_pool2d_backward(&pool, &gpooled, &argmax, &mut gconv);
     let mut gcw = vec![0.0f32; cw.len()];
@@ -74,12 +104,25 @@ fn kernels_reproduce_pytorch_seednet_forward_and_gradients() {
         assert!(e < TOL, "{name}: relative error {e:.3e} exceeds {TOL:.0e}");
     }
     let loss_err = ((loss as f64) - f.loss).abs() / f.loss.abs();
-    assert!(loss_err < TOL, "mean loss {loss} vs PyTorch {}: relative error {loss_err:.3e}", f.loss);
+    assert!(
+        loss_err < TOL,
+        "mean loss {loss} vs PyTorch {}: relative error {loss_err:.3e}",
+        f.loss
+    );
 
     // One plain SGD step matches the fixture's rule w_new = w - lr * grad.
     let lr = 0.05f32;
     let mut w = fw.clone();
-    sgd_step(&SgdConfig { lr, momentum: 0.0, weight_decay: 0.0 }, &mut w, &gfw, &mut []);
+    sgd_step(
+        &SgdConfig {
+            lr,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+        &mut w,
+        &gfw,
+        &mut [],
+    );
     let want: Vec<f64> = f
         .tensor("fc.weight")
         .data

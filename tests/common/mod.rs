@@ -34,7 +34,8 @@ pub struct SeednetFixture {
 impl SeednetFixture {
     pub fn load() -> Self {
         let path = fixture_path("torch_seednet_grad_seed1.json");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         let f: SeednetFixture = serde_json::from_str(&text).expect("fixture parses");
         assert_eq!(f.format, "seednet-gradref/1");
         f
@@ -42,7 +43,10 @@ impl SeednetFixture {
 
     /// A tensor by its key, e.g. `conv.weight` or `grad.fc.bias`.
     pub fn tensor(&self, name: &str) -> Tensor {
-        let v = self.tensors.get(name).unwrap_or_else(|| panic!("fixture has no tensor {name}"));
+        let v = self
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("fixture has no tensor {name}"));
         let t: Tensor = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("tensor {name}: {e}"));
         assert_eq!(t.len(), t.data.len(), "tensor {name}: shape and data disagree");
         t
@@ -54,13 +58,18 @@ impl SeednetFixture {
 }
 
 pub fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// `max |a - b| / max(max |b|, tiny)` over a tensor: the fixture README's metric.
 pub fn rel_err(a: &[f32], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "compared tensors differ in length");
     let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
-    let diff = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| m.max((x as f64 - y).abs()));
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |m, (&x, &y)| m.max((x as f64 - y).abs()));
     diff / scale
 }

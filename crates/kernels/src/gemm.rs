@@ -1,4 +1,18 @@
 //! A checked wrapper over `matrixmultiply::sgemm` for matrices given as slices with strides.
+//!
+//! `matrixmultiply` allocates its packing buffer on every call with a non-empty product:
+//! the one allocation the kernels cannot avoid. [`gemm_calls`] counts those calls so a
+//! caller can tell them apart from its own allocations.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static GEMM_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many `matrixmultiply::sgemm` calls with a non-empty product (each allocates one
+/// packing buffer) the kernels have made in this process.
+pub fn gemm_calls() -> u64 {
+    GEMM_CALLS.load(Ordering::Relaxed)
+}
 
 /// A read-only matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
@@ -69,6 +83,7 @@ pub(crate) fn sgemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut
         last_index(k, n, b.rs, b.cs) < b.data.len(),
         "sgemm: B view reaches past its slice"
     );
+    GEMM_CALLS.fetch_add(1, Ordering::Relaxed);
     // SAFETY: every index the GEMM touches, (i, p) of A, (p, j) of B and (i, j) of C for
     // i < m, p < k, j < n, is at most the last index checked above to lie in its slice;
     // `c` is a unique borrow, so C aliases neither A nor B.

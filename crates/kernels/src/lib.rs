@@ -56,6 +56,7 @@ pub mod softmax;
 pub use activation::{relu_backward, relu_forward, relu_forward_inplace};
 pub use conv::{col2im, conv2d_backward_input, conv2d_backward_weights, conv2d_forward, im2col, Conv2dShape};
 pub use dense::{dense_backward, dense_forward, DenseShape};
+pub use gemm::gemm_calls;
 pub use pool::{max_pool2d_backward, max_pool2d_forward, Pool2dShape};
 pub use sgd::{sgd_step, SgdConfig};
 pub use shape::ShapeError;

@@ -1,0 +1,313 @@
+//! Checkpoints: `safetensors` files that PyTorch's `nn.Sequential.load_state_dict` reads.
+//!
+//! Tensors are named as the equivalent `nn.Sequential`'s `state_dict`: `"{layer index}.weight"`
+//! and `"{layer index}.bias"` (implied flattens count as layers, as `nn.Flatten` does), f32,
+//! with PyTorch's shapes. `__metadata__` holds:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `format` | `petal-checkpoint` |
+//! | `format_version` | `1` |
+//! | `spec` | the canonical network spec (`conv3x3:8,maxpool2,flatten,dense:5`) |
+//! | `input_shape` | JSON `[c, h, w]` |
+//! | `classes` | JSON list of class names, in label order |
+//! | `normalization` | JSON `{"scale": 1/255, "mean": [..], "std": [..]}`: `x = (pixel · scale - mean[c]) / std[c]` |
+//! | `epoch`, `step` | completed epochs and optimizer steps |
+//!
+//! The optimizer state (SGD velocities) goes in its own file, with the same tensor names
+//! and `format = petal-sgd-state`. Every file is written atomically.
+
+use crate::atomic::write_atomic;
+use crate::error::ModelError;
+use crate::layer::Param;
+use crate::network::{InputShape, Network};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+/// `format` of a model checkpoint.
+pub const CHECKPOINT_FORMAT: &str = "petal-checkpoint";
+/// `format` of an optimizer-state file.
+pub const OPTIMIZER_FORMAT: &str = "petal-sgd-state";
+/// The one version this build writes and reads.
+pub const FORMAT_VERSION: &str = "1";
+/// Largest file the loaders read (a network is at most 2^28 f32 values, 1 GiB).
+pub const MAX_FILE_BYTES: u64 = (1 << 30) + (1 << 24);
+
+/// How pixels become network inputs: `x = (pixel · scale - mean[c]) / std[c]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    pub scale: f32,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// Pixels scaled to `[0, 1]`, no mean or std for `channels` channels.
+    pub fn unit(channels: usize) -> Self {
+        Normalization {
+            scale: 1.0 / 255.0,
+            mean: vec![0.0; channels],
+            std: vec![1.0; channels],
+        }
+    }
+}
+
+/// What a checkpoint records besides the weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointMeta {
+    /// Class names in label order (as many as the network's outputs).
+    pub classes: Vec<String>,
+    pub normalization: Normalization,
+    /// Completed epochs.
+    pub epoch: u64,
+    /// Completed optimizer steps.
+    pub step: u64,
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn serialize(
+    tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>, String> {
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())
+}
+
+/// Writes `net`'s weights and `meta` to `path` atomically (module docs give the format).
+pub fn save_checkpoint(path: &Path, net: &Network, meta: &CheckpointMeta) -> Result<(), ModelError> {
+    if meta.classes.len() != net.classes() {
+        return Err(ModelError::checkpoint(
+            path,
+            format!(
+                "{} class names for a network with {} outputs",
+                meta.classes.len(),
+                net.classes()
+            ),
+        ));
+    }
+    let tensors = net
+        .params()
+        .map(|p| (p.name.clone(), p.shape.clone(), f32_bytes(&p.value)))
+        .collect();
+    let i = net.input_shape();
+    let metadata = HashMap::from([
+        ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
+        ("format_version".to_string(), FORMAT_VERSION.to_string()),
+        ("spec".to_string(), net.spec()),
+        ("input_shape".to_string(), json(&[i.c, i.h, i.w])),
+        ("classes".to_string(), json(&meta.classes)),
+        ("normalization".to_string(), json(&meta.normalization)),
+        ("epoch".to_string(), meta.epoch.to_string()),
+        ("step".to_string(), meta.step.to_string()),
+    ]);
+    let bytes = serialize(tensors, metadata).map_err(|e| ModelError::checkpoint(path, e))?;
+    write_atomic(path, &bytes).map_err(|e| ModelError::io(path, e))
+}
+
+fn json<T: Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).expect("metadata serializes")
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, ModelError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| ModelError::io(path, e))?
+        .len();
+    if len > MAX_FILE_BYTES {
+        return Err(ModelError::checkpoint(
+            path,
+            format!("{len} bytes, larger than any Petal network"),
+        ));
+    }
+    std::fs::read(path).map_err(|e| ModelError::io(path, e))
+}
+
+fn parse_file<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    format: &str,
+) -> Result<(SafeTensors<'a>, HashMap<String, String>), ModelError> {
+    let err = |r: String| ModelError::checkpoint(path, r);
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
+        err(format!(
+            "not a safetensors file (truncated or corrupt header): {e}"
+        ))
+    })?;
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| err(format!("not a valid safetensors file: {e}")))?;
+    let meta = header.metadata().clone().ok_or_else(|| {
+        err(format!(
+            "no metadata: not a {format} file (written by another program?)"
+        ))
+    })?;
+    match meta.get("format").map(String::as_str) {
+        Some(f) if f == format => {}
+        Some(other) => return Err(err(format!("metadata format is `{other}`, expected `{format}`"))),
+        None => return Err(err(format!("metadata has no `format`: not a {format} file"))),
+    }
+    match meta.get("format_version").map(String::as_str) {
+        Some(FORMAT_VERSION) => {}
+        Some(v) => {
+            return Err(err(format!(
+                "format_version `{v}` is not supported (this build reads {FORMAT_VERSION})"
+            )))
+        }
+        None => return Err(err("metadata has no `format_version`".into())),
+    }
+    Ok((st, meta))
+}
+
+fn meta_field<'m, T: serde::de::DeserializeOwned>(
+    path: &Path,
+    meta: &'m HashMap<String, String>,
+    key: &str,
+) -> Result<T, ModelError> {
+    let text = meta
+        .get(key)
+        .ok_or_else(|| ModelError::checkpoint(path, format!("metadata has no `{key}`")))?;
+    serde_json::from_str(text)
+        .map_err(|e| ModelError::checkpoint(path, format!("metadata `{key}` = `{text}`: {e}")))
+}
+
+/// Copies the tensors of `st` into `params`, checking that the names match one to one and
+/// that every tensor is f32 with the parameter's shape.
+fn fill_params<'p>(
+    path: &Path,
+    st: &SafeTensors<'_>,
+    params: impl Iterator<Item = (&'p str, &'p [usize], &'p mut [f32])>,
+) -> Result<(), ModelError> {
+    let err = |r: String| ModelError::checkpoint(path, r);
+    let mut expected = BTreeSet::new();
+    let mut pending = Vec::new();
+    for (name, shape, dst) in params {
+        expected.insert(name.to_string());
+        let t = st
+            .tensor(name)
+            .map_err(|_| err(format!("tensor `{name}` is missing")))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(err(format!("tensor `{name}` is {:?}, expected F32", t.dtype())));
+        }
+        if t.shape() != shape {
+            return Err(err(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?}",
+                t.shape()
+            )));
+        }
+        pending.push((t, dst));
+    }
+    let extra: Vec<_> = st
+        .names()
+        .into_iter()
+        .filter(|n| !expected.contains(*n))
+        .collect();
+    if !extra.is_empty() {
+        return Err(err(format!(
+            "unexpected tensors {extra:?} (another architecture?)"
+        )));
+    }
+    for (t, dst) in pending {
+        for (d, b) in dst.iter_mut().zip(t.data().chunks_exact(4)) {
+            *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+    }
+    Ok(())
+}
+
+/// Reads a checkpoint written by [`save_checkpoint`]: rebuilds the network from its spec
+/// and input shape, checks every tensor, and returns it with its metadata. Velocities are
+/// zero (see [`load_optimizer_state`]).
+pub fn load_checkpoint(path: &Path) -> Result<(Network, CheckpointMeta), ModelError> {
+    let bytes = read_bounded(path)?;
+    let (st, meta) = parse_file(path, &bytes, CHECKPOINT_FORMAT)?;
+    let err = |r: String| ModelError::checkpoint(path, r);
+    let spec: String = meta
+        .get("spec")
+        .cloned()
+        .ok_or_else(|| err("metadata has no `spec`".into()))?;
+    let [c, h, w]: [usize; 3] = meta_field(path, &meta, "input_shape")?;
+    let mut net = Network::from_spec(&spec, InputShape { c, h, w }, 0)
+        .map_err(|e| err(format!("metadata `spec` = `{spec}` on input {c}x{h}x{w}: {e}")))?;
+    let classes: Vec<String> = meta_field(path, &meta, "classes")?;
+    if classes.len() != net.classes() {
+        return Err(err(format!(
+            "{} class names for a network with {} outputs",
+            classes.len(),
+            net.classes()
+        )));
+    }
+    let normalization: Normalization = meta_field(path, &meta, "normalization")?;
+    if normalization.mean.len() != c || normalization.std.len() != c {
+        return Err(err(format!(
+            "normalization has {} means and {} stds for {c} channels",
+            normalization.mean.len(),
+            normalization.std.len()
+        )));
+    }
+    let epoch: u64 = meta_field(path, &meta, "epoch")?;
+    let step: u64 = meta_field(path, &meta, "step")?;
+    fill_params(
+        path,
+        &st,
+        net.params_mut()
+            .map(|p: &mut Param| (p.name.as_str(), &p.shape[..], &mut p.value[..])),
+    )?;
+    Ok((
+        net,
+        CheckpointMeta {
+            classes,
+            normalization,
+            epoch,
+            step,
+        },
+    ))
+}
+
+/// Writes the SGD velocities of `net` to `path` atomically.
+pub fn save_optimizer_state(path: &Path, net: &Network) -> Result<(), ModelError> {
+    let tensors = net
+        .params()
+        .map(|p| (p.name.clone(), p.shape.clone(), f32_bytes(&p.velocity)))
+        .collect();
+    let metadata = HashMap::from([
+        ("format".to_string(), OPTIMIZER_FORMAT.to_string()),
+        ("format_version".to_string(), FORMAT_VERSION.to_string()),
+        ("spec".to_string(), net.spec()),
+    ]);
+    let bytes = serialize(tensors, metadata).map_err(|e| ModelError::checkpoint(path, e))?;
+    write_atomic(path, &bytes).map_err(|e| ModelError::io(path, e))
+}
+
+/// Reads SGD velocities written by [`save_optimizer_state`] into `net`, checking that they
+/// belong to the same architecture.
+pub fn load_optimizer_state(path: &Path, net: &mut Network) -> Result<(), ModelError> {
+    let bytes = read_bounded(path)?;
+    let (st, meta) = parse_file(path, &bytes, OPTIMIZER_FORMAT)?;
+    let spec = net.spec();
+    match meta.get("spec") {
+        Some(s) if *s == spec => {}
+        Some(s) => {
+            return Err(ModelError::checkpoint(
+                path,
+                format!("optimizer state is for `{s}`, the network is `{spec}`"),
+            ))
+        }
+        None => return Err(ModelError::checkpoint(path, "metadata has no `spec`")),
+    }
+    fill_params(
+        path,
+        &st,
+        net.params_mut()
+            .map(|p| (p.name.as_str(), &p.shape[..], &mut p.velocity[..])),
+    )
+}

@@ -1,0 +1,419 @@
+//! A gradient checker: analytic gradients of the network against central finite
+//! differences of its loss.
+
+use crate::error::ModelError;
+use crate::layer::{Layer, Shape};
+use crate::network::Network;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// How [`gradcheck`] probes the network.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradCheckOptions {
+    /// Step of the central difference, `(L(θ + ε) - L(θ - ε)) / 2ε`, taken on a float64
+    /// reference forward pass (so ε can be small without drowning in f32 rounding).
+    pub eps: f64,
+    /// Largest accepted relative error `|a - n| / max(|a|, |n|, floor)`.
+    pub tolerance: f64,
+    /// Gradients smaller than this are compared absolutely: the f32 analytic gradient
+    /// carries rounding error relative to the terms it sums, not to its own (small) value.
+    pub floor: f64,
+    /// Entries probed per tensor (all when the tensor is smaller).
+    pub samples_per_tensor: usize,
+    /// Seed choosing the probed entries.
+    pub seed: u64,
+}
+
+impl Default for GradCheckOptions {
+    fn default() -> Self {
+        GradCheckOptions {
+            eps: 1e-6,
+            tolerance: 1e-3,
+            floor: 1e-6,
+            samples_per_tensor: 24,
+            seed: 0,
+        }
+    }
+}
+
+/// The result for one tensor (a parameter or the input).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorCheck {
+    /// `"0.weight"`, `"3.bias"`, ... or `"input"`.
+    pub name: String,
+    /// Largest relative error among the probed entries.
+    pub worst_rel_err: f64,
+    /// Entries compared.
+    pub checked: usize,
+    /// Entries skipped because a perturbation crossed a kink (ReLU at 0, max-pool tie).
+    pub skipped: usize,
+}
+
+/// Every tensor's result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GradCheckReport {
+    pub tensors: Vec<TensorCheck>,
+    pub tolerance: f64,
+}
+
+impl GradCheckReport {
+    /// Whether every tensor's worst relative error is within the tolerance.
+    pub fn passed(&self) -> bool {
+        self.tensors.iter().all(|t| t.worst_rel_err <= self.tolerance)
+    }
+    /// The largest relative error over all tensors.
+    pub fn worst(&self) -> f64 {
+        self.tensors.iter().map(|t| t.worst_rel_err).fold(0.0, f64::max)
+    }
+}
+
+/// Checks the gradients of the mean softmax cross-entropy of `net` on (`x`, `labels`) with
+/// respect to every parameter and to the input: for a sample of entries, compares the
+/// analytic gradient (the f32 network's backward pass) to `(L(θ + ε) - L(θ - ε)) / 2ε`
+/// evaluated by a float64 reference forward pass that shares no code with the kernels. An entry whose perturbation changes a
+/// max-pool argmax or a ReLU sign (a kink between `θ - ε` and `θ + ε`) is skipped and
+/// counted. The network's weights are left as they were.
+pub fn gradcheck(
+    net: &mut Network,
+    x: &[f32],
+    labels: &[usize],
+    opts: &GradCheckOptions,
+) -> Result<GradCheckReport, ModelError> {
+    let had_input_grad = net.input_grad;
+    net.set_input_grad(true);
+    let result = net.forward_backward(x, labels).map(|_| {
+        let analytic: Vec<(String, Vec<f32>)> =
+            net.params().map(|p| (p.name.clone(), p.grad.clone())).collect();
+        let input_grad = net.input_grad().to_vec();
+        compare(net, x, labels, &analytic, &input_grad, opts)
+    });
+    net.set_input_grad(had_input_grad);
+    result
+}
+
+/// Compares `analytic` (per parameter, in `Network::params` order) and `input_grad` with
+/// central differences of the float64 reference loss.
+fn compare(
+    net: &Network,
+    x: &[f32],
+    labels: &[usize],
+    analytic: &[(String, Vec<f32>)],
+    input_grad: &[f32],
+    opts: &GradCheckOptions,
+) -> GradCheckReport {
+    let reference = Reference::new(net, labels);
+    let mut params: Vec<Vec<f64>> = net
+        .params()
+        .map(|p| p.value.iter().map(|&v| v as f64).collect())
+        .collect();
+    let mut xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    // Activations of the unperturbed network, so a probe of layer l recomputes from l on.
+    let mut base = reference.forward(&params, &xd, 0, Vec::new());
+    let base_sig = base.signature.clone();
+    let owner = reference.param_layers();
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut tensors = Vec::new();
+    let eps = opts.eps;
+
+    for (pi, (name, grad)) in analytic.iter().enumerate() {
+        let mut t = TensorCheck {
+            name: name.clone(),
+            worst_rel_err: 0.0,
+            checked: 0,
+            skipped: 0,
+        };
+        let layer = owner[pi];
+        for i in sample(&mut rng, grad.len(), opts.samples_per_tensor) {
+            let orig = params[pi][i];
+            params[pi][i] = orig + eps;
+            let plus = reference.forward(&params, &xd, layer, std::mem::take(&mut base.acts));
+            base.acts = plus.acts;
+            params[pi][i] = orig - eps;
+            let minus = reference.forward(&params, &xd, layer, std::mem::take(&mut base.acts));
+            base.acts = minus.acts;
+            params[pi][i] = orig;
+            let smooth = plus.signature == base_sig && minus.signature == base_sig;
+            record(&mut t, grad[i], plus.loss, minus.loss, 2.0 * eps, smooth, opts);
+        }
+        tensors.push(t);
+    }
+    // Restore the cached activations to the unperturbed ones before probing the input.
+    base = reference.forward(&params, &xd, 0, std::mem::take(&mut base.acts));
+    let mut t = TensorCheck {
+        name: "input".into(),
+        worst_rel_err: 0.0,
+        checked: 0,
+        skipped: 0,
+    };
+    for i in sample(&mut rng, x.len(), opts.samples_per_tensor) {
+        let orig = xd[i];
+        xd[i] = orig + eps;
+        let plus = reference.forward(&params, &xd, 0, std::mem::take(&mut base.acts));
+        base.acts = plus.acts;
+        xd[i] = orig - eps;
+        let minus = reference.forward(&params, &xd, 0, std::mem::take(&mut base.acts));
+        base.acts = minus.acts;
+        xd[i] = orig;
+        let smooth = plus.signature == base_sig && minus.signature == base_sig;
+        record(
+            &mut t,
+            input_grad[i],
+            plus.loss,
+            minus.loss,
+            2.0 * eps,
+            smooth,
+            opts,
+        );
+    }
+    tensors.push(t);
+    GradCheckReport {
+        tensors,
+        tolerance: opts.tolerance,
+    }
+}
+
+/// A plain float64 forward pass of a network and its loss (straight loops sharing no code
+/// with the f32 kernels), for finite differences free of f32 rounding.
+struct Reference {
+    /// Each layer with its input shape.
+    layers: Vec<(Layer, Shape)>,
+    labels: Vec<usize>,
+}
+
+/// Result of a reference forward pass.
+struct Pass {
+    loss: f64,
+    /// Max-pool argmax indices and ReLU signs, in order: where the loss has kinks.
+    signature: Vec<u64>,
+    /// `acts[l]` is layer `l`'s input; kept so a later pass can start at a later layer.
+    acts: Vec<Vec<f64>>,
+}
+
+impl Reference {
+    fn new(net: &Network, labels: &[usize]) -> Self {
+        let i = net.input_shape();
+        let mut ins = vec![Shape::Spatial {
+            c: i.c,
+            h: i.h,
+            w: i.w,
+        }];
+        ins.extend(net.shapes().iter().copied());
+        let layers = net.layers().iter().cloned().zip(ins).collect();
+        Reference {
+            layers,
+            labels: labels.to_vec(),
+        }
+    }
+
+    /// For each parameter (in `Network::params` order), the index of its layer.
+    fn param_layers(&self) -> Vec<usize> {
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (l, _))| l.params().map(move |_| i))
+            .collect()
+    }
+
+    /// Mean cross-entropy of the batch `x` under `params`, recomputing from layer `from` on
+    /// (`acts[from]` must hold that layer's input from an earlier pass unless `from == 0`).
+    fn forward(&self, params: &[Vec<f64>], x: &[f64], from: usize, mut acts: Vec<Vec<f64>>) -> Pass {
+        let b = self.labels.len();
+        acts.resize(self.layers.len() + 1, Vec::new());
+        if from == 0 {
+            acts[0] = x.to_vec();
+        }
+        let mut p = 0;
+        let mut signature = Vec::new();
+        for (li, (layer, ins)) in self.layers.iter().enumerate() {
+            let np = layer.params().count();
+            let (w, bias) = (params.get(p), params.get(p + 1).filter(|_| np == 2));
+            p += np;
+            if li >= from {
+                acts[li + 1] = match layer {
+                    Layer::Conv2d { shape, .. } => conv(&acts[li], b, shape, w.expect("weight"), bias),
+                    Layer::Dense { shape, .. } => dense(
+                        &acts[li],
+                        b,
+                        shape.inputs,
+                        shape.outputs,
+                        w.expect("weight"),
+                        bias,
+                    ),
+                    Layer::MaxPool2d { shape } => pool(&acts[li], b, shape).0,
+                    Layer::Relu => acts[li].iter().map(|&v| v.max(0.0)).collect(),
+                    Layer::Flatten => acts[li].clone(),
+                };
+            }
+            match layer {
+                Layer::Relu => signature.extend(acts[li + 1].iter().map(|&v| (v > 0.0) as u64)),
+                Layer::MaxPool2d { shape } => signature.extend(pool(&acts[li], b, shape).1),
+                _ => {}
+            }
+            debug_assert_eq!(acts[li].len(), b * ins.len(), "layer {li} input");
+        }
+        let logits = &acts[self.layers.len()];
+        let classes = logits.len() / b;
+        let mut loss = 0.0;
+        for (t, &c) in logits.chunks_exact(classes).zip(&self.labels) {
+            let m = t.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            loss += t.iter().map(|v| (v - m).exp()).sum::<f64>().ln() - (t[c] - m);
+        }
+        Pass {
+            loss: loss / b as f64,
+            signature,
+            acts,
+        }
+    }
+}
+
+/// `y[n, o, i, j] = b[o] + Σ W[o, c, u, v] x[n, c, i·s + u - p, j·s + v - p]`, in f64.
+fn conv(
+    x: &[f64],
+    batch: usize,
+    s: &petal_kernels::Conv2dShape,
+    w: &[f64],
+    bias: Option<&Vec<f64>>,
+) -> Vec<f64> {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let mut y = vec![0.0; batch * s.out_c * oh * ow];
+    for n in 0..batch {
+        for o in 0..s.out_c {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut acc = bias.map_or(0.0, |b| b[o]);
+                    for c in 0..s.in_c {
+                        for u in 0..s.kh {
+                            for v in 0..s.kw {
+                                let iy = (i * s.stride + u) as isize - s.pad as isize;
+                                let ix = (j * s.stride + v) as isize - s.pad as isize;
+                                if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
+                                    continue;
+                                }
+                                let xi = ((n * s.in_c + c) * s.h + iy as usize) * s.w + ix as usize;
+                                acc += w[((o * s.in_c + c) * s.kh + u) * s.kw + v] * x[xi];
+                            }
+                        }
+                    }
+                    y[((n * s.out_c + o) * oh + i) * ow + j] = acc;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// `y[n, o] = b[o] + Σ_i W[o, i] x[n, i]`, in f64.
+fn dense(
+    x: &[f64],
+    batch: usize,
+    inputs: usize,
+    outputs: usize,
+    w: &[f64],
+    bias: Option<&Vec<f64>>,
+) -> Vec<f64> {
+    let mut y = vec![0.0; batch * outputs];
+    for n in 0..batch {
+        for o in 0..outputs {
+            let dot: f64 = x[n * inputs..(n + 1) * inputs]
+                .iter()
+                .zip(&w[o * inputs..(o + 1) * inputs])
+                .map(|(a, b)| a * b)
+                .sum();
+            y[n * outputs + o] = bias.map_or(0.0, |b| b[o]) + dot;
+        }
+    }
+    y
+}
+
+/// Max pooling in f64: the values and the argmax of each window (first maximum wins).
+fn pool(x: &[f64], batch: usize, s: &petal_kernels::Pool2dShape) -> (Vec<f64>, Vec<u64>) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let mut y = Vec::with_capacity(batch * s.c * oh * ow);
+    let mut am = Vec::with_capacity(y.capacity());
+    for plane in x.chunks_exact(s.h * s.w).take(batch * s.c) {
+        for i in 0..oh {
+            for j in 0..ow {
+                let mut best = (f64::NEG_INFINITY, 0);
+                for u in 0..s.k {
+                    for v in 0..s.k {
+                        let idx = (i * s.stride + u) * s.w + j * s.stride + v;
+                        if plane[idx] > best.0 {
+                            best = (plane[idx], idx);
+                        }
+                    }
+                }
+                y.push(best.0);
+                am.push(best.1 as u64);
+            }
+        }
+    }
+    (y, am)
+}
+
+/// `n` indices below `len`, or all of them when `len <= n`.
+fn sample(rng: &mut ChaCha8Rng, len: usize, n: usize) -> Vec<usize> {
+    if len <= n {
+        (0..len).collect()
+    } else {
+        (0..n).map(|_| rng.random_range(0..len)).collect()
+    }
+}
+
+fn record(
+    t: &mut TensorCheck,
+    analytic: f32,
+    lp: f64,
+    lm: f64,
+    h: f64,
+    smooth: bool,
+    opts: &GradCheckOptions,
+) {
+    if !smooth {
+        t.skipped += 1;
+        return;
+    }
+    let numeric = (lp - lm) / h;
+    let a = analytic as f64;
+    let rel = (a - numeric).abs() / a.abs().max(numeric.abs()).max(opts.floor);
+    t.worst_rel_err = t.worst_rel_err.max(rel);
+    t.checked += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::InputShape;
+
+    #[test]
+    fn a_wrong_gradient_fails_the_check() {
+        let mut net = Network::from_spec(
+            "conv3x3:3/p1,relu,maxpool2,dense:4",
+            InputShape { c: 2, h: 6, w: 7 },
+            1,
+        )
+        .unwrap();
+        let x: Vec<f32> = (0..2 * 84).map(|i| ((i * 37 % 101) as f32) / 101.0).collect();
+        let labels = [1, 3];
+        net.set_input_grad(true);
+        net.forward_backward(&x, &labels).unwrap();
+        let good: Vec<(String, Vec<f32>)> = net.params().map(|p| (p.name.clone(), p.grad.clone())).collect();
+        let gx = net.input_grad().to_vec();
+        let opts = GradCheckOptions::default();
+        assert!(compare(&net, &x, &labels, &good, &gx, &opts).passed());
+        // 1 % off in one tensor is caught, and named.
+        for k in 0..good.len() {
+            let mut bad = good.clone();
+            bad[k].1.iter_mut().for_each(|g| *g *= 1.01);
+            let r = compare(&net, &x, &labels, &bad, &gx, &opts);
+            assert!(!r.passed(), "{} scaled by 1.01 passed", good[k].0);
+            let worst = r
+                .tensors
+                .iter()
+                .max_by(|a, b| a.worst_rel_err.total_cmp(&b.worst_rel_err))
+                .unwrap();
+            assert_eq!(worst.name, good[k].0);
+        }
+        let bad_x: Vec<f32> = gx.iter().map(|g| -g).collect();
+        assert!(!compare(&net, &x, &labels, &good, &bad_x, &opts).passed());
+    }
+}

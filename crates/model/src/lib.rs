@@ -1,0 +1,49 @@
+//! # petal-model
+//!
+//! Layers composed into sequential networks on top of `petal-kernels`:
+//!
+//! - [`Layer`]s: `Conv2d`, `MaxPool2d`, `Relu`, `Flatten`, `Dense`. The loss is the fused
+//!   softmax cross-entropy applied to the last layer's output (the logits), so the seed's
+//!   "Softmax_layer" is a `Dense` layer followed by that loss.
+//! - [`Network`]: built from code ([`Network::from_layers`]), from the presets
+//!   ([`Network::seednet`], [`Network::flowernet`]) or from a one-line spec
+//!   ([`Network::from_spec`], grammar in [`spec`]), with every shape inferred from the input
+//!   and typed errors naming the layer that does not fit. Training
+//!   ([`Network::train_step`] = [`Network::forward_backward`] + [`Network::sgd_step`]) and
+//!   inference ([`Network::predict`]) reuse buffers sized once per batch size: a
+//!   steady-state step allocates nothing but `matrixmultiply`'s packing buffers.
+//! - [`checkpoint`]: safetensors files PyTorch's `nn.Sequential` loads, with metadata;
+//!   optimizer state beside them; atomic writes.
+//! - [`gradcheck()`]: analytic gradients against central finite differences.
+//!
+//! ```
+//! use petal_model::{Network, InputShape};
+//! use petal_kernels::SgdConfig;
+//!
+//! let mut net = Network::from_spec("conv3x3:4/p1,relu,maxpool2,dense:3", InputShape { c: 1, h: 8, w: 8 }, 42)?;
+//! assert_eq!(net.spec(), "conv3x3:4/p1,relu,maxpool2,flatten,dense:3");
+//! let x = vec![0.5f32; 2 * 64]; // two 1x8x8 images
+//! let stats = net.train_step(&x, &[0, 2], &SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 0.0 })?;
+//! assert_eq!(stats.batch, 2);
+//! let probs = net.predict(&x)?; // [2, 3]
+//! assert!((probs[..3].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+//! # Ok::<(), petal_model::ModelError>(())
+//! ```
+
+pub mod atomic;
+pub mod checkpoint;
+pub mod error;
+pub mod gradcheck;
+pub mod layer;
+pub mod network;
+pub mod spec;
+
+pub use checkpoint::{
+    load_checkpoint, load_optimizer_state, save_checkpoint, save_optimizer_state, CheckpointMeta,
+    Normalization,
+};
+pub use error::{ModelError, SpecError};
+pub use gradcheck::{gradcheck, GradCheckOptions, GradCheckReport, TensorCheck};
+pub use layer::{Layer, Param, Shape};
+pub use network::{InputShape, Network, StepStats};
+pub use spec::{format_spec, parse_spec, LayerSpec};

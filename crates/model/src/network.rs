@@ -1,0 +1,609 @@
+//! A sequential network: layers built from a spec, buffers reused across steps, training
+//! (forward, backward, SGD) and inference.
+
+use crate::error::{ModelError, SpecError};
+use crate::layer::{Layer, Param, Shape};
+use crate::spec::{format_spec, parse_spec, LayerSpec};
+use petal_kernels as k;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Most parameters a network may have (refused before allocating): 2^28 values, 1 GiB.
+pub const MAX_PARAMS: u128 = 1 << 28;
+/// Most activation values one sample may produce across all layers: 2^28.
+pub const MAX_ACTIVATIONS_PER_SAMPLE: u128 = 1 << 28;
+
+/// The input of a network, one sample: `[c, h, w]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InputShape {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl InputShape {
+    /// Values per sample, `c · h · w`.
+    pub fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    /// Whether any dimension is zero.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Display for InputShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}x{}", self.c, self.h, self.w)
+    }
+}
+
+/// Loss and correct predictions of one training batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// Mean softmax cross-entropy over the batch.
+    pub loss: f32,
+    /// Samples whose most probable class is their label.
+    pub correct: usize,
+    /// Samples in the batch.
+    pub batch: usize,
+}
+
+/// Buffers sized for the largest batch seen so far; smaller batches use their prefixes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Buffers {
+    pub capacity: usize,
+    /// Output of each layer (`Flatten`'s stays empty: it reads its input's buffer).
+    pub outs: Vec<Vec<f32>>,
+    /// Gradient of the loss with respect to each layer's output (same layout as `outs`).
+    pub grads: Vec<Vec<f32>>,
+    /// Argmax indices of each max-pool layer (empty for the others).
+    pub argmax: Vec<Vec<u32>>,
+    pub scratch: Vec<f32>,
+    pub probs: Vec<f32>,
+    pub losses: Vec<f32>,
+    /// Gradient with respect to the network input (only with `input_grad` on).
+    pub input_grad: Vec<f32>,
+}
+
+/// A sequential network of [`Layer`]s ending in logits, trained with the fused softmax
+/// cross-entropy loss.
+#[derive(Clone, Debug)]
+pub struct Network {
+    layers: Vec<Layer>,
+    specs: Vec<LayerSpec>,
+    shapes: Vec<Shape>,
+    input: InputShape,
+    /// `slot[i]`: index of the buffer holding layer `i`'s output (`None`: the input).
+    slot: Vec<Option<usize>>,
+    /// Whether layer `i` must compute its input gradient (a trainable layer comes before).
+    needs_dx: Vec<bool>,
+    pub(crate) bufs: Buffers,
+    pub(crate) input_grad: bool,
+}
+
+impl Network {
+    /// Builds a network from a spec string or preset name for inputs of shape `input`,
+    /// with weights initialised from `seed` (see [`Network::init`]).
+    pub fn from_spec(spec: &str, input: InputShape, seed: u64) -> Result<Self, ModelError> {
+        let mut net = Self::from_layers(&parse_spec(spec)?, input)?;
+        net.init(seed);
+        Ok(net)
+    }
+
+    /// The seed's network (`conv3x3:8,maxpool2,dense:5`) on 1x50x50 inputs.
+    pub fn seednet(seed: u64) -> Self {
+        Self::from_spec("seednet", InputShape { c: 1, h: 50, w: 50 }, seed).expect("seednet preset is valid")
+    }
+
+    /// The RGB flower network on 3x64x64 inputs.
+    pub fn flowernet(seed: u64) -> Self {
+        Self::from_spec("flowernet", InputShape { c: 3, h: 64, w: 64 }, seed)
+            .expect("flowernet preset is valid")
+    }
+
+    /// Builds a network with zero weights from parsed layer specs, inferring every shape
+    /// from `input` and inserting a `flatten` before a `dense` that follows spatial layers.
+    pub fn from_layers(specs: &[LayerSpec], input: InputShape) -> Result<Self, ModelError> {
+        if input.c == 0 || input.h == 0 || input.w == 0 {
+            return Err(ModelError::InputShape {
+                c: input.c,
+                h: input.h,
+                w: input.w,
+            });
+        }
+        let mut layers = Vec::new();
+        let mut expanded = Vec::new();
+        let mut shapes = Vec::new();
+        let mut shape = Shape::Spatial {
+            c: input.c,
+            h: input.h,
+            w: input.w,
+        };
+        let (mut n_params, mut n_acts) = (0u128, 0u128);
+        for (pos, spec) in specs.iter().enumerate() {
+            let mut todo = vec![*spec];
+            if matches!(spec, LayerSpec::Dense { .. }) && matches!(shape, Shape::Spatial { .. }) {
+                todo.insert(0, LayerSpec::Flatten);
+            }
+            for s in todo {
+                // Refuse sizes that cannot fit before building (and allocating) the layer.
+                check_size(&s, shape, pos + 1, &mut n_params)?;
+                let (layer, out) = Layer::build(&s, layers.len(), pos + 1, shape)?;
+                n_acts += out.len() as u128;
+                if n_acts > MAX_ACTIVATIONS_PER_SAMPLE {
+                    return Err(ModelError::TooLarge {
+                        what: format!("the activations of one sample (up to layer {} `{s}`)", pos + 1),
+                        values: n_acts,
+                        limit: MAX_ACTIVATIONS_PER_SAMPLE,
+                    });
+                }
+                layers.push(layer);
+                expanded.push(s);
+                shapes.push(out);
+                shape = out;
+            }
+        }
+        if let Shape::Spatial { .. } = shape {
+            return Err(SpecError {
+                position: specs.len(),
+                layer: specs.last().map(|s| s.to_string()).unwrap_or_default(),
+                reason: format!(
+                    "the network must end in logits (a dense layer), but outputs {shape} feature maps"
+                ),
+            }
+            .into());
+        }
+        let mut slot = Vec::with_capacity(layers.len());
+        for (i, l) in layers.iter().enumerate() {
+            let s = match l {
+                Layer::Flatten => {
+                    if i == 0 {
+                        None
+                    } else {
+                        slot[i - 1]
+                    }
+                }
+                _ => Some(i),
+            };
+            slot.push(s);
+        }
+        let needs_dx = (0..layers.len())
+            .map(|i| layers[..i].iter().any(Layer::has_params))
+            .collect();
+        Ok(Network {
+            layers,
+            specs: expanded,
+            shapes,
+            input,
+            slot,
+            needs_dx,
+            bufs: Buffers::default(),
+            input_grad: false,
+        })
+    }
+
+    /// Initialises every parameter like PyTorch's defaults for `Conv2d` and `Linear`
+    /// (Kaiming-uniform with `a = √5`): weights and biases uniform in `[-1/√fan_in, 1/√fan_in]`,
+    /// `fan_in = in_c · kh · kw` or `in`. Values come from `ChaCha8Rng::seed_from_u64(seed)`
+    /// as `(2u - 1) · bound` with `u` uniform in `[0, 1)`, layer by layer, weight then bias:
+    /// the same seed gives the same network on any machine and thread count. Velocities
+    /// are reset to zero.
+    pub fn init(&mut self, seed: u64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for layer in &mut self.layers {
+            let fan_in = match layer {
+                Layer::Conv2d { shape, .. } => shape.col_rows(),
+                Layer::Dense { shape, .. } => shape.inputs,
+                _ => continue,
+            };
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            for p in layer.params_mut() {
+                for v in &mut p.value {
+                    *v = (2.0 * rng.random::<f32>() - 1.0) * bound;
+                }
+                p.velocity.fill(0.0);
+            }
+        }
+    }
+
+    /// The layers, in order (including implied `flatten`s).
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+    /// Output shape of each layer, per sample.
+    pub fn shapes(&self) -> &[Shape] {
+        &self.shapes
+    }
+    /// The input shape, per sample.
+    pub fn input_shape(&self) -> InputShape {
+        self.input
+    }
+    /// Number of classes (length of the logits).
+    pub fn classes(&self) -> usize {
+        self.shapes.last().map_or(0, Shape::len)
+    }
+    /// The canonical spec string (implied flattens written out), which rebuilds this network.
+    pub fn spec(&self) -> String {
+        format_spec(&self.specs)
+    }
+    /// Every parameter, in layer order (weight, then bias).
+    pub fn params(&self) -> impl Iterator<Item = &Param> {
+        self.layers.iter().flat_map(Layer::params)
+    }
+    /// Every parameter, mutably.
+    pub fn params_mut(&mut self) -> impl Iterator<Item = &mut Param> {
+        self.layers.iter_mut().flat_map(Layer::params_mut)
+    }
+    /// Total trainable values.
+    pub fn param_count(&self) -> usize {
+        self.params().map(|p| p.value.len()).sum()
+    }
+    /// Training FLOPs per sample of the conv and dense layers (forward + backward, multiply-adds
+    /// counted as 2; the first trainable layer computes no input gradient).
+    pub fn train_flops_per_sample(&self) -> u64 {
+        let mut total = 0;
+        for (i, l) in self.layers.iter().enumerate() {
+            let f = match l {
+                Layer::Conv2d { shape, .. } => shape.forward_flops(),
+                Layer::Dense { shape, .. } => shape.forward_flops(),
+                _ => continue,
+            };
+            total += if self.needs_dx[i] { 3 * f } else { 2 * f };
+        }
+        total
+    }
+
+    /// Makes backward also compute the gradient with respect to the network input (off by
+    /// default: training never needs it). Read it with [`Network::input_grad`].
+    pub fn set_input_grad(&mut self, on: bool) {
+        self.input_grad = on;
+        self.bufs.capacity = 0; // re-size buffers on the next call
+    }
+
+    /// Gradient of the loss with respect to the input of the last
+    /// [`Network::forward_backward`] batch, when [`Network::set_input_grad`] is on.
+    pub fn input_grad(&self) -> &[f32] {
+        &self.bufs.input_grad
+    }
+
+    fn batch_of(&self, x: &[f32]) -> Result<usize, ModelError> {
+        let per = self.input.len();
+        if x.is_empty() || x.len() % per != 0 {
+            return Err(ModelError::BatchShape {
+                got: x.len(),
+                per_image: per,
+                shape: self.input.to_string(),
+            });
+        }
+        Ok(x.len() / per)
+    }
+
+    /// Grows the buffers to hold `batch` samples; does nothing when they already do.
+    fn ensure_buffers(&mut self, batch: usize) {
+        if batch <= self.bufs.capacity {
+            return;
+        }
+        let b = &mut self.bufs;
+        b.capacity = batch;
+        b.outs.clear();
+        b.grads.clear();
+        b.argmax.clear();
+        let mut scratch = 0;
+        for (l, s) in self.layers.iter().zip(&self.shapes) {
+            let n = if matches!(l, Layer::Flatten) {
+                0
+            } else {
+                batch * s.len()
+            };
+            b.outs.push(vec![0.0; n]);
+            b.grads.push(vec![0.0; n]);
+            match l {
+                Layer::MaxPool2d { .. } => b.argmax.push(vec![0; n]),
+                Layer::Conv2d { shape, .. } => {
+                    scratch = scratch.max(k::Conv2dShape { batch, ..*shape }.scratch_len());
+                    b.argmax.push(Vec::new());
+                }
+                _ => b.argmax.push(Vec::new()),
+            }
+        }
+        b.scratch = vec![0.0; scratch];
+        let classes = self.shapes.last().map_or(0, Shape::len);
+        b.probs = vec![0.0; batch * classes];
+        b.losses = vec![0.0; batch];
+        b.input_grad = if self.input_grad {
+            vec![0.0; batch * self.input.len()]
+        } else {
+            Vec::new()
+        };
+    }
+
+    /// Forward pass over a batch `x` (`[batch, c, h, w]`), keeping what backward needs.
+    fn forward(&mut self, x: &[f32], batch: usize) {
+        self.ensure_buffers(batch);
+        let Buffers {
+            outs,
+            argmax,
+            scratch,
+            ..
+        } = &mut self.bufs;
+        for (i, layer) in self.layers.iter().enumerate() {
+            if matches!(layer, Layer::Flatten) {
+                continue;
+            }
+            let n_out = batch * self.shapes[i].len();
+            let (before, after) = outs.split_at_mut(i);
+            let input: &[f32] = match i.checked_sub(1).and_then(|j| self.slot[j]) {
+                Some(j) => &before[j][..batch * self.shapes[i - 1].len()],
+                None => x,
+            };
+            let out = &mut after[0][..n_out];
+            match layer {
+                Layer::Conv2d { shape, weight, bias } => {
+                    let s = k::Conv2dShape { batch, ..*shape };
+                    k::conv2d_forward(
+                        &s,
+                        input,
+                        &weight.value,
+                        bias.as_ref().map(|b| &b.value[..]),
+                        out,
+                        scratch,
+                    );
+                }
+                Layer::MaxPool2d { shape } => {
+                    let s = k::Pool2dShape { batch, ..*shape };
+                    k::max_pool2d_forward(&s, input, out, &mut argmax[i][..n_out]);
+                }
+                Layer::Relu => k::relu_forward(input, out),
+                Layer::Dense { shape, weight, bias } => {
+                    let s = k::DenseShape { batch, ..*shape };
+                    k::dense_forward(&s, input, &weight.value, bias.as_ref().map(|b| &b.value[..]), out);
+                }
+                Layer::Flatten => unreachable!("skipped above"),
+            }
+        }
+    }
+
+    /// The logits of the last forward pass, `[batch, classes]`.
+    fn logits(&self, batch: usize) -> &[f32] {
+        let last = self.layers.len() - 1;
+        match self.slot[last] {
+            Some(j) => &self.bufs.outs[j][..batch * self.classes()],
+            None => unreachable!("a network ends in a layer with a buffer"),
+        }
+    }
+
+    /// Forward and backward over one batch: `x` is `[batch, c, h, w]`, `labels` `[batch]`.
+    /// Fills every parameter's `grad` with the gradient of the mean softmax cross-entropy
+    /// and returns that mean loss. The first trainable layer computes no input gradient
+    /// (unless [`Network::set_input_grad`] is on).
+    pub fn forward_backward(&mut self, x: &[f32], labels: &[usize]) -> Result<f32, ModelError> {
+        let batch = self.batch_of(x)?;
+        self.check_labels(batch, labels)?;
+        let classes = self.classes();
+        self.forward(x, batch);
+        let last = self.layers.len() - 1;
+        let last_slot = self.slot[last].expect("last layer has a buffer");
+        let Buffers {
+            outs,
+            grads,
+            argmax,
+            scratch,
+            probs,
+            losses,
+            input_grad,
+            ..
+        } = &mut self.bufs;
+        let loss = k::softmax_cross_entropy(
+            &outs[last_slot][..batch * classes],
+            labels,
+            classes,
+            &mut probs[..batch * classes],
+            &mut losses[..batch],
+            &mut grads[last_slot][..batch * classes],
+        )?;
+        for i in (0..self.layers.len()).rev() {
+            let Some(oi) = self.slot[i] else { continue };
+            if matches!(self.layers[i], Layer::Flatten) {
+                continue;
+            }
+            let n_out = batch * self.shapes[i].len();
+            let in_slot = i.checked_sub(1).and_then(|j| self.slot[j]);
+            let n_in = batch
+                * if i == 0 {
+                    self.input.len()
+                } else {
+                    self.shapes[i - 1].len()
+                };
+            let want_dx = self.needs_dx[i] || self.input_grad;
+            // Split so that layer i's dy (grads[oi]) and its dx (grads[in_slot] < oi, or
+            // the input gradient) can be borrowed together.
+            let (g_lo, g_hi) = grads.split_at_mut(oi);
+            let dy = &g_hi[0][..n_out];
+            let mut dx: Option<&mut [f32]> = if !want_dx {
+                None
+            } else {
+                match in_slot {
+                    Some(j) => Some(&mut g_lo[j][..n_in]),
+                    None if self.input_grad => Some(&mut input_grad[..n_in]),
+                    None => None,
+                }
+            };
+            let input: &[f32] = match in_slot {
+                Some(j) => &outs[j][..n_in],
+                None => x,
+            };
+            match &mut self.layers[i] {
+                Layer::Conv2d { shape, weight, bias } => {
+                    let s = k::Conv2dShape { batch, ..*shape };
+                    k::conv2d_backward_weights(
+                        &s,
+                        input,
+                        dy,
+                        &mut weight.grad,
+                        bias.as_mut().map(|b| &mut b.grad[..]),
+                        scratch,
+                    );
+                    if let Some(dx) = dx.as_deref_mut() {
+                        k::conv2d_backward_input(&s, &weight.value, dy, dx, scratch);
+                    }
+                }
+                Layer::MaxPool2d { shape } => {
+                    if let Some(dx) = dx.as_deref_mut() {
+                        let s = k::Pool2dShape { batch, ..*shape };
+                        k::max_pool2d_backward(&s, dy, &argmax[i][..n_out], dx);
+                    }
+                }
+                Layer::Relu => {
+                    if let Some(dx) = dx.as_deref_mut() {
+                        k::relu_backward(&outs[oi][..n_out], dy, dx);
+                    }
+                }
+                Layer::Dense { shape, weight, bias } => {
+                    let s = k::DenseShape { batch, ..*shape };
+                    k::dense_backward(
+                        &s,
+                        input,
+                        &weight.value,
+                        dy,
+                        &mut weight.grad,
+                        bias.as_mut().map(|b| &mut b.grad[..]),
+                        dx.as_deref_mut(),
+                    );
+                }
+                Layer::Flatten => {}
+            }
+        }
+        Ok(loss)
+    }
+
+    /// One SGD step on every parameter from the gradients of the last
+    /// [`Network::forward_backward`] (PyTorch's rule: see `petal_kernels::sgd`).
+    pub fn sgd_step(&mut self, cfg: &k::SgdConfig) {
+        for p in self.params_mut() {
+            let v: &mut [f32] = if cfg.momentum == 0.0 {
+                &mut []
+            } else {
+                &mut p.velocity
+            };
+            k::sgd_step(cfg, &mut p.value, &p.grad, v);
+        }
+    }
+
+    /// Forward, backward and SGD step on one batch; returns its loss and correct count.
+    pub fn train_step(
+        &mut self,
+        x: &[f32],
+        labels: &[usize],
+        cfg: &k::SgdConfig,
+    ) -> Result<StepStats, ModelError> {
+        let loss = self.forward_backward(x, labels)?;
+        let correct = count_correct(
+            &self.bufs.probs[..labels.len() * self.classes()],
+            labels,
+            self.classes(),
+        );
+        self.sgd_step(cfg);
+        Ok(StepStats {
+            loss,
+            correct,
+            batch: labels.len(),
+        })
+    }
+
+    /// Class probabilities `[batch, classes]` of the samples in `x` (`[batch, c, h, w]`).
+    pub fn predict(&mut self, x: &[f32]) -> Result<&[f32], ModelError> {
+        let batch = self.batch_of(x)?;
+        self.forward(x, batch);
+        let classes = self.classes();
+        let last_slot = self.slot[self.layers.len() - 1].expect("last layer has a buffer");
+        let Buffers { outs, probs, .. } = &mut self.bufs;
+        k::softmax_forward(
+            &outs[last_slot][..batch * classes],
+            classes,
+            &mut probs[..batch * classes],
+        );
+        Ok(&self.bufs.probs[..batch * classes])
+    }
+
+    /// Mean loss and correct count of a batch, forward only (for validation); leaves the
+    /// gradients as they were.
+    pub fn evaluate(&mut self, x: &[f32], labels: &[usize]) -> Result<StepStats, ModelError> {
+        let batch = self.batch_of(x)?;
+        self.check_labels(batch, labels)?;
+        self.predict(x)?;
+        let classes = self.classes();
+        let correct = count_correct(&self.bufs.probs[..batch * classes], labels, classes);
+        let mut loss = 0.0f64;
+        for (t, &c) in self.logits(batch).chunks_exact(classes).zip(labels) {
+            // -log p_c = log Σ exp(t - m) - (t_c - m): finite even where p_c underflows.
+            let m = t.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let lse = t.iter().map(|&v| ((v - m) as f64).exp()).sum::<f64>().ln();
+            loss += lse - (t[c] - m) as f64;
+        }
+        Ok(StepStats {
+            loss: (loss / batch as f64) as f32,
+            correct,
+            batch,
+        })
+    }
+
+    fn check_labels(&self, batch: usize, labels: &[usize]) -> Result<(), ModelError> {
+        if labels.len() != batch {
+            return Err(ModelError::LabelCount {
+                images: batch,
+                labels: labels.len(),
+            });
+        }
+        let classes = self.classes();
+        if let Some((sample, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+            return Err(k::LabelError {
+                sample,
+                label,
+                classes,
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
+fn count_correct(probs: &[f32], labels: &[usize], classes: usize) -> usize {
+    probs
+        .chunks_exact(classes)
+        .zip(labels)
+        .filter(|(p, &c)| {
+            let best = p
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, &v)| if v > p[b] { i } else { b });
+            best == c
+        })
+        .count()
+}
+
+/// Adds the parameters `spec` would create on `input` to `n_params`, refusing sizes past
+/// [`MAX_PARAMS`] before anything is allocated.
+fn check_size(
+    spec: &LayerSpec,
+    input: Shape,
+    position: usize,
+    n_params: &mut u128,
+) -> Result<(), ModelError> {
+    let add = match (*spec, input) {
+        (LayerSpec::Conv2d { out_c, kh, kw, .. }, Shape::Spatial { c, .. }) => {
+            out_c as u128 * c as u128 * kh as u128 * kw as u128 + out_c as u128
+        }
+        (LayerSpec::Dense { out, .. }, s) => out as u128 * s.len() as u128 + out as u128,
+        _ => 0,
+    };
+    *n_params += add;
+    if *n_params > MAX_PARAMS {
+        return Err(ModelError::TooLarge {
+            what: format!("the parameters (up to spec layer {position} `{spec}`)"),
+            values: *n_params,
+            limit: MAX_PARAMS,
+        });
+    }
+    Ok(())
+}
