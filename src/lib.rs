@@ -4,3 +4,4 @@
 //! benches and integration tests.
 
 pub use petal_kernels as kernels;
+pub use petal_model as model;

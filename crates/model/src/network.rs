@@ -80,6 +80,8 @@ pub struct Network {
     needs_dx: Vec<bool>,
     pub(crate) bufs: Buffers,
     pub(crate) input_grad: bool,
+    /// Samples in the last forward pass.
+    last_batch: usize,
 }
 
 impl Network {
@@ -180,6 +182,7 @@ impl Network {
             needs_dx,
             bufs: Buffers::default(),
             input_grad: false,
+            last_batch: 0,
         })
     }
 
@@ -321,6 +324,7 @@ impl Network {
     /// Forward pass over a batch `x` (`[batch, c, h, w]`), keeping what backward needs.
     fn forward(&mut self, x: &[f32], batch: usize) {
         self.ensure_buffers(batch);
+        self.last_batch = batch;
         let Buffers {
             outs,
             argmax,
@@ -364,13 +368,22 @@ impl Network {
         }
     }
 
-    /// The logits of the last forward pass, `[batch, classes]`.
-    fn logits(&self, batch: usize) -> &[f32] {
-        let last = self.layers.len() - 1;
-        match self.slot[last] {
-            Some(j) => &self.bufs.outs[j][..batch * self.classes()],
-            None => unreachable!("a network ends in a layer with a buffer"),
+    /// The logits of the last forward pass (training or inference), `[batch, classes]`.
+    pub fn logits(&self) -> &[f32] {
+        match self.slot.last().copied().flatten() {
+            Some(j) if self.last_batch > 0 => &self.bufs.outs[j][..self.last_batch * self.classes()],
+            _ => &[],
         }
+    }
+
+    /// The class probabilities of the last forward pass, `[batch, classes]`.
+    pub fn probs(&self) -> &[f32] {
+        &self.bufs.probs[..self.last_batch * self.classes()]
+    }
+
+    /// Per-sample losses of the last [`Network::forward_backward`], `[batch]`.
+    pub fn losses(&self) -> &[f32] {
+        &self.bufs.losses[..self.last_batch.min(self.bufs.losses.len())]
     }
 
     /// Forward and backward over one batch: `x` is `[batch, c, h, w]`, `labels` `[batch]`.
@@ -535,7 +548,7 @@ impl Network {
         let classes = self.classes();
         let correct = count_correct(&self.bufs.probs[..batch * classes], labels, classes);
         let mut loss = 0.0f64;
-        for (t, &c) in self.logits(batch).chunks_exact(classes).zip(labels) {
+        for (t, &c) in self.logits().chunks_exact(classes).zip(labels) {
             // -log p_c = log Σ exp(t - m) - (t_c - m): finite even where p_c underflows.
             let m = t.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let lse = t.iter().map(|&v| ((v - m) as f64).exp()).sum::<f64>().ln();

@@ -1,0 +1,272 @@
+//! Networks from specs: shapes, errors naming the layer, training that learns,
+//! determinism across thread counts.
+
+use petal_kernels::SgdConfig;
+use petal_model::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn shape(c: usize, h: usize, w: usize) -> InputShape {
+    InputShape { c, h, w }
+}
+
+#[test]
+fn presets_have_the_design_shapes() {
+    let s = Network::seednet(1);
+    assert_eq!(
+        s.shapes(),
+        &[
+            Shape::Spatial { c: 8, h: 48, w: 48 },
+            Shape::Spatial { c: 8, h: 24, w: 24 },
+            Shape::Flat(4608),
+            Shape::Flat(5)
+        ]
+    );
+    assert_eq!(s.param_count(), 8 * 9 + 8 + 5 * 4608 + 5);
+    let f = Network::flowernet(1);
+    assert_eq!(
+        f.spec(),
+        "conv3x3:16/p1,relu,maxpool2,conv3x3:32/p1,relu,maxpool2,conv3x3:64/p1,relu,maxpool2,flatten,dense:5"
+    );
+    assert_eq!(f.shapes()[8], Shape::Spatial { c: 64, h: 8, w: 8 });
+    assert_eq!(f.shapes()[9], Shape::Flat(4096));
+    assert_eq!(f.classes(), 5);
+    let names: Vec<_> = f.params().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "0.weight",
+            "0.bias",
+            "3.weight",
+            "3.bias",
+            "6.weight",
+            "6.bias",
+            "10.weight",
+            "10.bias"
+        ]
+    );
+    // About 1 MFLOP per seednet sample and 64 per flowernet sample (design §9).
+    assert!(
+        (0.7e6..1.2e6).contains(&(s.train_flops_per_sample() as f64)),
+        "{}",
+        s.train_flops_per_sample()
+    );
+    assert!(
+        (55e6..70e6).contains(&(f.train_flops_per_sample() as f64)),
+        "{}",
+        f.train_flops_per_sample()
+    );
+}
+
+#[test]
+fn spec_errors_name_layer_and_position() {
+    let cases: [(&str, InputShape, &str); 9] = [
+        (
+            "conv3x3:8,maxpool64,dense:5",
+            shape(1, 50, 50),
+            "spec layer 2 (`maxpool64`): does not fit its 8x48x48 input",
+        ),
+        (
+            "conv3x3:8,dense:5,conv3x3:4",
+            shape(1, 50, 50),
+            "spec layer 3 (`conv3x3:4`): needs [c, h, w] feature maps",
+        ),
+        ("conv3x3:8,relu", shape(1, 50, 50), "must end in logits"),
+        (
+            "conv60x60:8,dense:5",
+            shape(1, 50, 50),
+            "spec layer 1 (`conv60x60:8`)",
+        ),
+        (
+            "conv3x3:8,maxpool2,dense:0",
+            shape(1, 50, 50),
+            "spec layer 3 (`dense:0`): outputs must be at least 1",
+        ),
+        (
+            "conv3x3:8,maxpool2,dens:5",
+            shape(1, 50, 50),
+            "spec layer 3 (`dens:5`): unknown layer",
+        ),
+        (
+            "flatten,dense:5,maxpool2",
+            shape(1, 4, 4),
+            "spec layer 3 (`maxpool2`)",
+        ),
+        (
+            "conv3x3:4/s0,dense:5",
+            shape(1, 8, 8),
+            "stride must be at least 1",
+        ),
+        ("conv3x3:4,dense:5", shape(0, 8, 8), "input shape 0x8x8"),
+    ];
+    for (spec, input, needle) in cases {
+        let e = Network::from_spec(spec, input, 0).unwrap_err().to_string();
+        assert!(e.contains(needle), "{spec}: `{e}` lacks `{needle}`");
+    }
+}
+
+#[test]
+fn huge_specs_are_refused_before_allocating() {
+    // 2^20 x 2^20 dense weights would be 4 TiB: refused by counting, not by trying.
+    let e = Network::from_spec("dense:1000000,dense:1000000", shape(1, 1000, 1000), 0).unwrap_err();
+    assert!(matches!(e, ModelError::TooLarge { .. }), "{e}");
+    assert!(e.to_string().contains("spec layer 1 `dense:1000000`"), "{e}");
+    let e = Network::from_spec("conv3x3:1000000/p1,dense:5", shape(3, 512, 512), 0).unwrap_err();
+    assert!(e.to_string().contains("activations"), "{e}");
+}
+
+#[test]
+fn batch_and_label_errors_are_typed() {
+    let mut net = Network::seednet(1);
+    let x = vec![0.0f32; 2 * 2500];
+    assert!(matches!(
+        net.forward_backward(&x[..2499], &[0]),
+        Err(ModelError::BatchShape { .. })
+    ));
+    assert!(matches!(
+        net.forward_backward(&x, &[0]),
+        Err(ModelError::LabelCount { images: 2, labels: 1 })
+    ));
+    let e = net.forward_backward(&x, &[0, 5]).unwrap_err();
+    assert!(
+        e.to_string().contains("label 5 of sample 1 is out of range"),
+        "{e}"
+    );
+    assert!(net.predict(&[]).is_err());
+}
+
+#[test]
+fn init_is_pytorch_bounded_and_seeded() {
+    let a = Network::flowernet(7);
+    let b = Network::flowernet(7);
+    let c = Network::flowernet(8);
+    for ((pa, pb), pc) in a.params().zip(b.params()).zip(c.params()) {
+        assert_eq!(pa.value, pb.value, "same seed, same {}", pa.name);
+        assert_ne!(pa.value, pc.value, "other seed, other {}", pa.name);
+    }
+    for layer in a.layers() {
+        let (fan_in, w) = match layer {
+            Layer::Conv2d { shape, weight, .. } => (shape.col_rows(), weight),
+            Layer::Dense { shape, weight, .. } => (shape.inputs, weight),
+            _ => continue,
+        };
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let max = w.value.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(
+            max <= bound && max > 0.9 * bound,
+            "{}: max |w| {max} vs bound {bound}",
+            w.name
+        );
+        let mean = w.value.iter().sum::<f32>() / w.value.len() as f32;
+        assert!(mean.abs() < 0.1 * bound, "{}: mean {mean}", w.name);
+    }
+}
+
+/// Five classes told apart by where a bright 4x4 blob sits, with noise and jitter.
+fn blobs(n: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let centres = [(10, 10), (10, 38), (38, 10), (38, 38), (24, 24)];
+    let mut x = vec![0.0f32; n * 2500];
+    let mut y = Vec::with_capacity(n);
+    for (i, img) in x.chunks_exact_mut(2500).enumerate() {
+        let c = i % 5;
+        y.push(c);
+        for v in img.iter_mut() {
+            *v = rng.random::<f32>() * 0.5;
+        }
+        let (cy, cx) = centres[c];
+        let (cy, cx) = (cy + rng.random_range(0..5) - 2, cx + rng.random_range(0..5) - 2);
+        for r in cy - 2..cy + 2 {
+            for col in cx - 2..cx + 2 {
+                img[r * 50 + col] += 0.5;
+            }
+        }
+    }
+    (x, y)
+}
+
+#[test]
+fn seednet_learns_a_tiny_synthetic_set() {
+    let mut net = Network::seednet(2);
+    let (x, y) = blobs(100, 1);
+    let (xv, yv) = blobs(50, 2);
+    let start = net.evaluate(&xv, &yv).unwrap();
+    let cfg = SgdConfig {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
+    for _ in 0..30 {
+        for (xb, yb) in x.chunks(20 * 2500).zip(y.chunks(20)) {
+            let s = net.train_step(xb, yb, &cfg).unwrap();
+            assert!(s.loss.is_finite());
+        }
+    }
+    let end = net.evaluate(&xv, &yv).unwrap();
+    assert!(start.loss > 1.4, "starts near ln 5 = 1.61: {}", start.loss);
+    assert!(
+        end.loss < 0.3,
+        "held-out loss after 150 steps: {} (from {})",
+        end.loss,
+        start.loss
+    );
+    assert!(end.correct >= 45, "held-out accuracy {}/50", end.correct);
+}
+
+#[test]
+fn training_is_bit_identical_on_1_2_and_3_threads() {
+    let run = |threads: usize, spec: &str, input: InputShape| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                let mut net = Network::from_spec(spec, input, 3).unwrap();
+                let mut rng = ChaCha8Rng::seed_from_u64(4);
+                let cfg = SgdConfig {
+                    lr: 0.01,
+                    momentum: 0.9,
+                    weight_decay: 1e-4,
+                };
+                for batch in [13, 32, 5] {
+                    let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.random()).collect();
+                    let y: Vec<usize> = (0..batch).map(|_| rng.random_range(0..5)).collect();
+                    net.train_step(&x, &y, &cfg).unwrap();
+                }
+                net.params()
+                    .flat_map(|p| p.value.iter().map(|v| v.to_bits()))
+                    .collect::<Vec<u32>>()
+            })
+    };
+    for (spec, input) in [
+        ("seednet", shape(1, 50, 50)),
+        (
+            "conv3x3:6/p1,relu,maxpool2,conv3x3:9/s2/p1,relu,dense:5",
+            shape(5, 20, 18),
+        ),
+    ] {
+        let one = run(1, spec, input);
+        assert_eq!(one, run(2, spec, input), "{spec}: 1 vs 2 threads");
+        assert_eq!(one, run(3, spec, input), "{spec}: 1 vs 3 threads");
+    }
+}
+
+#[test]
+fn buffers_follow_the_batch_size() {
+    let mut net = Network::seednet(5);
+    let (x, y) = blobs(7, 3);
+    let cfg = SgdConfig {
+        lr: 0.0,
+        momentum: 0.0,
+        weight_decay: 0.0,
+    };
+    // A smaller batch after a larger one uses the same buffers and the same arithmetic.
+    let big = net.forward_backward(&x, &y).unwrap();
+    let small = net.forward_backward(&x[..3 * 2500], &y[..3]).unwrap();
+    let mut fresh = Network::seednet(5);
+    assert_eq!(small, fresh.forward_backward(&x[..3 * 2500], &y[..3]).unwrap());
+    assert_ne!(big, small);
+    let s = net.train_step(&x, &y, &cfg).unwrap();
+    assert_eq!(s.batch, 7);
+    assert_eq!(net.probs().len(), 35);
+}
