@@ -23,7 +23,7 @@ use crate::layer::Param;
 use crate::network::{InputShape, Network};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 /// `format` of a model checkpoint.
@@ -64,7 +64,22 @@ pub struct CheckpointMeta {
     pub epoch: u64,
     /// Completed optimizer steps.
     pub step: u64,
+    /// Further metadata entries of the caller's own (the trainer keeps its run state here),
+    /// written and read back as they are. Keys must not be one of [`RESERVED_KEYS`].
+    pub extra: BTreeMap<String, String>,
 }
+
+/// The metadata keys Petal itself writes.
+pub const RESERVED_KEYS: [&str; 8] = [
+    "format",
+    "format_version",
+    "spec",
+    "input_shape",
+    "classes",
+    "normalization",
+    "epoch",
+    "step",
+];
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -102,7 +117,7 @@ pub fn save_checkpoint(path: &Path, net: &Network, meta: &CheckpointMeta) -> Res
         .map(|p| (p.name.clone(), p.shape.clone(), f32_bytes(&p.value)))
         .collect();
     let i = net.input_shape();
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
         ("format_version".to_string(), FORMAT_VERSION.to_string()),
         ("spec".to_string(), net.spec()),
@@ -112,6 +127,7 @@ pub fn save_checkpoint(path: &Path, net: &Network, meta: &CheckpointMeta) -> Res
         ("epoch".to_string(), meta.epoch.to_string()),
         ("step".to_string(), meta.step.to_string()),
     ]);
+    metadata.extend(meta.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
     let bytes = serialize(tensors, metadata).map_err(|e| ModelError::checkpoint(path, e))?;
     write_atomic(path, &bytes).map_err(|e| ModelError::io(path, e))
 }
@@ -262,6 +278,10 @@ pub fn load_checkpoint(path: &Path) -> Result<(Network, CheckpointMeta), ModelEr
         net.params_mut()
             .map(|p: &mut Param| (p.name.as_str(), &p.shape[..], &mut p.value[..])),
     )?;
+    let extra = meta
+        .into_iter()
+        .filter(|(k, _)| !RESERVED_KEYS.contains(&k.as_str()))
+        .collect();
     Ok((
         net,
         CheckpointMeta {
@@ -269,6 +289,7 @@ pub fn load_checkpoint(path: &Path) -> Result<(Network, CheckpointMeta), ModelEr
             normalization,
             epoch,
             step,
+            extra,
         },
     ))
 }

@@ -14,7 +14,7 @@ pub const MAX_PARAMS: u128 = 1 << 28;
 pub const MAX_ACTIVATIONS_PER_SAMPLE: u128 = 1 << 28;
 
 /// The input of a network, one sample: `[c, h, w]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct InputShape {
     pub c: usize,
     pub h: usize,

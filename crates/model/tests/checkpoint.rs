@@ -17,6 +17,7 @@ fn meta(classes: usize) -> CheckpointMeta {
         normalization: Normalization::unit(1),
         epoch: 3,
         step: 120,
+        extra: [("run_state".to_string(), r#"{"batch":3}"#.to_string())].into(),
     }
 }
 

@@ -1,0 +1,654 @@
+//! Shape contracts: a kernel called with slices that do not fit its shape panics with a
+//! message naming the mismatch (the exact texts are in the kernels' source), bad shapes are
+//! reported by `validate()` with the right `ShapeError` variant, and scratch buffers larger
+//! than asked for (and holding garbage) are fine.
+
+mod common;
+
+use common::*;
+use petal_kernels::*;
+
+/// A GEMM-path conv (in_c 4): input 2·4·5·5 = 200, weight 3·4·3·3 = 108, output 2·3·5·5 = 150.
+fn gemm_shape() -> Conv2dShape {
+    conv(2, 4, 5, 5, 3, 3, 3, 1, 1)
+}
+
+/// A direct-path conv (in_c 1): input 50, weight 27, output 150.
+fn direct_shape() -> Conv2dShape {
+    conv(2, 1, 5, 5, 3, 3, 3, 1, 1)
+}
+
+fn fwd(s: Conv2dShape, dx: isize, dw: isize, db: isize, dy: isize, dscratch: isize) {
+    let len = |n: usize, d: isize| (n as isize + d) as usize;
+    let x = vec![0.0; len(s.input_len(), dx)];
+    let w = vec![0.0; len(s.weight_len(), dw)];
+    let b = vec![0.0; len(s.out_c, db)];
+    let mut y = vec![0.0; len(s.output_len(), dy)];
+    let mut scratch = vec![0.0; len(s.forward_scratch_len(), dscratch)];
+    conv2d_forward(&s, &x, &w, Some(&b), &mut y, &mut scratch);
+}
+
+// ---------------------------------------------------------------- conv2d_forward
+
+#[test]
+#[should_panic(expected = "conv2d_forward: x has 199 values, expected 200")]
+fn conv_forward_x_too_short() {
+    fwd(gemm_shape(), -1, 0, 0, 0, 0);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_forward: x has 51 values, expected 50")]
+fn conv_forward_x_too_long_direct() {
+    fwd(direct_shape(), 1, 0, 0, 0, 0);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_forward: weight has 107 values, expected 108")]
+fn conv_forward_weight_wrong() {
+    fwd(gemm_shape(), 0, -1, 0, 0, 0);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_forward: bias has 4 values, expected 3")]
+fn conv_forward_bias_wrong() {
+    fwd(gemm_shape(), 0, 0, 1, 0, 0);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_forward: y has 149 values, expected 150")]
+fn conv_forward_y_wrong() {
+    fwd(direct_shape(), 0, 0, 0, -1, 0);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_forward: scratch has")]
+fn conv_forward_scratch_too_small() {
+    let s = gemm_shape();
+    assert!(s.forward_scratch_len() > 0);
+    fwd(s, 0, 0, 0, 0, -1);
+}
+
+#[test]
+#[should_panic(expected = "conv2d: batch must be at least 1")]
+fn conv_forward_zero_batch() {
+    let s = conv(0, 1, 5, 5, 1, 3, 3, 1, 0);
+    conv2d_forward(&s, &[], &[0.0; 9], None, &mut [], &mut []);
+}
+
+#[test]
+#[should_panic(expected = "conv2d: stride must be at least 1")]
+fn conv_forward_zero_stride() {
+    let s = conv(1, 1, 5, 5, 1, 3, 3, 0, 0);
+    conv2d_forward(&s, &[0.0; 25], &[0.0; 9], None, &mut [0.0; 9], &mut []);
+}
+
+#[test]
+#[should_panic(expected = "conv2d: kernel 4x4 is larger than the (padded) input 3x3")]
+fn conv_forward_kernel_larger_than_input() {
+    let s = conv(1, 1, 3, 3, 1, 4, 4, 1, 0);
+    conv2d_forward(&s, &[0.0; 9], &[0.0; 16], None, &mut [0.0; 1], &mut []);
+}
+
+// ---------------------------------------------------------------- conv backward
+
+fn bw(s: Conv2dShape, dy_delta: isize, gb_delta: isize, scratch_delta: isize) {
+    let len = |n: usize, d: isize| (n as isize + d) as usize;
+    let x = vec![0.0; s.input_len()];
+    let dy = vec![0.0; len(s.output_len(), dy_delta)];
+    let mut gw = vec![0.0; s.weight_len()];
+    let mut gb = vec![0.0; len(s.out_c, gb_delta)];
+    let mut scratch = vec![0.0; len(s.backward_weights_scratch_len(), scratch_delta)];
+    conv2d_backward_weights(&s, &x, &dy, &mut gw, Some(&mut gb), &mut scratch);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_backward_weights: dy has 151 values, expected 150")]
+fn conv_backward_weights_dy_wrong() {
+    bw(gemm_shape(), 1, 0, 0);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_backward_weights: grad_bias has 2 values, expected 3")]
+fn conv_backward_weights_grad_bias_wrong() {
+    bw(direct_shape(), 0, -1, 0);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_backward_weights: scratch has")]
+fn conv_backward_weights_scratch_too_small_gemm() {
+    bw(gemm_shape(), 0, 0, -1);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_backward_weights: scratch has")]
+fn conv_backward_weights_scratch_too_small_direct() {
+    bw(direct_shape(), 0, 0, -1);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_backward_weights: grad_weight has 26 values, expected 27")]
+fn conv_backward_weights_grad_weight_wrong() {
+    let s = direct_shape();
+    let mut scratch = vec![0.0; s.scratch_len()];
+    conv2d_backward_weights(&s, &[0.0; 50], &[0.0; 150], &mut [0.0; 26], None, &mut scratch);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_backward_weights: x has 49 values, expected 50")]
+fn conv_backward_weights_x_wrong() {
+    let s = direct_shape();
+    let mut scratch = vec![0.0; s.scratch_len()];
+    conv2d_backward_weights(&s, &[0.0; 49], &[0.0; 150], &mut [0.0; 27], None, &mut scratch);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_backward_input: dx has 199 values, expected 200")]
+fn conv_backward_input_dx_wrong() {
+    let s = gemm_shape();
+    let mut scratch = vec![0.0; s.scratch_len()];
+    conv2d_backward_input(&s, &[0.0; 108], &[0.0; 150], &mut [0.0; 199], &mut scratch);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_backward_input: weight has 109 values, expected 108")]
+fn conv_backward_input_weight_wrong() {
+    let s = gemm_shape();
+    let mut scratch = vec![0.0; s.scratch_len()];
+    conv2d_backward_input(&s, &[0.0; 109], &[0.0; 150], &mut [0.0; 200], &mut scratch);
+}
+
+#[test]
+#[should_panic(expected = "conv2d_backward_input: scratch has")]
+fn conv_backward_input_scratch_too_small() {
+    let s = direct_shape();
+    let mut scratch = vec![0.0; s.backward_input_scratch_len() - 1];
+    conv2d_backward_input(&s, &[0.0; 27], &[0.0; 150], &mut [0.0; 50], &mut scratch);
+}
+
+#[test]
+#[should_panic(expected = "conv2d: in_c must be at least 1")]
+fn conv_backward_input_zero_in_c() {
+    let s = conv(1, 0, 5, 5, 1, 3, 3, 1, 0);
+    conv2d_backward_input(&s, &[], &[0.0; 9], &mut [], &mut []);
+}
+
+#[test]
+#[should_panic(expected = "conv2d: kernel 1x6 is larger than the (padded) input 7x5")]
+fn conv_backward_weights_kernel_wider_than_input() {
+    let s = conv(1, 1, 5, 3, 1, 1, 6, 1, 1);
+    conv2d_backward_weights(&s, &[0.0; 15], &[], &mut [0.0; 6], None, &mut []);
+}
+
+#[test]
+#[should_panic(expected = "im2col: x has 49 values, expected 50")]
+fn im2col_x_wrong() {
+    // im2col takes one image: in_c·h·w = 2·5·5.
+    let s = conv(3, 2, 5, 5, 1, 3, 3, 1, 0);
+    im2col(&s, &[0.0; 49], &mut vec![0.0; s.col_len()]);
+}
+
+#[test]
+#[should_panic(expected = "im2col: col has")]
+fn im2col_col_wrong() {
+    let s = conv(3, 2, 5, 5, 1, 3, 3, 1, 0);
+    im2col(&s, &[0.0; 50], &mut vec![0.0; s.col_len() + 1]);
+}
+
+#[test]
+#[should_panic(expected = "col2im: dcol has")]
+fn col2im_dcol_wrong() {
+    let s = conv(3, 2, 5, 5, 1, 3, 3, 1, 0);
+    col2im(&s, &vec![0.0; s.col_len() - 1], &mut [0.0; 50]);
+}
+
+#[test]
+#[should_panic(expected = "col2im: dx has 150 values, expected 50")]
+fn col2im_dx_is_one_image() {
+    let s = conv(3, 2, 5, 5, 1, 3, 3, 1, 0);
+    col2im(&s, &vec![0.0; s.col_len()], &mut [0.0; 150]);
+}
+
+// ---------------------------------------------------------------- pooling
+
+#[test]
+#[should_panic(expected = "max_pool2d_forward: x has 15 values, expected 16")]
+fn pool_forward_x_wrong() {
+    max_pool2d_forward(&pool(1, 1, 4, 4, 2, 2), &[0.0; 15], &mut [0.0; 4], &mut [0; 4]);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d_forward: y has 5 values, expected 4")]
+fn pool_forward_y_wrong() {
+    max_pool2d_forward(&pool(1, 1, 4, 4, 2, 2), &[0.0; 16], &mut [0.0; 5], &mut [0; 4]);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d_forward: argmax has 3 values, expected 4")]
+fn pool_forward_argmax_wrong() {
+    max_pool2d_forward(&pool(1, 1, 4, 4, 2, 2), &[0.0; 16], &mut [0.0; 4], &mut [0; 3]);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d_backward: argmax 16 outside the 4x4 plane")]
+fn pool_backward_argmax_outside_plane() {
+    // The second plane's index must be in-plane (0..16), not a flat index.
+    max_pool2d_backward(
+        &pool(1, 2, 4, 4, 2, 2),
+        &[1.0; 8],
+        &[0, 2, 8, 10, 16, 2, 8, 10],
+        &mut [0.0; 32],
+    );
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d_backward: dx has 31 values, expected 32")]
+fn pool_backward_dx_wrong() {
+    max_pool2d_backward(&pool(1, 2, 4, 4, 2, 2), &[1.0; 8], &[0; 8], &mut [0.0; 31]);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d_backward: dy has 7 values, expected 8")]
+fn pool_backward_dy_wrong() {
+    max_pool2d_backward(&pool(1, 2, 4, 4, 2, 2), &[1.0; 7], &[0; 8], &mut [0.0; 32]);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d_backward: argmax has 9 values, expected 8")]
+fn pool_backward_argmax_len_wrong() {
+    max_pool2d_backward(&pool(1, 2, 4, 4, 2, 2), &[1.0; 8], &[0; 9], &mut [0.0; 32]);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d: k must be at least 1")]
+fn pool_zero_kernel() {
+    max_pool2d_forward(&pool(1, 1, 4, 4, 0, 1), &[0.0; 16], &mut [], &mut []);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d: kernel 5x5 is larger than the (padded) input 4x6")]
+fn pool_kernel_larger_than_input() {
+    max_pool2d_forward(&pool(1, 1, 4, 6, 5, 1), &[0.0; 24], &mut [], &mut []);
+}
+
+// ---------------------------------------------------------------- dense
+
+fn dense(batch: usize, inputs: usize, outputs: usize) -> DenseShape {
+    DenseShape {
+        batch,
+        inputs,
+        outputs,
+    }
+}
+
+#[test]
+#[should_panic(expected = "dense: batch (0), inputs (3) and outputs (2) must be at least 1")]
+fn dense_zero_batch() {
+    dense_forward(&dense(0, 3, 2), &[], &[0.0; 6], None, &mut []);
+}
+
+#[test]
+#[should_panic(expected = "dense: batch (2), inputs (3) and outputs (0) must be at least 1")]
+fn dense_backward_zero_outputs() {
+    dense_backward(&dense(2, 3, 0), &[0.0; 6], &[], &[], &mut [], None, None);
+}
+
+#[test]
+#[should_panic(expected = "dense_forward: x has 5 values, expected 6")]
+fn dense_forward_x_wrong() {
+    dense_forward(&dense(2, 3, 2), &[0.0; 5], &[0.0; 6], None, &mut [0.0; 4]);
+}
+
+#[test]
+#[should_panic(expected = "dense_forward: weight has 7 values, expected 6")]
+fn dense_forward_weight_wrong() {
+    dense_forward(&dense(2, 3, 2), &[0.0; 6], &[0.0; 7], None, &mut [0.0; 4]);
+}
+
+#[test]
+#[should_panic(expected = "dense_forward: bias has 3 values, expected 2")]
+fn dense_forward_bias_wrong() {
+    dense_forward(
+        &dense(2, 3, 2),
+        &[0.0; 6],
+        &[0.0; 6],
+        Some(&[0.0; 3]),
+        &mut [0.0; 4],
+    );
+}
+
+#[test]
+#[should_panic(expected = "dense_forward: y has 3 values, expected 4")]
+fn dense_forward_y_wrong() {
+    dense_forward(&dense(2, 3, 2), &[0.0; 6], &[0.0; 6], None, &mut [0.0; 3]);
+}
+
+#[test]
+#[should_panic(expected = "dense_backward: dy has 5 values, expected 4")]
+fn dense_backward_dy_wrong() {
+    dense_backward(
+        &dense(2, 3, 2),
+        &[0.0; 6],
+        &[0.0; 6],
+        &[0.0; 5],
+        &mut [0.0; 6],
+        None,
+        None,
+    );
+}
+
+#[test]
+#[should_panic(expected = "dense_backward: grad_weight has 5 values, expected 6")]
+fn dense_backward_grad_weight_wrong() {
+    dense_backward(
+        &dense(2, 3, 2),
+        &[0.0; 6],
+        &[0.0; 6],
+        &[0.0; 4],
+        &mut [0.0; 5],
+        None,
+        None,
+    );
+}
+
+#[test]
+#[should_panic(expected = "dense_backward: grad_bias has 1 values, expected 2")]
+fn dense_backward_grad_bias_wrong() {
+    dense_backward(
+        &dense(2, 3, 2),
+        &[0.0; 6],
+        &[0.0; 6],
+        &[0.0; 4],
+        &mut [0.0; 6],
+        Some(&mut [0.0; 1]),
+        None,
+    );
+}
+
+#[test]
+#[should_panic(expected = "dense_backward: grad_input has 7 values, expected 6")]
+fn dense_backward_grad_input_wrong() {
+    dense_backward(
+        &dense(2, 3, 2),
+        &[0.0; 6],
+        &[0.0; 6],
+        &[0.0; 4],
+        &mut [0.0; 6],
+        None,
+        Some(&mut [0.0; 7]),
+    );
+}
+
+// ---------------------------------------------------------------- ReLU, softmax, SGD, SIMD
+
+#[test]
+#[should_panic(expected = "relu_forward: x has 3 values, y has 4")]
+fn relu_forward_length_mismatch() {
+    relu_forward(&[0.0; 3], &mut [0.0; 4]);
+}
+
+#[test]
+#[should_panic(expected = "relu_backward: y has 3, dy 3, dx 2 values; they must match")]
+fn relu_backward_length_mismatch() {
+    relu_backward(&[0.0; 3], &[0.0; 3], &mut [0.0; 2]);
+}
+
+#[test]
+#[should_panic(expected = "relu_backward: y has 2, dy 3, dx 3 values; they must match")]
+fn relu_backward_y_length_mismatch() {
+    relu_backward(&[0.0; 2], &[0.0; 3], &mut [0.0; 3]);
+}
+
+#[test]
+#[should_panic(expected = "softmax_forward: classes must be at least 1")]
+fn softmax_zero_classes() {
+    softmax_forward(&[0.0; 4], 0, &mut [0.0; 4]);
+}
+
+#[test]
+#[should_panic(expected = "softmax_forward: logits has 7 values, not a multiple of 5 classes")]
+fn softmax_logits_not_a_multiple() {
+    softmax_forward(&[0.0; 7], 5, &mut [0.0; 7]);
+}
+
+#[test]
+#[should_panic(expected = "softmax_forward: probs has 9 values, expected 10")]
+fn softmax_probs_wrong() {
+    softmax_forward(&[0.0; 10], 5, &mut [0.0; 9]);
+}
+
+#[test]
+#[should_panic(expected = "softmax_cross_entropy: labels has 3 values, expected 2")]
+fn cross_entropy_labels_wrong() {
+    let _ = softmax_cross_entropy(
+        &[0.0; 10],
+        &[0, 1, 2],
+        5,
+        &mut [0.0; 10],
+        &mut [0.0; 2],
+        &mut [0.0; 10],
+    );
+}
+
+#[test]
+#[should_panic(expected = "softmax_cross_entropy: losses has 1 values, expected 2")]
+fn cross_entropy_losses_wrong() {
+    let _ = softmax_cross_entropy(
+        &[0.0; 10],
+        &[0, 1],
+        5,
+        &mut [0.0; 10],
+        &mut [0.0; 1],
+        &mut [0.0; 10],
+    );
+}
+
+#[test]
+#[should_panic(expected = "softmax_cross_entropy: grad_logits has 11 values, expected 10")]
+fn cross_entropy_grad_wrong() {
+    let _ = softmax_cross_entropy(
+        &[0.0; 10],
+        &[0, 1],
+        5,
+        &mut [0.0; 10],
+        &mut [0.0; 2],
+        &mut [0.0; 11],
+    );
+}
+
+fn sgd_cfg(momentum: f32) -> SgdConfig {
+    SgdConfig {
+        lr: 0.1,
+        momentum,
+        weight_decay: 0.0,
+    }
+}
+
+#[test]
+#[should_panic(expected = "sgd_step: params has 3 values, grads has 2")]
+fn sgd_grads_length_mismatch() {
+    sgd_step(&sgd_cfg(0.0), &mut [0.0; 3], &[0.0; 2], &mut []);
+}
+
+#[test]
+#[should_panic(expected = "sgd_step: velocity has 0 values, params has 3 (momentum 0.9)")]
+fn sgd_momentum_needs_velocity() {
+    sgd_step(&sgd_cfg(0.9), &mut [0.0; 3], &[0.0; 3], &mut []);
+}
+
+#[test]
+#[should_panic(expected = "sgd_step: velocity has 2 values, params has 3 (momentum 0.9)")]
+fn sgd_velocity_length_mismatch() {
+    sgd_step(&sgd_cfg(0.9), &mut [0.0; 3], &[0.0; 3], &mut [0.0; 2]);
+}
+
+#[test]
+#[should_panic(expected = "sgd_step: velocity has 2 values, params has 3 (momentum 0)")]
+fn sgd_velocity_length_mismatch_without_momentum() {
+    sgd_step(&sgd_cfg(0.0), &mut [0.0; 3], &[0.0; 3], &mut [0.0; 2]);
+}
+
+#[test]
+#[should_panic(expected = "add_assign: y has 3 values, x has 2")]
+fn simd_add_assign_mismatch() {
+    simd::add_assign(&mut [0.0; 3], &[0.0; 2]);
+}
+
+#[test]
+#[should_panic(expected = "axpy: y has 9 values, x has 8")]
+fn simd_axpy_mismatch() {
+    simd::axpy(&mut [0.0; 9], 1.0, &[0.0; 8]);
+}
+
+#[test]
+#[should_panic(expected = "dot: a has 8 values, b has 9")]
+fn simd_dot_mismatch() {
+    simd::dot(&[0.0; 8], &[0.0; 9]);
+}
+
+// ---------------------------------------------------------------- validate()
+
+/// Sets one field of a shape to zero.
+type Zeroer<S> = fn(&mut S);
+
+#[test]
+fn conv_validate_reports_each_zero_field() {
+    let ok = conv(2, 3, 5, 6, 4, 3, 2, 2, 0);
+    assert_eq!(ok.validate(), Ok(()));
+    let fields: [(&str, Zeroer<Conv2dShape>); 8] = [
+        ("batch", |s| s.batch = 0),
+        ("in_c", |s| s.in_c = 0),
+        ("h", |s| s.h = 0),
+        ("w", |s| s.w = 0),
+        ("out_c", |s| s.out_c = 0),
+        ("kh", |s| s.kh = 0),
+        ("kw", |s| s.kw = 0),
+        ("stride", |s| s.stride = 0),
+    ];
+    for (field, zero) in fields {
+        let mut s = ok;
+        zero(&mut s);
+        let e = s.validate();
+        assert_eq!(
+            e,
+            Err(ShapeError::Zero {
+                what: "conv2d",
+                field
+            }),
+            "{s:?}"
+        );
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            format!("conv2d: {field} must be at least 1")
+        );
+    }
+}
+
+#[test]
+fn conv_validate_reports_kernel_larger_than_padded_input() {
+    let e = conv(1, 1, 3, 3, 1, 4, 4, 1, 0).validate();
+    assert_eq!(
+        e,
+        Err(ShapeError::KernelTooLarge {
+            what: "conv2d",
+            kernel: (4, 4),
+            input: (3, 3)
+        })
+    );
+    assert_eq!(
+        e.unwrap_err().to_string(),
+        "conv2d: kernel 4x4 is larger than the (padded) input 3x3"
+    );
+    // Only the width too small.
+    assert_eq!(
+        conv(1, 1, 5, 3, 1, 1, 6, 1, 1).validate(),
+        Err(ShapeError::KernelTooLarge {
+            what: "conv2d",
+            kernel: (1, 6),
+            input: (7, 5)
+        })
+    );
+    // Padding makes room: 2 + 2·1 = 4 >= 4 is fine, 5 is not.
+    assert_eq!(conv(1, 1, 2, 2, 1, 4, 4, 1, 1).validate(), Ok(()));
+    assert_eq!(
+        conv(1, 1, 2, 2, 1, 5, 4, 1, 1).validate(),
+        Err(ShapeError::KernelTooLarge {
+            what: "conv2d",
+            kernel: (5, 4),
+            input: (4, 4)
+        })
+    );
+    // Pad 0 is valid (it is not a size).
+    assert_eq!(conv(1, 1, 3, 3, 1, 3, 3, 1, 0).validate(), Ok(()));
+}
+
+#[test]
+fn pool_validate_reports_bad_shapes() {
+    let ok = pool(2, 3, 5, 6, 2, 2);
+    assert_eq!(ok.validate(), Ok(()));
+    let fields: [(&str, Zeroer<Pool2dShape>); 6] = [
+        ("batch", |s| s.batch = 0),
+        ("c", |s| s.c = 0),
+        ("h", |s| s.h = 0),
+        ("w", |s| s.w = 0),
+        ("k", |s| s.k = 0),
+        ("stride", |s| s.stride = 0),
+    ];
+    for (field, zero) in fields {
+        let mut s = ok;
+        zero(&mut s);
+        assert_eq!(
+            s.validate(),
+            Err(ShapeError::Zero {
+                what: "max_pool2d",
+                field
+            }),
+            "{s:?}"
+        );
+    }
+    for (h, w) in [(2, 5), (5, 2)] {
+        assert_eq!(
+            pool(1, 1, h, w, 3, 1).validate(),
+            Err(ShapeError::KernelTooLarge {
+                what: "max_pool2d",
+                kernel: (3, 3),
+                input: (h, w)
+            })
+        );
+    }
+    // A window exactly the input's size is valid: one output.
+    let whole = pool(1, 1, 3, 3, 3, 5);
+    assert_eq!(whole.validate(), Ok(()));
+    assert_eq!((whole.out_h(), whole.out_w(), whole.output_len()), (1, 1, 1));
+}
+
+/// Scratch "at least" the asked size: a larger buffer full of garbage gives bit-identical
+/// results to an exact, zeroed one, for every conv kernel on both paths, and
+/// `scratch_len()` serves all three kernels.
+#[test]
+fn oversized_garbage_scratch_is_fine() {
+    for s in [gemm_shape(), direct_shape(), conv(5, 2, 7, 9, 3, 3, 2, 2, 1)] {
+        let total = s.scratch_len();
+        assert!(total >= s.forward_scratch_len());
+        assert!(total >= s.backward_weights_scratch_len());
+        assert!(total >= s.backward_input_scratch_len());
+        let mut r = rng(5);
+        let x = rand_vec(&mut r, s.input_len());
+        let w = rand_vec(&mut r, s.weight_len());
+        let dy = rand_vec(&mut r, s.output_len());
+        let run = |scratch: &mut [f32]| {
+            let mut y = vec![0.0; s.output_len()];
+            conv2d_forward(&s, &x, &w, None, &mut y, scratch);
+            let mut gw = vec![0.0; s.weight_len()];
+            let mut gb = vec![0.0; s.out_c];
+            conv2d_backward_weights(&s, &x, &dy, &mut gw, Some(&mut gb), scratch);
+            let mut gx = vec![0.0; s.input_len()];
+            conv2d_backward_input(&s, &w, &dy, &mut gx, scratch);
+            [y, gw, gb, gx].map(|t| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+        };
+        let exact = run(&mut vec![0.0; total]);
+        let mut garbage = rand_vec(&mut r, total + 37);
+        garbage[0] = f32::NAN;
+        garbage[total / 2] = f32::INFINITY;
+        assert_eq!(run(&mut garbage), exact, "{s:?}");
+    }
+}

@@ -1,0 +1,100 @@
+//! `trainer bench`: training and inference images/s of a network on random data.
+
+use crate::error::TrainerError;
+use petal_kernels::SgdConfig;
+use petal_model::{InputShape, Network};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::time::Instant;
+
+/// One configuration's figures (the `--json` object).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BenchResult {
+    pub arch: String,
+    pub spec: String,
+    pub input: [usize; 3],
+    pub batch_size: usize,
+    pub threads: usize,
+    /// Forward + mean softmax cross-entropy + backward + plain SGD step (lr 0.005).
+    pub train_images_per_sec: f64,
+    /// Forward + softmax.
+    pub infer_images_per_sec: f64,
+    /// Conv and dense FLOPs of the training step, per second.
+    pub train_gflops: f64,
+    /// Timed runs (the figures are their median).
+    pub runs: usize,
+}
+
+/// Median images/s of `runs` timed runs of `f`, each about `seconds / runs` long after a
+/// warm-up. `f` processes `batch` images per call.
+fn rate(batch: usize, seconds: f64, runs: usize, mut f: impl FnMut()) -> f64 {
+    let t = Instant::now();
+    let mut calls = 0;
+    while calls < 3 || t.elapsed().as_secs_f64() < 0.05 * seconds {
+        f();
+        calls += 1;
+    }
+    let per_call = t.elapsed().as_secs_f64() / calls as f64;
+    let reps = ((seconds / runs as f64) / per_call).ceil().max(1.0) as usize;
+    let mut rates: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            (reps * batch) as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[runs / 2]
+}
+
+/// Measures `arch` on `input` at `batch` images per step on a rayon pool of `threads`.
+pub fn bench(
+    arch: &str,
+    input: InputShape,
+    batch: usize,
+    threads: usize,
+    seconds: f64,
+) -> Result<BenchResult, TrainerError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| TrainerError::Usage(format!("cannot start {threads} threads: {e}")))?;
+    pool.install(|| {
+        let mut net = Network::from_spec(arch, input, 0)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.random()).collect();
+        let y: Vec<usize> = (0..batch).map(|_| rng.random_range(0..net.classes())).collect();
+        let sgd = SgdConfig {
+            lr: 0.005,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        };
+        let runs = 5;
+        let mut failed = None;
+        let train = rate(batch, seconds / 2.0, runs, || {
+            if let Err(e) = net.train_step(&x, &y, &sgd) {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        let infer = rate(batch, seconds / 2.0, runs, || {
+            let _ = net.predict(&x);
+        });
+        Ok(BenchResult {
+            arch: arch.to_string(),
+            spec: net.spec(),
+            input: [input.c, input.h, input.w],
+            batch_size: batch,
+            threads,
+            train_images_per_sec: train,
+            infer_images_per_sec: infer,
+            train_gflops: train * net.train_flops_per_sample() as f64 / 1e9,
+            runs,
+        })
+    })
+}

@@ -1,0 +1,339 @@
+//! Image folders: one sub-folder per class (`DIR/daisy/*.jpg`), the layout of the Kaggle
+//! flowers data set and of torchvision's `ImageFolder`.
+//!
+//! Classes are the sub-folder names in sorted order (label `i` is the `i`-th name). Every
+//! file with an image extension under a class folder (recursively, following symlinks but
+//! never a folder twice) is decoded in parallel with `image`, resized to the network input
+//! (`resize_exact`, triangle filter), converted to grayscale (luminance) or RGB, and scaled
+//! to `[0, 1]`. A file that does not decode is reported with its path and the reason, and
+//! skipped. Decoding limits refuse images larger than [`MAX_SIDE`] pixels on a side or
+//! needing more than [`MAX_DECODE_BYTES`], so a decompression bomb is an error, not an
+//! out-of-memory kill.
+
+use crate::error::TrainerError;
+use image::{imageops::FilterType, DynamicImage, ImageReader, Limits};
+use petal_model::InputShape;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use std::collections::HashSet;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+/// Largest accepted image side, in pixels.
+pub const MAX_SIDE: u32 = 16_384;
+/// Largest allocation one decode may make (bytes).
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+/// Largest accepted image file (bytes).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+/// File extensions read as images (case-insensitive), as torchvision's `IMG_EXTENSIONS`.
+pub const IMAGE_EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff", "pgm"];
+
+/// Decoded images and their labels.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Dataset {
+    /// `[n, c, h, w]`, values in `[0, 1]`.
+    pub images: Vec<f32>,
+    /// `[n]`, indices into `classes`.
+    pub labels: Vec<usize>,
+    /// Class names in label order.
+    pub classes: Vec<String>,
+    pub shape: InputShape,
+    /// Source of each image (empty for generated data).
+    pub paths: Vec<PathBuf>,
+}
+
+impl Dataset {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    /// Image `i`, `[c, h, w]`.
+    pub fn image(&self, i: usize) -> &[f32] {
+        let n = self.shape.len();
+        &self.images[i * n..(i + 1) * n]
+    }
+    /// Images per class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes.len()];
+        for &l in &self.labels {
+            counts[l] += 1;
+        }
+        counts
+    }
+    /// The images at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let mut images = Vec::with_capacity(indices.len() * self.shape.len());
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+        }
+        Dataset {
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            classes: self.classes.clone(),
+            shape: self.shape,
+            paths: if self.paths.is_empty() {
+                Vec::new()
+            } else {
+                indices.iter().map(|&i| self.paths[i].clone()).collect()
+            },
+        }
+    }
+    /// Splits off a validation set: `fraction` of every class (at least one image of each
+    /// class with two or more), chosen by a shuffle seeded with `seed`. Returns (train, val).
+    pub fn split(&self, fraction: f64, seed: u64) -> (Dataset, Dataset) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0005_9117);
+        let (mut train, mut val) = (Vec::new(), Vec::new());
+        for c in 0..self.classes.len() {
+            let mut idx: Vec<usize> = (0..self.len()).filter(|&i| self.labels[i] == c).collect();
+            idx.shuffle(&mut rng);
+            let mut n_val = (idx.len() as f64 * fraction).round() as usize;
+            if fraction > 0.0 && n_val == 0 && idx.len() >= 2 {
+                n_val = 1;
+            }
+            val.extend_from_slice(&idx[..n_val]);
+            train.extend_from_slice(&idx[n_val..]);
+        }
+        train.sort_unstable();
+        val.sort_unstable();
+        (self.subset(&train), self.subset(&val))
+    }
+}
+
+/// What loading a folder found besides the images.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadReport {
+    /// Files that did not decode, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+    /// Files ignored for their extension.
+    pub ignored: usize,
+}
+
+/// Class folders of `dir`, sorted by name, with their names.
+pub fn class_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, TrainerError> {
+    let meta = std::fs::metadata(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => TrainerError::data(dir, "does not exist"),
+        _ => TrainerError::io(dir, e),
+    })?;
+    if !meta.is_dir() {
+        return Err(TrainerError::data(
+            dir,
+            "is not a folder (expected DIR/<class>/<image>)",
+        ));
+    }
+    let mut classes = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| TrainerError::io(dir, e))? {
+        let entry = entry.map_err(|e| TrainerError::io(dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || !path.is_dir() {
+            continue;
+        }
+        classes.push((name.into_owned(), path));
+    }
+    classes.sort();
+    match classes.len() {
+        0 => Err(TrainerError::data(
+            dir,
+            "has no class folders (expected DIR/<class>/<image>)",
+        )),
+        1 => Err(TrainerError::data(
+            dir,
+            format!(
+                "has only one class folder (`{}`): a classifier needs at least two",
+                classes[0].0
+            ),
+        )),
+        _ => Ok(classes),
+    }
+}
+
+/// Image files under `dir` (recursively, sorted), and how many files were ignored.
+fn list_images(dir: &Path) -> Result<(Vec<PathBuf>, usize), TrainerError> {
+    let mut files = Vec::new();
+    let mut ignored = 0;
+    let mut seen = HashSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        // A symlink loop or a folder linked twice is walked once.
+        let real = std::fs::canonicalize(&d).map_err(|e| TrainerError::io(&d, e))?;
+        if !seen.insert(real) {
+            continue;
+        }
+        for entry in std::fs::read_dir(&d).map_err(|e| TrainerError::io(&d, e))? {
+            let entry = entry.map_err(|e| TrainerError::io(&d, e))?;
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if has_image_extension(&path) {
+                files.push(path);
+            } else {
+                ignored += 1;
+            }
+        }
+    }
+    files.sort();
+    Ok((files, ignored))
+}
+
+fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str()))
+}
+
+/// Loads an image folder for inputs of `shape` (1 channel: grayscale, 3: RGB). With
+/// `classes` given (from a checkpoint), the folder's class names must be among them and
+/// keep their labels; otherwise the sorted folder names are the classes.
+pub fn load_image_folder(
+    dir: &Path,
+    shape: InputShape,
+    classes: Option<&[String]>,
+) -> Result<(Dataset, LoadReport), TrainerError> {
+    if shape.c != 1 && shape.c != 3 {
+        return Err(TrainerError::Usage(format!(
+            "images load as 1 (grayscale) or 3 (RGB) channels, not {}",
+            shape.c
+        )));
+    }
+    let folders = class_folders(dir)?;
+    let names: Vec<String> = match classes {
+        Some(c) => c.to_vec(),
+        None => folders.iter().map(|(n, _)| n.clone()).collect(),
+    };
+    let mut files = Vec::new();
+    let mut labels = Vec::new();
+    let mut report = LoadReport::default();
+    for (name, path) in &folders {
+        let label = names.iter().position(|n| n == name).ok_or_else(|| {
+            TrainerError::data(
+                dir,
+                format!("class folder `{name}` is not one of the checkpoint's classes {names:?}"),
+            )
+        })?;
+        let (f, ignored) = list_images(path)?;
+        report.ignored += ignored;
+        if f.is_empty() {
+            return Err(TrainerError::data(
+                path,
+                format!(
+                    "class `{name}` has no image files ({})",
+                    IMAGE_EXTENSIONS.join(", ")
+                ),
+            ));
+        }
+        labels.extend(std::iter::repeat_n(label, f.len()));
+        files.extend(f);
+    }
+    // Decode straight into the final buffer (memory stays one image per file), then drop
+    // the slots of the files that failed.
+    let per = shape.len();
+    let mut images = vec![0.0f32; files.len() * per];
+    let results: Vec<Result<(), String>> = images
+        .par_chunks_mut(per)
+        .zip(files.par_iter())
+        .map(|(out, path)| decode_into(path, shape, out))
+        .collect();
+    let mut keep = 0;
+    let mut kept_labels = Vec::with_capacity(files.len());
+    let mut kept_paths = Vec::with_capacity(files.len());
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(()) => {
+                if keep != i {
+                    images.copy_within(i * per..(i + 1) * per, keep * per);
+                }
+                kept_labels.push(labels[i]);
+                kept_paths.push(files[i].clone());
+                keep += 1;
+            }
+            Err(reason) => report.skipped.push((files[i].clone(), reason)),
+        }
+    }
+    images.truncate(keep * per);
+    let data = Dataset {
+        images,
+        labels: kept_labels,
+        classes: names,
+        shape,
+        paths: kept_paths,
+    };
+    for (c, (name, path)) in folders.iter().enumerate() {
+        let label = data.classes.iter().position(|n| n == name).unwrap_or(c);
+        if !data.labels.contains(&label) {
+            return Err(TrainerError::data(
+                path,
+                format!("class `{name}` has no image that decodes"),
+            ));
+        }
+    }
+    Ok((data, report))
+}
+
+/// Decodes one file into `out` (`[c, h, w]`), or says why it cannot.
+pub fn decode_into(path: &Path, shape: InputShape, out: &mut [f32]) -> Result<(), String> {
+    let img = decode_file(path)?;
+    write_chw(&img, shape, out);
+    Ok(())
+}
+
+/// Decodes one image file with the decoding limits.
+pub fn decode_file(path: &Path) -> Result<DynamicImage, String> {
+    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if len == 0 {
+        return Err("empty file".into());
+    }
+    if len > MAX_FILE_BYTES {
+        return Err(format!("{len} bytes, over the {MAX_FILE_BYTES}-byte limit"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    decode_bytes(&bytes)
+}
+
+/// Decodes an image held in memory with the decoding limits.
+pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, String> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    if reader.format().is_none() {
+        return Err("not an image (unknown format)".into());
+    }
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    reader.decode().map_err(|e| e.to_string())
+}
+
+/// Resizes `img` to the shape and writes it as `[c, h, w]` in `[0, 1]`.
+pub fn write_chw(img: &DynamicImage, shape: InputShape, out: &mut [f32]) {
+    let (h, w) = (shape.h, shape.w);
+    let img = if img.width() as usize == w && img.height() as usize == h {
+        img.clone()
+    } else {
+        img.resize_exact(w as u32, h as u32, FilterType::Triangle)
+    };
+    if shape.c == 1 {
+        for (o, p) in out.iter_mut().zip(img.to_luma32f().pixels()) {
+            *o = p.0[0].clamp(0.0, 1.0);
+        }
+    } else {
+        let rgb = img.to_rgb32f();
+        let plane = h * w;
+        for (i, p) in rgb.pixels().enumerate() {
+            for c in 0..3 {
+                out[c * plane + i] = p.0[c].clamp(0.0, 1.0);
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! # petal-trainer
+//!
+//! The library behind the `trainer` binary: synthetic flowers ([`synth`]), image-folder
+//! loading ([`data`]), the training loop and its run folder ([`train`]), reports
+//! ([`report`]), benchmarks ([`bench`]) and the command line ([`cli`]).
+
+pub mod bench;
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod report;
+pub mod synth;
+pub mod train;
+
+pub use error::TrainerError;

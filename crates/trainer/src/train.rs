@@ -1,0 +1,371 @@
+//! The training loop and its run folder.
+//!
+//! A run folder holds `config.json` (what was asked for), `model.safetensors` (the
+//! checkpoint, rewritten atomically after every epoch and on Ctrl-C), the optimizer state
+//! `optimizer-step{N}.safetensors` of that checkpoint's step, `metrics.jsonl` (one line per
+//! epoch), `curves.png`, and at the end `confusion.txt` / `confusion.json`.
+//!
+//! Crash safety: the optimizer file for step N is written first, then the model checkpoint
+//! (the commit point, which names its step N and carries the run state), then older
+//! optimizer files are removed. A crash at any moment leaves a model checkpoint and the
+//! optimizer file of its own step. `metrics.jsonl` lines are appended before the
+//! checkpoint; on resume, lines past the checkpoint's epoch are dropped.
+
+use crate::data::Dataset;
+use crate::error::TrainerError;
+use crate::report::{plot_curves, Confusion, EpochMetrics};
+use petal_kernels::SgdConfig;
+use petal_model::{
+    load_checkpoint, load_optimizer_state, save_checkpoint, save_optimizer_state, CheckpointMeta, Network,
+    Normalization,
+};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// What a run was asked to do; saved as `config.json` so `--resume` needs only the folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Preset name or spec, as given.
+    pub arch: String,
+    /// `[c, h, w]`.
+    pub input: [usize; 3],
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub seed: u64,
+    /// Image folder, or `None` for the synthetic flowers.
+    pub data: Option<PathBuf>,
+    /// Separate validation folder.
+    pub val: Option<PathBuf>,
+    pub val_split: f64,
+    /// Synthetic flowers per class (training + validation) when `data` is `None`.
+    pub synth_per_class: usize,
+}
+
+/// Where in training a checkpoint was taken (kept in the checkpoint's metadata).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// Batches of the current (unfinished) epoch already trained; 0 at an epoch boundary.
+    pub batch_in_epoch: usize,
+    /// Sums over those batches, so the epoch's metrics come out as without interruption.
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub seen: usize,
+    pub seconds: f64,
+}
+
+/// How a call to [`train`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// All epochs done; the validation (or training) confusion matrix.
+    Finished { confusion: Confusion },
+    /// Ctrl-C: stopped after a step, checkpoint written at this epoch and step.
+    Interrupted { epoch: usize, step: u64 },
+}
+
+/// Receives progress while training (a terminal bar, plain lines, or nothing).
+pub trait Progress {
+    fn epoch_start(&mut self, _epoch: usize, _epochs: usize, _steps: usize) {}
+    fn step(&mut self, _batch: usize, _loss: f64, _images_per_sec: f64) {}
+    fn epoch_end(&mut self, _metrics: &EpochMetrics, _epochs: usize) {}
+}
+
+/// A progress sink that reports nothing.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// Names of the files in a run folder.
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const CONFIG_FILE: &str = "config.json";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const CURVES_FILE: &str = "curves.png";
+const RUN_STATE_KEY: &str = "petal.run_state";
+
+/// The optimizer-state file of step `step`.
+pub fn optimizer_file(step: u64) -> String {
+    format!("optimizer-step{step}.safetensors")
+}
+
+/// The order of the training samples in `epoch` (0-based): a shuffle seeded by the run
+/// seed and the epoch, so a resumed run sees the same batches.
+pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ epoch as u64);
+    idx.shuffle(&mut rng);
+    idx
+}
+
+/// Loss, accuracy and confusion of `net` on `data`, in batches of `batch`.
+pub fn evaluate(net: &mut Network, data: &Dataset, batch: usize) -> Result<(f64, Confusion), TrainerError> {
+    let mut confusion = Confusion::new(&data.classes);
+    let per = data.shape.len();
+    let mut loss = 0.0;
+    for (x, y) in data.images.chunks(batch * per).zip(data.labels.chunks(batch)) {
+        let s = net.evaluate(x, y)?;
+        loss += s.loss as f64 * y.len() as f64;
+        let k = net.classes();
+        for (p, &t) in net.probs().chunks_exact(k).zip(y) {
+            let best = (0..k).fold(0, |b, i| if p[i] > p[b] { i } else { b });
+            confusion.add(t, best);
+        }
+    }
+    Ok((loss / data.len().max(1) as f64, confusion))
+}
+
+/// Creates a fresh run folder, refusing one that already holds files.
+pub fn create_run_dir(out: &Path) -> Result<(), TrainerError> {
+    if out.exists() {
+        let mut entries = std::fs::read_dir(out).map_err(|e| TrainerError::io(out, e))?;
+        if entries.next().is_some() {
+            return Err(TrainerError::RunExists(out.to_path_buf()));
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| TrainerError::io(out, e))
+}
+
+/// Writes `config.json` atomically.
+pub fn write_config(out: &Path, cfg: &RunConfig) -> Result<(), TrainerError> {
+    let path = out.join(CONFIG_FILE);
+    let text = serde_json::to_string_pretty(cfg).expect("config serializes");
+    petal_model::atomic::write_atomic(&path, text.as_bytes()).map_err(|e| TrainerError::io(&path, e))
+}
+
+/// Reads `config.json` of a run folder.
+pub fn read_config(dir: &Path) -> Result<RunConfig, TrainerError> {
+    let path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainerError::io(&path, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| TrainerError::data(&path, format!("not a run configuration: {e}")))
+}
+
+/// A network and where training stands, fresh or from a run folder's checkpoint.
+pub struct Start {
+    pub net: Network,
+    /// Completed epochs.
+    pub epoch: usize,
+    /// Completed steps.
+    pub step: u64,
+    pub state: RunState,
+    /// Metrics of the completed epochs.
+    pub history: Vec<EpochMetrics>,
+}
+
+/// Loads the checkpoint, its optimizer state and the metrics of a run folder, checking
+/// that they belong together.
+pub fn resume(dir: &Path, classes: &[String]) -> Result<Start, TrainerError> {
+    let (mut net, meta) = load_checkpoint(&dir.join(MODEL_FILE))?;
+    if meta.classes != classes {
+        return Err(TrainerError::data(
+            dir,
+            format!(
+                "the checkpoint's classes {:?} differ from the data's {classes:?}",
+                meta.classes
+            ),
+        ));
+    }
+    load_optimizer_state(&dir.join(optimizer_file(meta.step)), &mut net)?;
+    let state: RunState = match meta.extra.get(RUN_STATE_KEY) {
+        Some(s) => serde_json::from_str(s)
+            .map_err(|e| TrainerError::data(dir.join(MODEL_FILE), format!("run state `{s}`: {e}")))?,
+        None => RunState::default(),
+    };
+    let path = dir.join(METRICS_FILE);
+    let mut history = Vec::new();
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let m: EpochMetrics = serde_json::from_str(line)
+                .map_err(|e| TrainerError::data(&path, format!("line {}: {e}", i + 1)))?;
+            if m.epoch as u64 <= meta.epoch {
+                history.push(m);
+            }
+        }
+    }
+    // Drop lines of an epoch whose checkpoint never landed.
+    let kept: String = history
+        .iter()
+        .map(|m| serde_json::to_string(m).expect("metrics") + "\n")
+        .collect();
+    petal_model::atomic::write_atomic(&path, kept.as_bytes()).map_err(|e| TrainerError::io(&path, e))?;
+    Ok(Start {
+        net,
+        epoch: meta.epoch as usize,
+        step: meta.step,
+        state,
+        history,
+    })
+}
+
+fn save(
+    dir: &Path,
+    net: &Network,
+    classes: &[String],
+    epoch: usize,
+    step: u64,
+    state: &RunState,
+) -> Result<(), TrainerError> {
+    let opt = dir.join(optimizer_file(step));
+    save_optimizer_state(&opt, net)?;
+    let meta = CheckpointMeta {
+        classes: classes.to_vec(),
+        normalization: Normalization::unit(net.input_shape().c),
+        epoch: epoch as u64,
+        step,
+        extra: [(
+            RUN_STATE_KEY.to_string(),
+            serde_json::to_string(state).expect("state"),
+        )]
+        .into(),
+    };
+    save_checkpoint(&dir.join(MODEL_FILE), net, &meta)?;
+    // The checkpoint now names `step`: optimizer files of other steps are stale.
+    let keep = optimizer_file(step);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("optimizer-step") && name.ends_with(".safetensors") && name != keep {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn append_metrics(dir: &Path, m: &EpochMetrics) -> Result<(), TrainerError> {
+    let path = dir.join(METRICS_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| TrainerError::io(&path, e))?;
+    let line = serde_json::to_string(m).expect("metrics serialize") + "\n";
+    f.write_all(line.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| TrainerError::io(&path, e))
+}
+
+/// Trains `start.net` on `train` for the configured epochs, validating on `val` (may be
+/// empty) after each, writing the run folder `dir` as the module docs describe. Stops
+/// after the current step when `interrupt` is set, with a checkpoint.
+pub fn train(
+    cfg: &RunConfig,
+    start: Start,
+    train: &Dataset,
+    val: &Dataset,
+    dir: &Path,
+    interrupt: &AtomicBool,
+    progress: &mut dyn Progress,
+) -> Result<(Network, Vec<EpochMetrics>, Outcome), TrainerError> {
+    let Start {
+        mut net,
+        epoch: first_epoch,
+        mut step,
+        mut state,
+        mut history,
+    } = start;
+    let sgd = SgdConfig {
+        lr: cfg.lr,
+        momentum: cfg.momentum,
+        weight_decay: cfg.weight_decay,
+    };
+    let per = train.shape.len();
+    let b = cfg.batch_size.max(1);
+    let steps = train.len().div_ceil(b);
+    let mut x = vec![0.0f32; b * per];
+    let mut y = vec![0usize; b];
+    let title = format!("{} on {} images", net.spec(), train.len());
+    for epoch in first_epoch..cfg.epochs {
+        let order = epoch_order(cfg.seed, epoch, train.len());
+        progress.epoch_start(epoch + 1, cfg.epochs, steps);
+        for (bi, idx) in order.chunks(b).enumerate().skip(state.batch_in_epoch) {
+            let t0 = Instant::now();
+            for (k, &i) in idx.iter().enumerate() {
+                x[k * per..(k + 1) * per].copy_from_slice(train.image(i));
+                y[k] = train.labels[i];
+            }
+            let n = idx.len();
+            let s = net.train_step(&x[..n * per], &y[..n], &sgd)?;
+            if !s.loss.is_finite() {
+                return Err(TrainerError::Diverged {
+                    epoch: epoch + 1,
+                    step: step + 1,
+                    loss: s.loss,
+                    dir: dir.into(),
+                });
+            }
+            step += 1;
+            state.batch_in_epoch = bi + 1;
+            state.loss_sum += s.loss as f64 * n as f64;
+            state.correct += s.correct;
+            state.seen += n;
+            state.seconds += t0.elapsed().as_secs_f64();
+            progress.step(
+                bi + 1,
+                state.loss_sum / state.seen as f64,
+                state.seen as f64 / state.seconds.max(1e-9),
+            );
+            if interrupt.load(Ordering::SeqCst) && state.batch_in_epoch < steps {
+                save(dir, &net, &train.classes, epoch, step, &state)?;
+                return Ok((net, history, Outcome::Interrupted { epoch, step }));
+            }
+        }
+        let (val_loss, val_acc) = if val.is_empty() {
+            (None, None)
+        } else {
+            let (l, c) = evaluate(&mut net, val, b)?;
+            (Some(l), Some(c.accuracy()))
+        };
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: state.loss_sum / state.seen.max(1) as f64,
+            train_accuracy: state.correct as f64 / state.seen.max(1) as f64,
+            val_loss,
+            val_accuracy: val_acc,
+            images_per_sec: state.seen as f64 / state.seconds.max(1e-9),
+            seconds: state.seconds,
+            step,
+        };
+        append_metrics(dir, &m)?;
+        state = RunState::default();
+        save(dir, &net, &train.classes, epoch + 1, step, &state)?;
+        history.push(m.clone());
+        plot_curves(&dir.join(CURVES_FILE), &history, &title)?;
+        progress.epoch_end(&m, cfg.epochs);
+        if interrupt.load(Ordering::SeqCst) && epoch + 1 < cfg.epochs {
+            return Ok((
+                net,
+                history,
+                Outcome::Interrupted {
+                    epoch: epoch + 1,
+                    step,
+                },
+            ));
+        }
+    }
+    let eval_set = if val.is_empty() { train } else { val };
+    let (_, confusion) = evaluate(&mut net, eval_set, b)?;
+    let text = format!("{}\n", confusion.table());
+    let json = serde_json::to_string_pretty(&serde_json::json!({
+        "set": if val.is_empty() { "train" } else { "validation" },
+        "classes": confusion.classes,
+        "counts": confusion.counts,
+        "scores": confusion.scores(),
+        "accuracy": confusion.accuracy(),
+    }))
+    .expect("confusion serializes");
+    for (name, bytes) in [
+        ("confusion.txt", text.as_bytes()),
+        ("confusion.json", json.as_bytes()),
+    ] {
+        let p = dir.join(name);
+        petal_model::atomic::write_atomic(&p, bytes).map_err(|e| TrainerError::io(&p, e))?;
+    }
+    Ok((net, history, Outcome::Finished { confusion }))
+}
