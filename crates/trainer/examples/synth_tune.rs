@@ -319,8 +319,14 @@ fn main() {
     speed(&rgb, 400);
     for (cfg, file) in [(&gray, "synth_gray.png"), (&rgb, "synth_rgb.png")] {
         let path = format!("{}/{file}", args.out);
-        contact_sheet(cfg, 6).save(&path).expect("write contact sheet");
-        println!("contact sheet: {path}");
+        let sheet = contact_sheet(cfg, 6);
+        sheet.save(&path).expect("write contact sheet");
+        // A 3x nearest-neighbour enlargement, to look at the pixels.
+        let (w, h) = (sheet.width() * 3, sheet.height() * 3);
+        let zoom = image::imageops::resize(&sheet, w, h, image::imageops::FilterType::Nearest);
+        let zpath = path.replace(".png", "_x3.png");
+        zoom.save(&zpath).expect("write contact sheet");
+        println!("contact sheet: {path} (enlarged: {zpath})");
     }
     if args.big > 0 {
         let big = SynthConfig {

@@ -87,8 +87,9 @@ pub struct TrainArgs {
     pub val: Option<PathBuf>,
     #[command(flatten)]
     pub arch: ArchArgs,
-    #[arg(long, default_value_t = 5)]
-    pub epochs: usize,
+    /// Epochs to train (default 5; with --resume: the run's own, or more).
+    #[arg(long)]
+    pub epochs: Option<usize>,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Learning rate.
@@ -342,6 +343,10 @@ fn print_load(dir: &Path, data: &Dataset, report: &crate::data::LoadReport, t: I
 struct Console {
     bar: Option<ProgressBar>,
     tty: bool,
+    /// Test hook (`PETAL_INTERRUPT_AFTER_STEPS=N`): acts as a Ctrl-C after N steps of this
+    /// process, so tests can interrupt at an exact step.
+    interrupt_after: Option<(u64, Arc<AtomicBool>)>,
+    steps: u64,
 }
 
 impl Progress for Console {
@@ -358,6 +363,12 @@ impl Progress for Console {
         }
     }
     fn step(&mut self, batch: usize, loss: f64, ips: f64) {
+        self.steps += 1;
+        if let Some((n, flag)) = &self.interrupt_after {
+            if self.steps >= *n {
+                flag.store(true, Ordering::SeqCst);
+            }
+        }
         if let Some(bar) = &self.bar {
             bar.set_position(batch as u64);
             bar.set_message(format!("loss {loss:.4}  {} img/s", thousands(ips)));
@@ -376,7 +387,7 @@ fn cmd_train(a: TrainArgs) -> Result<Exit, TrainerError> {
     let (cfg, dir, resuming) = match &a.resume {
         Some(dir) => {
             let mut cfg = train::read_config(dir)?;
-            cfg.epochs = cfg.epochs.max(a.epochs);
+            cfg.epochs = cfg.epochs.max(a.epochs.unwrap_or(0));
             (cfg, dir.clone(), true)
         }
         None => {
@@ -384,7 +395,7 @@ fn cmd_train(a: TrainArgs) -> Result<Exit, TrainerError> {
             let cfg = RunConfig {
                 arch: a.arch.arch.clone(),
                 input: [input.c, input.h, input.w],
-                epochs: a.epochs,
+                epochs: a.epochs.unwrap_or(5),
                 batch_size: a.batch_size,
                 lr: a.lr,
                 momentum: a.momentum,
@@ -468,9 +479,15 @@ fn cmd_train(a: TrainArgs) -> Result<Exit, TrainerError> {
             );
         });
     }
+    let interrupt_after = std::env::var("PETAL_INTERRUPT_AFTER_STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(|n| (n, interrupt.clone()));
     let mut console = Console {
         bar: None,
         tty: std::io::stderr().is_terminal(),
+        interrupt_after,
+        steps: 0,
     };
     let t = Instant::now();
     let (_, _, outcome) = train::train(&cfg, start, &tr, &va, &dir, &interrupt, &mut console)?;

@@ -330,6 +330,9 @@ struct Rose {
     lobes: f32,
     lobe_phase: f32,
     lobe_depth: f32,
+    /// Radial step between successive petal arcs, in turns.
+    arc_step: f32,
+    seed: u64,
     color: Rgb3,
     dark: Rgb3,
 }
@@ -424,6 +427,8 @@ impl Flower {
                     lobes: rng.random_range(5..=7u32) as f32,
                     lobe_phase: uni(rng, 0.0, TAU),
                     lobe_depth: uni(rng, 0.06, 0.12),
+                    arc_step: uni(rng, 0.25, 0.4),
+                    seed: rng.random(),
                     color,
                     dark: scale(hsv(h - 5.0, (s + 0.1).min(1.0), v), 0.4),
                 })
@@ -463,13 +468,13 @@ impl Flower {
                     3 => (uni(rng, 270.0, 295.0), uni(rng, 0.5, 0.8), uni(rng, 0.45, 0.75)),
                     _ => (uni(rng, 18.0, 30.0), uni(rng, 0.8, 0.95), uni(rng, 0.9, 1.0)),
                 };
-                let w = uni(rng, 0.42, 0.55);
-                let top = -uni(rng, 0.45, 0.6);
+                let w = uni(rng, 0.5, 0.62);
+                let top = -uni(rng, 0.55, 0.7);
                 let leaf_angle = uni(rng, 0.35, 0.7) * if rng.random::<bool>() { 1.0 } else { -1.0 };
                 Flower::Tulip(Tulip {
                     w,
                     top,
-                    bottom: uni(rng, 0.4, 0.55),
+                    bottom: uni(rng, 0.45, 0.6),
                     tips: uni(rng, 0.1, 0.2),
                     color: hsv(h, s, v),
                     stem: hsv(uni(rng, 85.0, 120.0), uni(rng, 0.55, 0.8), uni(rng, 0.35, 0.6)),
@@ -558,8 +563,16 @@ impl Flower {
                 // crease where the next (outer) petal starts.
                 let rel = r / edge;
                 let s = rel * ro.turns + theta / TAU;
+                // Each turn is cut into a few petal arcs, each set slightly outwards of the
+                // previous one: overlapping petals rather than a clean spiral.
+                let ring = s.floor();
+                let arcs = 2.0 + ring.max(0.0);
+                let saw = theta / TAU * arcs + hash01(ro.seed, ring as i64 as u64);
+                let s = s + ro.arc_step * (saw - saw.floor());
                 let f = s - s.floor();
-                let df = aa * ro.turns; // one pixel in units of `f`
+                // One pixel in units of `f`: |grad s| = sqrt(turns^2 + (d s / r d theta)^2).
+                let ang = (1.0 + ro.arc_step * arcs) / (TAU * r.max(1e-3));
+                let df = aa * (ro.turns * ro.turns + ang * ang).sqrt();
                 let crease = smoothstep(0.0, df.max(0.08), f);
                 let light = 0.55 + 0.45 * f.powf(0.7);
                 let shade = crease * light + (1.0 - crease) * 0.35;

@@ -1,0 +1,431 @@
+//! End-to-end tests of the `trainer` binary.
+
+use assert_cmd::Command;
+use petal_model::load_checkpoint;
+use std::path::Path;
+
+fn trainer() -> Command {
+    let mut c = Command::cargo_bin("trainer").unwrap();
+    c.env_remove("PETAL_INTERRUPT_AFTER_STEPS");
+    c
+}
+
+fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn weights(path: &Path) -> Vec<(String, Vec<u32>)> {
+    let (net, _) = load_checkpoint(path).unwrap();
+    net.params()
+        .map(|p| (p.name.clone(), p.value.iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+#[test]
+fn default_job_reaches_90_percent_and_writes_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = trainer()
+        .arg("--out")
+        .arg(&run)
+        .arg("--threads")
+        .arg("2")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("epoch 1/5") && text.contains("epoch 5/5"), "{text}");
+    assert!(
+        text.contains("confusion matrix") && text.contains("run written to"),
+        "{text}"
+    );
+    let m = metrics(&run);
+    assert_eq!(m.len(), 5);
+    for key in [
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "images_per_sec",
+        "seconds",
+    ] {
+        assert!(m[0].get(key).is_some(), "metrics.jsonl lacks {key}");
+    }
+    let first = m[0]["val_accuracy"].as_f64().unwrap();
+    let last = m[4]["val_accuracy"].as_f64().unwrap();
+    assert!(first < 1.0, "not trivial: {first} after one epoch");
+    assert!(last >= 0.90, "default job ends at {last} validation accuracy");
+    assert!(m[4]["train_loss"].as_f64().unwrap() < m[0]["train_loss"].as_f64().unwrap());
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "curves.png",
+        "confusion.txt",
+        "confusion.json",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    let (net, meta) = load_checkpoint(&run.join("model.safetensors")).unwrap();
+    assert_eq!(meta.classes, ["daisy", "dandelion", "rose", "sunflower", "tulip"]);
+    assert_eq!(meta.epoch, 5);
+    assert_eq!(net.spec(), "conv3x3:8,maxpool2,flatten,dense:5");
+    // A second run into the same folder is refused: nothing is overwritten.
+    let before = std::fs::read(run.join("model.safetensors")).unwrap();
+    let out = trainer()
+        .arg("--out")
+        .arg(&run)
+        .arg("--epochs")
+        .arg("1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already holds a run"), "{}", stderr(&out));
+    assert_eq!(before, std::fs::read(run.join("model.safetensors")).unwrap());
+}
+
+#[test]
+fn synth_folder_trains_evaluates_and_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("flowers");
+    let out = trainer()
+        .args([
+            "synth",
+            "--per-class",
+            "40",
+            "--size",
+            "32",
+            "--grayscale",
+            "--out",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for c in ["daisy", "dandelion", "rose", "sunflower", "tulip"] {
+        assert_eq!(std::fs::read_dir(data.join(c)).unwrap().count(), 40, "{c}");
+    }
+    // A corrupt file and a non-image file in a class folder.
+    std::fs::write(data.join("rose/broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    std::fs::write(data.join("rose/notes.txt"), b"hello").unwrap();
+    let run = dir.path().join("run");
+    let out = trainer()
+        .args([
+            "train",
+            "--arch",
+            "conv3x3:8,maxpool2,dense:5",
+            "--size",
+            "32",
+            "--grayscale",
+            "--epochs",
+            "3",
+        ])
+        .args(["--lr", "0.02", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("skipped") && err.contains("broken.png"), "{err}");
+    assert!(
+        stdout(&out).contains("200 images in 5 classes"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("1 skipped, 1 ignored"), "{}", stdout(&out));
+    let m = metrics(&run);
+    assert_eq!(m.len(), 3);
+
+    let ckpt = run.join("model.safetensors");
+    let out = trainer()
+        .args(["eval", "--json", "--checkpoint"])
+        .arg(&ckpt)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["images"], 200);
+    assert_eq!(v["skipped"].as_array().unwrap().len(), 1);
+    let acc = v["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    let counts: usize = v["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|x| x.as_u64().unwrap() as usize)
+        .sum();
+    assert_eq!(counts, 200);
+    let out = trainer()
+        .args(["eval", "--checkpoint"])
+        .arg(&ckpt)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("precision") && stdout(&out).contains("accuracy"),
+        "{}",
+        stdout(&out)
+    );
+
+    let img = data.join("daisy/daisy_00000.png");
+    let out = trainer()
+        .args(["predict", "--json", "--top", "2", "--checkpoint"])
+        .arg(&ckpt)
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let preds = v[0]["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 2);
+    let p0 = preds[0]["probability"].as_f64().unwrap();
+    assert!(p0 >= preds[1]["probability"].as_f64().unwrap() && p0 <= 1.0);
+    // A file that does not decode: reported, the others still predicted, exit non-zero.
+    let out = trainer()
+        .args(["predict", "--checkpoint"])
+        .arg(&ckpt)
+        .arg(data.join("rose/broken.png"))
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("broken.png"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("daisy_00000.png: "), "{}", stdout(&out));
+}
+
+#[test]
+fn interrupted_and_resumed_run_matches_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "train",
+        "--synth-per-class",
+        "60",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--seed",
+        "5",
+        "--lr",
+        "0.02",
+    ];
+    let full = dir.path().join("full");
+    let out = trainer().args(args).arg("--out").arg(&full).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // 240 training images in batches of 16: 15 steps per epoch; stop inside epoch 2.
+    let part = dir.path().join("part");
+    let out = trainer()
+        .args(args)
+        .arg("--out")
+        .arg(&part)
+        .env("PETAL_INTERRUPT_AFTER_STEPS", "22")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("interrupted at epoch 2, step 22"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(metrics(&part).len(), 1);
+    let out = trainer().args(["train", "--resume"]).arg(&part).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("resuming"), "{}", stdout(&out));
+
+    let (wf, wp) = (
+        weights(&full.join("model.safetensors")),
+        weights(&part.join("model.safetensors")),
+    );
+    assert_eq!(wf.len(), wp.len());
+    for ((name, a), (_, b)) in wf.iter().zip(&wp) {
+        assert!(
+            a == b,
+            "{name}: resumed weights differ from the uninterrupted run's"
+        );
+    }
+    let (mf, mp) = (metrics(&full), metrics(&part));
+    assert_eq!(mf.len(), 3);
+    assert_eq!(mp.len(), 3);
+    for (a, b) in mf.iter().zip(&mp) {
+        for k in [
+            "epoch",
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "step",
+        ] {
+            assert_eq!(a[k], b[k], "{k} differs in epoch {}", a["epoch"]);
+        }
+    }
+    // Exactly one optimizer file, the checkpoint's own.
+    let opt: Vec<_> = std::fs::read_dir(&part)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("optimizer"))
+        .collect();
+    assert_eq!(opt, ["optimizer-step45.safetensors"]);
+}
+
+#[test]
+fn bad_data_folders_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    std::fs::create_dir_all(root.join("one/daisy")).unwrap();
+    std::fs::write(root.join("one/daisy/a.png"), b"x").unwrap();
+    std::fs::create_dir_all(root.join("hollow/daisy")).unwrap();
+    std::fs::create_dir_all(root.join("hollow/rose")).unwrap();
+    std::fs::write(root.join("hollow/daisy/readme.txt"), b"x").unwrap();
+    let cases = [
+        ("missing", "does not exist"),
+        ("empty", "has no class folders"),
+        ("one", "has only one class folder (`daisy`)"),
+        ("hollow", "class `daisy` has no image files"),
+    ];
+    for (name, needle) in cases {
+        let out = trainer()
+            .args(["train", "--epochs", "1", "--data"])
+            .arg(root.join(name))
+            .arg("--out")
+            .arg(root.join(format!("run-{name}")))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("error: ") && err.contains(needle),
+            "{name}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            !root.join(format!("run-{name}")).exists(),
+            "{name}: no run folder for a failed start"
+        );
+    }
+    let out = trainer()
+        .args(["train", "--arch", "conv3x3:8,maxpol2,dense:5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("spec layer 2 (`maxpol2`)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn divergence_stops_with_the_epoch_and_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = trainer()
+        .args([
+            "train",
+            "--synth-per-class",
+            "40",
+            "--epochs",
+            "2",
+            "--lr",
+            "1e9",
+            "--out",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("training diverged at epoch 1, step"), "{err}");
+}
+
+#[test]
+fn gradcheck_and_bench_commands() {
+    let out = trainer()
+        .args([
+            "gradcheck",
+            "--arch",
+            "conv3x3:4/s2/p1,relu,maxpool2,dense:3",
+            "--size",
+            "12",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("passed") && stdout(&out).contains("0.weight"),
+        "{}",
+        stdout(&out)
+    );
+    let out = trainer()
+        .args([
+            "gradcheck",
+            "--arch",
+            "conv3x3:4,dense:3",
+            "--size",
+            "8",
+            "--tolerance",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a zero tolerance cannot pass");
+
+    let out = trainer()
+        .args([
+            "bench",
+            "--json",
+            "--seconds",
+            "0.2",
+            "--batch-size",
+            "4,8",
+            "--threads",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for (v, b) in lines.iter().zip([4, 8]) {
+        assert_eq!(v["arch"], "seednet");
+        assert_eq!(v["batch_size"], b);
+        assert_eq!(v["threads"], 1);
+        assert!(v["train_images_per_sec"].as_f64().unwrap() > 0.0);
+        assert!(v["infer_images_per_sec"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = trainer().arg("--help").output().unwrap();
+    let text = stdout(&out);
+    for c in ["train", "eval", "predict", "bench", "gradcheck", "synth"] {
+        assert!(text.contains(c), "--help lacks {c}");
+    }
+    for c in ["train", "eval", "predict", "bench", "gradcheck", "synth"] {
+        let out = trainer().args([c, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{c} --help");
+    }
+}
