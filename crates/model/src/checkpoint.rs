@@ -184,9 +184,9 @@ fn parse_file<'a>(
     Ok((st, meta))
 }
 
-fn meta_field<'m, T: serde::de::DeserializeOwned>(
+fn meta_field<T: serde::de::DeserializeOwned>(
     path: &Path,
-    meta: &'m HashMap<String, String>,
+    meta: &HashMap<String, String>,
     key: &str,
 ) -> Result<T, ModelError> {
     let text = meta

@@ -481,7 +481,7 @@ impl Network {
                         dy,
                         &mut weight.grad,
                         bias.as_mut().map(|b| &mut b.grad[..]),
-                        dx.as_deref_mut(),
+                        dx,
                     );
                 }
                 Layer::Flatten => {}
