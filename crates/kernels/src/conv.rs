@@ -71,7 +71,7 @@ impl Conv2dShape {
         }
         if self.h + 2 * self.pad < self.kh || self.w + 2 * self.pad < self.kw {
             return Err(ShapeError::KernelTooLarge {
-                what: "conv2d",
+                what: "conv2d (input size includes padding)",
                 kernel: (self.kh, self.kw),
                 input: (self.h + 2 * self.pad, self.w + 2 * self.pad),
             });

@@ -98,6 +98,13 @@ pub fn dense_backward(
     check_len(WHAT, "weight", weight.len(), s.outputs * s.inputs);
     check_len(WHAT, "dy", dy.len(), s.batch * s.outputs);
     check_len(WHAT, "grad_weight", grad_weight.len(), s.outputs * s.inputs);
+    // Every length is checked before anything is written.
+    if let Some(gb) = &grad_bias {
+        check_len(WHAT, "grad_bias", gb.len(), s.outputs);
+    }
+    if let Some(gx) = &grad_input {
+        check_len(WHAT, "grad_input", gx.len(), s.batch * s.inputs);
+    }
     // One GEMM over the whole batch: a single fixed summation order over n.
     sgemm(
         1.0,
@@ -108,7 +115,6 @@ pub fn dense_backward(
         s.inputs,
     );
     if let Some(gb) = grad_bias {
-        check_len(WHAT, "grad_bias", gb.len(), s.outputs);
         gb.fill(0.0);
         for row in dy.chunks_exact(s.outputs) {
             for (g, &d) in gb.iter_mut().zip(row) {
@@ -117,7 +123,6 @@ pub fn dense_backward(
         }
     }
     if let Some(gx) = grad_input {
-        check_len(WHAT, "grad_input", gx.len(), s.batch * s.inputs);
         gx.par_chunks_mut(ROWS_PER_TASK * s.inputs)
             .zip(dy.par_chunks(ROWS_PER_TASK * s.outputs))
             .for_each(|(gxc, dyc)| {

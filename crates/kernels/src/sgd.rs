@@ -2,7 +2,8 @@
 //!
 //! For each parameter `w` with gradient `g` and velocity `v` (zero at the start):
 //! `d = g + weight_decay · w`; `v = momentum · v + d`; `w = w - lr · v`.
-//! With `momentum == 0` the velocity is not used: `w = w - lr · d`.
+//! With `momentum == 0` and an empty velocity slice this is `w = w - lr · d`; a velocity
+//! slice, if given, is still updated by the rule (it then holds `d`).
 
 use crate::simd::{load, store, LANES};
 use rayon::prelude::*;

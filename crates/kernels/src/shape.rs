@@ -6,7 +6,8 @@
 pub enum ShapeError {
     #[error("{what}: {field} must be at least 1")]
     Zero { what: &'static str, field: &'static str },
-    #[error("{what}: kernel {}x{} is larger than the (padded) input {}x{}", kernel.0, kernel.1, input.0, input.1)]
+    /// `input` includes the padding on both sides where the kernel pads (conv2d).
+    #[error("{what}: kernel {}x{} is larger than the input {}x{}", kernel.0, kernel.1, input.0, input.1)]
     KernelTooLarge {
         what: &'static str,
         kernel: (usize, usize),

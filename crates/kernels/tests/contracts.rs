@@ -83,7 +83,7 @@ fn conv_forward_zero_stride() {
 }
 
 #[test]
-#[should_panic(expected = "conv2d: kernel 4x4 is larger than the (padded) input 3x3")]
+#[should_panic(expected = "conv2d (input size includes padding): kernel 4x4 is larger than the input 3x3")]
 fn conv_forward_kernel_larger_than_input() {
     let s = conv(1, 1, 3, 3, 1, 4, 4, 1, 0);
     conv2d_forward(&s, &[0.0; 9], &[0.0; 16], None, &mut [0.0; 1], &mut []);
@@ -173,7 +173,7 @@ fn conv_backward_input_zero_in_c() {
 }
 
 #[test]
-#[should_panic(expected = "conv2d: kernel 1x6 is larger than the (padded) input 7x5")]
+#[should_panic(expected = "conv2d (input size includes padding): kernel 1x6 is larger than the input 7x5")]
 fn conv_backward_weights_kernel_wider_than_input() {
     let s = conv(1, 1, 5, 3, 1, 1, 6, 1, 1);
     conv2d_backward_weights(&s, &[0.0; 15], &[], &mut [0.0; 6], None, &mut []);
@@ -265,7 +265,7 @@ fn pool_zero_kernel() {
 }
 
 #[test]
-#[should_panic(expected = "max_pool2d: kernel 5x5 is larger than the (padded) input 4x6")]
+#[should_panic(expected = "max_pool2d: kernel 5x5 is larger than the input 4x6")]
 fn pool_kernel_larger_than_input() {
     max_pool2d_forward(&pool(1, 1, 4, 6, 5, 1), &[0.0; 24], &mut [], &mut []);
 }
@@ -549,20 +549,20 @@ fn conv_validate_reports_kernel_larger_than_padded_input() {
     assert_eq!(
         e,
         Err(ShapeError::KernelTooLarge {
-            what: "conv2d",
+            what: "conv2d (input size includes padding)",
             kernel: (4, 4),
             input: (3, 3)
         })
     );
     assert_eq!(
         e.unwrap_err().to_string(),
-        "conv2d: kernel 4x4 is larger than the (padded) input 3x3"
+        "conv2d (input size includes padding): kernel 4x4 is larger than the input 3x3"
     );
     // Only the width too small.
     assert_eq!(
         conv(1, 1, 5, 3, 1, 1, 6, 1, 1).validate(),
         Err(ShapeError::KernelTooLarge {
-            what: "conv2d",
+            what: "conv2d (input size includes padding)",
             kernel: (1, 6),
             input: (7, 5)
         })
@@ -572,7 +572,7 @@ fn conv_validate_reports_kernel_larger_than_padded_input() {
     assert_eq!(
         conv(1, 1, 2, 2, 1, 5, 4, 1, 1).validate(),
         Err(ShapeError::KernelTooLarge {
-            what: "conv2d",
+            what: "conv2d (input size includes padding)",
             kernel: (5, 4),
             input: (4, 4)
         })
