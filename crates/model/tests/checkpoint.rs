@@ -380,3 +380,14 @@ fn saving_over_a_checkpoint_replaces_it_atomically() {
     let e = save_checkpoint(&path, &net2, &meta(3)).unwrap_err().to_string();
     assert!(e.contains("3 class names for a network with 5 outputs"), "{e}");
 }
+
+#[test]
+fn extra_metadata_cannot_shadow_petal_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let mut m = meta(5);
+    m.extra.insert("spec".into(), "dense:5".into());
+    let e = save_checkpoint(&path, &small_net(1), &m).unwrap_err().to_string();
+    assert!(e.contains("extra metadata key `spec` is reserved"), "{e}");
+    assert!(!path.exists());
+}
