@@ -112,11 +112,15 @@ pub fn save_checkpoint(path: &Path, net: &Network, meta: &CheckpointMeta) -> Res
             ),
         ));
     }
+    if let Some(k) = meta.extra.keys().find(|k| RESERVED_KEYS.contains(&k.as_str())) {
+        return Err(ModelError::checkpoint(path, format!("extra metadata key `{k}` is reserved")));
+    }
     let tensors = net
         .params()
         .map(|p| (p.name.clone(), p.shape.clone(), f32_bytes(&p.value)))
         .collect();
     let i = net.input_shape();
+
     let mut metadata = HashMap::from([
         ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
         ("format_version".to_string(), FORMAT_VERSION.to_string()),
