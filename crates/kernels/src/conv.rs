@@ -323,16 +323,98 @@ pub fn conv2d_forward(
         });
 }
 
-/// Direct forward of one image for stride 1: for each output row, vectors of 8 output
-/// columns accumulate `W[o, c, u, v] · x[c, i + u - pad, j + v - pad .. +8]` over all taps.
-/// Columns whose taps leave the image (only when `pad > 0`) take the scalar edge path.
+/// Direct forward of one image for stride 1 (module docs give the equation).
+///
+/// For the common tap counts `in_c · kh · kw` (1, 4, 9, 18, 25, 27) a monomorphised kernel
+/// loads the input vectors of every tap once per block of 8 output columns and reuses them
+/// for every output channel; other counts take [`direct_forward_generic`]. Columns whose
+/// taps leave the image (only with `pad > 0`) take the scalar edge path.
+#[inline(never)]
 fn direct_forward_image(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    match s.col_rows() {
+        1 => direct_forward_taps::<1>(s, x, weight, bias, y),
+        4 => direct_forward_taps::<4>(s, x, weight, bias, y),
+        9 => direct_forward_taps::<9>(s, x, weight, bias, y),
+        18 => direct_forward_taps::<18>(s, x, weight, bias, y),
+        25 => direct_forward_taps::<25>(s, x, weight, bias, y),
+        27 => direct_forward_taps::<27>(s, x, weight, bias, y),
+        _ => direct_forward_generic(s, x, weight, bias, y),
+    }
+}
+
+/// Output columns `[j_lo, j_hi)` whose taps all lie inside the image (stride 1).
+fn interior_cols(s: &Conv2dShape) -> (usize, usize) {
+    let ow = s.out_w();
+    // j >= pad and j + kw - 1 - pad <= w - 1.
+    let j_lo = s.pad.min(ow);
+    let j_hi = (s.w + s.pad + 1).saturating_sub(s.kw).clamp(j_lo, ow);
+    (j_lo, j_hi)
+}
+
+/// Per tap `t = (c·kh + u)·kw + v`: the input offset `c·h·w + u·w + v` and the row `u`.
+fn tap_table<const T: usize>(s: &Conv2dShape) -> ([usize; T], [usize; T]) {
+    let (mut off, mut row) = ([0; T], [0; T]);
+    for (t, (o, r)) in off.iter_mut().zip(row.iter_mut()).enumerate() {
+        let (c, u, v) = (t / (s.kh * s.kw), t / s.kw % s.kh, t % s.kw);
+        *o = c * s.h * s.w + u * s.w + v;
+        *r = u;
+    }
+    (off, row)
+}
+
+fn direct_forward_taps<const T: usize>(
+    s: &Conv2dShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    debug_assert_eq!(s.col_rows(), T);
+    let (oh, ow, h, w, pad) = (s.out_h(), s.out_w(), s.h, s.w, s.pad);
+    let (j_lo, j_hi) = interior_cols(s);
+    let (off, row) = tap_table::<T>(s);
+    let plane = oh * ow;
+    for i in 0..oh {
+        // Taps whose input row i + u - pad is inside the image.
+        let valid: [bool; T] = std::array::from_fn(|t| i + row[t] >= pad && i + row[t] < h + pad);
+        let mut j = j_lo;
+        while j + LANES <= j_hi {
+            // Input index of tap t for output (i, j): off[t] + (i - pad)·w + j - pad.
+            let base = (i * w + j) as isize - (pad * w + pad) as isize;
+            let xv: [f32x8; T] = std::array::from_fn(|t| {
+                if valid[t] {
+                    load(&x[(off[t] as isize + base) as usize..])
+                } else {
+                    f32x8::ZERO
+                }
+            });
+            for o in 0..s.out_c {
+                let wo: &[f32; T] = weight[o * T..(o + 1) * T].try_into().expect("T taps");
+                let mut acc = f32x8::splat(bias.map_or(0.0, |b| b[o]));
+                for t in 0..T {
+                    acc = xv[t].mul_add(f32x8::splat(wo[t]), acc);
+                }
+                store(&mut y[o * plane + i * ow + j..], acc);
+            }
+            j += LANES;
+        }
+        for o in 0..s.out_c {
+            let wo = &weight[o * T..(o + 1) * T];
+            let b = bias.map_or(0.0, |b| b[o]);
+            for jj in (0..j_lo).chain(j..ow) {
+                y[o * plane + i * ow + jj] = b + direct_point(s, x, wo, i, jj);
+            }
+        }
+    }
+}
+
+/// Direct forward for any tap count: per output channel and row, vectors of 8 output
+/// columns accumulate `W[o, c, u, v] · x[c, i + u - pad, j + v - pad .. +8]` over all taps.
+fn direct_forward_generic(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let (h, w, pad) = (s.h, s.w, s.pad);
     let taps = s.col_rows();
-    // Columns j with every tap inside the image: j >= pad and j + kw - 1 - pad <= w - 1.
-    let j_lo = pad.min(ow);
-    let j_hi = (w + pad + 1).saturating_sub(s.kw).clamp(j_lo, ow);
+    let (j_lo, j_hi) = interior_cols(s);
     for (o, yo) in y.chunks_exact_mut(oh * ow).enumerate() {
         let wo = &weight[o * taps..(o + 1) * taps];
         let b = bias.map_or(0.0, |b| b[o]);
@@ -469,9 +551,65 @@ pub fn conv2d_backward_weights(
 }
 
 /// Direct weight gradient of one image for stride 1, added into `gw` (`[out_c, in_c, kh, kw]`):
-/// `gw[o, c, u, v] += Σ_{i,j} dy[o, i, j] · x[c, i + u - pad, j + v - pad]`, each a SIMD
-/// dot product along `j` over the columns that stay inside the image.
+/// `gw[o, c, u, v] += Σ_{i,j} dy[o, i, j] · x[c, i + u - pad, j + v - pad]`.
+///
+/// For the common tap counts a monomorphised kernel keeps one vector accumulator per tap
+/// in registers across the whole image (one horizontal sum per tap at the end); other
+/// counts take a SIMD dot product per tap and row.
+#[inline(never)]
 fn direct_backward_weights_image(s: &Conv2dShape, x: &[f32], dy: &[f32], gw: &mut [f32]) {
+    match s.col_rows() {
+        1 => direct_backward_weights_taps::<1>(s, x, dy, gw),
+        4 => direct_backward_weights_taps::<4>(s, x, dy, gw),
+        9 => direct_backward_weights_taps::<9>(s, x, dy, gw),
+        18 => direct_backward_weights_taps::<18>(s, x, dy, gw),
+        25 => direct_backward_weights_taps::<25>(s, x, dy, gw),
+        27 => direct_backward_weights_taps::<27>(s, x, dy, gw),
+        _ => direct_backward_weights_generic(s, x, dy, gw),
+    }
+}
+
+fn direct_backward_weights_taps<const T: usize>(s: &Conv2dShape, x: &[f32], dy: &[f32], gw: &mut [f32]) {
+    debug_assert_eq!(s.col_rows(), T);
+    let (oh, ow, h, w, pad) = (s.out_h(), s.out_w(), s.h, s.w, s.pad);
+    let (j_lo, j_hi) = interior_cols(s);
+    let (off, row) = tap_table::<T>(s);
+    let (kh, kw) = (s.kh, s.kw);
+    for (o, dyo) in dy.chunks_exact(oh * ow).enumerate() {
+        let mut acc = [f32x8::ZERO; T];
+        let mut edge = [0.0f32; T];
+        for i in 0..oh {
+            let valid: [bool; T] = std::array::from_fn(|t| i + row[t] >= pad && i + row[t] < h + pad);
+            let dyrow = &dyo[i * ow..(i + 1) * ow];
+            let mut j = j_lo;
+            while j + LANES <= j_hi {
+                let base = (i * w + j) as isize - (pad * w + pad) as isize;
+                let d = load(&dyrow[j..]);
+                for t in 0..T {
+                    if valid[t] {
+                        acc[t] = load(&x[(off[t] as isize + base) as usize..]).mul_add(d, acc[t]);
+                    }
+                }
+                j += LANES;
+            }
+            for jj in (0..j_lo).chain(j..ow) {
+                let d = dyrow[jj];
+                for (t, e) in edge.iter_mut().enumerate() {
+                    let (c, u, v) = (t / (kh * kw), t / kw % kh, t % kw);
+                    let (iy, ix) = (i + u, jj + v);
+                    if iy >= pad && iy < h + pad && ix >= pad && ix < w + pad {
+                        *e = x[(c * h + iy - pad) * w + ix - pad].mul_add(d, *e);
+                    }
+                }
+            }
+        }
+        for t in 0..T {
+            gw[o * T + t] += acc[t].reduce_add() + edge[t];
+        }
+    }
+}
+
+fn direct_backward_weights_generic(s: &Conv2dShape, x: &[f32], dy: &[f32], gw: &mut [f32]) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let (h, w, pad) = (s.h, s.w, s.pad);
     let taps = s.col_rows();

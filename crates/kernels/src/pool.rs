@@ -130,6 +130,7 @@ fn wins(v: f32, best: f32) -> bool {
     v > best || (v.is_nan() && !best.is_nan())
 }
 
+#[inline(never)]
 fn pool_plane(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
     let ow = s.out_w();
     for (i, (yrow, arow)) in y.chunks_exact_mut(ow).zip(am.chunks_exact_mut(ow)).enumerate() {
@@ -152,6 +153,7 @@ fn pool_plane(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
 }
 
 /// The 2x2 / stride 2 case (every preset's pooling), unrolled.
+#[inline(never)]
 fn pool_plane_2x2(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
     let (ow, w) = (s.out_w(), s.w);
     for (i, (yrow, arow)) in y.chunks_exact_mut(ow).zip(am.chunks_exact_mut(ow)).enumerate() {

@@ -482,3 +482,27 @@ fn softmax_cross_entropy_gradient_matches_finite_differences_of_its_loss() {
         );
     }
 }
+
+/// The direct path has a monomorphised kernel per common tap count `in_c · kh · kw`
+/// (1, 4, 9, 18, 25, 27) and a generic one for the rest: each is checked, with and without
+/// padding, at widths that leave a SIMD tail.
+#[test]
+fn conv_direct_tap_specialisations_match_reference() {
+    let cases = [
+        (1, 1, 1), // 1 tap
+        (1, 2, 2), // 4
+        (1, 3, 3), // 9
+        (2, 3, 3), // 18
+        (1, 5, 5), // 25
+        (3, 3, 3), // 27
+        (2, 2, 3), // 12: generic
+        (3, 1, 2), // 6: generic
+    ];
+    for (k, (in_c, kh, kw)) in cases.into_iter().enumerate() {
+        for pad in [0, 1, 2] {
+            let s = conv(3, in_c, 13, 21, 5, kh, kw, 1, pad);
+            assert!(s.uses_direct());
+            check_conv_backward(&s, 13_000 + 10 * k as u64 + pad as u64);
+        }
+    }
+}

@@ -411,3 +411,28 @@ fn simd_helpers_match_reference() {
         assert_close(&format!("axpy len {n}"), &y, &want, ELEMENTWISE_TOL);
     }
 }
+
+/// Every direct-path tap specialisation (see `conv_direct_tap_specialisations_match_reference`
+/// in backward.rs), with and without padding.
+#[test]
+fn conv_forward_direct_tap_specialisations_match_reference() {
+    for (k, (in_c, kh, kw)) in [
+        (1, 1, 1),
+        (1, 2, 2),
+        (1, 3, 3),
+        (2, 3, 3),
+        (1, 5, 5),
+        (3, 3, 3),
+        (2, 2, 3),
+        (3, 1, 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for pad in [0, 1, 2] {
+            let s = conv(3, in_c, 13, 21, 5, kh, kw, 1, pad);
+            assert!(s.uses_direct());
+            check_conv_forward(&s, 14_000 + 10 * k as u64 + pad as u64);
+        }
+    }
+}
