@@ -11,7 +11,9 @@
 //! `dx[n, c, argmax] += dy[n, c, i, j]`, so overlapping windows accumulate.
 
 use crate::shape::ShapeError;
+use crate::simd::{load, LANES};
 use rayon::prelude::*;
+use wide::f32x8;
 
 /// The shape of a batched 2-D max pooling with a square `k x k` window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -152,30 +154,61 @@ fn pool_plane(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
     }
 }
 
-/// The 2x2 / stride 2 case (every preset's pooling), unrolled.
+/// `v` beats `best`: greater, or NaN over a number (NaN propagates, ties keep `best`).
+#[inline(always)]
+fn wins_x8(v: f32x8, best: f32x8) -> f32x8 {
+    v.simd_gt(best) | (v.is_nan() & !best.is_nan())
+}
+
+/// The 2x2 / stride 2 case (every preset's pooling), branch-free SIMD.
+///
+/// For 4 outputs at a time, `a = r[2j..]` and `b = r[2j + 1..]` put each window's left and
+/// right value in the same even lane; the winner of each row pair, then of the two rows
+/// (row 0 first, so ties keep row-major order), is picked with masks, and the even lanes
+/// are the outputs. Columns the vectors cannot reach take the scalar path.
 #[inline(never)]
 fn pool_plane_2x2(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
     let (ow, w) = (s.out_w(), s.w);
+    let (one, wf, wf1) = (
+        f32x8::splat(1.0),
+        f32x8::splat(w as f32),
+        f32x8::splat(w as f32 + 1.0),
+    );
     for (i, (yrow, arow)) in y.chunks_exact_mut(ow).zip(am.chunks_exact_mut(ow)).enumerate() {
-        let r0 = &x[2 * i * w..2 * i * w + 2 * ow];
-        let r1 = &x[(2 * i + 1) * w..(2 * i + 1) * w + 2 * ow];
-        for (j, (yv, av)) in yrow.iter_mut().zip(arow.iter_mut()).enumerate() {
+        let r0 = &x[2 * i * w..(2 * i + 1) * w];
+        let r1 = &x[(2 * i + 1) * w..(2 * i + 2) * w];
+        let mut j = 0;
+        // Vector loads read r[2j .. 2j + 9): they must stay inside the row.
+        while j + 4 <= ow && 2 * j + LANES + 1 <= w {
+            let (a, b) = (load(&r0[2 * j..]), load(&r0[2 * j + 1..]));
+            let (c, d) = (load(&r1[2 * j..]), load(&r1[2 * j + 1..]));
+            let w0 = wins_x8(b, a);
+            let (m0, o0) = (w0.select(b, a), w0 & one);
+            let w1 = wins_x8(d, c);
+            let (m1, o1) = (w1.select(d, c), w1.select(wf1, wf));
+            let wr = wins_x8(m1, m0);
+            let (m, o) = (wr.select(m1, m0).to_array(), wr.select(o1, o0).to_array());
+            for k in 0..4 {
+                yrow[j + k] = m[2 * k];
+                arow[j + k] = (2 * i * w + 2 * (j + k)) as u32 + o[2 * k] as u32;
+            }
+            j += 4;
+        }
+        for j in j..ow {
             let base = (2 * i * w + 2 * j) as u32;
             let (mut best, mut idx) = (r0[2 * j], base);
-            if wins(r0[2 * j + 1], best) {
-                best = r0[2 * j + 1];
-                idx = base + 1;
+            for (v, k) in [
+                (r0[2 * j + 1], base + 1),
+                (r1[2 * j], base + w as u32),
+                (r1[2 * j + 1], base + w as u32 + 1),
+            ] {
+                if wins(v, best) {
+                    best = v;
+                    idx = k;
+                }
             }
-            if wins(r1[2 * j], best) {
-                best = r1[2 * j];
-                idx = base + w as u32;
-            }
-            if wins(r1[2 * j + 1], best) {
-                best = r1[2 * j + 1];
-                idx = base + w as u32 + 1;
-            }
-            *yv = best;
-            *av = idx;
+            yrow[j] = best;
+            arow[j] = idx;
         }
     }
 }

@@ -113,7 +113,10 @@ pub fn save_checkpoint(path: &Path, net: &Network, meta: &CheckpointMeta) -> Res
         ));
     }
     if let Some(k) = meta.extra.keys().find(|k| RESERVED_KEYS.contains(&k.as_str())) {
-        return Err(ModelError::checkpoint(path, format!("extra metadata key `{k}` is reserved")));
+        return Err(ModelError::checkpoint(
+            path,
+            format!("extra metadata key `{k}` is reserved"),
+        ));
     }
     let tensors = net
         .params()

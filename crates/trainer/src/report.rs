@@ -179,13 +179,18 @@ pub fn plot_curves(path: &Path, metrics: &[EpochMetrics], title: &str) -> Result
             .max(1e-3)
             * 1.1;
         type Series = fn(&EpochMetrics) -> Option<f64>;
-        let loss: [(&str, Series, RGBColor); 2] =
-            [("train", |m| Some(m.train_loss), BLUE), ("validation", |m| m.val_loss, RED)];
+        let loss: [(&str, Series, RGBColor); 2] = [
+            ("train", |m| Some(m.train_loss), BLUE),
+            ("validation", |m| m.val_loss, RED),
+        ];
         let accuracy: [(&str, Series, RGBColor); 2] = [
             ("train", |m| Some(100.0 * m.train_accuracy), BLUE),
             ("validation", |m| m.val_accuracy.map(|a| 100.0 * a), RED),
         ];
-        let panels = [(&left, "loss", loss_max, loss), (&right, "accuracy (%)", 100.0, accuracy)];
+        let panels = [
+            (&left, "loss", loss_max, loss),
+            (&right, "accuracy (%)", 100.0, accuracy),
+        ];
         for (area, label, y_max, series) in panels {
             let mut chart = ChartBuilder::on(area)
                 .margin(12)
