@@ -179,7 +179,7 @@ fn pool_plane_2x2(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
         let r1 = &x[(2 * i + 1) * w..(2 * i + 2) * w];
         let mut j = 0;
         // Vector loads read r[2j .. 2j + 9): they must stay inside the row.
-        while j + 4 <= ow && 2 * j + LANES + 1 <= w {
+        while j + 4 <= ow && 2 * j + LANES < w {
             let (a, b) = (load(&r0[2 * j..]), load(&r0[2 * j + 1..]));
             let (c, d) = (load(&r1[2 * j..]), load(&r1[2 * j + 1..]));
             let w0 = wins_x8(b, a);
