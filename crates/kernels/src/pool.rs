@@ -11,9 +11,9 @@
 //! `dx[n, c, argmax] += dy[n, c, i, j]`, so overlapping windows accumulate.
 
 use crate::shape::ShapeError;
-use crate::simd::{load, LANES};
+use crate::simd::{load, store, LANES};
 use rayon::prelude::*;
-use wide::f32x8;
+use wide::{f32x8, u32x8, ShuffleExt};
 
 /// The shape of a batched 2-D max pooling with a square `k x k` window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -162,37 +162,44 @@ fn wins_x8(v: f32x8, best: f32x8) -> f32x8 {
 
 /// The 2x2 / stride 2 case (every preset's pooling), branch-free SIMD.
 ///
-/// For 4 outputs at a time, `a = r[2j..]` and `b = r[2j + 1..]` put each window's left and
-/// right value in the same even lane; the winner of each row pair, then of the two rows
-/// (row 0 first, so ties keep row-major order), is picked with masks, and the even lanes
-/// are the outputs. Columns the vectors cannot reach take the scalar path.
+/// For 8 outputs at a time, the 16 values of each of the window's two input rows are split
+/// into left (even) and right (odd) columns by two-vector shuffles; the winner of each
+/// row's pair, then of the two rows (row 0 first, so ties keep row-major order), is picked
+/// with masks, and the argmax offsets (0, 1, w, w + 1) ride along as exact small floats.
+/// Outputs past the last whole vector take the scalar path.
 #[inline(never)]
 fn pool_plane_2x2(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
     let (ow, w) = (s.out_w(), s.w);
+    let even = u32x8::new([0, 2, 4, 6, 8, 10, 12, 14]);
+    let odd = u32x8::new([1, 3, 5, 7, 9, 11, 13, 15]);
     let (one, wf, wf1) = (
         f32x8::splat(1.0),
         f32x8::splat(w as f32),
         f32x8::splat(w as f32 + 1.0),
     );
+    let steps = f32x8::new([0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]);
+    // Argmax positions travel as f32: exact below 2^24.
+    let simd = s.h * s.w < (1 << 24);
     for (i, (yrow, arow)) in y.chunks_exact_mut(ow).zip(am.chunks_exact_mut(ow)).enumerate() {
         let r0 = &x[2 * i * w..(2 * i + 1) * w];
         let r1 = &x[(2 * i + 1) * w..(2 * i + 2) * w];
         let mut j = 0;
-        // Vector loads read r[2j .. 2j + 9): they must stay inside the row.
-        while j + 4 <= ow && 2 * j + LANES < w {
-            let (a, b) = (load(&r0[2 * j..]), load(&r0[2 * j + 1..]));
-            let (c, d) = (load(&r1[2 * j..]), load(&r1[2 * j + 1..]));
-            let w0 = wins_x8(b, a);
-            let (m0, o0) = (w0.select(b, a), w0 & one);
-            let w1 = wins_x8(d, c);
-            let (m1, o1) = (w1.select(d, c), w1.select(wf1, wf));
+        while simd && j + LANES <= ow {
+            let (a0, a1) = (load(&r0[2 * j..]), load(&r0[2 * j + LANES..]));
+            let (b0, b1) = (load(&r1[2 * j..]), load(&r1[2 * j + LANES..]));
+            let (l0, q0) = ([a0, a1].shuffle(even), [a0, a1].shuffle(odd));
+            let (l1, q1) = ([b0, b1].shuffle(even), [b0, b1].shuffle(odd));
+            let w0 = wins_x8(q0, l0);
+            let (m0, o0) = (w0.select(q0, l0), w0 & one);
+            let w1 = wins_x8(q1, l1);
+            let (m1, o1) = (w1.select(q1, l1), w1.select(wf1, wf));
             let wr = wins_x8(m1, m0);
-            let (m, o) = (wr.select(m1, m0).to_array(), wr.select(o1, o0).to_array());
-            for k in 0..4 {
-                yrow[j + k] = m[2 * k];
-                arow[j + k] = (2 * i * w + 2 * (j + k)) as u32 + o[2 * k] as u32;
+            store(&mut yrow[j..], wr.select(m1, m0));
+            let idx = wr.select(o1, o0) + steps + f32x8::splat((2 * i * w + 2 * j) as f32);
+            for (a, v) in arow[j..j + LANES].iter_mut().zip(idx.round_int().to_array()) {
+                *a = v as u32;
             }
-            j += 4;
+            j += LANES;
         }
         for j in j..ow {
             let base = (2 * i * w + 2 * j) as u32;

@@ -436,3 +436,30 @@ fn conv_forward_direct_tap_specialisations_match_reference() {
         }
     }
 }
+
+/// The 2x2 / stride 2 pool has a SIMD path for 8 outputs at a time: every width from 16
+/// to 41 (whole vectors plus every tail), with exact ties and NaNs sprinkled in, matches the
+/// reference value for value (NaN for NaN) and argmax for argmax.
+#[test]
+fn pool_2x2_simd_path_matches_reference_with_ties_and_nans() {
+    for w in 16..=41 {
+        let s = pool(2, 3, 7, w, 2, 2);
+        let mut r = rng(15_000 + w as u64);
+        let mut x = rand_ties(&mut r, s.input_len());
+        for _ in 0..w / 4 {
+            let i = r.random_range(0..x.len());
+            x[i] = f32::NAN;
+        }
+        let mut y = vec![0.0f32; s.output_len()];
+        let mut am = vec![u32::MAX; s.output_len()];
+        max_pool2d_forward(&s, &x, &mut y, &mut am);
+        let (want_y, want_am) = refk::max_pool2d_forward(&s, &f64s(&x));
+        assert_eq!(am, want_am, "argmax, width {w}");
+        for (k, (a, b)) in y.iter().zip(&want_y).enumerate() {
+            assert!(
+                a.is_nan() == b.is_nan() && (a.is_nan() || *a as f64 == *b),
+                "width {w}, output {k}: {a} vs {b}"
+            );
+        }
+    }
+}
