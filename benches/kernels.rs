@@ -422,13 +422,15 @@ fn gemm_forward(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: &[f32], y: &mu
         });
 }
 
-/// Eight `f32` lanes for the bench-local copy of the direct forward path (the kernels use
+/// Eight `f32` lanes for the bench-local copy of the direct path (the kernels use
 /// `wide::f32x8`, which is not a dependency of this package). With `-C target-cpu=native`
-/// the lane loops compile to one vector FMA.
+/// the lane loops compile to one vector instruction each.
 #[derive(Clone, Copy)]
 struct F8([f32; 8]);
 
 impl F8 {
+    const ZERO: F8 = F8([0.0; 8]);
+
     #[inline(always)]
     fn splat(v: f32) -> Self {
         F8([v; 8])
@@ -437,14 +439,18 @@ impl F8 {
     fn load(s: &[f32]) -> Self {
         F8(s[..8].try_into().expect("8 values"))
     }
-    /// `self · w + acc`, lane-wise, fused.
+    /// `self · m + acc`, lane-wise, fused.
     #[inline(always)]
-    fn mul_add(self, w: f32, acc: F8) -> F8 {
+    fn mul_add(self, m: F8, acc: F8) -> F8 {
         let mut r = acc.0;
-        for (r, &a) in r.iter_mut().zip(&self.0) {
-            *r = a.mul_add(w, *r);
+        for ((r, &a), &m) in r.iter_mut().zip(&self.0).zip(&m.0) {
+            *r = a.mul_add(m, *r);
         }
         F8(r)
+    }
+    #[inline(always)]
+    fn reduce_add(self) -> f32 {
+        self.0.iter().sum()
     }
     #[inline(always)]
     fn store(self, s: &mut [f32]) {
@@ -452,10 +458,11 @@ impl F8 {
     }
 }
 
-/// A copy of the kernels' direct forward (stride 1, any `in_c`), so that the direct path
-/// can be timed at `in_c > DIRECT_MAX_IN_C`, where the public API takes the GEMM path.
-/// Same loop order, same batch split; benched beside the API's own direct path at
-/// `in_c == DIRECT_MAX_IN_C` to show that it is a fair stand-in.
+/// A copy of the kernels' tap-specialised direct forward (`direct_forward_taps::<T>` in
+/// `conv.rs`, `T = in_c·kh·kw`), so that the direct path can be timed at
+/// `in_c > DIRECT_MAX_IN_C`, where the public API takes the GEMM path. Same loop order,
+/// same batch split; benched beside the API's own direct path at `in_c == DIRECT_MAX_IN_C`
+/// to show whether it is a fair stand-in.
 fn direct_forward_local(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: &[f32], y: &mut [f32]) {
     assert_eq!(s.stride, 1, "direct path is stride 1 only");
     let (il, ol) = (s.in_image_len(), s.out_image_len());
@@ -463,43 +470,76 @@ fn direct_forward_local(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: &[f32]
         .zip(x.par_chunks(BATCH_CHUNK * il))
         .for_each(|(yc, xc)| {
             for (yn, xn) in yc.chunks_exact_mut(ol).zip(xc.chunks_exact(il)) {
-                direct_forward_image_local(s, xn, weight, bias, yn);
+                match s.col_rows() {
+                    9 => direct_forward_taps_local::<9>(s, xn, weight, bias, yn),
+                    18 => direct_forward_taps_local::<18>(s, xn, weight, bias, yn),
+                    27 => direct_forward_taps_local::<27>(s, xn, weight, bias, yn),
+                    36 => direct_forward_taps_local::<36>(s, xn, weight, bias, yn),
+                    72 => direct_forward_taps_local::<72>(s, xn, weight, bias, yn),
+                    t => panic!("conv_path: no local direct kernel for {t} taps"),
+                }
             }
         });
 }
 
-fn direct_forward_image_local(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: &[f32], y: &mut [f32]) {
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let (h, w, pad) = (s.h, s.w, s.pad);
-    let taps = s.col_rows();
-    let j_lo = pad.min(ow);
-    let j_hi = (w + pad + 1).saturating_sub(s.kw).clamp(j_lo, ow);
-    for (o, yo) in y.chunks_exact_mut(oh * ow).enumerate() {
-        let wo = &weight[o * taps..(o + 1) * taps];
-        let b = bias[o];
-        for (i, yrow) in yo.chunks_exact_mut(ow).enumerate() {
-            let mut j = j_lo;
-            while j + 8 <= j_hi {
-                let mut acc = F8::splat(b);
-                for c in 0..s.in_c {
-                    let plane = &x[c * h * w..(c + 1) * h * w];
-                    for u in 0..s.kh {
-                        let iy = (i + u) as isize - pad as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        let row = &plane[iy as usize * w..];
-                        let wrow = &wo[(c * s.kh + u) * s.kw..(c * s.kh + u + 1) * s.kw];
-                        for (v, &wv) in wrow.iter().enumerate() {
-                            acc = F8::load(&row[j + v - pad..]).mul_add(wv, acc);
-                        }
-                    }
+/// Output columns `[j_lo, j_hi)` whose taps all lie inside the image (stride 1).
+fn interior_cols(s: &Conv2dShape) -> (usize, usize) {
+    let ow = s.out_w();
+    let j_lo = s.pad.min(ow);
+    let j_hi = (s.w + s.pad + 1).saturating_sub(s.kw).clamp(j_lo, ow);
+    (j_lo, j_hi)
+}
+
+/// Per tap `t = (c·kh + u)·kw + v`: the input offset `c·h·w + u·w + v` and the row `u`.
+fn tap_table<const T: usize>(s: &Conv2dShape) -> ([usize; T], [usize; T]) {
+    let (mut off, mut row) = ([0; T], [0; T]);
+    for (t, (o, r)) in off.iter_mut().zip(row.iter_mut()).enumerate() {
+        let (c, u, v) = (t / (s.kh * s.kw), t / s.kw % s.kh, t % s.kw);
+        *o = c * s.h * s.w + u * s.w + v;
+        *r = u;
+    }
+    (off, row)
+}
+
+/// One image: per block of 8 output columns, the input vectors of all `T` taps are loaded
+/// once and reused for every output channel; edge columns take the scalar path.
+fn direct_forward_taps_local<const T: usize>(
+    s: &Conv2dShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    y: &mut [f32],
+) {
+    let (oh, ow, h, w, pad) = (s.out_h(), s.out_w(), s.h, s.w, s.pad);
+    let (j_lo, j_hi) = interior_cols(s);
+    let (off, row) = tap_table::<T>(s);
+    let plane = oh * ow;
+    for i in 0..oh {
+        let valid: [bool; T] = std::array::from_fn(|t| i + row[t] >= pad && i + row[t] < h + pad);
+        let mut j = j_lo;
+        while j + 8 <= j_hi {
+            let base = (i * w + j) as isize - (pad * w + pad) as isize;
+            let xv: [F8; T] = std::array::from_fn(|t| {
+                if valid[t] {
+                    F8::load(&x[(off[t] as isize + base) as usize..])
+                } else {
+                    F8::ZERO
                 }
-                acc.store(&mut yrow[j..]);
-                j += 8;
+            });
+            for (o, &b) in bias.iter().enumerate() {
+                let wo: &[f32; T] = weight[o * T..(o + 1) * T].try_into().expect("T taps");
+                let mut acc = F8::splat(b);
+                for t in 0..T {
+                    acc = xv[t].mul_add(F8::splat(wo[t]), acc);
+                }
+                acc.store(&mut y[o * plane + i * ow + j..]);
             }
+            j += 8;
+        }
+        for (o, &b) in bias.iter().enumerate() {
+            let wo = &weight[o * T..(o + 1) * T];
             for jj in (0..j_lo).chain(j..ow) {
-                yrow[jj] = b + direct_point_local(s, x, wo, i, jj);
+                y[o * plane + i * ow + jj] = b + direct_point_local(s, x, wo, i, jj);
             }
         }
     }
@@ -528,9 +568,9 @@ fn direct_point_local(s: &Conv2dShape, x: &[f32], wo: &[f32], i: usize, j: usize
 
 /// Weight and bias gradients as `conv2d_backward_weights` computes them: a partial sum per
 /// `BATCH_CHUNK`-image task (`partials`: `chunks() · (weight_len + out_c)`), added in
-/// chunk order. Per image, either the direct SIMD dot products (`cols == None`, a copy of
-/// the kernels' direct path, built on the public `simd::dot`) or `im2col` + `dy_n · colᵀ`
-/// (`cols`: one `col_len()` buffer per task).
+/// chunk order. Per image, either the direct path (`cols == None`, a copy of the kernels'
+/// tap-specialised one) or `im2col` + `dy_n · colᵀ` (`cols`: one `col_len()` buffer per
+/// task).
 fn backward_weights_local(
     s: &Conv2dShape,
     x: &[f32],
@@ -587,30 +627,58 @@ fn backward_weights_local(
 }
 
 fn direct_backward_weights_image_local(s: &Conv2dShape, x: &[f32], dy: &[f32], gw: &mut [f32]) {
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let (h, w, pad) = (s.h, s.w, s.pad);
-    let taps = s.col_rows();
+    match s.col_rows() {
+        9 => direct_backward_weights_taps_local::<9>(s, x, dy, gw),
+        18 => direct_backward_weights_taps_local::<18>(s, x, dy, gw),
+        27 => direct_backward_weights_taps_local::<27>(s, x, dy, gw),
+        36 => direct_backward_weights_taps_local::<36>(s, x, dy, gw),
+        72 => direct_backward_weights_taps_local::<72>(s, x, dy, gw),
+        t => panic!("conv_path: no local direct kernel for {t} taps"),
+    }
+}
+
+/// A copy of the kernels' `direct_backward_weights_taps::<T>`: one vector accumulator per
+/// tap across the whole image, one horizontal sum per tap at the end.
+fn direct_backward_weights_taps_local<const T: usize>(
+    s: &Conv2dShape,
+    x: &[f32],
+    dy: &[f32],
+    gw: &mut [f32],
+) {
+    let (oh, ow, h, w, pad) = (s.out_h(), s.out_w(), s.h, s.w, s.pad);
+    let (j_lo, j_hi) = interior_cols(s);
+    let (off, row) = tap_table::<T>(s);
+    let (kh, kw) = (s.kh, s.kw);
     for (o, dyo) in dy.chunks_exact(oh * ow).enumerate() {
-        let gwo = &mut gw[o * taps..(o + 1) * taps];
-        for c in 0..s.in_c {
-            let plane = &x[c * h * w..(c + 1) * h * w];
-            for u in 0..s.kh {
-                let i0 = pad.saturating_sub(u);
-                let i1 = (h + pad).saturating_sub(u).min(oh);
-                for v in 0..s.kw {
-                    let j0 = pad.saturating_sub(v);
-                    let j1 = (w + pad).saturating_sub(v).min(ow);
-                    if i0 >= i1 || j0 >= j1 {
-                        continue;
+        let mut acc = [F8::ZERO; T];
+        let mut edge = [0.0f32; T];
+        for i in 0..oh {
+            let valid: [bool; T] = std::array::from_fn(|t| i + row[t] >= pad && i + row[t] < h + pad);
+            let dyrow = &dyo[i * ow..(i + 1) * ow];
+            let mut j = j_lo;
+            while j + 8 <= j_hi {
+                let base = (i * w + j) as isize - (pad * w + pad) as isize;
+                let d = F8::load(&dyrow[j..]);
+                for t in 0..T {
+                    if valid[t] {
+                        acc[t] = F8::load(&x[(off[t] as isize + base) as usize..]).mul_add(d, acc[t]);
                     }
-                    let mut acc = 0.0f32;
-                    for i in i0..i1 {
-                        let xrow = &plane[(i + u - pad) * w + (j0 + v - pad)..];
-                        acc += simd::dot(&dyo[i * ow + j0..i * ow + j1], &xrow[..j1 - j0]);
+                }
+                j += 8;
+            }
+            for jj in (0..j_lo).chain(j..ow) {
+                let d = dyrow[jj];
+                for (t, e) in edge.iter_mut().enumerate() {
+                    let (c, u, v) = (t / (kh * kw), t / kw % kh, t % kw);
+                    let (iy, ix) = (i + u, jj + v);
+                    if iy >= pad && iy < h + pad && ix >= pad && ix < w + pad {
+                        *e = x[(c * h + iy - pad) * w + ix - pad].mul_add(d, *e);
                     }
-                    gwo[(c * s.kh + u) * s.kw + v] += acc;
                 }
             }
+        }
+        for t in 0..T {
+            gw[o * T + t] += acc[t].reduce_add() + edge[t];
         }
     }
 }

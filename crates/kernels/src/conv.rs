@@ -388,13 +388,20 @@ fn direct_forward_taps<const T: usize>(
                     f32x8::ZERO
                 }
             });
-            for o in 0..s.out_c {
-                let wo: &[f32; T] = weight[o * T..(o + 1) * T].try_into().expect("T taps");
-                let mut acc = f32x8::splat(bias.map_or(0.0, |b| b[o]));
-                for t in 0..T {
-                    acc = xv[t].mul_add(f32x8::splat(wo[t]), acc);
-                }
-                store(&mut y[o * plane + i * ow + j..], acc);
+            // Output channels in groups, so that several independent FMA chains hide the
+            // FMA latency.
+            let mut o = 0;
+            while o + 8 <= s.out_c {
+                channels_block::<T, 8>(o, &xv, weight, bias, y, plane, i * ow + j);
+                o += 8;
+            }
+            while o + 4 <= s.out_c {
+                channels_block::<T, 4>(o, &xv, weight, bias, y, plane, i * ow + j);
+                o += 4;
+            }
+            while o < s.out_c {
+                channels_block::<T, 1>(o, &xv, weight, bias, y, plane, i * ow + j);
+                o += 1;
             }
             j += LANES;
         }
@@ -408,7 +415,32 @@ fn direct_forward_taps<const T: usize>(
     }
 }
 
+/// Output channels `o0 .. o0 + G` of one block of 8 output columns at offset `at` of each
+/// `plane`-sized output channel: `y = b + Σ_t W[o, t] · xv[t]`.
+#[inline(always)]
+fn channels_block<const T: usize, const G: usize>(
+    o0: usize,
+    xv: &[f32x8; T],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    plane: usize,
+    at: usize,
+) {
+    let w: &[f32] = &weight[o0 * T..(o0 + G) * T];
+    let mut acc: [f32x8; G] = std::array::from_fn(|g| f32x8::splat(bias.map_or(0.0, |b| b[o0 + g])));
+    for t in 0..T {
+        for g in 0..G {
+            acc[g] = xv[t].mul_add(f32x8::splat(w[g * T + t]), acc[g]);
+        }
+    }
+    for (g, a) in acc.into_iter().enumerate() {
+        store(&mut y[(o0 + g) * plane + at..], a);
+    }
+}
+
 /// Direct forward for any tap count: per output channel and row, vectors of 8 output
+
 /// columns accumulate `W[o, c, u, v] · x[c, i + u - pad, j + v - pad .. +8]` over all taps.
 fn direct_forward_generic(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     let (oh, ow) = (s.out_h(), s.out_w());
