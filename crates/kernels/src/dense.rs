@@ -8,12 +8,24 @@
 //! `∂T/∂input = W`) and the chain rule (eq. 12):
 //! `dW = dyᵀ · x` (`[out, in]`), `db[o] = Σ_n dy[n, o]`, `dx = dy · W` (`[batch, in]`).
 //!
-//! Threads: rayon over fixed blocks of batch rows (forward, `dx`); `dW` is one
-//! GEMM over the whole batch. Each output value is computed by one GEMM call in a fixed
-//! order, so results do not depend on the thread count.
+//! Two paths, chosen by shape: with at most [`DIRECT_MAX_OUTPUTS`] outputs (the seed's
+//! 5 classes) a direct SIMD path streams `x` once per pass and keeps one accumulator per
+//! output in registers (a GEMM would pack the whole `[batch, in]` input on every call);
+//! wider layers go through `matrixmultiply`'s GEMM.
+//!
+//! Threads: rayon over fixed blocks of batch rows (forward, `dx`) and, on the direct path,
+//! of input columns (`dW`); every output value is summed in one fixed order, so results do
+//! not depend on the thread count.
 
 use crate::gemm::{sgemm, MatRef};
+use crate::simd::{load, store, LANES};
 use rayon::prelude::*;
+use wide::f32x8;
+
+/// Layers with at most this many outputs take the direct SIMD path.
+pub const DIRECT_MAX_OUTPUTS: usize = 8;
+/// Input columns per task of the direct weight gradient.
+const COLS_PER_TASK: usize = 512;
 
 /// Batch rows per task in [`dense_forward`] and the input gradient.
 const ROWS_PER_TASK: usize = 16;
@@ -56,6 +68,9 @@ pub fn dense_forward(s: &DenseShape, x: &[f32], weight: &[f32], bias: Option<&[f
         check_len(WHAT, "bias", b.len(), s.outputs);
     }
     check_len(WHAT, "y", y.len(), s.batch * s.outputs);
+    if s.outputs <= DIRECT_MAX_OUTPUTS {
+        return with_outputs!(s.outputs, direct_forward, s, x, weight, bias, y);
+    }
     y.par_chunks_mut(ROWS_PER_TASK * s.outputs)
         .zip(x.par_chunks(ROWS_PER_TASK * s.inputs))
         .for_each(|(yc, xc)| {
@@ -105,15 +120,19 @@ pub fn dense_backward(
     if let Some(gx) = &grad_input {
         check_len(WHAT, "grad_input", gx.len(), s.batch * s.inputs);
     }
-    // One GEMM over the whole batch: a single fixed summation order over n.
-    sgemm(
-        1.0,
-        MatRef::transposed(dy, s.outputs, s.batch),
-        MatRef::row_major(x, s.batch, s.inputs),
-        0.0,
-        grad_weight,
-        s.inputs,
-    );
+    if s.outputs <= DIRECT_MAX_OUTPUTS {
+        with_outputs!(s.outputs, direct_backward_weights, s, x, dy, grad_weight);
+    } else {
+        // One GEMM over the whole batch: a single fixed summation order over n.
+        sgemm(
+            1.0,
+            MatRef::transposed(dy, s.outputs, s.batch),
+            MatRef::row_major(x, s.batch, s.inputs),
+            0.0,
+            grad_weight,
+            s.inputs,
+        );
+    }
     if let Some(gb) = grad_bias {
         gb.fill(0.0);
         for row in dy.chunks_exact(s.outputs) {
@@ -123,6 +142,10 @@ pub fn dense_backward(
         }
     }
     if let Some(gx) = grad_input {
+        if s.outputs <= DIRECT_MAX_OUTPUTS {
+            with_outputs!(s.outputs, direct_backward_input, s, weight, dy, gx);
+            return;
+        }
         gx.par_chunks_mut(ROWS_PER_TASK * s.inputs)
             .zip(dy.par_chunks(ROWS_PER_TASK * s.outputs))
             .for_each(|(gxc, dyc)| {
@@ -137,4 +160,135 @@ pub fn dense_backward(
                 );
             });
     }
+}
+
+/// Calls `$f::<O>(args)` with the const `O = $outputs` (1 to [`DIRECT_MAX_OUTPUTS`]).
+macro_rules! with_outputs {
+    ($outputs:expr, $f:ident, $($arg:expr),*) => {
+        match $outputs {
+            1 => $f::<1>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            4 => $f::<4>($($arg),*),
+            5 => $f::<5>($($arg),*),
+            6 => $f::<6>($($arg),*),
+            7 => $f::<7>($($arg),*),
+            8 => $f::<8>($($arg),*),
+            n => unreachable!("direct dense path with {n} outputs"),
+        }
+    };
+}
+use with_outputs;
+
+/// `y[n, o] = b[o] + x[n, ·] · W[o, ·]`: per row, `O` vector accumulators over the inputs.
+fn direct_forward<const O: usize>(
+    s: &DenseShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let k = s.inputs;
+    let body = k - k % LANES;
+    y.par_chunks_mut(ROWS_PER_TASK * O)
+        .zip(x.par_chunks(ROWS_PER_TASK * k))
+        .for_each(|(yc, xc)| {
+            for (yn, xn) in yc.chunks_exact_mut(O).zip(xc.chunks_exact(k)) {
+                let mut acc = [f32x8::ZERO; O];
+                for c in (0..body).step_by(LANES) {
+                    let xv = load(&xn[c..]);
+                    for (o, a) in acc.iter_mut().enumerate() {
+                        *a = load(&weight[o * k + c..]).mul_add(xv, *a);
+                    }
+                }
+                for (o, (yo, a)) in yn.iter_mut().zip(acc).enumerate() {
+                    let mut v = a.reduce_add();
+                    for c in body..k {
+                        v = xn[c].mul_add(weight[o * k + c], v);
+                    }
+                    *yo = v + bias.map_or(0.0, |b| b[o]);
+                }
+            }
+        });
+}
+
+/// `dW[o, i] = Σ_n dy[n, o] · x[n, i]`, summed over `n` in order, per block of columns.
+fn direct_backward_weights<const O: usize>(s: &DenseShape, x: &[f32], dy: &[f32], gw: &mut [f32]) {
+    let k = s.inputs;
+    assert_eq!(gw.len(), O * k);
+    let base = SharedMut(gw.as_mut_ptr());
+    (0..k.div_ceil(COLS_PER_TASK)).into_par_iter().for_each(|b| {
+        let c0 = b * COLS_PER_TASK;
+        let cols = COLS_PER_TASK.min(k - c0);
+        let base = &base;
+        // SAFETY: task b writes columns c0 .. c0 + cols of each of the O rows of gw
+        // (`O · k` values, checked above); the tasks' column ranges are disjoint, so these
+        // O slices overlap no other task's, and each other.
+        let rows: [&mut [f32]; O] =
+            std::array::from_fn(|o| unsafe { std::slice::from_raw_parts_mut(base.0.add(o * k + c0), cols) });
+        dw_block::<O>(s, x, dy, c0, rows);
+    });
+}
+
+/// A pointer handed to rayon tasks that write disjoint parts of its buffer.
+struct SharedMut(*mut f32);
+// SAFETY: only used by `direct_backward_weights`, whose tasks write disjoint ranges.
+unsafe impl Sync for SharedMut {}
+
+/// Columns `c0 .. c0 + cols` of the weight gradient into `rows[o][..cols]`.
+fn dw_block<const O: usize>(s: &DenseShape, x: &[f32], dy: &[f32], c0: usize, mut rows: [&mut [f32]; O]) {
+    let k = s.inputs;
+    let cols = rows[0].len();
+    // Two vectors of columns at a time: 2·O accumulators stay in registers.
+    let mut c = 0;
+    while c + 2 * LANES <= cols {
+        let mut acc = [[f32x8::ZERO; 2]; O];
+        for (xn, dyn_) in x.chunks_exact(k).zip(dy.chunks_exact(O)) {
+            let (x0, x1) = (load(&xn[c0 + c..]), load(&xn[c0 + c + LANES..]));
+            for (a, &d) in acc.iter_mut().zip(dyn_) {
+                let d = f32x8::splat(d);
+                a[0] = x0.mul_add(d, a[0]);
+                a[1] = x1.mul_add(d, a[1]);
+            }
+        }
+        for (row, a) in rows.iter_mut().zip(&acc) {
+            store(&mut row[c..], a[0]);
+            store(&mut row[c + LANES..], a[1]);
+        }
+        c += 2 * LANES;
+    }
+    for c in c..cols {
+        let mut acc = [0.0f32; O];
+        for (xn, dyn_) in x.chunks_exact(k).zip(dy.chunks_exact(O)) {
+            for (a, &d) in acc.iter_mut().zip(dyn_) {
+                *a = xn[c0 + c].mul_add(d, *a);
+            }
+        }
+        for (row, a) in rows.iter_mut().zip(acc) {
+            row[c] = a;
+        }
+    }
+}
+
+/// `dx[n, i] = Σ_o dy[n, o] · W[o, i]`.
+fn direct_backward_input<const O: usize>(s: &DenseShape, weight: &[f32], dy: &[f32], gx: &mut [f32]) {
+    let k = s.inputs;
+    let body = k - k % LANES;
+    gx.par_chunks_mut(ROWS_PER_TASK * k)
+        .zip(dy.par_chunks(ROWS_PER_TASK * O))
+        .for_each(|(gxc, dyc)| {
+            for (gxn, dyn_) in gxc.chunks_exact_mut(k).zip(dyc.chunks_exact(O)) {
+                let d: [f32x8; O] = std::array::from_fn(|o| f32x8::splat(dyn_[o]));
+                for c in (0..body).step_by(LANES) {
+                    let mut acc = f32x8::ZERO;
+                    for (o, dv) in d.iter().enumerate() {
+                        acc = load(&weight[o * k + c..]).mul_add(*dv, acc);
+                    }
+                    store(&mut gxn[c..], acc);
+                }
+                for c in body..k {
+                    gxn[c] = (0..O).fold(0.0f32, |a, o| dyn_[o].mul_add(weight[o * k + c], a));
+                }
+            }
+        });
 }

@@ -168,7 +168,10 @@ fn dense_backward_matches_reference() {
         (17, 5, 3),
         (33, 70, 20),
         (8, 4608, 5),
+        (5, 1100, 6), // direct path: several column blocks, the last partial, a column tail
+        (4, 1100, 9), // GEMM path at the same size
     ];
+
     let mut r = rng(16_000);
     for _ in 0..24 {
         shapes.push((

@@ -168,6 +168,8 @@ fn dense_shapes() -> Vec<DenseShape> {
         (17, 5, 3),
         (33, 70, 20),
         (8, 4608, 5), // the seed network's classifier: a long reduction
+        (5, 1100, 6), // direct path: several column blocks, the last partial, a column tail
+        (4, 1100, 9), // GEMM path at the same size
     ]
     .into_iter()
     .map(|(batch, inputs, outputs)| DenseShape {
