@@ -752,9 +752,10 @@ fn bench_conv(c: &mut Criterion) {
     }
 }
 
-/// `(out_c, side, pad)` of the two shape families in `conv_path`: seednet-like (valid
-/// conv) and flowernet-like (same conv).
-const CONV_PATH_FAMILIES: [(usize, usize, usize); 2] = [(8, 48, 0), (16, 64, 1)];
+/// `(out_c, input side, pad)` of the two shape families in `conv_path`: seednet's conv
+/// (50x50 input, valid, 48x48 output: a multiple of 8 wide, no edge columns) and
+/// flowernet's first conv (64x64, pad 1: the direct path's scalar edge columns run).
+const CONV_PATH_FAMILIES: [(usize, usize, usize); 2] = [(8, 50, 0), (16, 64, 1)];
 const CONV_PATH_IN_C: [usize; 5] = [1, 2, 3, 4, 8];
 const CONV_PATH_BATCH: usize = 32;
 

@@ -440,7 +440,6 @@ fn channels_block<const T: usize, const G: usize>(
 }
 
 /// Direct forward for any tap count: per output channel and row, vectors of 8 output
-
 /// columns accumulate `W[o, c, u, v] · x[c, i + u - pad, j + v - pad .. +8]` over all taps.
 fn direct_forward_generic(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     let (oh, ow) = (s.out_h(), s.out_w());
