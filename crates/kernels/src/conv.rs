@@ -21,9 +21,9 @@
 
 use crate::gemm::{sgemm, MatRef};
 use crate::shape::ShapeError;
-use crate::simd::{self, load, store, LANES};
+use crate::simd::{self, load, store, Vector, LANES};
 use rayon::prelude::*;
-use wide::f32x8;
+use wide::{f32x16, f32x8};
 
 /// Images per parallel task. Fixed (not derived from the thread count) so that the
 /// per-chunk partial gradient sums, and so the results, do not depend on threads.
@@ -370,57 +370,79 @@ fn direct_forward_taps<const T: usize>(
     y: &mut [f32],
 ) {
     debug_assert_eq!(s.col_rows(), T);
-    let (oh, ow, h, w, pad) = (s.out_h(), s.out_w(), s.h, s.w, s.pad);
+    let (oh, ow, h, pad) = (s.out_h(), s.out_w(), s.h, s.pad);
     let (j_lo, j_hi) = interior_cols(s);
     let (off, row) = tap_table::<T>(s);
-    let plane = oh * ow;
     for i in 0..oh {
         // Taps whose input row i + u - pad is inside the image.
         let valid: [bool; T] = std::array::from_fn(|t| i + row[t] >= pad && i + row[t] < h + pad);
         let mut j = j_lo;
-        while j + LANES <= j_hi {
-            // Input index of tap t for output (i, j): off[t] + (i - pad)·w + j - pad.
-            let base = (i * w + j) as isize - (pad * w + pad) as isize;
-            let xv: [f32x8; T] = std::array::from_fn(|t| {
-                if valid[t] {
-                    load(&x[(off[t] as isize + base) as usize..])
-                } else {
-                    f32x8::ZERO
-                }
-            });
-            // Output channels in groups, so that several independent FMA chains hide the
-            // FMA latency.
-            let mut o = 0;
-            while o + 8 <= s.out_c {
-                channels_block::<T, 8>(o, &xv, weight, bias, y, plane, i * ow + j);
-                o += 8;
-            }
-            while o + 4 <= s.out_c {
-                channels_block::<T, 4>(o, &xv, weight, bias, y, plane, i * ow + j);
-                o += 4;
-            }
-            while o < s.out_c {
-                channels_block::<T, 1>(o, &xv, weight, bias, y, plane, i * ow + j);
-                o += 1;
-            }
-            j += LANES;
+        while j + 16 <= j_hi {
+            forward_block::<T, f32x16>(s, x, weight, bias, y, &off, &valid, i, j);
+            j += 16;
+        }
+        while j + 8 <= j_hi {
+            forward_block::<T, f32x8>(s, x, weight, bias, y, &off, &valid, i, j);
+            j += 8;
         }
         for o in 0..s.out_c {
             let wo = &weight[o * T..(o + 1) * T];
             let b = bias.map_or(0.0, |b| b[o]);
             for jj in (0..j_lo).chain(j..ow) {
-                y[o * plane + i * ow + jj] = b + direct_point(s, x, wo, i, jj);
+                y[(o * oh + i) * ow + jj] = b + direct_point(s, x, wo, i, jj);
             }
         }
     }
 }
 
-/// Output channels `o0 .. o0 + G` of one block of 8 output columns at offset `at` of each
-/// `plane`-sized output channel: `y = b + Σ_t W[o, t] · xv[t]`.
+/// Outputs `(i, j .. j + V::N)` of every output channel: the input vector of each tap is
+/// loaded once, then channels go in groups of 8/4/1 so several independent FMA chains
+/// hide the FMA latency.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn channels_block<const T: usize, const G: usize>(
+fn forward_block<const T: usize, V: Vector>(
+    s: &Conv2dShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    off: &[usize; T],
+    valid: &[bool; T],
+    i: usize,
+    j: usize,
+) {
+    let (ow, w, pad) = (s.out_w(), s.w, s.pad);
+    // Input index of tap t for output (i, j): off[t] + (i - pad)·w + j - pad.
+    let base = (i * w + j) as isize - (pad * w + pad) as isize;
+    let xv: [V; T] = std::array::from_fn(|t| {
+        if valid[t] {
+            V::load(&x[(off[t] as isize + base) as usize..])
+        } else {
+            V::ZERO
+        }
+    });
+    let (plane, at) = (s.out_h() * ow, i * ow + j);
+    let mut o = 0;
+    while o + 8 <= s.out_c {
+        channels_block::<T, 8, V>(o, &xv, weight, bias, y, plane, at);
+        o += 8;
+    }
+    while o + 4 <= s.out_c {
+        channels_block::<T, 4, V>(o, &xv, weight, bias, y, plane, at);
+        o += 4;
+    }
+    while o < s.out_c {
+        channels_block::<T, 1, V>(o, &xv, weight, bias, y, plane, at);
+        o += 1;
+    }
+}
+
+/// Output channels `o0 .. o0 + G` of one block of `V::N` output columns at offset `at` of
+/// each `plane`-sized output channel: `y = b + Σ_t W[o, t] · xv[t]`.
+#[inline(always)]
+fn channels_block<const T: usize, const G: usize, V: Vector>(
     o0: usize,
-    xv: &[f32x8; T],
+    xv: &[V; T],
     weight: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
@@ -428,14 +450,14 @@ fn channels_block<const T: usize, const G: usize>(
     at: usize,
 ) {
     let w: &[f32] = &weight[o0 * T..(o0 + G) * T];
-    let mut acc: [f32x8; G] = std::array::from_fn(|g| f32x8::splat(bias.map_or(0.0, |b| b[o0 + g])));
+    let mut acc: [V; G] = std::array::from_fn(|g| V::splat(bias.map_or(0.0, |b| b[o0 + g])));
     for t in 0..T {
         for g in 0..G {
-            acc[g] = xv[t].mul_add(f32x8::splat(w[g * T + t]), acc[g]);
+            acc[g] = xv[t].mul_add(V::splat(w[g * T + t]), acc[g]);
         }
     }
     for (g, a) in acc.into_iter().enumerate() {
-        store(&mut y[(o0 + g) * plane + at..], a);
+        a.store(&mut y[(o0 + g) * plane + at..]);
     }
 }
 
@@ -607,21 +629,21 @@ fn direct_backward_weights_taps<const T: usize>(s: &Conv2dShape, x: &[f32], dy: 
     let (off, row) = tap_table::<T>(s);
     let (kh, kw) = (s.kh, s.kw);
     for (o, dyo) in dy.chunks_exact(oh * ow).enumerate() {
-        let mut acc = [f32x8::ZERO; T];
+        let mut acc16 = [f32x16::ZERO; T];
+        let mut acc8 = [f32x8::ZERO; T];
         let mut edge = [0.0f32; T];
         for i in 0..oh {
             let valid: [bool; T] = std::array::from_fn(|t| i + row[t] >= pad && i + row[t] < h + pad);
             let dyrow = &dyo[i * ow..(i + 1) * ow];
+            let base = (i * w) as isize - (pad * w + pad) as isize;
             let mut j = j_lo;
-            while j + LANES <= j_hi {
-                let base = (i * w + j) as isize - (pad * w + pad) as isize;
-                let d = load(&dyrow[j..]);
-                for t in 0..T {
-                    if valid[t] {
-                        acc[t] = load(&x[(off[t] as isize + base) as usize..]).mul_add(d, acc[t]);
-                    }
-                }
-                j += LANES;
+            while j + 16 <= j_hi {
+                dw_block(x, dyrow, &off, &valid, base, j, &mut acc16);
+                j += 16;
+            }
+            while j + 8 <= j_hi {
+                dw_block(x, dyrow, &off, &valid, base, j, &mut acc8);
+                j += 8;
             }
             for jj in (0..j_lo).chain(j..ow) {
                 let d = dyrow[jj];
@@ -635,7 +657,27 @@ fn direct_backward_weights_taps<const T: usize>(s: &Conv2dShape, x: &[f32], dy: 
             }
         }
         for t in 0..T {
-            gw[o * T + t] += acc[t].reduce_add() + edge[t];
+            gw[o * T + t] += acc16[t].reduce_add() + acc8[t].reduce_add() + edge[t];
+        }
+    }
+}
+
+/// One block of `V::N` columns `j..` of output row `i` (its input offset `base`):
+/// `acc[t] += dy[i, j..] · x[tap t at (i, j..)]`.
+#[inline(always)]
+fn dw_block<const T: usize, V: Vector>(
+    x: &[f32],
+    dyrow: &[f32],
+    off: &[usize; T],
+    valid: &[bool; T],
+    base: isize,
+    j: usize,
+    acc: &mut [V; T],
+) {
+    let d = V::load(&dyrow[j..]);
+    for t in 0..T {
+        if valid[t] {
+            acc[t] = V::load(&x[(off[t] as isize + base + j as isize) as usize..]).mul_add(d, acc[t]);
         }
     }
 }

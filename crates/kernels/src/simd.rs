@@ -99,3 +99,58 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     s
 }
+
+/// The operations the blocked kernels need from a vector, for `f32x16`
+/// (one AVX-512 register, or two AVX2 halves) and `f32x8`. A kernel runs its main loop on
+/// the widest vector and the remainder on the narrower one.
+pub(crate) trait Vector: Copy {
+    const ZERO: Self;
+    fn splat(v: f32) -> Self;
+    /// The first `N` values of `s`.
+    fn load(s: &[f32]) -> Self;
+    /// Into the first `N` values of `s`.
+    fn store(self, s: &mut [f32]);
+    /// `self · a + b`.
+    fn mul_add(self, a: Self, b: Self) -> Self;
+}
+
+impl Vector for f32x8 {
+    const ZERO: Self = f32x8::ZERO;
+    #[inline(always)]
+    fn splat(v: f32) -> Self {
+        f32x8::splat(v)
+    }
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        load(s)
+    }
+    #[inline(always)]
+    fn store(self, s: &mut [f32]) {
+        store(s, self)
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32x8::mul_add(self, a, b)
+    }
+}
+
+impl Vector for wide::f32x16 {
+    const ZERO: Self = wide::f32x16::ZERO;
+    #[inline(always)]
+    fn splat(v: f32) -> Self {
+        wide::f32x16::splat(v)
+    }
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        let a: [f32; 16] = s[..16].try_into().expect("slice holds 16 values");
+        wide::f32x16::new(a)
+    }
+    #[inline(always)]
+    fn store(self, s: &mut [f32]) {
+        s[..16].copy_from_slice(&self.to_array());
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        wide::f32x16::mul_add(self, a, b)
+    }
+}
