@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""PyTorch reference for Petal's training and inference throughput.
+
+The same networks and training step as `trainer bench`: seednet (conv3x3:8, maxpool2,
+dense 5 on 1x50x50) and flowernet (3 x [conv3x3 pad 1, ReLU, maxpool2] with 16/32/64
+filters, dense 5 on 3x64x64); float32, random data, mean softmax cross-entropy, backward,
+plain SGD (lr 0.005); warm-up, then the median of several timed runs.
+
+    python3 benches/pytorch_reference.py [--arch seednet,flowernet] [--batch 1,32,128]
+        [--threads 1,2] [--seconds 2] [--json] [--channels-last]
+    python3 benches/pytorch_reference.py --compare [--trainer target/release/trainer] ...
+
+--compare runs `trainer bench --json` and this script's measurement alternately, one
+configuration at a time on the same machine, and prints the ratio table. For a fair
+PyTorch figure preload tcmalloc (Debian's libtcmalloc-minimal4):
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python3 benches/pytorch_reference.py ...
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+
+def build(arch):
+    if arch == "seednet":
+        net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 24 * 24, 5))
+        return net, (1, 50, 50)
+    if arch == "flowernet":
+        layers, c = [], 3
+        for out in (16, 32, 64):
+            layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            c = out
+        layers += [nn.Flatten(), nn.Linear(64 * 8 * 8, 5)]
+        return nn.Sequential(*layers), (3, 64, 64)
+    raise SystemExit(f"unknown arch {arch}")
+
+
+def rate(batch, seconds, runs, fn):
+    t = time.perf_counter()
+    calls = 0
+    while calls < 3 or time.perf_counter() - t < 0.05 * seconds:
+        fn()
+        calls += 1
+    per_call = (time.perf_counter() - t) / calls
+    reps = max(1, int((seconds / runs) / per_call + 0.999))
+    rates = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        rates.append(reps * batch / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def measure(arch, batch, threads, seconds, channels_last, runs=5):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net, shape = build(arch)
+    x = torch.rand(batch, *shape)
+    y = torch.randint(0, 5, (batch,))
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(net.parameters(), lr=0.005)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def train():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(x), y).backward()
+        opt.step()
+
+    def infer():
+        with torch.inference_mode():
+            torch.softmax(net(x), dim=1)
+
+    return {
+        "impl": "pytorch" + ("-channels_last" if channels_last else ""),
+        "torch": torch.__version__,
+        "arch": arch,
+        "batch_size": batch,
+        "threads": threads,
+        "train_images_per_sec": rate(batch, seconds / 2, runs, train),
+        "infer_images_per_sec": rate(batch, seconds / 2, runs, infer),
+        "malloc": "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "default",
+    }
+
+
+def petal(trainer, arch, batch, threads, seconds):
+    out = subprocess.run(
+        [trainer, "bench", "--json", "--arch", arch, "--batch-size", str(batch), "--threads", str(threads),
+         "--seconds", str(seconds)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="seednet,flowernet")
+    p.add_argument("--batch", default="1,32,128")
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--seconds", type=float, default=2.0)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--channels-last", action="store_true", help="also measure channels_last")
+    p.add_argument("--compare", action="store_true", help="alternate with `trainer bench --json`")
+    p.add_argument("--trainer", default="target/release/trainer")
+    a = p.parse_args()
+    configs = [(arch, int(b), int(t)) for arch in a.arch.split(",") for b in a.batch.split(",")
+               for t in a.threads.split(",")]
+    rows = []
+    for arch, b, t in configs:
+        ours = petal(a.trainer, arch, b, t, a.seconds) if a.compare else None
+        theirs = [measure(arch, b, t, a.seconds, False)]
+        if a.channels_last and arch == "flowernet":
+            theirs.append(measure(arch, b, t, a.seconds, True))
+        for r in theirs:
+            if a.json:
+                print(json.dumps(r), flush=True)
+        if ours and a.json:
+            print(json.dumps({"impl": "petal", **ours}), flush=True)
+        rows.append((arch, b, t, ours, theirs))
+        if not a.json:
+            best_t = max(r["train_images_per_sec"] for r in theirs)
+            best_i = max(r["infer_images_per_sec"] for r in theirs)
+            line = f"{arch:>9} batch {b:>3} threads {t}:  torch train {best_t:>9,.0f}  infer {best_i:>9,.0f} img/s"
+            if ours:
+                line += (f"  | petal train {ours['train_images_per_sec']:>9,.0f} ({ours['train_images_per_sec'] / best_t:4.1f}x)"
+                         f"  infer {ours['infer_images_per_sec']:>9,.0f} ({ours['infer_images_per_sec'] / best_i:4.1f}x)")
+            print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
