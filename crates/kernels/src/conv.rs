@@ -21,7 +21,7 @@
 
 use crate::gemm::{sgemm, MatRef};
 use crate::shape::ShapeError;
-use crate::simd::{self, load, store, Vector, LANES};
+use crate::simd::{self, load, Vector, LANES};
 use rayon::prelude::*;
 use wide::{f32x16, f32x8};
 
@@ -33,6 +33,9 @@ pub const BATCH_CHUNK: usize = 4;
 /// few input channels, the lowered GEMM has a tiny inner dimension and starves
 /// (see `benches/kernels.rs`, group `conv_path`, which measures both paths).
 pub const DIRECT_MAX_IN_C: usize = 3;
+
+/// Zeros after each padded row of the direct path's input copy (one `f32x16`).
+pub const DIRECT_ROW_SLACK: usize = 16;
 
 /// The shape of a batched 2-D convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -133,13 +136,26 @@ impl Conv2dShape {
     pub fn forward_flops(&self) -> u64 {
         2 * (self.output_len() as u64) * (self.col_rows() as u64)
     }
+    /// Row stride of the zero-padded copy the direct path works on: `w + 2 pad` plus
+    /// [`DIRECT_ROW_SLACK`] zeros, so vector loads past the last column stay in the buffer.
+    pub fn padded_stride(&self) -> usize {
+        self.w + 2 * self.pad + DIRECT_ROW_SLACK
+    }
+    /// Values in one image's zero-padded copy, `in_c · (h + 2 pad) · padded_stride`.
+    pub fn padded_len(&self) -> usize {
+        self.in_c * (self.h + 2 * self.pad) * self.padded_stride()
+    }
+    /// Per-chunk lowering buffer: the padded copy (direct path) or the im2col matrix.
+    fn lowered_len(&self) -> usize {
+        if self.uses_direct() {
+            self.padded_len()
+        } else {
+            self.col_len()
+        }
+    }
     /// Scratch values [`conv2d_forward`] needs.
     pub fn forward_scratch_len(&self) -> usize {
-        if self.uses_direct() {
-            0
-        } else {
-            self.chunks() * self.col_len()
-        }
+        self.chunks() * self.lowered_len()
     }
     /// Scratch values [`conv2d_backward_weights`] needs.
     pub fn backward_weights_scratch_len(&self) -> usize {
@@ -285,11 +301,14 @@ pub fn conv2d_forward(
     check_scratch(WHAT, scratch.len(), s.forward_scratch_len());
     let (il, ol) = (s.in_image_len(), s.out_image_len());
     if s.uses_direct() {
+        let pl = s.padded_len();
         y.par_chunks_mut(BATCH_CHUNK * ol)
             .zip(x.par_chunks(BATCH_CHUNK * il))
-            .for_each(|(yc, xc)| {
+            .zip(scratch[..s.forward_scratch_len()].par_chunks_mut(pl))
+            .for_each(|((yc, xc), buf)| {
                 for (yn, xn) in yc.chunks_exact_mut(ol).zip(xc.chunks_exact(il)) {
-                    direct_forward_image(s, xn, weight, bias, yn);
+                    pad_image(s, xn, buf);
+                    direct_forward_image(s, buf, weight, bias, yn);
                 }
             });
         return;
@@ -323,122 +342,110 @@ pub fn conv2d_forward(
         });
 }
 
-/// Direct forward of one image for stride 1 (module docs give the equation).
+/// Copies one image `x` (`[in_c, h, w]`) into `buf` (`[in_c, h + 2 pad, padded_stride]`):
+/// the image at row and column offset `pad`, zeros everywhere else. The direct kernels
+/// then read every tap of every output inside `buf`, with no bounds or padding checks.
+fn pad_image(s: &Conv2dShape, x: &[f32], buf: &mut [f32]) {
+    let (hp, wp, pad) = (s.h + 2 * s.pad, s.padded_stride(), s.pad);
+    buf.fill(0.0);
+    for c in 0..s.in_c {
+        for r in 0..s.h {
+            let dst = (c * hp + r + pad) * wp + pad;
+            buf[dst..dst + s.w].copy_from_slice(&x[(c * s.h + r) * s.w..(c * s.h + r + 1) * s.w]);
+        }
+    }
+}
+
+/// Direct forward of one image for stride 1 (module docs give the equation) from its
+/// zero-padded copy `xp` ([`pad_image`]).
 ///
 /// For the common tap counts `in_c · kh · kw` (1, 4, 9, 18, 25, 27) a monomorphised kernel
-/// loads the input vectors of every tap once per block of 8 output columns and reuses them
-/// for every output channel; other counts take [`direct_forward_generic`]. Columns whose
-/// taps leave the image (only with `pad > 0`) take the scalar edge path.
+/// loads the input vectors of every tap once per block of output columns and reuses them
+/// for every output channel; other counts take [`direct_forward_generic`]. Blocks are 16
+/// columns, then 8; the last partial block is computed whole and stored in part.
 #[inline(never)]
-fn direct_forward_image(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+fn direct_forward_image(s: &Conv2dShape, xp: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     match s.col_rows() {
-        1 => direct_forward_taps::<1>(s, x, weight, bias, y),
-        4 => direct_forward_taps::<4>(s, x, weight, bias, y),
-        9 => direct_forward_taps::<9>(s, x, weight, bias, y),
-        18 => direct_forward_taps::<18>(s, x, weight, bias, y),
-        25 => direct_forward_taps::<25>(s, x, weight, bias, y),
-        27 => direct_forward_taps::<27>(s, x, weight, bias, y),
-        _ => direct_forward_generic(s, x, weight, bias, y),
+        1 => direct_forward_taps::<1>(s, xp, weight, bias, y),
+        4 => direct_forward_taps::<4>(s, xp, weight, bias, y),
+        9 => direct_forward_taps::<9>(s, xp, weight, bias, y),
+        18 => direct_forward_taps::<18>(s, xp, weight, bias, y),
+        25 => direct_forward_taps::<25>(s, xp, weight, bias, y),
+        27 => direct_forward_taps::<27>(s, xp, weight, bias, y),
+        _ => direct_forward_generic(s, xp, weight, bias, y),
     }
 }
 
-/// Output columns `[j_lo, j_hi)` whose taps all lie inside the image (stride 1).
-fn interior_cols(s: &Conv2dShape) -> (usize, usize) {
-    let ow = s.out_w();
-    // j >= pad and j + kw - 1 - pad <= w - 1.
-    let j_lo = s.pad.min(ow);
-    let j_hi = (s.w + s.pad + 1).saturating_sub(s.kw).clamp(j_lo, ow);
-    (j_lo, j_hi)
-}
-
-/// Per tap `t = (c·kh + u)·kw + v`: the input offset `c·h·w + u·w + v` and the row `u`.
-fn tap_table<const T: usize>(s: &Conv2dShape) -> ([usize; T], [usize; T]) {
-    let (mut off, mut row) = ([0; T], [0; T]);
-    for (t, (o, r)) in off.iter_mut().zip(row.iter_mut()).enumerate() {
+/// Per tap `t = (c·kh + u)·kw + v`: its offset `c·hp·wp + u·wp + v` in the padded copy.
+fn tap_offsets<const T: usize>(s: &Conv2dShape) -> [usize; T] {
+    let (hp, wp) = (s.h + 2 * s.pad, s.padded_stride());
+    std::array::from_fn(|t| {
         let (c, u, v) = (t / (s.kh * s.kw), t / s.kw % s.kh, t % s.kw);
-        *o = c * s.h * s.w + u * s.w + v;
-        *r = u;
-    }
-    (off, row)
+        c * hp * wp + u * wp + v
+    })
 }
 
 fn direct_forward_taps<const T: usize>(
     s: &Conv2dShape,
-    x: &[f32],
+    xp: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
     debug_assert_eq!(s.col_rows(), T);
-    let (oh, ow, h, pad) = (s.out_h(), s.out_w(), s.h, s.pad);
-    let (j_lo, j_hi) = interior_cols(s);
-    let (off, row) = tap_table::<T>(s);
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let off = tap_offsets::<T>(s);
     for i in 0..oh {
-        // Taps whose input row i + u - pad is inside the image.
-        let valid: [bool; T] = std::array::from_fn(|t| i + row[t] >= pad && i + row[t] < h + pad);
-        let mut j = j_lo;
-        while j + 16 <= j_hi {
-            forward_block::<T, f32x16>(s, x, weight, bias, y, &off, &valid, i, j);
+        let mut j = 0;
+        while j + 16 <= ow {
+            forward_block::<T, f32x16>(s, xp, weight, bias, y, &off, i, j, 16);
             j += 16;
         }
-        while j + 8 <= j_hi {
-            forward_block::<T, f32x8>(s, x, weight, bias, y, &off, &valid, i, j);
-            j += 8;
-        }
-        for o in 0..s.out_c {
-            let wo = &weight[o * T..(o + 1) * T];
-            let b = bias.map_or(0.0, |b| b[o]);
-            for jj in (0..j_lo).chain(j..ow) {
-                y[(o * oh + i) * ow + jj] = b + direct_point(s, x, wo, i, jj);
-            }
+        while j < ow {
+            forward_block::<T, f32x8>(s, xp, weight, bias, y, &off, i, j, LANES.min(ow - j));
+            j += LANES;
         }
     }
 }
 
-/// Outputs `(i, j .. j + V::N)` of every output channel: the input vector of each tap is
-/// loaded once, then channels go in groups of 8/4/1 so several independent FMA chains
-/// hide the FMA latency.
+/// Outputs `(i, j .. j + n)` of every output channel (`n <= V` lanes): the input vector of
+/// each tap is loaded once, then channels go in groups of 8/4/1 so several independent
+/// FMA chains hide the FMA latency.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward_block<const T: usize, V: Vector>(
     s: &Conv2dShape,
-    x: &[f32],
+    xp: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
     off: &[usize; T],
-    valid: &[bool; T],
     i: usize,
     j: usize,
+    n: usize,
 ) {
-    let (ow, w, pad) = (s.out_w(), s.w, s.pad);
-    // Input index of tap t for output (i, j): off[t] + (i - pad)·w + j - pad.
-    let base = (i * w + j) as isize - (pad * w + pad) as isize;
-    let xv: [V; T] = std::array::from_fn(|t| {
-        if valid[t] {
-            V::load(&x[(off[t] as isize + base) as usize..])
-        } else {
-            V::ZERO
-        }
-    });
+    let ow = s.out_w();
+    let base = i * s.padded_stride() + j;
+    let xv: [V; T] = std::array::from_fn(|t| V::load(&xp[off[t] + base..]));
     let (plane, at) = (s.out_h() * ow, i * ow + j);
     let mut o = 0;
     while o + 8 <= s.out_c {
-        channels_block::<T, 8, V>(o, &xv, weight, bias, y, plane, at);
+        channels_block::<T, 8, V>(o, &xv, weight, bias, y, plane, at, n);
         o += 8;
     }
     while o + 4 <= s.out_c {
-        channels_block::<T, 4, V>(o, &xv, weight, bias, y, plane, at);
+        channels_block::<T, 4, V>(o, &xv, weight, bias, y, plane, at, n);
         o += 4;
     }
     while o < s.out_c {
-        channels_block::<T, 1, V>(o, &xv, weight, bias, y, plane, at);
+        channels_block::<T, 1, V>(o, &xv, weight, bias, y, plane, at, n);
         o += 1;
     }
 }
 
-/// Output channels `o0 .. o0 + G` of one block of `V::N` output columns at offset `at` of
-/// each `plane`-sized output channel: `y = b + Σ_t W[o, t] · xv[t]`.
+/// Output channels `o0 .. o0 + G` of one block of output columns at offset `at` of each
+/// `plane`-sized output channel, its first `n` lanes stored: `y = b + Σ_t W[o, t] · xv[t]`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn channels_block<const T: usize, const G: usize, V: Vector>(
     o0: usize,
@@ -448,6 +455,7 @@ fn channels_block<const T: usize, const G: usize, V: Vector>(
     y: &mut [f32],
     plane: usize,
     at: usize,
+    n: usize,
 ) {
     let w: &[f32] = &weight[o0 * T..(o0 + G) * T];
     let mut acc: [V; G] = std::array::from_fn(|g| V::splat(bias.map_or(0.0, |b| b[o0 + g])));
@@ -457,68 +465,31 @@ fn channels_block<const T: usize, const G: usize, V: Vector>(
         }
     }
     for (g, a) in acc.into_iter().enumerate() {
-        a.store(&mut y[(o0 + g) * plane + at..]);
+        a.store_prefix(&mut y[(o0 + g) * plane + at..], n);
     }
 }
 
-/// Direct forward for any tap count: per output channel and row, vectors of 8 output
-/// columns accumulate `W[o, c, u, v] · x[c, i + u - pad, j + v - pad .. +8]` over all taps.
-fn direct_forward_generic(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+/// Direct forward for any tap count, from the padded copy: per output channel and row,
+/// vectors of 8 output columns accumulate `W[o, c, u, v] · xp[c, i + u, j + v .. +8]`.
+fn direct_forward_generic(s: &Conv2dShape, xp: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     let (oh, ow) = (s.out_h(), s.out_w());
-    let (h, w, pad) = (s.h, s.w, s.pad);
+    let (hp, wp) = (s.h + 2 * s.pad, s.padded_stride());
     let taps = s.col_rows();
-    let (j_lo, j_hi) = interior_cols(s);
     for (o, yo) in y.chunks_exact_mut(oh * ow).enumerate() {
         let wo = &weight[o * taps..(o + 1) * taps];
         let b = bias.map_or(0.0, |b| b[o]);
         for (i, yrow) in yo.chunks_exact_mut(ow).enumerate() {
-            let mut j = j_lo;
-            while j + LANES <= j_hi {
+            for j in (0..ow).step_by(LANES) {
                 let mut acc = f32x8::splat(b);
-                for c in 0..s.in_c {
-                    let plane = &x[c * h * w..(c + 1) * h * w];
-                    for u in 0..s.kh {
-                        let iy = (i + u) as isize - pad as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        let row = &plane[iy as usize * w..];
-                        let wrow = &wo[(c * s.kh + u) * s.kw..(c * s.kh + u + 1) * s.kw];
-                        for (v, &wv) in wrow.iter().enumerate() {
-                            acc = load(&row[j + v - pad..]).mul_add(f32x8::splat(wv), acc);
-                        }
-                    }
+                for (t, &wv) in wo.iter().enumerate() {
+                    let (c, u, v) = (t / (s.kh * s.kw), t / s.kw % s.kh, t % s.kw);
+                    let at = (c * hp + i + u) * wp + j + v;
+                    acc = load(&xp[at..]).mul_add(f32x8::splat(wv), acc);
                 }
-                store(&mut yrow[j..], acc);
-                j += LANES;
-            }
-            for jj in (0..j_lo).chain(j..ow) {
-                yrow[jj] = b + direct_point(s, x, wo, i, jj);
+                acc.store_prefix(&mut yrow[j..], LANES.min(ow - j));
             }
         }
     }
-}
-
-/// `Σ_{c,u,v} W[c, u, v] · x[c, i + u - pad, j + v - pad]` with bounds checks (stride 1).
-fn direct_point(s: &Conv2dShape, x: &[f32], wo: &[f32], i: usize, j: usize) -> f32 {
-    let mut acc = 0.0f32;
-    for c in 0..s.in_c {
-        for u in 0..s.kh {
-            let iy = (i + u) as isize - s.pad as isize;
-            if iy < 0 || iy >= s.h as isize {
-                continue;
-            }
-            for v in 0..s.kw {
-                let ix = (j + v) as isize - s.pad as isize;
-                if ix < 0 || ix >= s.w as isize {
-                    continue;
-                }
-                let xv = x[(c * s.h + iy as usize) * s.w + ix as usize];
-                acc = xv.mul_add(wo[(c * s.kh + u) * s.kw + v], acc);
-            }
-        }
-    }
-    acc
 }
 
 /// Weight and bias gradients: `dW = Σ_n dy_n · col_nᵀ` (`[out_c, in_c, kh, kw]`,
@@ -557,7 +528,11 @@ pub fn conv2d_backward_weights(
         let mut col = col;
         for (xn, dyn_) in xc.chunks_exact(il).zip(dyc.chunks_exact(ol)) {
             match col.as_deref_mut() {
-                None => direct_backward_weights_image(s, xn, dyn_, pw),
+                Some(buf) if s.uses_direct() => {
+                    pad_image(s, xn, buf);
+                    direct_backward_weights_image(s, buf, dyn_, pw);
+                }
+                None => unreachable!("every chunk has its lowering buffer"),
                 Some(col) => {
                     im2col(s, xn, col);
                     sgemm(
@@ -581,13 +556,9 @@ pub fn conv2d_backward_weights(
         .par_chunks_mut(part_len)
         .zip(x.par_chunks(BATCH_CHUNK * il))
         .zip(dy.par_chunks(BATCH_CHUNK * ol));
-    if s.uses_direct() {
-        tasks.for_each(|t| per_chunk(t, None));
-    } else {
-        tasks
-            .zip(rest[..s.chunks() * s.col_len()].par_chunks_mut(s.col_len()))
-            .for_each(|(t, col)| per_chunk(t, Some(col)));
-    }
+    tasks
+        .zip(rest[..s.forward_scratch_len()].par_chunks_mut(s.lowered_len()))
+        .for_each(|(t, buf)| per_chunk(t, Some(buf)));
     let mut parts = partials.chunks_exact(part_len);
     let first = parts.next().expect("batch >= 1");
     grad_weight.copy_from_slice(&first[..wl]);
@@ -603,112 +574,86 @@ pub fn conv2d_backward_weights(
     }
 }
 
-/// Direct weight gradient of one image for stride 1, added into `gw` (`[out_c, in_c, kh, kw]`):
-/// `gw[o, c, u, v] += Σ_{i,j} dy[o, i, j] · x[c, i + u - pad, j + v - pad]`.
+/// Direct weight gradient of one image for stride 1 from its zero-padded copy `xp`, added
+/// into `gw` (`[out_c, in_c, kh, kw]`): `gw[o, c, u, v] += Σ_{i,j} dy[o, i, j] · xp[c, i + u, j + v]`.
 ///
 /// For the common tap counts a monomorphised kernel keeps one vector accumulator per tap
 /// in registers across the whole image (one horizontal sum per tap at the end); other
 /// counts take a SIMD dot product per tap and row.
 #[inline(never)]
-fn direct_backward_weights_image(s: &Conv2dShape, x: &[f32], dy: &[f32], gw: &mut [f32]) {
+fn direct_backward_weights_image(s: &Conv2dShape, xp: &[f32], dy: &[f32], gw: &mut [f32]) {
     match s.col_rows() {
-        1 => direct_backward_weights_taps::<1>(s, x, dy, gw),
-        4 => direct_backward_weights_taps::<4>(s, x, dy, gw),
-        9 => direct_backward_weights_taps::<9>(s, x, dy, gw),
-        18 => direct_backward_weights_taps::<18>(s, x, dy, gw),
-        25 => direct_backward_weights_taps::<25>(s, x, dy, gw),
-        27 => direct_backward_weights_taps::<27>(s, x, dy, gw),
-        _ => direct_backward_weights_generic(s, x, dy, gw),
+        1 => direct_backward_weights_taps::<1>(s, xp, dy, gw),
+        4 => direct_backward_weights_taps::<4>(s, xp, dy, gw),
+        9 => direct_backward_weights_taps::<9>(s, xp, dy, gw),
+        18 => direct_backward_weights_taps::<18>(s, xp, dy, gw),
+        25 => direct_backward_weights_taps::<25>(s, xp, dy, gw),
+        27 => direct_backward_weights_taps::<27>(s, xp, dy, gw),
+        _ => direct_backward_weights_generic(s, xp, dy, gw),
     }
 }
 
-fn direct_backward_weights_taps<const T: usize>(s: &Conv2dShape, x: &[f32], dy: &[f32], gw: &mut [f32]) {
+fn direct_backward_weights_taps<const T: usize>(s: &Conv2dShape, xp: &[f32], dy: &[f32], gw: &mut [f32]) {
     debug_assert_eq!(s.col_rows(), T);
-    let (oh, ow, h, w, pad) = (s.out_h(), s.out_w(), s.h, s.w, s.pad);
-    let (j_lo, j_hi) = interior_cols(s);
-    let (off, row) = tap_table::<T>(s);
-    let (kh, kw) = (s.kh, s.kw);
+    let (oh, ow, wp) = (s.out_h(), s.out_w(), s.padded_stride());
+    let off = tap_offsets::<T>(s);
     for (o, dyo) in dy.chunks_exact(oh * ow).enumerate() {
         let mut acc16 = [f32x16::ZERO; T];
         let mut acc8 = [f32x8::ZERO; T];
-        let mut edge = [0.0f32; T];
-        for i in 0..oh {
-            let valid: [bool; T] = std::array::from_fn(|t| i + row[t] >= pad && i + row[t] < h + pad);
-            let dyrow = &dyo[i * ow..(i + 1) * ow];
-            let base = (i * w) as isize - (pad * w + pad) as isize;
-            let mut j = j_lo;
-            while j + 16 <= j_hi {
-                dw_block(x, dyrow, &off, &valid, base, j, &mut acc16);
+        let mut tail = [0.0f32; T];
+        for (i, dyrow) in dyo.chunks_exact(ow).enumerate() {
+            let base = i * wp;
+            let mut j = 0;
+            while j + 16 <= ow {
+                dw_block(xp, dyrow, &off, base, j, &mut acc16);
                 j += 16;
             }
-            while j + 8 <= j_hi {
-                dw_block(x, dyrow, &off, &valid, base, j, &mut acc8);
+            while j + 8 <= ow {
+                dw_block(xp, dyrow, &off, base, j, &mut acc8);
                 j += 8;
             }
-            for jj in (0..j_lo).chain(j..ow) {
-                let d = dyrow[jj];
-                for (t, e) in edge.iter_mut().enumerate() {
-                    let (c, u, v) = (t / (kh * kw), t / kw % kh, t % kw);
-                    let (iy, ix) = (i + u, jj + v);
-                    if iy >= pad && iy < h + pad && ix >= pad && ix < w + pad {
-                        *e = x[(c * h + iy - pad) * w + ix - pad].mul_add(d, *e);
-                    }
+            for (jj, &d) in dyrow.iter().enumerate().skip(j) {
+                for (e, &o) in tail.iter_mut().zip(&off) {
+                    *e = xp[o + base + jj].mul_add(d, *e);
                 }
             }
         }
         for t in 0..T {
-            gw[o * T + t] += acc16[t].reduce_add() + acc8[t].reduce_add() + edge[t];
+            gw[o * T + t] += acc16[t].reduce_add() + acc8[t].reduce_add() + tail[t];
         }
     }
 }
 
-/// One block of `V::N` columns `j..` of output row `i` (its input offset `base`):
-/// `acc[t] += dy[i, j..] · x[tap t at (i, j..)]`.
+/// One block of columns `j..` of an output row (input offset `base` in the padded copy):
+/// `acc[t] += dy[i, j..] · xp[tap t at (i, j..)]`.
 #[inline(always)]
 fn dw_block<const T: usize, V: Vector>(
-    x: &[f32],
+    xp: &[f32],
     dyrow: &[f32],
     off: &[usize; T],
-    valid: &[bool; T],
-    base: isize,
+    base: usize,
     j: usize,
     acc: &mut [V; T],
 ) {
     let d = V::load(&dyrow[j..]);
     for t in 0..T {
-        if valid[t] {
-            acc[t] = V::load(&x[(off[t] as isize + base + j as isize) as usize..]).mul_add(d, acc[t]);
-        }
+        acc[t] = V::load(&xp[off[t] + base + j..]).mul_add(d, acc[t]);
     }
 }
 
-fn direct_backward_weights_generic(s: &Conv2dShape, x: &[f32], dy: &[f32], gw: &mut [f32]) {
+fn direct_backward_weights_generic(s: &Conv2dShape, xp: &[f32], dy: &[f32], gw: &mut [f32]) {
     let (oh, ow) = (s.out_h(), s.out_w());
-    let (h, w, pad) = (s.h, s.w, s.pad);
+    let (hp, wp) = (s.h + 2 * s.pad, s.padded_stride());
     let taps = s.col_rows();
     for (o, dyo) in dy.chunks_exact(oh * ow).enumerate() {
-        let gwo = &mut gw[o * taps..(o + 1) * taps];
-        for c in 0..s.in_c {
-            let plane = &x[c * h * w..(c + 1) * h * w];
-            for u in 0..s.kh {
-                // Output rows i whose input row i + u - pad is inside the image.
-                let i0 = pad.saturating_sub(u);
-                let i1 = (h + pad).saturating_sub(u).min(oh);
-                for v in 0..s.kw {
-                    let j0 = pad.saturating_sub(v);
-                    let j1 = (w + pad).saturating_sub(v).min(ow);
-                    if i0 >= i1 || j0 >= j1 {
-                        continue;
-                    }
-                    let mut acc = 0.0f32;
-                    for i in i0..i1 {
-                        let xrow = &plane[(i + u - pad) * w + (j0 + v - pad)..];
-                        let dyrow = &dyo[i * ow + j0..i * ow + j1];
-                        acc += simd::dot(dyrow, &xrow[..j1 - j0]);
-                    }
-                    gwo[(c * s.kh + u) * s.kw + v] += acc;
-                }
+        for t in 0..taps {
+            let (c, u, v) = (t / (s.kh * s.kw), t / s.kw % s.kh, t % s.kw);
+            let mut acc = 0.0f32;
+            for (i, dyrow) in dyo.chunks_exact(ow).enumerate() {
+                let at = (c * hp + i + u) * wp + v;
+                acc += simd::dot(dyrow, &xp[at..at + ow]);
             }
+            gw[o * taps + t] += acc;
         }
     }
 }

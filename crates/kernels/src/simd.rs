@@ -104,18 +104,16 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// (one AVX-512 register, or two AVX2 halves) and `f32x8`. A kernel runs its main loop on
 /// the widest vector and the remainder on the narrower one.
 pub(crate) trait Vector: Copy {
-    const ZERO: Self;
     fn splat(v: f32) -> Self;
-    /// The first `N` values of `s`.
+    /// The first lanes' worth of values of `s`.
     fn load(s: &[f32]) -> Self;
-    /// Into the first `N` values of `s`.
-    fn store(self, s: &mut [f32]);
     /// `self · a + b`.
     fn mul_add(self, a: Self, b: Self) -> Self;
+    /// The first `n` lanes into the first `n` values of `s`.
+    fn store_prefix(self, s: &mut [f32], n: usize);
 }
 
 impl Vector for f32x8 {
-    const ZERO: Self = f32x8::ZERO;
     #[inline(always)]
     fn splat(v: f32) -> Self {
         f32x8::splat(v)
@@ -125,17 +123,20 @@ impl Vector for f32x8 {
         load(s)
     }
     #[inline(always)]
-    fn store(self, s: &mut [f32]) {
-        store(s, self)
-    }
-    #[inline(always)]
     fn mul_add(self, a: Self, b: Self) -> Self {
         f32x8::mul_add(self, a, b)
+    }
+    #[inline(always)]
+    fn store_prefix(self, s: &mut [f32], n: usize) {
+        if n == 8 {
+            store(s, self);
+        } else {
+            s[..n].copy_from_slice(&self.to_array()[..n]);
+        }
     }
 }
 
 impl Vector for wide::f32x16 {
-    const ZERO: Self = wide::f32x16::ZERO;
     #[inline(always)]
     fn splat(v: f32) -> Self {
         wide::f32x16::splat(v)
@@ -146,11 +147,11 @@ impl Vector for wide::f32x16 {
         wide::f32x16::new(a)
     }
     #[inline(always)]
-    fn store(self, s: &mut [f32]) {
-        s[..16].copy_from_slice(&self.to_array());
-    }
-    #[inline(always)]
     fn mul_add(self, a: Self, b: Self) -> Self {
         wide::f32x16::mul_add(self, a, b)
+    }
+    #[inline(always)]
+    fn store_prefix(self, s: &mut [f32], n: usize) {
+        s[..n].copy_from_slice(&self.to_array()[..n]);
     }
 }
