@@ -422,8 +422,8 @@ fn gemm_forward(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: &[f32], y: &mu
         });
 }
 
-/// Eight `f32` lanes for the bench-local copy of the direct path (the kernels use
-/// `wide::f32x8`, which is not a dependency of this package). With `-C target-cpu=native`
+/// Eight `f32` lanes for the bench-local copy of the direct path (the kernels use `wide`'s
+/// `f32x8` / `f32x16`, and `wide` is not a dependency of this package). With `-C target-cpu=native`
 /// the lane loops compile to one vector instruction each.
 #[derive(Clone, Copy)]
 struct F8([f32; 8]);
@@ -459,10 +459,12 @@ impl F8 {
 }
 
 /// A copy of the kernels' tap-specialised direct forward (`direct_forward_taps::<T>` in
-/// `conv.rs`, `T = in_c·kh·kw`), so that the direct path can be timed at
-/// `in_c > DIRECT_MAX_IN_C`, where the public API takes the GEMM path. Same loop order,
-/// same batch split; benched beside the API's own direct path at `in_c == DIRECT_MAX_IN_C`
-/// to show whether it is a fair stand-in.
+/// `conv.rs`, `T = in_c·kh·kw`) in its 8-column form, so that the direct path can be timed
+/// at `in_c > DIRECT_MAX_IN_C`, where the public API takes the GEMM path. Same batch split.
+/// The kernel has since gained 16-column blocks and output-channel groups; the copy is
+/// benched beside the API's own direct path at `in_c == DIRECT_MAX_IN_C` and the report
+/// prints their ratio, so how far it trails the kernel shows in every run. (A hidden
+/// public entry to the kernels' direct path would let this file drop the copy.)
 fn direct_forward_local(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: &[f32], y: &mut [f32]) {
     assert_eq!(s.stride, 1, "direct path is stride 1 only");
     let (il, ol) = (s.in_image_len(), s.out_image_len());
@@ -637,8 +639,9 @@ fn direct_backward_weights_image_local(s: &Conv2dShape, x: &[f32], dy: &[f32], g
     }
 }
 
-/// A copy of the kernels' `direct_backward_weights_taps::<T>`: one vector accumulator per
-/// tap across the whole image, one horizontal sum per tap at the end.
+/// A copy of the kernels' `direct_backward_weights_taps::<T>` in its 8-lane form: one
+/// vector accumulator per tap across the whole image, one horizontal sum per tap at the
+/// end; edge columns scalar.
 fn direct_backward_weights_taps_local<const T: usize>(
     s: &Conv2dShape,
     x: &[f32],

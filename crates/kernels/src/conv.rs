@@ -21,7 +21,7 @@
 
 use crate::gemm::{sgemm, MatRef};
 use crate::shape::ShapeError;
-use crate::simd::{self, load, Vector, LANES};
+use crate::simd::{self, Vector, LANES};
 use rayon::prelude::*;
 use wide::{f32x16, f32x8};
 
@@ -145,7 +145,14 @@ impl Conv2dShape {
     pub fn padded_len(&self) -> usize {
         self.in_c * (self.h + 2 * self.pad) * self.padded_stride()
     }
-    /// Per-chunk lowering buffer: the padded copy (direct path) or the im2col matrix.
+    /// Whether the forward pass runs directly on the padded input (every stride-1
+    /// convolution; see `benches/kernels.rs`, group `conv_path`) rather than through im2col
+    /// and GEMM.
+    pub fn uses_direct_forward(&self) -> bool {
+        self.stride == 1
+    }
+    /// Per-chunk lowering buffer of the weight gradient: the padded copy (direct path) or
+    /// the im2col matrix.
     fn lowered_len(&self) -> usize {
         if self.uses_direct() {
             self.padded_len()
@@ -153,13 +160,21 @@ impl Conv2dShape {
             self.col_len()
         }
     }
+    /// Weights regrouped for the direct forward's generic kernel: `[ceil(out_c / 8), taps, 8]`.
+    fn grouped_weight_len(&self) -> usize {
+        self.out_c.div_ceil(8) * 8 * self.col_rows()
+    }
     /// Scratch values [`conv2d_forward`] needs.
     pub fn forward_scratch_len(&self) -> usize {
-        self.chunks() * self.lowered_len()
+        if self.uses_direct_forward() {
+            self.chunks() * self.padded_len() + self.grouped_weight_len()
+        } else {
+            self.chunks() * self.col_len()
+        }
     }
     /// Scratch values [`conv2d_backward_weights`] needs.
     pub fn backward_weights_scratch_len(&self) -> usize {
-        self.chunks() * (self.weight_len() + self.out_c) + self.forward_scratch_len()
+        self.chunks() * (self.weight_len() + self.out_c + self.lowered_len())
     }
     /// Scratch values [`conv2d_backward_input`] needs.
     pub fn backward_input_scratch_len(&self) -> usize {
@@ -300,15 +315,19 @@ pub fn conv2d_forward(
     check_len(WHAT, "y", y.len(), s.output_len());
     check_scratch(WHAT, scratch.len(), s.forward_scratch_len());
     let (il, ol) = (s.in_image_len(), s.out_image_len());
-    if s.uses_direct() {
+    if s.uses_direct_forward() {
         let pl = s.padded_len();
+        let (bufs, grouped) = scratch.split_at_mut(s.chunks() * pl);
+        let grouped = &mut grouped[..s.grouped_weight_len()];
+        group_weights(s, weight, grouped);
+        let grouped = &*grouped;
         y.par_chunks_mut(BATCH_CHUNK * ol)
             .zip(x.par_chunks(BATCH_CHUNK * il))
-            .zip(scratch[..s.forward_scratch_len()].par_chunks_mut(pl))
+            .zip(bufs.par_chunks_mut(pl))
             .for_each(|((yc, xc), buf)| {
                 for (yn, xn) in yc.chunks_exact_mut(ol).zip(xc.chunks_exact(il)) {
                     pad_image(s, xn, buf);
-                    direct_forward_image(s, buf, weight, bias, yn);
+                    direct_forward_image(s, buf, weight, grouped, bias, yn);
                 }
             });
         return;
@@ -364,7 +383,14 @@ fn pad_image(s: &Conv2dShape, x: &[f32], buf: &mut [f32]) {
 /// for every output channel; other counts take [`direct_forward_generic`]. Blocks are 16
 /// columns, then 8; the last partial block is computed whole and stored in part.
 #[inline(never)]
-fn direct_forward_image(s: &Conv2dShape, xp: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+fn direct_forward_image(
+    s: &Conv2dShape,
+    xp: &[f32],
+    weight: &[f32],
+    grouped: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
     match s.col_rows() {
         1 => direct_forward_taps::<1>(s, xp, weight, bias, y),
         4 => direct_forward_taps::<4>(s, xp, weight, bias, y),
@@ -372,7 +398,7 @@ fn direct_forward_image(s: &Conv2dShape, xp: &[f32], weight: &[f32], bias: Optio
         18 => direct_forward_taps::<18>(s, xp, weight, bias, y),
         25 => direct_forward_taps::<25>(s, xp, weight, bias, y),
         27 => direct_forward_taps::<27>(s, xp, weight, bias, y),
-        _ => direct_forward_generic(s, xp, weight, bias, y),
+        _ => direct_forward_grouped(s, xp, grouped, bias, y),
     }
 }
 
@@ -469,24 +495,74 @@ fn channels_block<const T: usize, const G: usize, V: Vector>(
     }
 }
 
-/// Direct forward for any tap count, from the padded copy: per output channel and row,
-/// vectors of 8 output columns accumulate `W[o, c, u, v] · xp[c, i + u, j + v .. +8]`.
-fn direct_forward_generic(s: &Conv2dShape, xp: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let (hp, wp) = (s.h + 2 * s.pad, s.padded_stride());
+/// Regroups `weight` (`[out_c, taps]`) as `[ceil(out_c / 8), taps, 8]`, zero-filling the
+/// channels past `out_c`: the 8 weights one input vector meets are then adjacent.
+fn group_weights(s: &Conv2dShape, weight: &[f32], grouped: &mut [f32]) {
     let taps = s.col_rows();
-    for (o, yo) in y.chunks_exact_mut(oh * ow).enumerate() {
-        let wo = &weight[o * taps..(o + 1) * taps];
-        let b = bias.map_or(0.0, |b| b[o]);
-        for (i, yrow) in yo.chunks_exact_mut(ow).enumerate() {
-            for j in (0..ow).step_by(LANES) {
-                let mut acc = f32x8::splat(b);
-                for (t, &wv) in wo.iter().enumerate() {
-                    let (c, u, v) = (t / (s.kh * s.kw), t / s.kw % s.kh, t % s.kw);
-                    let at = (c * hp + i + u) * wp + j + v;
-                    acc = load(&xp[at..]).mul_add(f32x8::splat(wv), acc);
+    for (og, block) in grouped.chunks_exact_mut(8 * taps).enumerate() {
+        for (t, lane) in block.chunks_exact_mut(8).enumerate() {
+            for (g, v) in lane.iter_mut().enumerate() {
+                let o = og * 8 + g;
+                *v = if o < s.out_c { weight[o * taps + t] } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// Direct forward for any tap count, from the padded copy and the grouped weights: per
+/// row, block of 16 (then 8) output columns and group of 8 output channels, one input
+/// vector per tap feeds 8 independent accumulators.
+fn direct_forward_grouped(s: &Conv2dShape, xp: &[f32], grouped: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    for i in 0..oh {
+        let mut j = 0;
+        while j + 16 <= ow {
+            grouped_block::<f32x16>(s, xp, grouped, bias, y, i, j, 16);
+            j += 16;
+        }
+        while j < ow {
+            grouped_block::<f32x8>(s, xp, grouped, bias, y, i, j, LANES.min(ow - j));
+            j += LANES;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn grouped_block<V: Vector>(
+    s: &Conv2dShape,
+    xp: &[f32],
+    grouped: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    i: usize,
+    j: usize,
+    n: usize,
+) {
+    let (hp, wp, taps) = (s.h + 2 * s.pad, s.padded_stride(), s.col_rows());
+    let (plane, at) = (s.out_h() * s.out_w(), i * s.out_w() + j);
+    for (og, wg) in grouped.chunks_exact(8 * taps).enumerate() {
+        let mut acc: [V; 8] = std::array::from_fn(|g| {
+            let o = og * 8 + g;
+            V::splat(bias.filter(|_| o < s.out_c).map_or(0.0, |b| b[o]))
+        });
+        let mut wt = wg.chunks_exact(8);
+        for c in 0..s.in_c {
+            for u in 0..s.kh {
+                let row = (c * hp + i + u) * wp + j;
+                for v in 0..s.kw {
+                    let x = V::load(&xp[row + v..]);
+                    let w = wt.next().expect("taps of the group");
+                    for g in 0..8 {
+                        acc[g] = x.mul_add(V::splat(w[g]), acc[g]);
+                    }
                 }
-                acc.store_prefix(&mut yrow[j..], LANES.min(ow - j));
+            }
+        }
+        for (g, a) in acc.into_iter().enumerate() {
+            let o = og * 8 + g;
+            if o < s.out_c {
+                a.store_prefix(&mut y[o * plane + at..], n);
             }
         }
     }
@@ -557,7 +633,7 @@ pub fn conv2d_backward_weights(
         .zip(x.par_chunks(BATCH_CHUNK * il))
         .zip(dy.par_chunks(BATCH_CHUNK * ol));
     tasks
-        .zip(rest[..s.forward_scratch_len()].par_chunks_mut(s.lowered_len()))
+        .zip(rest[..s.chunks() * s.lowered_len()].par_chunks_mut(s.lowered_len()))
         .for_each(|(t, buf)| per_chunk(t, Some(buf)));
     let mut parts = partials.chunks_exact(part_len);
     let first = parts.next().expect("batch >= 1");
