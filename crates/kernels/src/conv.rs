@@ -178,7 +178,28 @@ impl Conv2dShape {
     }
     /// Scratch values [`conv2d_backward_input`] needs.
     pub fn backward_input_scratch_len(&self) -> usize {
-        self.chunks() * self.col_len()
+        match self.transposed() {
+            Some(t) => self.weight_len() + t.grouped_weight_len() + self.chunks() * t.padded_len(),
+            None => self.chunks() * self.col_len(),
+        }
+    }
+    /// The stride-1 convolution whose forward pass is this one's input gradient, when the
+    /// direct path computes it (stride 1, square kernel, `pad < k`): `dy` as its input,
+    /// the weights flipped and transposed (`W'[c, o, u, v] = W[o, c, k-1-u, k-1-v]`),
+    /// padding `k - 1 - pad`:
+    /// `dx[c, y, x] = Σ_{o,u,v} W[o, c, u, v] · dy[o, y + pad - u, x + pad - v]`.
+    pub fn transposed(&self) -> Option<Conv2dShape> {
+        (self.stride == 1 && self.kh == self.kw && self.pad < self.kh).then(|| Conv2dShape {
+            batch: self.batch,
+            in_c: self.out_c,
+            h: self.out_h(),
+            w: self.out_w(),
+            out_c: self.in_c,
+            kh: self.kh,
+            kw: self.kw,
+            stride: 1,
+            pad: self.kh - 1 - self.pad,
+        })
     }
     /// Scratch values that serve all three conv kernels.
     pub fn scratch_len(&self) -> usize {
@@ -735,7 +756,9 @@ fn direct_backward_weights_generic(s: &Conv2dShape, xp: &[f32], dy: &[f32], gw: 
 }
 
 /// Input gradient: `dx_n = col2im(Wᵀ · dy_n)` for every image (`[batch, in_c, h, w]`,
-/// overwritten). A network skips this for its first layer.
+/// overwritten). A network skips this for its first layer. Where
+/// [`Conv2dShape::transposed`] applies, it runs as that convolution's direct forward
+/// pass instead (no im2col, no GEMM packing).
 ///
 /// `weight`: `[out_c, in_c, kh, kw]`; `dy`: `[batch, out_c, oh, ow]`; `scratch`: at least
 /// [`Conv2dShape::backward_input_scratch_len`] values.
@@ -753,6 +776,31 @@ pub fn conv2d_backward_input(
     check_len(WHAT, "dx", dx.len(), s.input_len());
     check_scratch(WHAT, scratch.len(), s.backward_input_scratch_len());
     let (il, ol, cl) = (s.in_image_len(), s.out_image_len(), s.col_len());
+    if let Some(t) = s.transposed() {
+        let (flipped, rest) = scratch.split_at_mut(s.weight_len());
+        let (grouped, bufs) = rest.split_at_mut(t.grouped_weight_len());
+        let k = s.kh * s.kw;
+        for o in 0..s.out_c {
+            for c in 0..s.in_c {
+                for uv in 0..k {
+                    flipped[(c * s.out_c + o) * k + uv] = weight[(o * s.in_c + c) * k + (k - 1 - uv)];
+                }
+            }
+        }
+        group_weights(&t, flipped, grouped);
+        let (flipped, grouped) = (&*flipped, &*grouped);
+        let pl = t.padded_len();
+        dx.par_chunks_mut(BATCH_CHUNK * il)
+            .zip(dy.par_chunks(BATCH_CHUNK * ol))
+            .zip(bufs[..s.chunks() * pl].par_chunks_mut(pl))
+            .for_each(|((dxc, dyc), buf)| {
+                for (dxn, dyn_) in dxc.chunks_exact_mut(il).zip(dyc.chunks_exact(ol)) {
+                    pad_image(&t, dyn_, buf);
+                    direct_forward_image(&t, buf, flipped, grouped, None, dxn);
+                }
+            });
+        return;
+    }
     let p = s.out_h() * s.out_w();
     dx.par_chunks_mut(BATCH_CHUNK * il)
         .zip(dy.par_chunks(BATCH_CHUNK * ol))
