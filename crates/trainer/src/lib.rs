@@ -2,7 +2,7 @@
 //!
 //! The library behind the `trainer` binary: synthetic flowers ([`synth`]), image-folder
 //! loading ([`data`]), the training loop and its run folder ([`train`]), reports
-//! ([`report`]), benchmarks ([`bench`]) and the command line ([`cli`]).
+//! ([`report`]), benchmarks ([`mod@bench`]) and the command line ([`cli`]).
 
 pub mod bench;
 pub mod cli;
