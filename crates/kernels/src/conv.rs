@@ -674,49 +674,54 @@ pub fn conv2d_backward_weights(
 /// Direct weight gradient of one image for stride 1 from its zero-padded copy `xp`, added
 /// into `gw` (`[out_c, in_c, kh, kw]`): `gw[o, c, u, v] += Σ_{i,j} dy[o, i, j] · xp[c, i + u, j + v]`.
 ///
-/// For the common tap counts a monomorphised kernel keeps one vector accumulator per tap
-/// in registers across the whole image (one horizontal sum per tap at the end); other
-/// counts take a SIMD dot product per tap and row.
+/// For the common kernel areas `kh · kw` (1, 4, 9, 25) a monomorphised kernel keeps one
+/// vector accumulator per tap of one input channel in registers across the whole image
+/// (one horizontal sum per tap at the end); other areas take a SIMD dot product per tap
+/// and row.
 #[inline(never)]
 fn direct_backward_weights_image(s: &Conv2dShape, xp: &[f32], dy: &[f32], gw: &mut [f32]) {
-    match s.col_rows() {
-        1 => direct_backward_weights_taps::<1>(s, xp, dy, gw),
-        4 => direct_backward_weights_taps::<4>(s, xp, dy, gw),
-        9 => direct_backward_weights_taps::<9>(s, xp, dy, gw),
-        18 => direct_backward_weights_taps::<18>(s, xp, dy, gw),
-        25 => direct_backward_weights_taps::<25>(s, xp, dy, gw),
-        27 => direct_backward_weights_taps::<27>(s, xp, dy, gw),
+    match s.kh * s.kw {
+        1 => direct_backward_weights_area::<1>(s, xp, dy, gw),
+        4 => direct_backward_weights_area::<4>(s, xp, dy, gw),
+        9 => direct_backward_weights_area::<9>(s, xp, dy, gw),
+        25 => direct_backward_weights_area::<25>(s, xp, dy, gw),
         _ => direct_backward_weights_generic(s, xp, dy, gw),
     }
 }
 
-fn direct_backward_weights_taps<const T: usize>(s: &Conv2dShape, xp: &[f32], dy: &[f32], gw: &mut [f32]) {
-    debug_assert_eq!(s.col_rows(), T);
-    let (oh, ow, wp) = (s.out_h(), s.out_w(), s.padded_stride());
-    let off = tap_offsets::<T>(s);
+/// Per output channel and input channel, `K = kh · kw` accumulators (16 lanes, plus 8 for
+/// a remainder block) over every output position.
+fn direct_backward_weights_area<const K: usize>(s: &Conv2dShape, xp: &[f32], dy: &[f32], gw: &mut [f32]) {
+    debug_assert_eq!(s.kh * s.kw, K);
+    let (oh, ow, hp, wp) = (s.out_h(), s.out_w(), s.h + 2 * s.pad, s.padded_stride());
+    let off: [usize; K] = std::array::from_fn(|t| t / s.kw * wp + t % s.kw);
     for (o, dyo) in dy.chunks_exact(oh * ow).enumerate() {
-        let mut acc16 = [f32x16::ZERO; T];
-        let mut acc8 = [f32x8::ZERO; T];
-        let mut tail = [0.0f32; T];
-        for (i, dyrow) in dyo.chunks_exact(ow).enumerate() {
-            let base = i * wp;
-            let mut j = 0;
-            while j + 16 <= ow {
-                dw_block(xp, dyrow, &off, base, j, &mut acc16);
-                j += 16;
-            }
-            while j + 8 <= ow {
-                dw_block(xp, dyrow, &off, base, j, &mut acc8);
-                j += 8;
-            }
-            for (jj, &d) in dyrow.iter().enumerate().skip(j) {
-                for (e, &o) in tail.iter_mut().zip(&off) {
-                    *e = xp[o + base + jj].mul_add(d, *e);
+        for c in 0..s.in_c {
+            let xc = &xp[c * hp * wp..(c + 1) * hp * wp];
+            let mut acc16 = [f32x16::ZERO; K];
+            let mut acc8 = [f32x8::ZERO; K];
+            let mut tail = [0.0f32; K];
+            for (i, dyrow) in dyo.chunks_exact(ow).enumerate() {
+                let base = i * wp;
+                let mut j = 0;
+                while j + 16 <= ow {
+                    dw_block(xc, dyrow, &off, base, j, &mut acc16);
+                    j += 16;
+                }
+                while j + 8 <= ow {
+                    dw_block(xc, dyrow, &off, base, j, &mut acc8);
+                    j += 8;
+                }
+                for (jj, &d) in dyrow.iter().enumerate().skip(j) {
+                    for (e, &t) in tail.iter_mut().zip(&off) {
+                        *e = xc[t + base + jj].mul_add(d, *e);
+                    }
                 }
             }
-        }
-        for t in 0..T {
-            gw[o * T + t] += acc16[t].reduce_add() + acc8[t].reduce_add() + tail[t];
+            let gwo = &mut gw[(o * s.in_c + c) * K..(o * s.in_c + c + 1) * K];
+            for t in 0..K {
+                gwo[t] += acc16[t].reduce_add() + acc8[t].reduce_add() + tail[t];
+            }
         }
     }
 }
