@@ -20,7 +20,7 @@
 //! bit-identical for any number of threads.
 
 use crate::gemm::{sgemm, MatRef};
-use crate::shape::ShapeError;
+use crate::shape::{check_sizes, ShapeError, MAX_VALUES};
 use crate::simd::{self, Vector, LANES};
 use rayon::prelude::*;
 use wide::{f32x16, f32x8};
@@ -29,12 +29,15 @@ use wide::{f32x16, f32x8};
 /// per-chunk partial gradient sums, and so the results, do not depend on threads.
 pub const BATCH_CHUNK: usize = 4;
 
-/// The direct SIMD path runs when `stride == 1` and `in_c <= DIRECT_MAX_IN_C`: with so
-/// few input channels, the lowered GEMM has a tiny inner dimension and starves
-/// (see `benches/kernels.rs`, group `conv_path`, which measures both paths).
+/// The weight gradient takes the direct SIMD path when `stride == 1` and
+/// `in_c <= DIRECT_MAX_IN_C`: with so few input channels the lowered GEMM has a tiny
+/// dimension and starves; with more, im2col + GEMM wins (a channel-grouped direct kernel
+/// measured slower). The forward pass and the input gradient are direct for every
+/// stride-1 convolution. `benches/kernels.rs`, group `conv_path`, measures both paths.
 pub const DIRECT_MAX_IN_C: usize = 3;
 
-/// Zeros after each padded row of the direct path's input copy (one `f32x16`).
+/// Zeros after each padded row of the direct path's input copy: the last vector block of
+/// a row may read up to 7 values past the row's end.
 pub const DIRECT_ROW_SLACK: usize = 16;
 
 /// The shape of a batched 2-D convolution.
@@ -72,14 +75,42 @@ impl Conv2dShape {
                 });
             }
         }
-        if self.h + 2 * self.pad < self.kh || self.w + 2 * self.pad < self.kw {
+        // Every size below is a product of at most 5 dimensions, each checked first, so
+        // the usize arithmetic of the kernels cannot wrap.
+        let (hp, wp) = (
+            self.h as u128 + 2 * self.pad as u128,
+            self.w as u128 + 2 * self.pad as u128,
+        );
+        if hp > MAX_VALUES || wp > MAX_VALUES {
+            return Err(ShapeError::TooLarge {
+                what: "conv2d",
+                quantity: "the padded input side",
+                values: hp.max(wp),
+            });
+        }
+        if hp < self.kh as u128 || wp < self.kw as u128 {
             return Err(ShapeError::KernelTooLarge {
                 what: "conv2d (input size includes padding)",
                 kernel: (self.kh, self.kw),
-                input: (self.h + 2 * self.pad, self.w + 2 * self.pad),
+                input: (hp as usize, wp as usize),
             });
         }
-        Ok(())
+        let (oh, ow) = (self.out_h(), self.out_w());
+        let (b, ic, oc, h, w) = (self.batch, self.in_c, self.out_c, self.h, self.w);
+        let (kh, kw) = (self.kh, self.kw);
+        check_sizes(
+            "conv2d",
+            &[
+                ("the input", &[b, ic, h, w]),
+                ("the output", &[b, oc, oh, ow]),
+                ("the weight", &[oc, ic, kh, kw]),
+                ("the im2col matrix", &[b, ic, kh, kw, oh, ow]),
+                (
+                    "the padded input",
+                    &[b, ic, hp as usize, wp as usize + DIRECT_ROW_SLACK],
+                ),
+            ],
+        )
     }
 
     fn check(&self) {
@@ -132,7 +163,7 @@ impl Conv2dShape {
     pub fn uses_direct(&self) -> bool {
         self.stride == 1 && self.in_c <= DIRECT_MAX_IN_C
     }
-    /// Floor of FLOPs (multiply-adds count 2) of the forward pass.
+    /// Nominal FLOPs of the forward pass (multiply-adds count 2, padded taps included).
     pub fn forward_flops(&self) -> u64 {
         2 * (self.output_len() as u64) * (self.col_rows() as u64)
     }
@@ -401,7 +432,7 @@ fn pad_image(s: &Conv2dShape, x: &[f32], buf: &mut [f32]) {
 ///
 /// For the common tap counts `in_c · kh · kw` (1, 4, 9, 18, 25, 27) a monomorphised kernel
 /// loads the input vectors of every tap once per block of output columns and reuses them
-/// for every output channel; other counts take [`direct_forward_generic`]. Blocks are 16
+/// for every output channel; other counts take [`direct_forward_grouped`]. Blocks are 16
 /// columns, then 8; the last partial block is computed whole and stored in part.
 #[inline(never)]
 fn direct_forward_image(
@@ -713,8 +744,8 @@ fn direct_backward_weights_area<const K: usize>(s: &Conv2dShape, xp: &[f32], dy:
                     j += 8;
                 }
                 for (jj, &d) in dyrow.iter().enumerate().skip(j) {
-                    for (e, &t) in tail.iter_mut().zip(&off) {
-                        *e = xc[t + base + jj].mul_add(d, *e);
+                    for (e, &at) in tail.iter_mut().zip(&off) {
+                        *e = simd::fma(xc[at + base + jj], d, *e);
                     }
                 }
             }

@@ -18,7 +18,8 @@
 //! not depend on the thread count.
 
 use crate::gemm::{sgemm, MatRef};
-use crate::simd::{load, store, LANES};
+use crate::shape::{check_sizes, ShapeError};
+use crate::simd::{fma, load, store, LANES};
 use rayon::prelude::*;
 use wide::f32x8;
 
@@ -39,14 +40,30 @@ pub struct DenseShape {
 }
 
 impl DenseShape {
+    /// Checks that no size is zero and no tensor is larger than `shape::MAX_VALUES`.
+    pub fn validate(&self) -> Result<(), ShapeError> {
+        for (field, v) in [
+            ("batch", self.batch),
+            ("inputs", self.inputs),
+            ("outputs", self.outputs),
+        ] {
+            if v == 0 {
+                return Err(ShapeError::Zero { what: "dense", field });
+            }
+        }
+        check_sizes(
+            "dense",
+            &[
+                ("the input", &[self.batch, self.inputs]),
+                ("the weight", &[self.outputs, self.inputs]),
+                ("the output", &[self.batch, self.outputs]),
+            ],
+        )
+    }
     fn check(&self) {
-        assert!(
-            self.batch > 0 && self.inputs > 0 && self.outputs > 0,
-            "dense: batch ({}), inputs ({}) and outputs ({}) must be at least 1",
-            self.batch,
-            self.inputs,
-            self.outputs
-        );
+        if let Err(e) = self.validate() {
+            panic!("{e}");
+        }
     }
     /// FLOPs of the forward pass (multiply-adds count 2).
     pub fn forward_flops(&self) -> u64 {
@@ -204,7 +221,7 @@ fn direct_forward<const O: usize>(
                 for (o, (yo, a)) in yn.iter_mut().zip(acc).enumerate() {
                     let mut v = a.reduce_add();
                     for c in body..k {
-                        v = xn[c].mul_add(weight[o * k + c], v);
+                        v = fma(xn[c], weight[o * k + c], v);
                     }
                     *yo = v + bias.map_or(0.0, |b| b[o]);
                 }
@@ -261,7 +278,7 @@ fn dw_block<const O: usize>(s: &DenseShape, x: &[f32], dy: &[f32], c0: usize, mu
         let mut acc = [0.0f32; O];
         for (xn, dyn_) in x.chunks_exact(k).zip(dy.chunks_exact(O)) {
             for (a, &d) in acc.iter_mut().zip(dyn_) {
-                *a = xn[c0 + c].mul_add(d, *a);
+                *a = fma(xn[c0 + c], d, *a);
             }
         }
         for (row, a) in rows.iter_mut().zip(acc) {
@@ -287,7 +304,7 @@ fn direct_backward_input<const O: usize>(s: &DenseShape, weight: &[f32], dy: &[f
                     store(&mut gxn[c..], acc);
                 }
                 for c in body..k {
-                    gxn[c] = (0..O).fold(0.0f32, |a, o| dyn_[o].mul_add(weight[o * k + c], a));
+                    gxn[c] = (0..O).fold(0.0f32, |a, o| fma(dyn_[o], weight[o * k + c], a));
                 }
             }
         });

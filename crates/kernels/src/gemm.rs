@@ -47,8 +47,17 @@ impl<'a> MatRef<'a> {
     }
 }
 
+/// The largest index a `rows x cols` view with strides `rs`, `cs` reaches; panics if it
+/// overflows or a stride does not fit the `isize` matrixmultiply takes.
 fn last_index(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
-    (rows - 1) * rs + (cols - 1) * cs
+    assert!(
+        rs <= isize::MAX as usize && cs <= isize::MAX as usize,
+        "sgemm: stride too large"
+    );
+    (rows - 1)
+        .checked_mul(rs)
+        .and_then(|a| (cols - 1).checked_mul(cs).and_then(|b| a.checked_add(b)))
+        .expect("sgemm: view size overflows usize")
 }
 
 /// `C = alpha * A * B + beta * C`, with `C` row-major `a.rows x b.cols` with row stride `ldc`.

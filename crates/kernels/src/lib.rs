@@ -5,7 +5,7 @@
 //!
 //! | module | forward | backward |
 //! | --- | --- | --- |
-//! | [`conv`] | [`conv2d_forward`] (im2col + GEMM, or direct SIMD for small `in_c`) | [`conv2d_backward_weights`], [`conv2d_backward_input`] |
+//! | [`conv`] | [`conv2d_forward`] (direct SIMD on a padded copy for stride 1, im2col + GEMM otherwise) | [`conv2d_backward_weights`], [`conv2d_backward_input`] |
 //! | [`pool`] | [`max_pool2d_forward`] (with argmax) | [`max_pool2d_backward`] |
 //! | [`dense`] | [`dense_forward`] | [`dense_backward`] |
 //! | [`activation`] | [`relu_forward`] | [`relu_backward`] |
@@ -20,7 +20,7 @@
 //!
 //! Threads: rayon's current pool, over fixed chunks of the batch. Reductions over the
 //! batch are done in a fixed order, so every result is bit-identical on any number of
-//! threads. SIMD: `wide::f32x8`; build with `-C target-cpu=native` (or at least
+//! threads. SIMD: `wide::f32x8` and `f32x16`; build with `-C target-cpu=native` (or at least
 //! `-C target-feature=+avx2,+fma`) so it compiles to AVX2/AVX-512 with fused multiply-add.
 //!
 //! ```

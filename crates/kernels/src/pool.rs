@@ -6,11 +6,12 @@
 //!
 //! `y[n, c, i, j] = max_{u, v < k} x[n, c, i·stride + u, j·stride + v]`, and `argmax` holds
 //! the position `row · w + col` of that maximum within its `h x w` plane. Ties go to the
-//! first maximum in row-major window order; a NaN in a window wins (propagates), like
-//! PyTorch. The gradient flows only to each window's maximum (the seed's "Pooling_layer"):
+//! first maximum in row-major window order; a NaN in a window wins (propagates, as in
+//! PyTorch; where a window holds several NaNs Petal takes the first, PyTorch's CPU kernel
+//! the last, so the gradient may go to another NaN position). The gradient flows only to each window's maximum (the seed's "Pooling_layer"):
 //! `dx[n, c, argmax] += dy[n, c, i, j]`, so overlapping windows accumulate.
 
-use crate::shape::ShapeError;
+use crate::shape::{check_sizes, ShapeError};
 use crate::simd::{load, store, LANES};
 use rayon::prelude::*;
 use wide::{f32x8, u32x8, ShuffleExt};
@@ -55,7 +56,19 @@ impl Pool2dShape {
                 input: (self.h, self.w),
             });
         }
-        Ok(())
+        // Argmax indices are u32 positions within a plane.
+        let plane = self.h as u128 * self.w as u128;
+        if plane > u32::MAX as u128 {
+            return Err(ShapeError::TooLarge {
+                what: "max_pool2d",
+                quantity: "one plane",
+                values: plane,
+            });
+        }
+        check_sizes(
+            "max_pool2d",
+            &[("the input", &[self.batch, self.c, self.h, self.w])],
+        )
     }
     fn check(&self) {
         if let Err(e) = self.validate() {

@@ -5,7 +5,7 @@
 //! With `momentum == 0` and an empty velocity slice this is `w = w - lr · d`; a velocity
 //! slice, if given, is still updated by the rule (it then holds `d`).
 
-use crate::simd::{load, store, LANES};
+use crate::simd::{fma, load, store, LANES};
 use rayon::prelude::*;
 use wide::f32x8;
 
@@ -50,8 +50,8 @@ pub fn sgd_step(cfg: &SgdConfig, params: &mut [f32], grads: &[f32], velocity: &m
                     store(pv, d.mul_add(lrv, w));
                 }
                 for (pv, &gv) in pc.into_remainder().iter_mut().zip(gc.remainder()) {
-                    let d = pv.mul_add(wd, gv);
-                    *pv = d.mul_add(-lr, *pv);
+                    let d = fma(*pv, wd, gv);
+                    *pv = fma(d, -lr, *pv);
                 }
             });
         return;
@@ -84,9 +84,9 @@ pub fn sgd_step(cfg: &SgdConfig, params: &mut [f32], grads: &[f32], velocity: &m
                 .zip(gc.remainder())
                 .zip(vc.into_remainder())
             {
-                let d = pv.mul_add(wd, gv);
-                *vv = vv.mul_add(momentum, d);
-                *pv = vv.mul_add(-lr, *pv);
+                let d = fma(*pv, wd, gv);
+                *vv = fma(*vv, momentum, d);
+                *pv = fma(*vv, -lr, *pv);
             }
         });
 }

@@ -13,4 +13,30 @@ pub enum ShapeError {
         kernel: (usize, usize),
         input: (usize, usize),
     },
+    #[error("{what}: {quantity} would hold {values} values, over the limit of 2^40")]
+    TooLarge {
+        what: &'static str,
+        quantity: &'static str,
+        values: u128,
+    },
+}
+
+/// Largest tensor, in values, a shape may describe: far past any real network, and small
+/// enough that sums of a few such sizes never overflow a `usize`.
+pub const MAX_VALUES: u128 = 1 << 40;
+
+/// Checks that each named product of dimensions stays within [`MAX_VALUES`] (computed in
+/// `u128`, so it cannot wrap).
+pub(crate) fn check_sizes(what: &'static str, sizes: &[(&'static str, &[usize])]) -> Result<(), ShapeError> {
+    for &(quantity, dims) in sizes {
+        let values = dims.iter().fold(1u128, |p, &d| p.saturating_mul(d as u128));
+        if values > MAX_VALUES {
+            return Err(ShapeError::TooLarge {
+                what,
+                quantity,
+                values,
+            });
+        }
+    }
+    Ok(())
 }

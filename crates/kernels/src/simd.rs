@@ -21,6 +21,18 @@ pub(crate) fn store(s: &mut [f32], v: f32x8) {
     s[..LANES].copy_from_slice(&v.to_array());
 }
 
+/// `a · b + c` for the scalar tails: fused where the CPU has FMA (as `wide`'s `mul_add`
+/// on the vector body then is), plain multiply-add otherwise. `f32::mul_add` without the
+/// `fma` target feature calls the C library's software `fmaf`, tens of times slower.
+#[inline(always)]
+pub fn fma(a: f32, b: f32, c: f32) -> f32 {
+    if cfg!(target_feature = "fma") {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
 /// Sum of `x`: eight lane-wise partial sums, then the lanes, then the tail, in that order.
 #[inline]
 pub fn sum(x: &[f32]) -> f32 {
@@ -73,7 +85,7 @@ pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
         store(yv, load(xv).mul_add(av, load(yv)));
     }
     for (yv, &xv) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
-        *yv = xv.mul_add(a, *yv);
+        *yv = fma(xv, a, *yv);
     }
 }
 
@@ -95,7 +107,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     let mut s = acc.reduce_add();
     for (&x, &y) in ac.remainder().iter().zip(bc.remainder()) {
-        s = x.mul_add(y, s);
+        s = fma(x, y, s);
     }
     s
 }

@@ -281,13 +281,13 @@ fn dense(batch: usize, inputs: usize, outputs: usize) -> DenseShape {
 }
 
 #[test]
-#[should_panic(expected = "dense: batch (0), inputs (3) and outputs (2) must be at least 1")]
+#[should_panic(expected = "dense: batch must be at least 1")]
 fn dense_zero_batch() {
     dense_forward(&dense(0, 3, 2), &[], &[0.0; 6], None, &mut []);
 }
 
 #[test]
-#[should_panic(expected = "dense: batch (2), inputs (3) and outputs (0) must be at least 1")]
+#[should_panic(expected = "dense: outputs must be at least 1")]
 fn dense_backward_zero_outputs() {
     dense_backward(&dense(2, 3, 0), &[0.0; 6], &[], &[], &mut [], None, None);
 }
@@ -651,4 +651,83 @@ fn oversized_garbage_scratch_is_fine() {
         garbage[total / 2] = f32::INFINITY;
         assert_eq!(run(&mut garbage), exact, "{s:?}");
     }
+}
+
+/// Sizes whose products would wrap a `usize` are refused by `validate`, before any kernel
+/// computes a length from them.
+#[test]
+fn shapes_too_large_for_memory_are_refused() {
+    let huge = Conv2dShape {
+        batch: 8,
+        in_c: 1 << 31,
+        h: 1 << 31,
+        w: 1 << 31,
+        out_c: 8,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad: 0,
+    };
+    assert!(
+        matches!(
+            huge.validate(),
+            Err(ShapeError::TooLarge {
+                quantity: "the input",
+                ..
+            })
+        ),
+        "{:?}",
+        huge.validate()
+    );
+    let pad = Conv2dShape {
+        batch: 1,
+        in_c: 1,
+        h: 4,
+        w: 4,
+        out_c: 1,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad: usize::MAX / 2,
+    };
+    assert!(
+        matches!(pad.validate(), Err(ShapeError::TooLarge { .. })),
+        "{:?}",
+        pad.validate()
+    );
+    let d = DenseShape {
+        batch: 8,
+        inputs: (1 << 61) + 1,
+        outputs: 8,
+    };
+    assert!(matches!(d.validate(), Err(ShapeError::TooLarge { .. })));
+    let p = Pool2dShape {
+        batch: 1,
+        c: 1,
+        h: 1 << 17,
+        w: 1 << 17,
+        k: 2,
+        stride: 2,
+    };
+    assert!(matches!(
+        p.validate(),
+        Err(ShapeError::TooLarge {
+            quantity: "one plane",
+            ..
+        })
+    ));
+}
+
+#[test]
+#[should_panic(expected = "dense: the input would hold")]
+fn dense_kernel_refuses_wrapping_sizes() {
+    // 8 · (2^61 + 1) wraps to 8 in usize: the lengths below would pass an unchecked test.
+    let s = DenseShape {
+        batch: 8,
+        inputs: (1 << 61) + 1,
+        outputs: 8,
+    };
+    let (x, w, dy) = (vec![0.0f32; 8], vec![0.0f32; 8], vec![0.0f32; 64]);
+    let mut gw = vec![0.0f32; 8];
+    dense_backward(&s, &x, &w, &dy, &mut gw, None, None);
 }
