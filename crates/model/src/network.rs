@@ -82,6 +82,8 @@ pub struct Network {
     pub(crate) input_grad: bool,
     /// Samples in the last forward pass.
     last_batch: usize,
+    /// Samples in the last [`Network::forward_backward`].
+    last_train_batch: usize,
 }
 
 impl Network {
@@ -112,6 +114,14 @@ impl Network {
                 c: input.c,
                 h: input.h,
                 w: input.w,
+            });
+        }
+        let in_values = input.c as u128 * input.h as u128 * input.w as u128;
+        if in_values > MAX_ACTIVATIONS_PER_SAMPLE {
+            return Err(ModelError::TooLarge {
+                what: format!("one input of {input}"),
+                values: in_values,
+                limit: MAX_ACTIVATIONS_PER_SAMPLE,
             });
         }
         let mut layers = Vec::new();
@@ -170,6 +180,15 @@ impl Network {
             };
             slot.push(s);
         }
+        if slot.last().copied().flatten().is_none() {
+            // Only flattens: nothing computes, so there is no output to train.
+            return Err(SpecError {
+                position: specs.len().max(1),
+                layer: specs.last().map(|s| s.to_string()).unwrap_or_default(),
+                reason: "the network needs at least one conv, maxpool, relu or dense layer".into(),
+            }
+            .into());
+        }
         let needs_dx = (0..layers.len())
             .map(|i| layers[..i].iter().any(Layer::has_params))
             .collect();
@@ -183,6 +202,7 @@ impl Network {
             bufs: Buffers::default(),
             input_grad: false,
             last_batch: 0,
+            last_train_batch: 0,
         })
     }
 
@@ -383,7 +403,7 @@ impl Network {
 
     /// Per-sample losses of the last [`Network::forward_backward`], `[batch]`.
     pub fn losses(&self) -> &[f32] {
-        &self.bufs.losses[..self.last_batch.min(self.bufs.losses.len())]
+        &self.bufs.losses[..self.last_train_batch.min(self.bufs.losses.len())]
     }
 
     /// Forward and backward over one batch: `x` is `[batch, c, h, w]`, `labels` `[batch]`.
@@ -395,6 +415,7 @@ impl Network {
         self.check_labels(batch, labels)?;
         let classes = self.classes();
         self.forward(x, batch);
+        self.last_train_batch = batch;
         let last = self.layers.len() - 1;
         let last_slot = self.slot[last].expect("last layer has a buffer");
         let Buffers {
@@ -586,11 +607,12 @@ fn count_correct(probs: &[f32], labels: &[usize], classes: usize) -> usize {
         .chunks_exact(classes)
         .zip(labels)
         .filter(|(p, &c)| {
+            // A row with a NaN (a diverged network) counts as wrong, not as class 0.
             let best = p
                 .iter()
                 .enumerate()
                 .fold(0, |b, (i, &v)| if v > p[b] { i } else { b });
-            best == c
+            best == c && !p.iter().any(|v| v.is_nan())
         })
         .count()
 }

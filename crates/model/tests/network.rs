@@ -270,3 +270,52 @@ fn buffers_follow_the_batch_size() {
     assert_eq!(s.batch, 7);
     assert_eq!(net.probs().len(), 35);
 }
+
+#[test]
+fn a_spec_of_only_flattens_is_an_error_not_a_panic() {
+    for spec in ["flatten", "flatten,flatten"] {
+        let e = Network::from_spec(spec, shape(1, 1, 5), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("needs at least one conv, maxpool, relu or dense layer"),
+            "{spec}: {e}"
+        );
+    }
+}
+
+#[test]
+fn an_input_too_large_for_memory_is_refused_before_allocating() {
+    let e = Network::from_spec("relu,dense:5", shape(1 << 32, 1 << 32, 1), 0).unwrap_err();
+    assert!(matches!(e, ModelError::TooLarge { .. }), "{e}");
+    // A conv whose output would wrap usize arithmetic is refused by the shape check.
+    let e = Network::from_spec("conv1x1:1048576/p1048576,dense:5", shape(1, 1 << 20, 1), 0).unwrap_err();
+    assert!(e.to_string().contains("spec layer 1"), "{e}");
+}
+
+#[test]
+fn losses_belong_to_the_last_training_batch() {
+    let mut net = Network::seednet(1);
+    let (x, y) = blobs(6, 9);
+    net.forward_backward(&x, &y).unwrap();
+    let losses = net.losses().to_vec();
+    assert_eq!(losses.len(), 6);
+    net.predict(&x[..2 * 2500]).unwrap();
+    assert_eq!(
+        net.losses(),
+        &losses[..],
+        "predict does not change the training losses"
+    );
+}
+
+#[test]
+fn a_diverged_network_counts_nothing_as_correct() {
+    let mut net = Network::seednet(1);
+    let (x, y) = blobs(10, 4);
+    for p in net.params_mut() {
+        p.value.iter_mut().for_each(|v| *v = f32::NAN);
+    }
+    let s = net.evaluate(&x, &y).unwrap();
+    assert!(s.loss.is_nan());
+    assert_eq!(s.correct, 0, "NaN probabilities are not class 0");
+}
