@@ -4,7 +4,7 @@
 use crate::error::ModelError;
 use crate::layer::{Layer, Shape};
 use crate::network::Network;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 /// How [`gradcheck`] probes the network.
