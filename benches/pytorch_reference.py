@@ -96,6 +96,7 @@ def petal(trainer, arch, batch, threads, seconds):
         [trainer, "bench", "--json", "--arch", arch, "--batch-size", str(batch), "--threads", str(threads),
          "--seconds", str(seconds)],
         check=True, capture_output=True, text=True,
+        env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"},
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
