@@ -143,17 +143,38 @@ fn json<T: Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).expect("metadata serializes")
 }
 
+/// Reads a checkpoint or optimizer file: a regular file (a FIFO or device is refused
+/// before it is opened, so it can neither block nor stream forever) of at most
+/// [`MAX_FILE_BYTES`], checked again while reading.
 fn read_bounded(path: &Path) -> Result<Vec<u8>, ModelError> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| ModelError::io(path, e))?
-        .len();
-    if len > MAX_FILE_BYTES {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| ModelError::checkpoint(path, format!("cannot read: {e}"));
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a folder"
+        } else {
+            "a FIFO, socket or device"
+        };
         return Err(ModelError::checkpoint(
             path,
-            format!("{len} bytes, larger than any Petal network"),
+            format!("not a regular file ({kind})"),
         ));
     }
-    std::fs::read(path).map_err(|e| ModelError::io(path, e))
+    let too_large =
+        |len: u64| ModelError::checkpoint(path, format!("{len} bytes, larger than any Petal network"));
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 fn parse_file<'a>(
@@ -227,7 +248,7 @@ fn fill_params<'p>(
                 t.shape()
             )));
         }
-        pending.push((t, dst));
+        pending.push(((name, t), dst));
     }
     let extra: Vec<_> = st
         .names()
@@ -240,8 +261,23 @@ fn fill_params<'p>(
         )));
     }
     for (t, dst) in pending {
-        for (d, b) in dst.iter_mut().zip(t.data().chunks_exact(4)) {
-            *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let name = &t.0;
+        let data = t.1.data();
+        if data.len() != dst.len() * 4 {
+            return Err(err(format!(
+                "tensor `{name}` holds {} bytes, expected {}",
+                data.len(),
+                dst.len() * 4
+            )));
+        }
+        for (i, (d, b)) in dst.iter_mut().zip(data.chunks_exact(4)).enumerate() {
+            let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            if !v.is_finite() {
+                return Err(err(format!(
+                    "tensor `{name}` holds {v} at index {i}: a diverged or corrupt network"
+                )));
+            }
+            *d = v;
         }
     }
     Ok(())
@@ -249,17 +285,29 @@ fn fill_params<'p>(
 
 /// Reads a checkpoint written by [`save_checkpoint`]: rebuilds the network from its spec
 /// and input shape, checks every tensor, and returns it with its metadata. Velocities are
-/// zero (see [`load_optimizer_state`]).
+/// zero (see [`load_optimizer_state`]). Every error names `path` and what is wrong.
 pub fn load_checkpoint(path: &Path) -> Result<(Network, CheckpointMeta), ModelError> {
     let bytes = read_bounded(path)?;
-    let (st, meta) = parse_file(path, &bytes, CHECKPOINT_FORMAT)?;
+    checkpoint_from_bytes(path, &bytes)
+}
+
+/// [`load_checkpoint`] on a checkpoint held in memory (errors name it `<memory>`).
+pub fn load_checkpoint_bytes(bytes: &[u8]) -> Result<(Network, CheckpointMeta), ModelError> {
+    checkpoint_from_bytes(Path::new("<memory>"), bytes)
+}
+
+fn checkpoint_from_bytes(path: &Path, bytes: &[u8]) -> Result<(Network, CheckpointMeta), ModelError> {
+    let (st, meta) = parse_file(path, bytes, CHECKPOINT_FORMAT)?;
     let err = |r: String| ModelError::checkpoint(path, r);
     let spec: String = meta
         .get("spec")
         .cloned()
         .ok_or_else(|| err("metadata has no `spec`".into()))?;
     let [c, h, w]: [usize; 3] = meta_field(path, &meta, "input_shape")?;
-    let mut net = Network::from_spec(&spec, InputShape { c, h, w }, 0)
+    let input = InputShape { c, h, w };
+    let mut net = crate::spec::check_input(input)
+        .and_then(|()| Network::from_spec(&spec, input, 0))
+        .and_then(|net| crate::spec::check_buffers(&net).map(|()| net))
         .map_err(|e| err(format!("metadata `spec` = `{spec}` on input {c}x{h}x{w}: {e}")))?;
     let classes: Vec<String> = meta_field(path, &meta, "classes")?;
     if classes.len() != net.classes() {
@@ -275,6 +323,14 @@ pub fn load_checkpoint(path: &Path) -> Result<(Network, CheckpointMeta), ModelEr
             "normalization has {} means and {} stds for {c} channels",
             normalization.mean.len(),
             normalization.std.len()
+        )));
+    }
+    let n = &normalization;
+    let finite = n.scale.is_finite() && n.mean.iter().chain(&n.std).all(|v| v.is_finite());
+    if !finite || n.scale == 0.0 || n.std.contains(&0.0) {
+        return Err(err(format!(
+            "metadata `normalization` = {}: scale and std must be finite and non-zero, mean finite",
+            json(n)
         )));
     }
     let epoch: u64 = meta_field(path, &meta, "epoch")?;
