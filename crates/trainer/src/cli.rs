@@ -1,7 +1,7 @@
 //! Command-line interface: argument types and the command implementations.
 
 use crate::bench::bench;
-use crate::data::{decode_file, load_image_folder, write_chw, Dataset};
+use crate::data::{decode_file, load_image_folder, write_chw, Dataset, MAX_SIDE};
 use crate::error::TrainerError;
 use crate::report::{thousands, EpochMetrics};
 use crate::synth::{self, SynthConfig, CLASSES};
@@ -196,6 +196,9 @@ pub struct SynthArgs {
     pub seed: u64,
 }
 
+/// Largest side of a synthetic flower (`trainer synth --size`).
+pub const MAX_SYNTH_SIDE: usize = 4096;
+
 /// How a command ended, for the exit code.
 pub enum Exit {
     Ok,
@@ -216,6 +219,27 @@ pub fn run(cli: Cli) -> Result<Exit, TrainerError> {
         Some(Command::Gradcheck(a)) => cmd_gradcheck(a),
         Some(Command::Synth(a)) => cmd_synth(a),
     }
+}
+
+/// Refuses an input of more than [`crate::data::MAX_SIDE`] pixels a side or more values
+/// than a network accepts (before anything is allocated for it).
+fn check_size(input: InputShape) -> Result<(), TrainerError> {
+    if input.h > MAX_SIDE as usize || input.w > MAX_SIDE as usize {
+        return Err(TrainerError::Usage(format!(
+            "--size {} is over the limit of {MAX_SIDE} pixels",
+            input.h.max(input.w)
+        )));
+    }
+    petal_model::spec::check_input(input)?;
+    Ok(())
+}
+
+/// [`Network::from_spec`], then refuses a network whose convolution scratch buffers could
+/// not be allocated (`petal_model::spec::check_buffers`).
+fn network(arch: &str, input: InputShape, seed: u64) -> Result<Network, TrainerError> {
+    let net = Network::from_spec(arch, input, seed)?;
+    petal_model::spec::check_buffers(&net)?;
+    Ok(net)
 }
 
 fn set_threads(threads: Option<usize>) -> Result<(), TrainerError> {
@@ -279,6 +303,24 @@ fn load_data(cfg: &RunConfig) -> Result<(Dataset, Dataset), TrainerError> {
             };
             if shape.h != shape.w {
                 return Err(TrainerError::Usage("synthetic flowers are square".into()));
+            }
+            if !(8..=MAX_SYNTH_SIDE).contains(&shape.h) {
+                return Err(TrainerError::Usage(format!(
+                    "synthetic flowers are drawn at --size 8 to {MAX_SYNTH_SIDE}, not {} (or give --data)",
+                    shape.h
+                )));
+            }
+            // Refuse a data set that cannot be allocated before drawing it.
+            let values = (cfg.synth_per_class as u128) * CLASSES.len() as u128 * shape.len() as u128;
+            if usize::try_from(values)
+                .ok()
+                .and_then(|v| Vec::<f32>::new().try_reserve_exact(v).ok())
+                .is_none()
+            {
+                return Err(TrainerError::Usage(format!(
+                    "{} synthetic flowers of {shape} ({values} values) do not fit in memory: lower --synth-per-class or --size",
+                    cfg.synth_per_class as u128 * CLASSES.len() as u128
+                )));
             }
             let (images, labels) = synth::dataset(&sc, cfg.synth_per_class, 0);
             let all = Dataset {
@@ -423,13 +465,25 @@ fn cmd_train(a: TrainArgs) -> Result<Exit, TrainerError> {
             cfg.val_split
         )));
     }
+    for (name, v) in [
+        ("--lr", cfg.lr),
+        ("--momentum", cfg.momentum),
+        ("--weight-decay", cfg.weight_decay),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(TrainerError::Usage(format!(
+                "{name} {v} must be a finite number, at least 0"
+            )));
+        }
+    }
     let input = InputShape {
         c: cfg.input[0],
         h: cfg.input[1],
         w: cfg.input[2],
     };
+    check_size(input)?;
     // Build the network before loading data: a bad spec fails at once.
-    let fresh = Network::from_spec(&cfg.arch, input, cfg.seed)?;
+    let fresh = network(&cfg.arch, input, cfg.seed)?;
     let (tr, va) = load_data(&cfg)?;
     if tr.is_empty() {
         return Err(TrainerError::Usage(
@@ -437,24 +491,24 @@ fn cmd_train(a: TrainArgs) -> Result<Exit, TrainerError> {
         ));
     }
     let start = if resuming {
-        let s = train::resume(&dir, &tr.classes)?;
-        println!(
-            "resuming {} at epoch {}, step {}",
-            dir.display(),
-            s.epoch + 1,
-            s.step
-        );
+        let s = train::resume(&dir, &tr.classes, fresh)?;
+        match s.checkpoint {
+            Some(_) => println!(
+                "resuming {} at epoch {}, step {}",
+                dir.display(),
+                s.epoch + 1,
+                s.step
+            ),
+            None => println!(
+                "resuming {}: no checkpoint yet (stopped during epoch 1), starting from the beginning",
+                dir.display()
+            ),
+        }
         s
     } else {
         train::create_run_dir(&dir)?;
         train::write_config(&dir, &cfg)?;
-        Start {
-            net: fresh,
-            epoch: 0,
-            step: 0,
-            state: Default::default(),
-            history: Vec::new(),
-        }
+        Start::fresh(fresh)
     };
     println!(
         "training {} ({} parameters) on {} threads: {} epochs, batch {}, lr {}, momentum {}",
@@ -527,10 +581,10 @@ fn cmd_eval(a: EvalArgs) -> Result<Exit, TrainerError> {
     let (loss, confusion) = train::evaluate(&mut net, &data, a.batch_size.max(1))?;
     if a.json {
         let v = serde_json::json!({
-            "checkpoint": a.checkpoint,
-            "data": a.data,
+            "checkpoint": a.checkpoint.to_string_lossy(),
+            "data": a.data.to_string_lossy(),
             "images": data.len(),
-            "skipped": report.skipped.iter().map(|(p, r)| serde_json::json!({"path": p, "reason": r})).collect::<Vec<_>>(),
+            "skipped": report.skipped.iter().map(|(p, r)| serde_json::json!({"path": p.to_string_lossy(), "reason": r})).collect::<Vec<_>>(),
             "loss": loss,
             "accuracy": confusion.accuracy(),
             "classes": confusion.classes,
@@ -572,7 +626,7 @@ fn cmd_predict(a: PredictArgs) -> Result<Exit, TrainerError> {
             Err(why) => {
                 failed = true;
                 if a.json {
-                    results.push(serde_json::json!({"path": path, "error": why}));
+                    results.push(serde_json::json!({"path": path.to_string_lossy(), "error": why}));
                 } else {
                     eprintln!("{}: cannot read: {why}", path.display());
                 }
@@ -589,7 +643,7 @@ fn cmd_predict(a: PredictArgs) -> Result<Exit, TrainerError> {
                         .iter()
                         .map(|&i| serde_json::json!({"class": meta.classes[i], "probability": probs[i]}))
                         .collect();
-                    results.push(serde_json::json!({"path": path, "predictions": preds}));
+                    results.push(serde_json::json!({"path": path.to_string_lossy(), "predictions": preds}));
                 } else {
                     let s: Vec<String> = order
                         .iter()
@@ -619,7 +673,8 @@ fn cmd_bench(a: BenchArgs) -> Result<Exit, TrainerError> {
         ));
     }
     // Refuse a bad spec before measuring anything.
-    let net = Network::from_spec(&a.arch.arch, input, 0)?;
+    check_size(input)?;
+    let net = network(&a.arch.arch, input, 0)?;
     if !a.json {
         println!(
             "{} on {input} ({:.2} MFLOP per training image), {:.1} s per configuration",
@@ -654,7 +709,8 @@ fn cmd_bench(a: BenchArgs) -> Result<Exit, TrainerError> {
 
 fn cmd_gradcheck(a: GradcheckArgs) -> Result<Exit, TrainerError> {
     let input = a.arch.input();
-    let mut net = Network::from_spec(&a.arch.arch, input, a.seed)?;
+    check_size(input)?;
+    let mut net = network(&a.arch.arch, input, a.seed)?;
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
     let n = a.batch_size.max(1);
     let x: Vec<f32> = (0..n * input.len()).map(|_| rng.random()).collect();
@@ -699,8 +755,10 @@ fn cmd_gradcheck(a: GradcheckArgs) -> Result<Exit, TrainerError> {
 }
 
 fn cmd_synth(a: SynthArgs) -> Result<Exit, TrainerError> {
-    if a.size < 8 {
-        return Err(TrainerError::Usage("--size must be at least 8".into()));
+    if !(8..=MAX_SYNTH_SIDE).contains(&a.size) {
+        return Err(TrainerError::Usage(format!(
+            "--size must be between 8 and {MAX_SYNTH_SIDE}"
+        )));
     }
     train::create_run_dir(&a.out).map_err(|e| match e {
         TrainerError::RunExists(p) => TrainerError::data(p, "is not empty: choose a new --out"),

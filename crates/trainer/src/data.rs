@@ -11,7 +11,7 @@
 //! out-of-memory kill.
 
 use crate::error::TrainerError;
-use image::{imageops::FilterType, DynamicImage, ImageReader, Limits};
+use image::{imageops::FilterType, DynamicImage, ImageFormat, ImageReader, Limits};
 use petal_model::InputShape;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -138,6 +138,19 @@ pub fn class_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, TrainerError>
         classes.push((name.into_owned(), path));
     }
     classes.sort();
+    // Names that are not UTF-8 are read with U+FFFD in place of the bad bytes; two such
+    // folders could then share a name, and with it a label.
+    if let Some(w) = classes.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(TrainerError::data(
+            dir,
+            format!(
+                "class folders {} and {} have the same name `{}` once read as UTF-8: rename one",
+                w[0].1.display(),
+                w[1].1.display(),
+                w[0].0
+            ),
+        ));
+    }
     match classes.len() {
         0 => Err(TrainerError::data(
             dir,
@@ -237,7 +250,22 @@ pub fn load_image_folder(
     // Decode straight into the final buffer (memory stays one image per file), then drop
     // the slots of the files that failed.
     let per = shape.len();
-    let mut images = vec![0.0f32; files.len() * per];
+    let values = files.len() as u128 * per as u128;
+    let mut images = Vec::new();
+    if usize::try_from(values)
+        .ok()
+        .and_then(|v| images.try_reserve_exact(v).ok())
+        .is_none()
+    {
+        return Err(TrainerError::data(
+            dir,
+            format!(
+                "{} images of {shape} ({values} values) do not fit in memory: lower --size",
+                files.len()
+            ),
+        ));
+    }
+    images.resize(files.len() * per, 0.0f32);
     let results: Vec<Result<(), String>> = images
         .par_chunks_mut(per)
         .zip(files.par_iter())
@@ -288,15 +316,42 @@ pub fn decode_into(path: &Path, shape: InputShape, out: &mut [f32]) -> Result<()
 
 /// Decodes one image file with the decoding limits.
 pub fn decode_file(path: &Path) -> Result<DynamicImage, String> {
-    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    decode_bytes(&read_image_file(path)?)
+}
+
+/// Reads an image file's bytes: a regular file (a FIFO, a device or a folder is refused
+/// before it is opened, so it can neither block nor stream forever), not empty, at most
+/// [`MAX_FILE_BYTES`] (checked again while reading, in case it grows).
+pub fn read_image_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a folder"
+        } else {
+            "a FIFO, socket or device"
+        };
+        return Err(format!("not a regular file ({kind})"));
+    }
+    let len = meta.len();
     if len == 0 {
         return Err("empty file".into());
     }
     if len > MAX_FILE_BYTES {
         return Err(format!("{len} bytes, over the {MAX_FILE_BYTES}-byte limit"));
     }
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    decode_bytes(&bytes)
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("over the {MAX_FILE_BYTES}-byte limit"));
+    }
+    if bytes.is_empty() {
+        return Err("empty file".into());
+    }
+    Ok(bytes)
 }
 
 /// Decodes an image held in memory with the decoding limits.
@@ -304,8 +359,13 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, String> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
-    if reader.format().is_none() {
-        return Err("not an image (unknown format)".into());
+    match reader.format() {
+        None => return Err("not an image (unknown format)".into()),
+        Some(ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+            // The JPEG decoder fills what is missing with gray: refuse, as PIL does.
+            return Err("truncated JPEG (no end-of-image marker after its last scan)".into());
+        }
+        Some(_) => {}
     }
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
@@ -315,7 +375,19 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, String> {
     reader.decode().map_err(|e| e.to_string())
 }
 
-/// Resizes `img` to the shape and writes it as `[c, h, w]` in `[0, 1]`.
+/// Whether a JPEG's last scan is followed by its end-of-image marker (`FF D9`). Inside a
+/// scan's entropy-coded data every `FF` byte is followed by `00` or a restart marker, so
+/// the last start-of-scan marker (`FF DA`) is the real one, even with an EXIF thumbnail
+/// (a JPEG of its own) earlier in the file.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let Some(sos) = bytes.windows(2).rposition(|m| m == [0xFF, 0xDA]) else {
+        return false;
+    };
+    bytes[sos..].windows(2).any(|m| m == [0xFF, 0xD9])
+}
+
+/// Resizes `img` to the shape and writes it as `[c, h, w]` in `[0, 1]` (a NaN sample of a
+/// floating-point image becomes 0).
 pub fn write_chw(img: &DynamicImage, shape: InputShape, out: &mut [f32]) {
     let (h, w) = (shape.h, shape.w);
     let img = if img.width() as usize == w && img.height() as usize == h {
@@ -325,15 +397,24 @@ pub fn write_chw(img: &DynamicImage, shape: InputShape, out: &mut [f32]) {
     };
     if shape.c == 1 {
         for (o, p) in out.iter_mut().zip(img.to_luma32f().pixels()) {
-            *o = p.0[0].clamp(0.0, 1.0);
+            *o = unit(p.0[0]);
         }
     } else {
         let rgb = img.to_rgb32f();
         let plane = h * w;
         for (i, p) in rgb.pixels().enumerate() {
             for c in 0..3 {
-                out[c * plane + i] = p.0[c].clamp(0.0, 1.0);
+                out[c * plane + i] = unit(p.0[c]);
             }
         }
+    }
+}
+
+/// `v` clamped to `[0, 1]`, NaN to 0.
+fn unit(v: f32) -> f32 {
+    if v.is_nan() {
+        0.0
+    } else {
+        v.clamp(0.0, 1.0)
     }
 }

@@ -18,15 +18,28 @@ pub enum TrainerError {
     },
     #[error("run folder {} already holds a run: continue it with --resume, or choose another --out", .0.display())]
     RunExists(PathBuf),
-    #[error("training diverged at epoch {epoch}, step {step}: the loss is {loss} (lower --lr?); the last good checkpoint is in {}", dir.display())]
+    /// A non-finite loss or weights. `last` is the (epoch, step) of the checkpoint left in
+    /// `dir`, untouched, or `None` when none was written yet.
+    #[error("training diverged at epoch {epoch}, step {step}: {what} (lower --lr?); {}", last_checkpoint(dir, *last))]
     Diverged {
         epoch: usize,
         step: u64,
-        loss: f32,
+        what: String,
         dir: PathBuf,
+        last: Option<(u64, u64)>,
     },
     #[error("{0}")]
     Usage(String),
+}
+
+fn last_checkpoint(dir: &std::path::Path, last: Option<(u64, u64)>) -> String {
+    match last {
+        Some((epoch, step)) => format!(
+            "the last good checkpoint (epoch {epoch}, step {step}) is in {}, unchanged",
+            dir.display()
+        ),
+        None => format!("no checkpoint was written to {}", dir.display()),
+    }
 }
 
 impl TrainerError {

@@ -42,12 +42,65 @@ pub struct RunConfig {
     pub weight_decay: f32,
     pub seed: u64,
     /// Image folder, or `None` for the synthetic flowers.
+    #[serde(with = "os_path", default)]
     pub data: Option<PathBuf>,
     /// Separate validation folder.
+    #[serde(with = "os_path", default)]
     pub val: Option<PathBuf>,
     pub val_split: f64,
     /// Synthetic flowers per class (training + validation) when `data` is `None`.
     pub synth_per_class: usize,
+}
+
+/// Paths in `config.json`: a JSON string when the path is UTF-8, else (Unix) the array of
+/// its bytes, so a folder whose name is not UTF-8 can still be resumed.
+mod os_path {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::path::PathBuf;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+
+    pub fn serialize<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        let repr = p.as_ref().map(|p| match p.to_str() {
+            Some(t) => Repr::Text(t.to_string()),
+            None => Repr::Bytes(bytes(p)),
+        });
+        repr.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        Ok(match Option::<Repr>::deserialize(d)? {
+            None => None,
+            Some(Repr::Text(t)) => Some(PathBuf::from(t)),
+            Some(Repr::Bytes(b)) => Some(from_bytes(b).map_err(serde::de::Error::custom)?),
+        })
+    }
+
+    #[cfg(unix)]
+    fn bytes(p: &std::path::Path) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        p.as_os_str().as_bytes().to_vec()
+    }
+    #[cfg(not(unix))]
+    fn bytes(p: &std::path::Path) -> Vec<u8> {
+        p.to_string_lossy().into_owned().into_bytes()
+    }
+    #[cfg(unix)]
+    fn from_bytes(b: Vec<u8>) -> Result<PathBuf, String> {
+        use std::os::unix::ffi::OsStringExt;
+        Ok(PathBuf::from(std::ffi::OsString::from_vec(b)))
+    }
+    #[cfg(not(unix))]
+    fn from_bytes(b: Vec<u8>) -> Result<PathBuf, String> {
+        String::from_utf8(b)
+            .map(PathBuf::from)
+            .map_err(|_| "a path of bytes that are not UTF-8".to_string())
+    }
 }
 
 /// Where in training a checkpoint was taken (kept in the checkpoint's metadata).
@@ -156,12 +209,46 @@ pub struct Start {
     pub state: RunState,
     /// Metrics of the completed epochs.
     pub history: Vec<EpochMetrics>,
+    /// (epoch, step) of the checkpoint in the run folder this start was read from; `None`
+    /// for a fresh start.
+    pub checkpoint: Option<(u64, u64)>,
+}
+
+impl Start {
+    /// A fresh start: `net` as initialised, nothing trained yet.
+    pub fn fresh(net: Network) -> Self {
+        Start {
+            net,
+            epoch: 0,
+            step: 0,
+            state: RunState::default(),
+            history: Vec::new(),
+            checkpoint: None,
+        }
+    }
 }
 
 /// Loads the checkpoint, its optimizer state and the metrics of a run folder, checking
-/// that they belong together.
-pub fn resume(dir: &Path, classes: &[String]) -> Result<Start, TrainerError> {
-    let (mut net, meta) = load_checkpoint(&dir.join(MODEL_FILE))?;
+/// that they belong together. A run stopped before its first checkpoint (killed during
+/// epoch 1) has none: it starts again from `fresh`, the network its seed gives, which is
+/// the network it started from. Temporary files of writes that a killed process left
+/// unfinished are removed; so is a last line of `metrics.jsonl` that such a process left
+/// half-written (it belongs to an epoch whose checkpoint never landed).
+pub fn resume(dir: &Path, classes: &[String], fresh: Network) -> Result<Start, TrainerError> {
+    remove_stale_temp_files(dir);
+    let model = dir.join(MODEL_FILE);
+    let metrics = dir.join(METRICS_FILE);
+    if let Err(e) = std::fs::symlink_metadata(&model) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(TrainerError::io(&model, e));
+        }
+        // Nothing was checkpointed: every metrics line is of an epoch that never landed.
+        if metrics.exists() {
+            petal_model::atomic::write_atomic(&metrics, b"").map_err(|e| TrainerError::io(&metrics, e))?;
+        }
+        return Ok(Start::fresh(fresh));
+    }
+    let (mut net, meta) = load_checkpoint(&model)?;
     if meta.classes != classes {
         return Err(TrainerError::data(
             dir,
@@ -171,38 +258,109 @@ pub fn resume(dir: &Path, classes: &[String]) -> Result<Start, TrainerError> {
             ),
         ));
     }
+    if net.spec() != fresh.spec() || net.input_shape() != fresh.input_shape() {
+        return Err(TrainerError::data(
+            &model,
+            format!(
+                "holds `{}` on {}, but config.json asks for `{}` on {}",
+                net.spec(),
+                net.input_shape(),
+                fresh.spec(),
+                fresh.input_shape()
+            ),
+        ));
+    }
     load_optimizer_state(&dir.join(optimizer_file(meta.step)), &mut net)?;
     let state: RunState = match meta.extra.get(RUN_STATE_KEY) {
         Some(s) => serde_json::from_str(s)
-            .map_err(|e| TrainerError::data(dir.join(MODEL_FILE), format!("run state `{s}`: {e}")))?,
+            .map_err(|e| TrainerError::data(&model, format!("run state `{s}`: {e}")))?,
         None => RunState::default(),
     };
-    let path = dir.join(METRICS_FILE);
     let mut history = Vec::new();
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let m: EpochMetrics = serde_json::from_str(line)
-                .map_err(|e| TrainerError::data(&path, format!("line {}: {e}", i + 1)))?;
-            if m.epoch as u64 <= meta.epoch {
-                history.push(m);
+    let mut kept = String::new();
+    let mut dropped = false;
+    match std::fs::read_to_string(&metrics) {
+        Ok(text) => {
+            let torn = !text.is_empty() && !text.ends_with('\n');
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                if line.trim().is_empty() || (torn && i + 1 == lines.len()) {
+                    dropped = true;
+                    continue;
+                }
+                let m: EpochMetrics = serde_json::from_str(line)
+                    .map_err(|e| TrainerError::data(&metrics, format!("line {}: {e}", i + 1)))?;
+                if m.epoch as u64 <= meta.epoch {
+                    history.push(m);
+                    kept.push_str(line);
+                    kept.push('\n');
+                } else {
+                    dropped = true;
+                }
             }
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(TrainerError::io(&metrics, e)),
     }
-    // Drop lines of an epoch whose checkpoint never landed.
-    let kept: String = history
-        .iter()
-        .map(|m| serde_json::to_string(m).expect("metrics") + "\n")
-        .collect();
-    petal_model::atomic::write_atomic(&path, kept.as_bytes()).map_err(|e| TrainerError::io(&path, e))?;
+    // Drop lines of an epoch whose checkpoint never landed (the file is left as it is
+    // when there are none).
+    if dropped {
+        petal_model::atomic::write_atomic(&metrics, kept.as_bytes())
+            .map_err(|e| TrainerError::io(&metrics, e))?;
+    }
     Ok(Start {
         net,
         epoch: meta.epoch as usize,
         step: meta.step,
         state,
         history,
+        checkpoint: Some((meta.epoch, meta.step)),
     })
 }
 
+/// Removes the temporary files (`.NAME.tmp-PID`, see `petal_model::atomic`) that a process
+/// killed in the middle of a write left in `dir`. Best effort: a file that cannot be
+/// removed is left.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(".tmp-") && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Refuses weights or velocities that are no longer finite (a step whose loss was still
+/// finite can overflow them), before they are checkpointed: the checkpoint already on
+/// disk stays the last good one. `epoch` is 1-based.
+fn check_finite(
+    net: &Network,
+    epoch: usize,
+    step: u64,
+    dir: &Path,
+    last: Option<(u64, u64)>,
+) -> Result<(), TrainerError> {
+    match net
+        .params()
+        .find(|p| !p.value.iter().chain(&p.velocity).all(|v| v.is_finite()))
+    {
+        Some(p) => Err(TrainerError::Diverged {
+            epoch,
+            step,
+            what: format!("tensor `{}` is no longer finite", p.name),
+            dir: dir.into(),
+            last,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Writes the optimizer state and the checkpoint of (`epoch` completed epochs, `step`),
+/// and records it in `last`.
 fn save(
     dir: &Path,
     net: &Network,
@@ -210,6 +368,7 @@ fn save(
     epoch: usize,
     step: u64,
     state: &RunState,
+    last: &mut Option<(u64, u64)>,
 ) -> Result<(), TrainerError> {
     let opt = dir.join(optimizer_file(step));
     save_optimizer_state(&opt, net)?;
@@ -225,6 +384,7 @@ fn save(
         .into(),
     };
     save_checkpoint(&dir.join(MODEL_FILE), net, &meta)?;
+    *last = Some((epoch as u64, step));
     // The checkpoint now names `step`: optimizer files of other steps are stale.
     let keep = optimizer_file(step);
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -269,6 +429,7 @@ pub fn train(
         mut step,
         mut state,
         mut history,
+        checkpoint: mut last,
     } = start;
     let sgd = SgdConfig {
         lr: cfg.lr,
@@ -296,8 +457,9 @@ pub fn train(
                 return Err(TrainerError::Diverged {
                     epoch: epoch + 1,
                     step: step + 1,
-                    loss: s.loss,
+                    what: format!("the loss is {}", s.loss),
                     dir: dir.into(),
+                    last,
                 });
             }
             step += 1;
@@ -312,10 +474,12 @@ pub fn train(
                 state.seen as f64 / state.seconds.max(1e-9),
             );
             if interrupt.load(Ordering::SeqCst) && state.batch_in_epoch < steps {
-                save(dir, &net, &train.classes, epoch, step, &state)?;
+                check_finite(&net, epoch + 1, step, dir, last)?;
+                save(dir, &net, &train.classes, epoch, step, &state, &mut last)?;
                 return Ok((net, history, Outcome::Interrupted { epoch, step }));
             }
         }
+        check_finite(&net, epoch + 1, step, dir, last)?;
         let (val_loss, val_acc) = if val.is_empty() {
             (None, None)
         } else {
@@ -334,7 +498,7 @@ pub fn train(
         };
         append_metrics(dir, &m)?;
         state = RunState::default();
-        save(dir, &net, &train.classes, epoch + 1, step, &state)?;
+        save(dir, &net, &train.classes, epoch + 1, step, &state, &mut last)?;
         history.push(m.clone());
         plot_curves(&dir.join(CURVES_FILE), &history, &title)?;
         progress.epoch_end(&m, cfg.epochs);
