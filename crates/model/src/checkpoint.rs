@@ -21,6 +21,7 @@ use crate::atomic::write_atomic;
 use crate::error::ModelError;
 use crate::layer::Param;
 use crate::network::{InputShape, Network};
+use crate::spec::parse_spec;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -305,8 +306,11 @@ fn checkpoint_from_bytes(path: &Path, bytes: &[u8]) -> Result<(Network, Checkpoi
         .ok_or_else(|| err("metadata has no `spec`".into()))?;
     let [c, h, w]: [usize; 3] = meta_field(path, &meta, "input_shape")?;
     let input = InputShape { c, h, w };
+    // Zero weights, not `from_spec`'s initialisation: the allocation is not touched
+    // until every tensor's name and shape has been checked against the file, so a small
+    // file that claims a large network costs no memory.
     let mut net = crate::spec::check_input(input)
-        .and_then(|()| Network::from_spec(&spec, input, 0))
+        .and_then(|()| Network::from_layers(&parse_spec(&spec)?, input))
         .and_then(|net| crate::spec::check_buffers(&net).map(|()| net))
         .map_err(|e| err(format!("metadata `spec` = `{spec}` on input {c}x{h}x{w}: {e}")))?;
     let classes: Vec<String> = meta_field(path, &meta, "classes")?;

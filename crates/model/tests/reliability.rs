@@ -310,6 +310,41 @@ fn metadata_that_describes_no_usable_network_is_refused() {
     );
 }
 
+/// Peak resident memory of this process so far (KiB).
+fn vm_hwm_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_small_file_claiming_a_large_network_costs_no_memory() {
+    // 250 million parameters (3 GiB of weights, gradients and velocities once written)
+    // claimed by a file of a few hundred bytes with no tensors: refused at the first
+    // missing tensor, before any weight is written.
+    let mut m = HashMap::from([
+        ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
+        ("format_version".to_string(), FORMAT_VERSION.to_string()),
+        ("spec".to_string(), "dense:100000".to_string()),
+        ("input_shape".to_string(), "[1,50,50]".to_string()),
+        ("epoch".to_string(), "1".to_string()),
+        ("step".to_string(), "1".to_string()),
+    ]);
+    m.insert(
+        "normalization".into(),
+        r#"{"scale":0.0039,"mean":[0.0],"std":[1.0]}"#.into(),
+    );
+    let classes: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+    m.insert("classes".into(), serde_json::to_string(&classes).unwrap());
+    let views: Vec<(String, safetensors::tensor::TensorView)> = Vec::new();
+    let bytes = safetensors::serialize(views, Some(m)).unwrap();
+    let before = vm_hwm_kib();
+    let e = load_checkpoint_bytes(&bytes).unwrap_err().to_string();
+    assert!(e.contains("tensor `1.weight` is missing"), "{e}");
+    let grown = vm_hwm_kib() - before;
+    assert!(grown < 256 << 10, "peak memory grew by {grown} KiB");
+}
+
 #[test]
 fn non_finite_tensors_are_refused() {
     let net = small_net();
