@@ -199,6 +199,10 @@ pub struct SynthArgs {
 /// Largest side of a synthetic flower (`trainer synth --size`).
 pub const MAX_SYNTH_SIDE: usize = 4096;
 
+/// Largest batch `trainer bench` and `trainer gradcheck` build (their inputs are random,
+/// so nothing bounds them but this).
+pub const MAX_BENCH_BATCH: usize = 1 << 16;
+
 /// How a command ended, for the exit code.
 pub enum Exit {
     Ok,
@@ -672,6 +676,11 @@ fn cmd_bench(a: BenchArgs) -> Result<Exit, TrainerError> {
             "--threads and --batch-size must be at least 1".into(),
         ));
     }
+    if let Some(b) = a.batch_size.iter().find(|&&b| b > MAX_BENCH_BATCH) {
+        return Err(TrainerError::Usage(format!(
+            "--batch-size {b} is over the limit of {MAX_BENCH_BATCH}"
+        )));
+    }
     // Refuse a bad spec before measuring anything.
     check_size(input)?;
     let net = network(&a.arch.arch, input, 0)?;
@@ -712,7 +721,12 @@ fn cmd_gradcheck(a: GradcheckArgs) -> Result<Exit, TrainerError> {
     check_size(input)?;
     let mut net = network(&a.arch.arch, input, a.seed)?;
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
-    let n = a.batch_size.max(1);
+    if !(1..=MAX_BENCH_BATCH).contains(&a.batch_size) {
+        return Err(TrainerError::Usage(format!(
+            "--batch-size must be between 1 and {MAX_BENCH_BATCH}"
+        )));
+    }
+    let n = a.batch_size;
     let x: Vec<f32> = (0..n * input.len()).map(|_| rng.random()).collect();
     let y: Vec<usize> = (0..n).map(|_| rng.random_range(0..net.classes())).collect();
     let opts = GradCheckOptions {

@@ -160,6 +160,8 @@ pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
 pub fn evaluate(net: &mut Network, data: &Dataset, batch: usize) -> Result<(f64, Confusion), TrainerError> {
     let mut confusion = Confusion::new(&data.classes);
     let per = data.shape.len();
+    // A batch larger than the set is the whole set (and allocates no more).
+    let batch = batch.clamp(1, data.len().max(1));
     let mut loss = 0.0;
     for (x, y) in data.images.chunks(batch * per).zip(data.labels.chunks(batch)) {
         let s = net.evaluate(x, y)?;
@@ -437,7 +439,9 @@ pub fn train(
         weight_decay: cfg.weight_decay,
     };
     let per = train.shape.len();
-    let b = cfg.batch_size.max(1);
+    // A batch larger than the training set is the whole set: the same batches, without
+    // buffers sized for images that do not exist.
+    let b = cfg.batch_size.clamp(1, train.len().max(1));
     let steps = train.len().div_ceil(b);
     let mut x = vec![0.0f32; b * per];
     let mut y = vec![0usize; b];
@@ -483,7 +487,7 @@ pub fn train(
         let (val_loss, val_acc) = if val.is_empty() {
             (None, None)
         } else {
-            let (l, c) = evaluate(&mut net, val, b)?;
+            let (l, c) = evaluate(&mut net, val, cfg.batch_size)?;
             (Some(l), Some(c.accuracy()))
         };
         let m = EpochMetrics {
@@ -514,7 +518,7 @@ pub fn train(
         }
     }
     let eval_set = if val.is_empty() { train } else { val };
-    let (_, confusion) = evaluate(&mut net, eval_set, b)?;
+    let (_, confusion) = evaluate(&mut net, eval_set, cfg.batch_size)?;
     let text = format!("{}\n", confusion.table());
     let json = serde_json::to_string_pretty(&serde_json::json!({
         "set": if val.is_empty() { "train" } else { "validation" },

@@ -1275,6 +1275,14 @@ fn bad_specs_and_options_are_refused_before_any_work() {
             vec!["synth", "--size", "1000000", "--out", "x"],
             "--size must be between 8 and 4096",
         ),
+        (
+            vec!["bench", "--batch-size", "4,1000000000000"],
+            "--batch-size 1000000000000 is over the limit",
+        ),
+        (
+            vec!["gradcheck", "--batch-size", "1000000000000"],
+            "--batch-size must be between 1 and 65536",
+        ),
     ] {
         let line = error_line(&run({
             let mut c = trainer();
@@ -1876,4 +1884,53 @@ fn resume_tolerates_what_a_killed_write_leaves() {
         [1, 2]
     );
     assert_eq!(assert_consistent(&run_dir), (2, 10));
+}
+
+#[test]
+fn a_batch_larger_than_the_data_is_the_whole_data() {
+    // --batch-size 10^12 once tried to allocate 10^16 bytes and aborted: a batch is at most
+    // the whole set, with the same result as a batch of exactly that size.
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge");
+    let exact = dir.path().join("exact");
+    for (run_dir, batch) in [(&huge, "1000000000000"), (&exact, "80")] {
+        let out = run(quick_job(run_dir, &["--epochs", "2", "--batch-size", batch]));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(
+        weights(&huge.join("model.safetensors")),
+        weights(&exact.join("model.safetensors"))
+    );
+    let data = dir.path().join("data");
+    write(
+        &data.join("a/x.png"),
+        &encode(&solid(20, 20, [0, 0, 0]), ImageFormat::Png),
+    );
+    write(
+        &data.join("b/x.png"),
+        &encode(&solid(20, 20, [255, 255, 255]), ImageFormat::Png),
+    );
+    let meta = CheckpointMeta {
+        classes: vec!["a".into(), "b".into()],
+        normalization: Normalization::unit(1),
+        epoch: 0,
+        step: 0,
+        extra: Default::default(),
+    };
+    let ckpt = dir.path().join("two.safetensors");
+    save_checkpoint(&ckpt, &Network::from_spec("dense:2", gray(20), 1).unwrap(), &meta).unwrap();
+    let mut cmd = trainer();
+    cmd.args([
+        "eval",
+        "--batch-size",
+        "100000000000000000",
+        "--json",
+        "--checkpoint",
+    ])
+    .arg(&ckpt)
+    .arg("--data")
+    .arg(&data);
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"images\":2"), "{}", stdout(&out));
 }
