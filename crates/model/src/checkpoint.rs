@@ -119,6 +119,35 @@ pub fn save_checkpoint(path: &Path, net: &Network, meta: &CheckpointMeta) -> Res
             format!("extra metadata key `{k}` is reserved"),
         ));
     }
+    // Refuse what the loader would refuse, before touching the file: a diverged network
+    // must never replace the last good checkpoint with one that cannot be loaded.
+    if let Some(p) = net.params().find(|p| p.value.iter().any(|v| !v.is_finite())) {
+        return Err(ModelError::checkpoint(
+            path,
+            format!("tensor `{}` holds a NaN or infinite value", p.name),
+        ));
+    }
+    let n = &meta.normalization;
+    let c = net.input_shape().c;
+    if n.mean.len() != c || n.std.len() != c {
+        return Err(ModelError::checkpoint(
+            path,
+            format!(
+                "normalization has {} means and {} stds for {c} channels",
+                n.mean.len(),
+                n.std.len()
+            ),
+        ));
+    }
+    if !(n.scale.is_finite() && n.scale > 0.0)
+        || n.mean.iter().any(|m| !m.is_finite())
+        || n.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+    {
+        return Err(ModelError::checkpoint(
+            path,
+            "normalization needs a finite positive scale and std, finite means",
+        ));
+    }
     let tensors = net
         .params()
         .map(|p| (p.name.clone(), p.shape.clone(), f32_bytes(&p.value)))
@@ -227,6 +256,10 @@ fn meta_field<T: serde::de::DeserializeOwned>(
 
 /// Copies the tensors of `st` into `params`, checking that the names match one to one and
 /// that every tensor is f32 with the parameter's shape.
+fn le_f32(b: &[u8]) -> f32 {
+    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
 fn fill_params<'p>(
     path: &Path,
     st: &SafeTensors<'_>,
@@ -261,9 +294,10 @@ fn fill_params<'p>(
             "unexpected tensors {extra:?} (another architecture?)"
         )));
     }
-    for (t, dst) in pending {
-        let name = &t.0;
-        let data = t.1.data();
+    // Check every value of every tensor before writing any: on error the caller's
+    // network is left exactly as it was.
+    for ((name, t), dst) in &pending {
+        let data = t.data();
         if data.len() != dst.len() * 4 {
             return Err(err(format!(
                 "tensor `{name}` holds {} bytes, expected {}",
@@ -271,14 +305,20 @@ fn fill_params<'p>(
                 dst.len() * 4
             )));
         }
-        for (i, (d, b)) in dst.iter_mut().zip(data.chunks_exact(4)).enumerate() {
-            let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            if !v.is_finite() {
-                return Err(err(format!(
-                    "tensor `{name}` holds {v} at index {i}: a diverged or corrupt network"
-                )));
-            }
-            *d = v;
+        if let Some((i, v)) = data
+            .chunks_exact(4)
+            .map(le_f32)
+            .enumerate()
+            .find(|(_, v)| !v.is_finite())
+        {
+            return Err(err(format!(
+                "tensor `{name}` holds {v} at index {i}: a diverged or corrupt network"
+            )));
+        }
+    }
+    for ((_, t), dst) in pending {
+        for (d, b) in dst.iter_mut().zip(t.data().chunks_exact(4)) {
+            *d = le_f32(b);
         }
     }
     Ok(())
