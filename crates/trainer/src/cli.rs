@@ -110,7 +110,7 @@ pub struct TrainArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Run folder (default: runs/<timestamp>-<arch>); must be new or empty.
+    /// Run folder (default: `runs/<timestamp>-<arch>`); must be new or empty.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in this folder from its last checkpoint (its config.json holds
