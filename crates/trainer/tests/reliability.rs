@@ -337,7 +337,7 @@ fn assert_consistent(run: &Path) -> (u64, u64) {
 // The reference job for the fault tests
 // ---------------------------------------------------------------------------------------
 
-/// A job long enough to interrupt (flowernet on 1 thread: about 0.2 s an epoch, 13 steps
+/// A job long enough to interrupt (flowernet on 1 thread: about 0.15 s an epoch, 13 steps
 /// of 16 images) and short enough to run several times.
 const JOB: [&str; 13] = [
     "train",
@@ -354,7 +354,7 @@ const JOB: [&str; 13] = [
     "--lr",
     "0.02",
 ];
-const JOB_EPOCHS: usize = 3;
+const JOB_EPOCHS: usize = 4;
 const JOB_STEPS_PER_EPOCH: u64 = 13;
 
 fn job(out: &Path, epochs: usize) -> Command {
