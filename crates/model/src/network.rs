@@ -109,21 +109,8 @@ impl Network {
     /// Builds a network with zero weights from parsed layer specs, inferring every shape
     /// from `input` and inserting a `flatten` before a `dense` that follows spatial layers.
     pub fn from_layers(specs: &[LayerSpec], input: InputShape) -> Result<Self, ModelError> {
-        if input.c == 0 || input.h == 0 || input.w == 0 {
-            return Err(ModelError::InputShape {
-                c: input.c,
-                h: input.h,
-                w: input.w,
-            });
-        }
-        let in_values = input.c as u128 * input.h as u128 * input.w as u128;
-        if in_values > MAX_ACTIVATIONS_PER_SAMPLE {
-            return Err(ModelError::TooLarge {
-                what: format!("one input of {input}"),
-                values: in_values,
-                limit: MAX_ACTIVATIONS_PER_SAMPLE,
-            });
-        }
+        // Zero sizes and inputs too large for memory, refused before anything is built.
+        crate::spec::check_input(input)?;
         let mut layers = Vec::new();
         let mut expanded = Vec::new();
         let mut shapes = Vec::new();
@@ -192,7 +179,7 @@ impl Network {
         let needs_dx = (0..layers.len())
             .map(|i| layers[..i].iter().any(Layer::has_params))
             .collect();
-        Ok(Network {
+        let net = Network {
             layers,
             specs: expanded,
             shapes,
@@ -203,7 +190,11 @@ impl Network {
             input_grad: false,
             last_batch: 0,
             last_train_batch: 0,
-        })
+        };
+        // Convolution scratch too large for memory is refused here, not when the first
+        // batch allocates it.
+        crate::spec::check_buffers(&net)?;
+        Ok(net)
     }
 
     /// Initialises every parameter like PyTorch's defaults for `Conv2d` and `Linear`
