@@ -39,7 +39,7 @@ impl EpochMetrics {
         }
         let _ = write!(
             s,
-            "  {:>9} img/s  {:.1} s",
+            "  {:>9} img/s  {:.2} s",
             thousands(self.images_per_sec),
             self.seconds
         );
