@@ -215,31 +215,4 @@ impl Layer {
     pub fn has_params(&self) -> bool {
         matches!(self, Layer::Conv2d { .. } | Layer::Dense { .. })
     }
-
-    /// Short name for reports: `conv3x3:8`, `maxpool2`, `relu`, `flatten`, `dense:5`.
-    pub fn describe(&self) -> String {
-        match self {
-            Layer::Conv2d { shape: s, bias, .. } => LayerSpec::Conv2d {
-                out_c: s.out_c,
-                kh: s.kh,
-                kw: s.kw,
-                stride: s.stride,
-                pad: s.pad,
-                bias: bias.is_some(),
-            }
-            .to_string(),
-            Layer::MaxPool2d { shape: s } => LayerSpec::MaxPool2d {
-                k: s.k,
-                stride: s.stride,
-            }
-            .to_string(),
-            Layer::Relu => "relu".into(),
-            Layer::Flatten => "flatten".into(),
-            Layer::Dense { shape: s, bias, .. } => LayerSpec::Dense {
-                out: s.outputs,
-                bias: bias.is_some(),
-            }
-            .to_string(),
-        }
-    }
 }

@@ -225,6 +225,10 @@ impl Network {
     pub fn layers(&self) -> &[Layer] {
         &self.layers
     }
+    /// The spec of each layer, in order (implied flattens written out).
+    pub fn layer_specs(&self) -> &[LayerSpec] {
+        &self.specs
+    }
     /// Output shape of each layer, per sample.
     pub fn shapes(&self) -> &[Shape] {
         &self.shapes

@@ -285,7 +285,7 @@ pub fn check_buffers(net: &Network) -> Result<(), ModelError> {
             return Err(ModelError::TooLarge {
                 what: format!(
                     "the convolution scratch of one sample (layer {i} `{}` on {}x{}x{})",
-                    layer.describe(),
+                    net.layer_specs()[i],
                     s.in_c,
                     s.h,
                     s.w
