@@ -20,7 +20,7 @@
 //! bit-identical for any number of threads.
 
 use crate::gemm::{sgemm, MatRef};
-use crate::shape::{check_sizes, ShapeError, MAX_VALUES};
+use crate::shape::{check_len, check_sizes, ShapeError, MAX_VALUES};
 use crate::simd::{self, Vector, LANES};
 use rayon::prelude::*;
 use wide::{f32x16, f32x8};
@@ -240,10 +240,6 @@ impl Conv2dShape {
     }
 }
 
-fn check_len(what: &str, name: &str, got: usize, want: usize) {
-    assert!(got == want, "{what}: {name} has {got} values, expected {want}");
-}
-
 fn check_scratch(what: &str, got: usize, want: usize) {
     assert!(
         got >= want,
@@ -371,7 +367,9 @@ pub fn conv2d_forward(
         let pl = s.padded_len();
         let (bufs, grouped) = scratch.split_at_mut(s.chunks() * pl);
         let grouped = &mut grouped[..s.grouped_weight_len()];
-        group_weights(s, weight, grouped);
+        if !has_tap_kernel(s.col_rows()) {
+            group_weights(s, weight, grouped);
+        }
         let grouped = &*grouped;
         y.par_chunks_mut(BATCH_CHUNK * ol)
             .zip(x.par_chunks(BATCH_CHUNK * il))
@@ -450,7 +448,10 @@ fn direct_forward_image(
         18 => direct_forward_taps::<18>(s, xp, weight, bias, y),
         25 => direct_forward_taps::<25>(s, xp, weight, bias, y),
         27 => direct_forward_taps::<27>(s, xp, weight, bias, y),
-        _ => direct_forward_grouped(s, xp, grouped, bias, y),
+        taps => {
+            debug_assert!(!has_tap_kernel(taps), "has_tap_kernel lists {taps}");
+            direct_forward_grouped(s, xp, grouped, bias, y)
+        }
     }
 }
 
@@ -545,6 +546,12 @@ fn channels_block<const T: usize, const G: usize, V: Vector>(
     for (g, a) in acc.into_iter().enumerate() {
         a.store_prefix(&mut y[(o0 + g) * plane + at..], n);
     }
+}
+
+/// Whether [`direct_forward_image`] has a kernel specialised for this tap count (those
+/// read the weights as they are; the others read them regrouped by [`group_weights`]).
+fn has_tap_kernel(taps: usize) -> bool {
+    matches!(taps, 1 | 4 | 9 | 18 | 25 | 27)
 }
 
 /// Regroups `weight` (`[out_c, taps]`) as `[ceil(out_c / 8), taps, 8]`, zero-filling the
@@ -649,44 +656,38 @@ pub fn conv2d_backward_weights(
     let (partials, rest) = scratch.split_at_mut(s.chunks() * part_len);
     let p = s.out_h() * s.out_w();
     let want_bias = grad_bias.is_some();
-    let per_chunk = |((part, xc), dyc): ((&mut [f32], &[f32]), &[f32]), col: Option<&mut [f32]>| {
-        let (pw, pb) = part.split_at_mut(wl);
-        pw.fill(0.0);
-        pb.fill(0.0);
-        let mut col = col;
-        for (xn, dyn_) in xc.chunks_exact(il).zip(dyc.chunks_exact(ol)) {
-            match col.as_deref_mut() {
-                Some(buf) if s.uses_direct() => {
+    partials
+        .par_chunks_mut(part_len)
+        .zip(x.par_chunks(BATCH_CHUNK * il))
+        .zip(dy.par_chunks(BATCH_CHUNK * ol))
+        .zip(rest[..s.chunks() * s.lowered_len()].par_chunks_mut(s.lowered_len()))
+        .for_each(|(((part, xc), dyc), buf)| {
+            // This chunk's partial sums, in image order: [weight gradient, bias gradient].
+            let (pw, pb) = part.split_at_mut(wl);
+            pw.fill(0.0);
+            pb.fill(0.0);
+            for (xn, dyn_) in xc.chunks_exact(il).zip(dyc.chunks_exact(ol)) {
+                if s.uses_direct() {
                     pad_image(s, xn, buf);
                     direct_backward_weights_image(s, buf, dyn_, pw);
-                }
-                None => unreachable!("every chunk has its lowering buffer"),
-                Some(col) => {
-                    im2col(s, xn, col);
+                } else {
+                    im2col(s, xn, buf);
                     sgemm(
                         1.0,
                         MatRef::row_major(dyn_, s.out_c, p),
-                        MatRef::transposed(col, p, s.col_rows()),
+                        MatRef::transposed(buf, p, s.col_rows()),
                         1.0,
                         pw,
                         s.col_rows(),
                     );
                 }
-            }
-            if want_bias {
-                for (g, row) in pb.iter_mut().zip(dyn_.chunks_exact(p)) {
-                    *g += simd::sum(row);
+                if want_bias {
+                    for (g, row) in pb.iter_mut().zip(dyn_.chunks_exact(p)) {
+                        *g += simd::sum(row);
+                    }
                 }
             }
-        }
-    };
-    let tasks = partials
-        .par_chunks_mut(part_len)
-        .zip(x.par_chunks(BATCH_CHUNK * il))
-        .zip(dy.par_chunks(BATCH_CHUNK * ol));
-    tasks
-        .zip(rest[..s.chunks() * s.lowered_len()].par_chunks_mut(s.lowered_len()))
-        .for_each(|(t, buf)| per_chunk(t, Some(buf)));
+        });
     let mut parts = partials.chunks_exact(part_len);
     let first = parts.next().expect("batch >= 1");
     grad_weight.copy_from_slice(&first[..wl]);
@@ -823,7 +824,9 @@ pub fn conv2d_backward_input(
                 }
             }
         }
-        group_weights(&t, flipped, grouped);
+        if !has_tap_kernel(t.col_rows()) {
+            group_weights(&t, flipped, grouped);
+        }
         let (flipped, grouped) = (&*flipped, &*grouped);
         let pl = t.padded_len();
         dx.par_chunks_mut(BATCH_CHUNK * il)

@@ -18,7 +18,7 @@
 //! not depend on the thread count.
 
 use crate::gemm::{sgemm, MatRef};
-use crate::shape::{check_sizes, ShapeError};
+use crate::shape::{check_len, check_sizes, ShapeError};
 use crate::simd::{fma, load, store, LANES};
 use rayon::prelude::*;
 use wide::f32x8;
@@ -69,10 +69,6 @@ impl DenseShape {
     pub fn forward_flops(&self) -> u64 {
         2 * (self.batch * self.inputs * self.outputs) as u64
     }
-}
-
-fn check_len(what: &str, name: &str, got: usize, want: usize) {
-    assert!(got == want, "{what}: {name} has {got} values, expected {want}");
 }
 
 /// Forward: `y = x · Wᵀ + b` (module docs). `y` is overwritten.

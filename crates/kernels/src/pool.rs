@@ -11,7 +11,7 @@
 //! the last, so the gradient may go to another NaN position). The gradient flows only to each window's maximum (the seed's "Pooling_layer"):
 //! `dx[n, c, argmax] += dy[n, c, i, j]`, so overlapping windows accumulate.
 
-use crate::shape::{check_sizes, ShapeError};
+use crate::shape::{check_len, check_sizes, ShapeError};
 use crate::simd::{load, store, LANES};
 use rayon::prelude::*;
 use wide::{f32x8, u32x8, ShuffleExt};
@@ -97,24 +97,9 @@ impl Pool2dShape {
 /// (`[batch, c, h, w]`); module docs give the equation.
 pub fn max_pool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
     s.check();
-    assert!(
-        x.len() == s.input_len(),
-        "max_pool2d_forward: x has {} values, expected {}",
-        x.len(),
-        s.input_len()
-    );
-    assert!(
-        y.len() == s.output_len(),
-        "max_pool2d_forward: y has {} values, expected {}",
-        y.len(),
-        s.output_len()
-    );
-    assert!(
-        argmax.len() == s.output_len(),
-        "max_pool2d_forward: argmax has {} values, expected {}",
-        argmax.len(),
-        s.output_len()
-    );
+    check_len("max_pool2d_forward", "x", x.len(), s.input_len());
+    check_len("max_pool2d_forward", "y", y.len(), s.output_len());
+    check_len("max_pool2d_forward", "argmax", argmax.len(), s.output_len());
     assert!(
         s.h * s.w <= u32::MAX as usize,
         "max_pool2d_forward: plane of {}x{} too large for u32 indices",
@@ -237,24 +222,9 @@ fn pool_plane_2x2(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
 /// is added at `argmax[n, c, i, j]` of its plane.
 pub fn max_pool2d_backward(s: &Pool2dShape, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
     s.check();
-    assert!(
-        dy.len() == s.output_len(),
-        "max_pool2d_backward: dy has {} values, expected {}",
-        dy.len(),
-        s.output_len()
-    );
-    assert!(
-        argmax.len() == s.output_len(),
-        "max_pool2d_backward: argmax has {} values, expected {}",
-        argmax.len(),
-        s.output_len()
-    );
-    assert!(
-        dx.len() == s.input_len(),
-        "max_pool2d_backward: dx has {} values, expected {}",
-        dx.len(),
-        s.input_len()
-    );
+    check_len("max_pool2d_backward", "dy", dy.len(), s.output_len());
+    check_len("max_pool2d_backward", "argmax", argmax.len(), s.output_len());
+    check_len("max_pool2d_backward", "dx", dx.len(), s.input_len());
     let (pl, ol) = (s.h * s.w, s.out_h() * s.out_w());
     dx.par_chunks_mut(PLANES_PER_TASK * pl)
         .zip(dy.par_chunks(PLANES_PER_TASK * ol))

@@ -40,3 +40,10 @@ pub(crate) fn check_sizes(what: &'static str, sizes: &[(&'static str, &[usize])]
     }
     Ok(())
 }
+
+/// Panics unless a slice holds exactly the values its shape asks for, naming the kernel
+/// and the argument: `"{what}: {name} has {got} values, expected {want}"`.
+#[track_caller]
+pub(crate) fn check_len(what: &str, name: &str, got: usize, want: usize) {
+    assert!(got == want, "{what}: {name} has {got} values, expected {want}");
+}
