@@ -60,4 +60,4 @@ pub use gemm::gemm_calls;
 pub use pool::{max_pool2d_backward, max_pool2d_forward, Pool2dShape};
 pub use sgd::{sgd_step, SgdConfig};
 pub use shape::ShapeError;
-pub use softmax::{softmax_cross_entropy, softmax_forward, LabelError};
+pub use softmax::{softmax_cross_entropy, softmax_cross_entropy_loss, softmax_forward, LabelError};

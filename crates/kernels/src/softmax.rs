@@ -103,13 +103,7 @@ pub fn softmax_cross_entropy(
             ("grad_logits", grad_logits.len(), classes),
         ],
     );
-    if let Some((sample, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
-        return Err(LabelError {
-            sample,
-            label,
-            classes,
-        });
-    }
+    check_labels(labels, classes)?;
     let inv_b = 1.0 / batch as f32;
     let mut total = 0.0f64;
     for ((((t, p), g), &c), loss) in logits
@@ -119,8 +113,7 @@ pub fn softmax_cross_entropy(
         .zip(labels)
         .zip(losses.iter_mut())
     {
-        let (log_sum, m) = softmax_row(t, p);
-        *loss = log_sum - (t[c] - m);
+        *loss = row_loss(t, p, c);
         total += *loss as f64;
         for (gi, &pi) in g.iter_mut().zip(p.iter()) {
             *gi = pi * inv_b;
@@ -128,4 +121,49 @@ pub fn softmax_cross_entropy(
         g[c] = (p[c] - 1.0) * inv_b;
     }
     Ok((total / batch as f64) as f32)
+}
+
+/// Softmax cross-entropy forward only (validation): writes `probs` (`[batch, classes]`) and
+/// returns the mean loss, the same value [`softmax_cross_entropy`] returns, without a
+/// gradient. Labels are checked first, as there.
+pub fn softmax_cross_entropy_loss(
+    logits: &[f32],
+    labels: &[usize],
+    classes: usize,
+    probs: &mut [f32],
+) -> Result<f32, LabelError> {
+    let batch = check_shapes(
+        "softmax_cross_entropy_loss",
+        logits.len(),
+        classes,
+        &[("labels", labels.len(), 1), ("probs", probs.len(), classes)],
+    );
+    check_labels(labels, classes)?;
+    let mut total = 0.0f64;
+    for ((t, p), &c) in logits
+        .chunks_exact(classes)
+        .zip(probs.chunks_exact_mut(classes))
+        .zip(labels)
+    {
+        total += row_loss(t, p, c) as f64;
+    }
+    Ok((total / batch as f64) as f32)
+}
+
+fn check_labels(labels: &[usize], classes: usize) -> Result<(), LabelError> {
+    match labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+        Some((sample, &label)) => Err(LabelError {
+            sample,
+            label,
+            classes,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Softmax of one row into `p` and its loss `-log p_c = log Σ exp(t - m) - (t_c - m)`.
+#[inline]
+fn row_loss(t: &[f32], p: &mut [f32], c: usize) -> f32 {
+    let (log_sum, m) = softmax_row(t, p);
+    log_sum - (t[c] - m)
 }

@@ -465,3 +465,42 @@ fn pool_2x2_simd_path_matches_reference_with_ties_and_nans() {
         }
     }
 }
+
+/// The forward-only loss returns exactly the fused kernel's mean loss and probabilities
+/// (one shared row computation), which match the f64 reference; bad labels are refused.
+#[test]
+fn softmax_cross_entropy_loss_matches_the_fused_kernel_and_reference() {
+    let mut r = rng(17_000);
+    for (batch, classes) in [(1, 1), (3, 5), (17, 10), (64, 5)] {
+        let t: Vec<f32> = (0..batch * classes)
+            .map(|_| r.random_range(-30.0f32..30.0))
+            .collect();
+        let labels: Vec<usize> = (0..batch).map(|_| r.random_range(0..classes)).collect();
+        let (mut p1, mut p2) = (vec![f32::NAN; t.len()], vec![f32::NAN; t.len()]);
+        let (mut losses, mut g) = (vec![0.0; batch], vec![0.0; t.len()]);
+        let fused = softmax_cross_entropy(&t, &labels, classes, &mut p1, &mut losses, &mut g).unwrap();
+        let alone = softmax_cross_entropy_loss(&t, &labels, classes, &mut p2).unwrap();
+        assert_eq!(
+            fused.to_bits(),
+            alone.to_bits(),
+            "batch {batch}, classes {classes}"
+        );
+        assert_eq!(p1, p2);
+        let want = refk::softmax_cross_entropy(&f64s(&t), &labels, classes);
+        assert!(
+            (alone as f64 - want.mean).abs() <= 1e-5 * want.mean.abs().max(1.0),
+            "{alone} vs {}",
+            want.mean
+        );
+    }
+    let mut p = vec![0.0; 10];
+    let e = softmax_cross_entropy_loss(&[0.0; 10], &[1, 5], 5, &mut p).unwrap_err();
+    assert_eq!(
+        e,
+        LabelError {
+            sample: 1,
+            label: 5,
+            classes: 5
+        }
+    );
+}

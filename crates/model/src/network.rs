@@ -566,19 +566,16 @@ impl Network {
     pub fn evaluate(&mut self, x: &[f32], labels: &[usize]) -> Result<StepStats, ModelError> {
         let batch = self.batch_of(x)?;
         self.check_labels(batch, labels)?;
-        self.predict(x)?;
+        on_pool(|| self.forward(x, batch));
         let classes = self.classes();
-        let correct = count_correct(&self.bufs.probs[..batch * classes], labels, classes);
-        let mut loss = 0.0f64;
-        for (t, &c) in self.logits().chunks_exact(classes).zip(labels) {
-            // -log p_c = log Σ exp(t - m) - (t_c - m): finite even where p_c underflows.
-            let m = t.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let lse = t.iter().map(|&v| ((v - m) as f64).exp()).sum::<f64>().ln();
-            loss += lse - (t[c] - m) as f64;
-        }
+        let last_slot = self.slot[self.layers.len() - 1].expect("last layer has a buffer");
+        let Buffers { outs, probs, .. } = &mut self.bufs;
+        let probs = &mut probs[..batch * classes];
+        let loss =
+            k::softmax_cross_entropy_loss(&outs[last_slot][..batch * classes], labels, classes, probs)?;
         Ok(StepStats {
-            loss: (loss / batch as f64) as f32,
-            correct,
+            loss,
+            correct: count_correct(probs, labels, classes),
             batch,
         })
     }
