@@ -109,7 +109,8 @@ pub fn dense_forward(s: &DenseShape, x: &[f32], weight: &[f32], bias: Option<&[f
 }
 
 /// Backward: `dW = dyᵀ · x` and `db = Σ_n dy[n, ·]` (both overwritten; `db` skipped when
-/// `None`), and `dx = dy · W` when `grad_input` is given (overwritten).
+/// `None`), and `dx = dy · W` when `grad_input` is given (overwritten):
+/// [`dense_backward_weights`] then [`dense_backward_input`].
 #[allow(clippy::too_many_arguments)]
 pub fn dense_backward(
     s: &DenseShape,
@@ -133,6 +134,32 @@ pub fn dense_backward(
     if let Some(gx) = &grad_input {
         check_len(WHAT, "grad_input", gx.len(), s.batch * s.inputs);
     }
+    dense_backward_weights(s, x, dy, grad_weight, grad_bias);
+    if let Some(gx) = grad_input {
+        dense_backward_input(s, weight, dy, gx);
+    }
+}
+
+/// Weight and bias gradients: `dW[o, i] = Σ_n dy[n, o] · x[n, i]` (`[out, in]`) and
+/// `db[o] = Σ_n dy[n, o]` (`[out]`, skipped when `None`), both overwritten and summed over
+/// `n` in order.
+///
+/// `x`: the forward input `[batch, in]`; `dy`: `[batch, out]`.
+pub fn dense_backward_weights(
+    s: &DenseShape,
+    x: &[f32],
+    dy: &[f32],
+    grad_weight: &mut [f32],
+    grad_bias: Option<&mut [f32]>,
+) {
+    const WHAT: &str = "dense_backward_weights";
+    s.check();
+    check_len(WHAT, "x", x.len(), s.batch * s.inputs);
+    check_len(WHAT, "dy", dy.len(), s.batch * s.outputs);
+    check_len(WHAT, "grad_weight", grad_weight.len(), s.outputs * s.inputs);
+    if let Some(gb) = &grad_bias {
+        check_len(WHAT, "grad_bias", gb.len(), s.outputs);
+    }
     if s.outputs <= DIRECT_MAX_OUTPUTS {
         with_outputs!(s.outputs, direct_backward_weights, s, x, dy, grad_weight);
     } else {
@@ -154,25 +181,34 @@ pub fn dense_backward(
             }
         }
     }
-    if let Some(gx) = grad_input {
-        if s.outputs <= DIRECT_MAX_OUTPUTS {
-            with_outputs!(s.outputs, direct_backward_input, s, weight, dy, gx);
-            return;
-        }
-        gx.par_chunks_mut(ROWS_PER_TASK * s.inputs)
-            .zip(dy.par_chunks(ROWS_PER_TASK * s.outputs))
-            .for_each(|(gxc, dyc)| {
-                let rows = dyc.len() / s.outputs;
-                sgemm(
-                    1.0,
-                    MatRef::row_major(dyc, rows, s.outputs),
-                    MatRef::row_major(weight, s.outputs, s.inputs),
-                    0.0,
-                    gxc,
-                    s.inputs,
-                );
-            });
+}
+
+/// Input gradient: `dx[n, i] = Σ_o dy[n, o] · W[o, i]` (`[batch, in]`, overwritten).
+///
+/// `weight`: `[out, in]`; `dy`: `[batch, out]`.
+pub fn dense_backward_input(s: &DenseShape, weight: &[f32], dy: &[f32], grad_input: &mut [f32]) {
+    const WHAT: &str = "dense_backward_input";
+    s.check();
+    check_len(WHAT, "weight", weight.len(), s.outputs * s.inputs);
+    check_len(WHAT, "dy", dy.len(), s.batch * s.outputs);
+    check_len(WHAT, "grad_input", grad_input.len(), s.batch * s.inputs);
+    if s.outputs <= DIRECT_MAX_OUTPUTS {
+        return with_outputs!(s.outputs, direct_backward_input, s, weight, dy, grad_input);
     }
+    grad_input
+        .par_chunks_mut(ROWS_PER_TASK * s.inputs)
+        .zip(dy.par_chunks(ROWS_PER_TASK * s.outputs))
+        .for_each(|(gxc, dyc)| {
+            let rows = dyc.len() / s.outputs;
+            sgemm(
+                1.0,
+                MatRef::row_major(dyc, rows, s.outputs),
+                MatRef::row_major(weight, s.outputs, s.inputs),
+                0.0,
+                gxc,
+                s.inputs,
+            );
+        });
 }
 
 /// Calls `$f::<O>(args)` with the const `O = $outputs` (1 to [`DIRECT_MAX_OUTPUTS`]).

@@ -7,7 +7,7 @@
 //! | --- | --- | --- |
 //! | [`conv`] | [`conv2d_forward`] (direct SIMD on a padded copy for stride 1, im2col + GEMM otherwise) | [`conv2d_backward_weights`], [`conv2d_backward_input`] |
 //! | [`pool`] | [`max_pool2d_forward`] (with argmax) | [`max_pool2d_backward`] |
-//! | [`dense`] | [`dense_forward`] | [`dense_backward`] |
+//! | [`dense`] | [`dense_forward`] | [`dense_backward`] ([`dense_backward_weights`], [`dense_backward_input`]) |
 //! | [`activation`] | [`relu_forward`] | [`relu_backward`] |
 //! | [`softmax`] | [`softmax_forward`] | [`softmax_cross_entropy`] (loss and `dL/dlogits`, fused) |
 //! | [`sgd`] | [`sgd_step`] (momentum, weight decay) | |
@@ -55,9 +55,12 @@ pub mod softmax;
 
 pub use activation::{relu_backward, relu_forward, relu_forward_inplace};
 pub use conv::{col2im, conv2d_backward_input, conv2d_backward_weights, conv2d_forward, im2col, Conv2dShape};
-pub use dense::{dense_backward, dense_forward, DenseShape};
+pub use dense::{dense_backward, dense_backward_input, dense_backward_weights, dense_forward, DenseShape};
 pub use gemm::gemm_calls;
 pub use pool::{max_pool2d_backward, max_pool2d_forward, Pool2dShape};
 pub use sgd::{sgd_step, SgdConfig};
 pub use shape::ShapeError;
-pub use softmax::{softmax_cross_entropy, softmax_cross_entropy_loss, softmax_forward, LabelError};
+pub use softmax::{
+    mean_loss, softmax_cross_entropy, softmax_cross_entropy_loss, softmax_cross_entropy_rows,
+    softmax_forward, LabelError,
+};

@@ -92,7 +92,33 @@ pub fn softmax_cross_entropy(
     losses: &mut [f32],
     grad_logits: &mut [f32],
 ) -> Result<f32, LabelError> {
-    let batch = check_shapes(
+    let batch = logits.len() / classes.max(1);
+    softmax_cross_entropy_rows(
+        logits,
+        labels,
+        classes,
+        1.0 / batch as f32,
+        probs,
+        losses,
+        grad_logits,
+    )?;
+    Ok(mean_loss(losses))
+}
+
+/// [`softmax_cross_entropy`] on some rows of a larger batch (one task's share): writes
+/// `probs`, `losses` and `grad_logits = (p - onehot) · grad_scale` for these rows, where
+/// `grad_scale` is `1 / B` for the mean over the whole batch of `B` samples. The mean loss
+/// is then [`mean_loss`] of all the batch's `losses`. Labels are checked first, as there.
+pub fn softmax_cross_entropy_rows(
+    logits: &[f32],
+    labels: &[usize],
+    classes: usize,
+    grad_scale: f32,
+    probs: &mut [f32],
+    losses: &mut [f32],
+    grad_logits: &mut [f32],
+) -> Result<(), LabelError> {
+    check_shapes(
         "softmax_cross_entropy",
         logits.len(),
         classes,
@@ -104,8 +130,6 @@ pub fn softmax_cross_entropy(
         ],
     );
     check_labels(labels, classes)?;
-    let inv_b = 1.0 / batch as f32;
-    let mut total = 0.0f64;
     for ((((t, p), g), &c), loss) in logits
         .chunks_exact(classes)
         .zip(probs.chunks_exact_mut(classes))
@@ -114,13 +138,19 @@ pub fn softmax_cross_entropy(
         .zip(losses.iter_mut())
     {
         *loss = row_loss(t, p, c);
-        total += *loss as f64;
         for (gi, &pi) in g.iter_mut().zip(p.iter()) {
-            *gi = pi * inv_b;
+            *gi = pi * grad_scale;
         }
-        g[c] = (p[c] - 1.0) * inv_b;
+        g[c] = (p[c] - 1.0) * grad_scale;
     }
-    Ok((total / batch as f64) as f32)
+    Ok(())
+}
+
+/// The mean of per-sample losses, summed in f64 in sample order (the value
+/// [`softmax_cross_entropy`] returns).
+pub fn mean_loss(losses: &[f32]) -> f32 {
+    let total: f64 = losses.iter().map(|&l| l as f64).sum();
+    (total / losses.len() as f64) as f32
 }
 
 /// Softmax cross-entropy forward only (validation): writes `probs` (`[batch, classes]`) and

@@ -7,6 +7,7 @@ use crate::spec::{format_spec, parse_spec, LayerSpec};
 use petal_kernels as k;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 /// Most parameters a network may have (refused before allocating): 2^28 values, 1 GiB.
 pub const MAX_PARAMS: u128 = 1 << 28;
@@ -49,6 +50,14 @@ pub struct StepStats {
     pub batch: usize,
 }
 
+/// Images per task. A training step (or a forward pass) runs each chunk of this many
+/// images through every layer, forward and back, as one rayon task: one parallel region
+/// per step instead of one per kernel call, and a chunk's activations stay in cache from
+/// layer to layer. Convolution weight gradients are summed per chunk, then in chunk order
+/// (the kernels' own order: `petal_kernels::conv`), and dense weight gradients over the
+/// whole batch after the chunks, so results do not depend on the thread count.
+pub const CHUNK: usize = k::conv::BATCH_CHUNK;
+
 /// Buffers sized for the largest batch seen so far; smaller batches use their prefixes.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Buffers {
@@ -59,11 +68,66 @@ pub(crate) struct Buffers {
     pub grads: Vec<Vec<f32>>,
     /// Argmax indices of each max-pool layer (empty for the others).
     pub argmax: Vec<Vec<u32>>,
+    /// Convolution scratch, `scratch_len` values per chunk.
     pub scratch: Vec<f32>,
+    pub scratch_len: usize,
+    /// Per chunk: the convolution layers' weight and bias gradients of that chunk's images
+    /// (`part_len` values, at each layer's `part_offset`).
+    pub parts: Vec<f32>,
+    pub part_len: usize,
     pub probs: Vec<f32>,
     pub losses: Vec<f32>,
     /// Gradient with respect to the network input (only with `input_grad` on).
     pub input_grad: Vec<f32>,
+    /// Where chunk tasks find the batch buffers above; refilled (no allocation once it
+    /// has its capacity) before every parallel region, stale otherwise.
+    views: Vec<Views>,
+}
+
+/// One layer's batch buffers as seen by the chunk tasks, each of which uses only its own
+/// rows.
+#[derive(Clone, Copy, Debug)]
+struct Views {
+    out: Rows<f32>,
+    grad: Rows<f32>,
+    argmax: Rows<u32>,
+}
+
+/// A batch buffer whose disjoint row ranges several chunk tasks use at once.
+#[derive(Clone, Copy, Debug)]
+struct Rows<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: a `Rows` is only dereferenced through `Rows::get`, whose callers (the chunk
+// tasks of one parallel region) use disjoint ranges of a buffer that outlives the region.
+unsafe impl<T: Send> Send for Rows<T> {}
+unsafe impl<T: Send> Sync for Rows<T> {}
+
+impl<T> Rows<T> {
+    fn new(v: &mut [T]) -> Self {
+        Rows {
+            ptr: v.as_mut_ptr(),
+            len: v.len(),
+        }
+    }
+
+    /// Values `start .. start + len` (bounds checked).
+    ///
+    /// # Safety
+    /// The buffer must stay alive and not otherwise borrowed for `'a`, and no other live
+    /// slice from this `Rows` may overlap the range.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get<'a>(&self, start: usize, len: usize) -> &'a mut [T] {
+        assert!(
+            start.checked_add(len).is_some_and(|end| end <= self.len),
+            "rows {start}..+{len} of a {}-value buffer",
+            self.len
+        );
+        // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
 }
 
 /// A sequential network of [`Layer`]s ending in logits, trained with the fused softmax
@@ -78,6 +142,8 @@ pub struct Network {
     slot: Vec<Option<usize>>,
     /// Whether layer `i` must compute its input gradient (a trainable layer comes before).
     needs_dx: Vec<bool>,
+    /// Offset of conv layer `i`'s weight (then bias) gradient in a chunk's partial sums.
+    part_offset: Vec<usize>,
     pub(crate) bufs: Buffers,
     pub(crate) input_grad: bool,
     /// Samples in the last forward pass.
@@ -179,6 +245,14 @@ impl Network {
         let needs_dx = (0..layers.len())
             .map(|i| layers[..i].iter().any(Layer::has_params))
             .collect();
+        let mut part_offset = Vec::with_capacity(layers.len());
+        let mut offset = 0;
+        for l in &layers {
+            part_offset.push(offset);
+            if let Layer::Conv2d { .. } = l {
+                offset += l.params().map(|p| p.value.len()).sum::<usize>();
+            }
+        }
         let net = Network {
             layers,
             specs: expanded,
@@ -186,6 +260,7 @@ impl Network {
             input,
             slot,
             needs_dx,
+            part_offset,
             bufs: Buffers::default(),
             input_grad: false,
             last_batch: 0,
@@ -282,7 +357,8 @@ impl Network {
     /// Gradient of the loss with respect to the input of the last
     /// [`Network::forward_backward`] batch, when [`Network::set_input_grad`] is on.
     pub fn input_grad(&self) -> &[f32] {
-        &self.bufs.input_grad
+        let n = self.last_train_batch * self.input.len();
+        &self.bufs.input_grad[..n.min(self.bufs.input_grad.len())]
     }
 
     fn batch_of(&self, x: &[f32]) -> Result<usize, ModelError> {
@@ -307,7 +383,7 @@ impl Network {
         b.outs.clear();
         b.grads.clear();
         b.argmax.clear();
-        let mut scratch = 0;
+        let (mut scratch, mut part_len) = (0, 0);
         for (l, s) in self.layers.iter().zip(&self.shapes) {
             let n = if matches!(l, Layer::Flatten) {
                 0
@@ -319,13 +395,24 @@ impl Network {
             match l {
                 Layer::MaxPool2d { .. } => b.argmax.push(vec![0; n]),
                 Layer::Conv2d { shape, .. } => {
-                    scratch = scratch.max(k::Conv2dShape { batch, ..*shape }.scratch_len());
+                    let s = k::Conv2dShape {
+                        batch: CHUNK,
+                        ..*shape
+                    };
+                    scratch = scratch.max(s.scratch_len());
+                    part_len += l.params().map(|p| p.value.len()).sum::<usize>();
                     b.argmax.push(Vec::new());
                 }
                 _ => b.argmax.push(Vec::new()),
             }
         }
-        b.scratch = vec![0.0; scratch];
+        let chunks = batch.div_ceil(CHUNK);
+        // At least one value per chunk, so the per-chunk splits below are never empty.
+        b.scratch_len = scratch.max(1);
+        b.scratch = vec![0.0; chunks * b.scratch_len];
+        b.part_len = part_len.max(1);
+        b.parts = vec![0.0; chunks * b.part_len];
+        b.views = Vec::with_capacity(self.layers.len());
         let classes = self.shapes.last().map_or(0, Shape::len);
         b.probs = vec![0.0; batch * classes];
         b.losses = vec![0.0; batch];
@@ -336,50 +423,53 @@ impl Network {
         };
     }
 
-    /// Forward pass over a batch `x` (`[batch, c, h, w]`), keeping what backward needs.
+    /// Refills `bufs.views` from the batch buffers (no allocation: its capacity is kept).
+    fn refresh_views(&mut self) {
+        let b = &mut self.bufs;
+        b.views.clear();
+        for ((out, grad), argmax) in b.outs.iter_mut().zip(&mut b.grads).zip(&mut b.argmax) {
+            b.views.push(Views {
+                out: Rows::new(out),
+                grad: Rows::new(grad),
+                argmax: Rows::new(argmax),
+            });
+        }
+    }
+
+    /// Forward pass over a batch `x` (`[batch, c, h, w]`), keeping what backward needs: one
+    /// task per [`CHUNK`] images through every layer.
     fn forward(&mut self, x: &[f32], batch: usize) {
         self.ensure_buffers(batch);
+        self.refresh_views();
         self.last_batch = batch;
-        let Buffers {
-            outs,
-            argmax,
-            scratch,
-            ..
-        } = &mut self.bufs;
-        for (i, layer) in self.layers.iter().enumerate() {
-            if matches!(layer, Layer::Flatten) {
-                continue;
-            }
-            let n_out = batch * self.shapes[i].len();
-            let (before, after) = outs.split_at_mut(i);
-            let input: &[f32] = match i.checked_sub(1).and_then(|j| self.slot[j]) {
-                Some(j) => &before[j][..batch * self.shapes[i - 1].len()],
-                None => x,
-            };
-            let out = &mut after[0][..n_out];
-            match layer {
-                Layer::Conv2d { shape, weight, bias } => {
-                    let s = k::Conv2dShape { batch, ..*shape };
-                    k::conv2d_forward(
-                        &s,
-                        input,
-                        &weight.value,
-                        bias.as_ref().map(|b| &b.value[..]),
-                        out,
-                        scratch,
-                    );
-                }
-                Layer::MaxPool2d { shape } => {
-                    let s = k::Pool2dShape { batch, ..*shape };
-                    k::max_pool2d_forward(&s, input, out, &mut argmax[i][..n_out]);
-                }
-                Layer::Relu => k::relu_forward(input, out),
-                Layer::Dense { shape, weight, bias } => {
-                    let s = k::DenseShape { batch, ..*shape };
-                    k::dense_forward(&s, input, &weight.value, bias.as_ref().map(|b| &b.value[..]), out);
-                }
-                Layer::Flatten => unreachable!("skipped above"),
-            }
+        let chunks = batch.div_ceil(CHUNK);
+        let il = self.input.len();
+        // Taken out for the step (no allocation), so the tasks can share `self` read-only.
+        let mut bufs = std::mem::take(&mut self.bufs);
+        let step = self.chunk_step(&bufs.views);
+        x.par_chunks(CHUNK * il)
+            .zip(bufs.scratch[..chunks * bufs.scratch_len].par_chunks_mut(bufs.scratch_len))
+            .enumerate()
+            .for_each(|(c, (xc, scratch))| {
+                // SAFETY: chunk c uses rows c·CHUNK .. of every buffer, disjoint from the
+                // other chunks' rows; the buffers outlive this loop and nothing else
+                // borrows them meanwhile.
+                unsafe { step.forward(c * CHUNK, xc, scratch) }
+            });
+        self.bufs = bufs;
+    }
+
+    /// What a chunk task reads: the layers and where the batch buffers are.
+    fn chunk_step<'a>(&'a self, views: &'a [Views]) -> ChunkStep<'a> {
+        ChunkStep {
+            layers: &self.layers,
+            shapes: &self.shapes,
+            slot: &self.slot,
+            needs_dx: &self.needs_dx,
+            part_offset: &self.part_offset,
+            input_len: self.input.len(),
+            input_grad: self.input_grad,
+            views,
         }
     }
 
@@ -412,102 +502,97 @@ impl Network {
     fn forward_backward_here(&mut self, x: &[f32], labels: &[usize]) -> Result<f32, ModelError> {
         let batch = self.batch_of(x)?;
         self.check_labels(batch, labels)?;
-        let classes = self.classes();
-        self.forward(x, batch);
+        self.ensure_buffers(batch);
+        self.refresh_views();
+        self.last_batch = batch;
         self.last_train_batch = batch;
-        let last = self.layers.len() - 1;
-        let last_slot = self.slot[last].expect("last layer has a buffer");
+        let classes = self.classes();
+        let chunks = batch.div_ceil(CHUNK);
+        let il = self.input.len();
+        let grad_scale = 1.0 / batch as f32;
+        let input_grad = Rows::new(&mut self.bufs.input_grad);
+        // Taken out for the step (no allocation), so the tasks can share `self` read-only.
+        let mut bufs = std::mem::take(&mut self.bufs);
+        let Buffers {
+            scratch,
+            scratch_len,
+            parts,
+            part_len,
+            probs,
+            losses,
+            views,
+            ..
+        } = &mut bufs;
+        let step = self.chunk_step(views);
+        x.par_chunks(CHUNK * il)
+            .zip(labels.par_chunks(CHUNK))
+            .zip(probs[..batch * classes].par_chunks_mut(CHUNK * classes))
+            .zip(losses[..batch].par_chunks_mut(CHUNK))
+            .zip(scratch[..chunks * *scratch_len].par_chunks_mut(*scratch_len))
+            .zip(parts[..chunks * *part_len].par_chunks_mut(*part_len))
+            .enumerate()
+            .for_each(|(c, (((((xc, yc), pc), lc), scratch), part))| {
+                // SAFETY: as in `forward`: chunk c uses only its own rows of the batch
+                // buffers (and of the input gradient).
+                unsafe {
+                    step.forward(c * CHUNK, xc, scratch);
+                    step.backward(c * CHUNK, xc, yc, grad_scale, pc, lc, scratch, part, input_grad);
+                }
+            });
+        self.bufs = bufs;
+        self.reduce_gradients(x, batch);
+        Ok(k::mean_loss(&self.bufs.losses[..batch]))
+    }
+
+    /// Sums the convolutions' per-chunk gradients in chunk order into their parameters,
+    /// and computes the dense layers' weight gradients over the whole batch.
+    fn reduce_gradients(&mut self, x: &[f32], batch: usize) {
+        const BLOCK: usize = 4096;
+        let chunks = batch.div_ceil(CHUNK);
         let Buffers {
             outs,
             grads,
-            argmax,
-            scratch,
-            probs,
-            losses,
-            input_grad,
+            parts,
+            part_len,
             ..
         } = &mut self.bufs;
-        let loss = k::softmax_cross_entropy(
-            &outs[last_slot][..batch * classes],
-            labels,
-            classes,
-            &mut probs[..batch * classes],
-            &mut losses[..batch],
-            &mut grads[last_slot][..batch * classes],
-        )?;
-        for i in (0..self.layers.len()).rev() {
-            let Some(oi) = self.slot[i] else { continue };
-            if matches!(self.layers[i], Layer::Flatten) {
-                continue;
+        let (first, rest) = parts[..chunks * *part_len].split_at_mut(*part_len);
+        let rest = &*rest;
+        let pl = *part_len;
+        first.par_chunks_mut(BLOCK).enumerate().for_each(|(b, sum)| {
+            for c in 0..chunks - 1 {
+                let at = c * pl + b * BLOCK;
+                k::simd::add_assign(sum, &rest[at..at + sum.len()]);
             }
-            let n_out = batch * self.shapes[i].len();
-            let in_slot = i.checked_sub(1).and_then(|j| self.slot[j]);
-            let n_in = batch
-                * if i == 0 {
-                    self.input.len()
-                } else {
-                    self.shapes[i - 1].len()
-                };
-            let want_dx = self.needs_dx[i] || self.input_grad;
-            // Split so that layer i's dy (grads[oi]) and its dx (grads[in_slot] < oi, or
-            // the input gradient) can be borrowed together.
-            let (g_lo, g_hi) = grads.split_at_mut(oi);
-            let dy = &g_hi[0][..n_out];
-            let mut dx: Option<&mut [f32]> = if !want_dx {
-                None
-            } else {
-                match in_slot {
-                    Some(j) => Some(&mut g_lo[j][..n_in]),
-                    None if self.input_grad => Some(&mut input_grad[..n_in]),
-                    None => None,
-                }
-            };
-            let input: &[f32] = match in_slot {
-                Some(j) => &outs[j][..n_in],
-                None => x,
-            };
-            match &mut self.layers[i] {
-                Layer::Conv2d { shape, weight, bias } => {
-                    let s = k::Conv2dShape { batch, ..*shape };
-                    k::conv2d_backward_weights(
-                        &s,
-                        input,
-                        dy,
-                        &mut weight.grad,
-                        bias.as_mut().map(|b| &mut b.grad[..]),
-                        scratch,
-                    );
-                    if let Some(dx) = dx.as_deref_mut() {
-                        k::conv2d_backward_input(&s, &weight.value, dy, dx, scratch);
-                    }
-                }
-                Layer::MaxPool2d { shape } => {
-                    if let Some(dx) = dx.as_deref_mut() {
-                        let s = k::Pool2dShape { batch, ..*shape };
-                        k::max_pool2d_backward(&s, dy, &argmax[i][..n_out], dx);
-                    }
-                }
-                Layer::Relu => {
-                    if let Some(dx) = dx.as_deref_mut() {
-                        k::relu_backward(&outs[oi][..n_out], dy, dx);
+        });
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            match layer {
+                Layer::Conv2d { weight, bias, .. } => {
+                    let mut at = self.part_offset[i];
+                    for p in std::iter::once(weight).chain(bias.as_mut()) {
+                        let n = p.grad.len();
+                        p.grad.copy_from_slice(&first[at..at + n]);
+                        at += n;
                     }
                 }
                 Layer::Dense { shape, weight, bias } => {
                     let s = k::DenseShape { batch, ..*shape };
-                    k::dense_backward(
+                    let input: &[f32] = match i.checked_sub(1).and_then(|j| self.slot[j]) {
+                        Some(j) => &outs[j][..batch * shape.inputs],
+                        None => x,
+                    };
+                    let oi = self.slot[i].expect("a dense layer has a buffer");
+                    k::dense_backward_weights(
                         &s,
                         input,
-                        &weight.value,
-                        dy,
+                        &grads[oi][..batch * shape.outputs],
                         &mut weight.grad,
                         bias.as_mut().map(|b| &mut b.grad[..]),
-                        dx,
                     );
                 }
-                Layer::Flatten => {}
+                _ => {}
             }
         }
-        Ok(loss)
     }
 
     /// One SGD step on every parameter from the gradients of the last
@@ -597,6 +682,173 @@ impl Network {
             .into());
         }
         Ok(())
+    }
+}
+
+/// What one chunk task needs: the layers (read only) and the batch buffers' views.
+struct ChunkStep<'a> {
+    layers: &'a [Layer],
+    shapes: &'a [Shape],
+    slot: &'a [Option<usize>],
+    needs_dx: &'a [bool],
+    part_offset: &'a [usize],
+    input_len: usize,
+    input_grad: bool,
+    views: &'a [Views],
+}
+
+impl ChunkStep<'_> {
+    /// Values per sample of layer `i`'s input.
+    fn in_len(&self, i: usize) -> usize {
+        match i {
+            0 => self.input_len,
+            _ => self.shapes[i - 1].len(),
+        }
+    }
+
+    /// Rows `r0 .. r0 + n` of layer `i`'s input (`x`: the chunk's network input).
+    ///
+    /// # Safety
+    /// As [`Rows::get`]: no live mutable slice of the same rows.
+    unsafe fn input<'x>(&self, i: usize, r0: usize, n: usize, x: &'x [f32]) -> &'x [f32] {
+        match i.checked_sub(1).and_then(|j| self.slot[j]) {
+            // SAFETY: the caller's contract.
+            Some(j) => unsafe { self.views[j].out.get(r0 * self.in_len(i), n * self.in_len(i)) },
+            None => x,
+        }
+    }
+
+    /// Forward pass of rows `r0 .. r0 + n` of the batch, `x` being their input.
+    ///
+    /// # Safety
+    /// No other task may use rows `r0 .. r0 + n` of the batch buffers meanwhile.
+    unsafe fn forward(&self, r0: usize, x: &[f32], scratch: &mut [f32]) {
+        let n = x.len() / self.input_len;
+        for (i, layer) in self.layers.iter().enumerate() {
+            if matches!(layer, Layer::Flatten) {
+                continue;
+            }
+            let ol = self.shapes[i].len();
+            // SAFETY: this chunk's rows; layer i's output and input are different buffers.
+            let (input, out) = unsafe { (self.input(i, r0, n, x), self.views[i].out.get(r0 * ol, n * ol)) };
+            match layer {
+                Layer::Conv2d { shape, weight, bias } => {
+                    let s = k::Conv2dShape { batch: n, ..*shape };
+                    let bias = bias.as_ref().map(|b| &b.value[..]);
+                    k::conv2d_forward(&s, input, &weight.value, bias, out, scratch);
+                }
+                Layer::MaxPool2d { shape } => {
+                    let s = k::Pool2dShape { batch: n, ..*shape };
+                    // SAFETY: this chunk's rows of the layer's own argmax buffer.
+                    let argmax = unsafe { self.views[i].argmax.get(r0 * ol, n * ol) };
+                    k::max_pool2d_forward(&s, input, out, argmax);
+                }
+                Layer::Relu => k::relu_forward(input, out),
+                Layer::Dense { shape, weight, bias } => {
+                    let s = k::DenseShape { batch: n, ..*shape };
+                    k::dense_forward(&s, input, &weight.value, bias.as_ref().map(|b| &b.value[..]), out);
+                }
+                Layer::Flatten => unreachable!("skipped above"),
+            }
+        }
+    }
+
+    /// Loss and backward pass of rows `r0 .. r0 + n` after [`ChunkStep::forward`]: their
+    /// probabilities and losses into `probs` and `losses`, every layer's output gradient,
+    /// the convolutions' weight gradients of these images into `part` (the dense layers'
+    /// are computed over the whole batch afterwards) and, when on, the input gradient.
+    ///
+    /// # Safety
+    /// As [`ChunkStep::forward`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn backward(
+        &self,
+        r0: usize,
+        x: &[f32],
+        labels: &[usize],
+        grad_scale: f32,
+        probs: &mut [f32],
+        losses: &mut [f32],
+        scratch: &mut [f32],
+        part: &mut [f32],
+        input_grad: Rows<f32>,
+    ) {
+        let n = labels.len();
+        let last = self.layers.len() - 1;
+        let last_slot = self.slot[last].expect("last layer has a buffer");
+        let classes = self.shapes[last].len();
+        // SAFETY: this chunk's rows of the logits and of their gradient (two buffers).
+        let (logits, dlogits) = unsafe {
+            let v = &self.views[last_slot];
+            (
+                v.out.get(r0 * classes, n * classes),
+                v.grad.get(r0 * classes, n * classes),
+            )
+        };
+        k::softmax_cross_entropy_rows(logits, labels, classes, grad_scale, probs, losses, dlogits)
+            .expect("labels are checked before the step");
+        for i in (0..self.layers.len()).rev() {
+            let Some(oi) = self.slot[i] else { continue };
+            if matches!(self.layers[i], Layer::Flatten) {
+                continue;
+            }
+            let (ol, il) = (self.shapes[i].len(), self.in_len(i));
+            let in_slot = i.checked_sub(1).and_then(|j| self.slot[j]);
+            // SAFETY: this chunk's rows; dy (layer i's output gradient) and dx (its input's
+            // gradient, a lower slot or the network input's) are different buffers, and
+            // the input and output activations are only read here.
+            let (dy, input) = unsafe {
+                (
+                    &*self.views[oi].grad.get(r0 * ol, n * ol),
+                    self.input(i, r0, n, x),
+                )
+            };
+            let dx: Option<&mut [f32]> = if !(self.needs_dx[i] || self.input_grad) {
+                None
+            } else {
+                match in_slot {
+                    // SAFETY: as above.
+                    Some(j) => Some(unsafe { self.views[j].grad.get(r0 * il, n * il) }),
+                    None if self.input_grad => Some(unsafe { input_grad.get(r0 * il, n * il) }),
+                    None => None,
+                }
+            };
+            match &self.layers[i] {
+                Layer::Conv2d { shape, weight, bias } => {
+                    let s = k::Conv2dShape { batch: n, ..*shape };
+                    let (wl, at) = (weight.value.len(), self.part_offset[i]);
+                    let (gw, gb) =
+                        part[at..at + wl + bias.as_ref().map_or(0, |b| b.value.len())].split_at_mut(wl);
+                    let gb = bias.as_ref().map(|_| gb);
+                    k::conv2d_backward_weights(&s, input, dy, gw, gb, scratch);
+                    if let Some(dx) = dx {
+                        k::conv2d_backward_input(&s, &weight.value, dy, dx, scratch);
+                    }
+                }
+                Layer::MaxPool2d { shape } => {
+                    if let Some(dx) = dx {
+                        let s = k::Pool2dShape { batch: n, ..*shape };
+                        // SAFETY: this chunk's rows, only read.
+                        let argmax = unsafe { &*self.views[i].argmax.get(r0 * ol, n * ol) };
+                        k::max_pool2d_backward(&s, dy, argmax, dx);
+                    }
+                }
+                Layer::Relu => {
+                    if let Some(dx) = dx {
+                        // SAFETY: this chunk's rows of the layer's output, only read.
+                        let y = unsafe { &*self.views[oi].out.get(r0 * ol, n * ol) };
+                        k::relu_backward(y, dy, dx);
+                    }
+                }
+                Layer::Dense { shape, weight, .. } => {
+                    if let Some(dx) = dx {
+                        let s = k::DenseShape { batch: n, ..*shape };
+                        k::dense_backward_input(&s, &weight.value, dy, dx);
+                    }
+                }
+                Layer::Flatten => {}
+            }
+        }
     }
 }
 

@@ -319,3 +319,152 @@ fn a_diverged_network_counts_nothing_as_correct() {
     assert!(s.loss.is_nan());
     assert_eq!(s.correct, 0, "NaN probabilities are not class 0");
 }
+
+/// The whole-batch path: every kernel called once per layer on all `batch` images (the
+/// order a plain layer-by-layer implementation would use). Returns the mean loss, the
+/// probabilities, every parameter gradient and the input gradient.
+fn layer_by_layer(net: &Network, x: &[f32], labels: &[usize]) -> (f32, Vec<f32>, Vec<Vec<f32>>, Vec<f32>) {
+    use petal_kernels as k;
+    let batch = labels.len();
+    let mut acts: Vec<Vec<f32>> = vec![x.to_vec()];
+    let mut argmaxes: Vec<Vec<u32>> = Vec::new();
+    for layer in net.layers() {
+        let input = acts.last().unwrap();
+        let (out, argmax) = match layer {
+            Layer::Conv2d { shape, weight, bias } => {
+                let s = k::Conv2dShape { batch, ..*shape };
+                let mut y = vec![0.0; s.output_len()];
+                let mut scratch = vec![0.0; s.scratch_len()];
+                let b = bias.as_ref().map(|b| &b.value[..]);
+                k::conv2d_forward(&s, input, &weight.value, b, &mut y, &mut scratch);
+                (y, Vec::new())
+            }
+            Layer::MaxPool2d { shape } => {
+                let s = k::Pool2dShape { batch, ..*shape };
+                let (mut y, mut am) = (vec![0.0; s.output_len()], vec![0; s.output_len()]);
+                k::max_pool2d_forward(&s, input, &mut y, &mut am);
+                (y, am)
+            }
+            Layer::Relu => {
+                let mut y = vec![0.0; input.len()];
+                k::relu_forward(input, &mut y);
+                (y, Vec::new())
+            }
+            Layer::Flatten => (input.clone(), Vec::new()),
+            Layer::Dense { shape, weight, bias } => {
+                let s = k::DenseShape { batch, ..*shape };
+                let mut y = vec![0.0; batch * s.outputs];
+                k::dense_forward(
+                    &s,
+                    input,
+                    &weight.value,
+                    bias.as_ref().map(|b| &b.value[..]),
+                    &mut y,
+                );
+                (y, Vec::new())
+            }
+        };
+        acts.push(out);
+        argmaxes.push(argmax);
+    }
+    let classes = net.classes();
+    let (mut probs, mut losses, mut dy) = (
+        vec![0.0; batch * classes],
+        vec![0.0; batch],
+        vec![0.0; batch * classes],
+    );
+    let loss = k::softmax_cross_entropy(
+        acts.last().unwrap(),
+        labels,
+        classes,
+        &mut probs,
+        &mut losses,
+        &mut dy,
+    )
+    .unwrap();
+    let mut grads = Vec::new();
+    for (i, layer) in net.layers().iter().enumerate().rev() {
+        let (input, output) = (&acts[i], &acts[i + 1]);
+        let mut dx = vec![0.0; input.len()];
+        match layer {
+            Layer::Conv2d { shape, weight, bias } => {
+                let s = k::Conv2dShape { batch, ..*shape };
+                let mut scratch = vec![0.0; s.scratch_len()];
+                let mut gw = vec![0.0; weight.value.len()];
+                let mut gb = bias.as_ref().map(|b| vec![0.0; b.value.len()]);
+                k::conv2d_backward_weights(&s, input, &dy, &mut gw, gb.as_deref_mut(), &mut scratch);
+                k::conv2d_backward_input(&s, &weight.value, &dy, &mut dx, &mut scratch);
+                grads.extend(gb);
+                grads.push(gw);
+            }
+            Layer::MaxPool2d { shape } => {
+                let s = k::Pool2dShape { batch, ..*shape };
+                k::max_pool2d_backward(&s, &dy, &argmaxes[i], &mut dx);
+            }
+            Layer::Relu => k::relu_backward(output, &dy, &mut dx),
+            Layer::Flatten => dx.copy_from_slice(&dy),
+            Layer::Dense { shape, weight, bias } => {
+                let s = k::DenseShape { batch, ..*shape };
+                let mut gw = vec![0.0; weight.value.len()];
+                let mut gb = bias.as_ref().map(|b| vec![0.0; b.value.len()]);
+                k::dense_backward(
+                    &s,
+                    input,
+                    &weight.value,
+                    &dy,
+                    &mut gw,
+                    gb.as_deref_mut(),
+                    Some(&mut dx),
+                );
+                grads.extend(gb);
+                grads.push(gw);
+            }
+        }
+        dy = dx;
+    }
+    grads.reverse();
+    (loss, probs, grads, dy)
+}
+
+#[test]
+fn chunked_step_equals_the_kernels_layer_by_layer_bit_for_bit() {
+    // The network runs each chunk of images through all layers as one task and sums the
+    // conv gradients per chunk: the result must be exactly the whole-batch kernels'.
+    for (spec, input) in [
+        ("seednet", shape(1, 50, 50)),
+        (
+            "conv3x3:4/p1,relu,maxpool2,conv3x3:6/nobias,relu,conv3x3:5/s2/p1,dense:12,relu,dense:7",
+            shape(2, 17, 13),
+        ),
+    ] {
+        let mut net = Network::from_spec(spec, input, 11).unwrap();
+        net.set_input_grad(true);
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        for batch in [1, 4, 13, 9] {
+            let x: Vec<f32> = (0..batch * input.len())
+                .map(|_| rng.random::<f32>() - 0.5)
+                .collect();
+            let y: Vec<usize> = (0..batch).map(|_| rng.random_range(0..net.classes())).collect();
+            let loss = net.forward_backward(&x, &y).unwrap();
+            let (want_loss, want_probs, want_grads, want_dx) = layer_by_layer(&net, &x, &y);
+            let same = |a: &[f32], b: &[f32]| {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+            };
+            assert_eq!(loss.to_bits(), want_loss.to_bits(), "{spec} batch {batch}: loss");
+            assert!(same(net.probs(), &want_probs), "{spec} batch {batch}: probs");
+            let got: Vec<&Param> = net.params().collect();
+            assert_eq!(got.len(), want_grads.len());
+            for (p, want) in got.iter().zip(&want_grads) {
+                assert!(
+                    same(&p.grad, want),
+                    "{spec} batch {batch}: gradient of {}",
+                    p.name
+                );
+            }
+            assert!(
+                same(net.input_grad(), &want_dx),
+                "{spec} batch {batch}: input gradient"
+            );
+        }
+    }
+}
