@@ -14,7 +14,7 @@
 use crate::shape::{check_len, check_sizes, ShapeError};
 use crate::simd::{load, store, LANES};
 use rayon::prelude::*;
-use wide::{f32x8, u32x8, ShuffleExt};
+use wide::{f32x8, i32x8, u32x8, ShuffleExt};
 
 /// The shape of a batched 2-D max pooling with a square `k x k` window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -218,8 +218,11 @@ fn pool_plane_2x2(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
     }
 }
 
-/// Max pooling backward: `dx` (`[batch, c, h, w]`) is zeroed, then each `dy[n, c, i, j]`
-/// is added at `argmax[n, c, i, j]` of its plane.
+/// Max pooling backward: `dx` (`[batch, c, h, w]`, overwritten) is 0 except that each
+/// `dy[n, c, i, j]` is added at `argmax[n, c, i, j]` of its plane.
+///
+/// `argmax` must come from [`max_pool2d_forward`] on the same shape: an index outside its
+/// plane panics, and on the 2x2 / stride 2 path one outside its own window panics too.
 pub fn max_pool2d_backward(s: &Pool2dShape, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
     s.check();
     check_len("max_pool2d_backward", "dy", dy.len(), s.output_len());
@@ -230,21 +233,102 @@ pub fn max_pool2d_backward(s: &Pool2dShape, dy: &[f32], argmax: &[u32], dx: &mut
         .zip(dy.par_chunks(PLANES_PER_TASK * ol))
         .zip(argmax.par_chunks(PLANES_PER_TASK * ol))
         .for_each(|((dxc, dyc), ac)| {
-            dxc.fill(0.0);
             for ((dxp, dyp), ap) in dxc
                 .chunks_exact_mut(pl)
                 .zip(dyc.chunks_exact(ol))
                 .zip(ac.chunks_exact(ol))
             {
-                for (&g, &a) in dyp.iter().zip(ap) {
-                    assert!(
-                        (a as usize) < pl,
-                        "max_pool2d_backward: argmax {a} outside the {}x{} plane",
-                        s.h,
-                        s.w
-                    );
-                    dxp[a as usize] += g;
+                if s.k == 2 && s.stride == 2 && pl < (1 << 24) {
+                    unpool_plane_2x2(s, dyp, ap, dxp);
+                } else {
+                    unpool_plane(s, dyp, ap, dxp);
                 }
             }
         });
+}
+
+/// Any window: zero the plane, then add each gradient at its argmax.
+fn unpool_plane(s: &Pool2dShape, dy: &[f32], am: &[u32], dx: &mut [f32]) {
+    dx.fill(0.0);
+    for (&g, &a) in dy.iter().zip(am) {
+        assert!(
+            (a as usize) < dx.len(),
+            "max_pool2d_backward: argmax {a} outside the {}x{} plane",
+            s.h,
+            s.w
+        );
+        dx[a as usize] += g;
+    }
+}
+
+/// The 2x2 / stride 2 case: windows do not overlap, so every `dx` value is written once
+/// (the window's maximum gets `dy`, its other three values and the odd last row or
+/// column 0), with no zero-fill pass and no scatter. Per 8 outputs, the argmax offset in
+/// its window (0, 1, w or w + 1, exact as f32 below 2^24) gives four masks, and two
+/// interleaving shuffles per input row write 16 values.
+#[inline(never)]
+fn unpool_plane_2x2(s: &Pool2dShape, dy: &[f32], am: &[u32], dx: &mut [f32]) {
+    let (oh, ow, w) = (s.out_h(), s.out_w(), s.w);
+    let lo = u32x8::new([0, 8, 1, 9, 2, 10, 3, 11]);
+    let hi = u32x8::new([4, 12, 5, 13, 6, 14, 7, 15]);
+    let steps = f32x8::new([0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]);
+    let (zero, one, wf, wf1) = (
+        f32x8::ZERO,
+        f32x8::splat(1.0),
+        f32x8::splat(w as f32),
+        f32x8::splat(w as f32 + 1.0),
+    );
+    let outside = |i: usize, j: usize, a: u32| -> ! {
+        if a as usize >= s.h * w {
+            panic!("max_pool2d_backward: argmax {a} outside the {}x{w} plane", s.h);
+        }
+        panic!(
+            "max_pool2d_backward: argmax {a} of output ({i}, {j}) outside its 2x2 window in the {}x{w} plane",
+            s.h
+        )
+    };
+    for (i, (dyrow, arow)) in dy.chunks_exact(ow).zip(am.chunks_exact(ow)).enumerate() {
+        let (top, bottom) = dx[2 * i * w..(2 * i + 2) * w].split_at_mut(w);
+        let mut j = 0;
+        while j + LANES <= ow {
+            let d = load(&dyrow[j..]);
+            let a = i32x8::new(std::array::from_fn(|l| arow[j + l] as i32)).round_float();
+            let off = a - (steps + f32x8::splat((2 * i * w + 2 * j) as f32));
+            let (m0, m1, m2, m3) = (
+                off.simd_eq(zero),
+                off.simd_eq(one),
+                off.simd_eq(wf),
+                off.simd_eq(wf1),
+            );
+            let hit = (m0 | m1 | m2 | m3).to_bitmask();
+            if hit != 0xff {
+                let l = (!hit).trailing_zeros() as usize;
+                outside(i, j + l, arow[j + l]);
+            }
+            let (tl, tr) = (m0.select(d, zero), m1.select(d, zero));
+            let (bl, br) = (m2.select(d, zero), m3.select(d, zero));
+            store(&mut top[2 * j..], [tl, tr].shuffle(lo));
+            store(&mut top[2 * j + LANES..], [tl, tr].shuffle(hi));
+            store(&mut bottom[2 * j..], [bl, br].shuffle(lo));
+            store(&mut bottom[2 * j + LANES..], [bl, br].shuffle(hi));
+            j += LANES;
+        }
+        for j in j..ow {
+            let base = 2 * i * w + 2 * j;
+            let (g, a) = (dyrow[j], arow[j] as usize);
+            let mut cell = [0.0f32; 4];
+            match a.checked_sub(base) {
+                Some(0) => cell[0] = g,
+                Some(1) => cell[1] = g,
+                Some(o) if o == w => cell[2] = g,
+                Some(o) if o == w + 1 => cell[3] = g,
+                _ => outside(i, j, arow[j]),
+            }
+            top[2 * j..2 * j + 2].copy_from_slice(&cell[..2]);
+            bottom[2 * j..2 * j + 2].copy_from_slice(&cell[2..]);
+        }
+        top[2 * ow..].fill(0.0);
+        bottom[2 * ow..].fill(0.0);
+    }
+    dx[2 * oh * w..].fill(0.0);
 }

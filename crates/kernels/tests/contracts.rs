@@ -241,6 +241,27 @@ fn pool_backward_argmax_outside_plane() {
 }
 
 #[test]
+#[should_panic(
+    expected = "max_pool2d_backward: argmax 6 of output (0, 0) outside its 2x2 window in the 4x4 plane"
+)]
+fn pool_backward_argmax_outside_its_window() {
+    // In the plane, but in the window of output (0, 1), not (0, 0): not from this forward.
+    max_pool2d_backward(&pool(1, 1, 4, 4, 2, 2), &[1.0; 4], &[6, 2, 8, 10], &mut [0.0; 16]);
+}
+
+#[test]
+#[should_panic(
+    expected = "max_pool2d_backward: argmax 70 of output (0, 1) outside its 2x2 window in the 4x20 plane"
+)]
+fn pool_backward_argmax_outside_its_window_simd() {
+    // Ten outputs per row: the first eight take the SIMD path.
+    let am: Vec<u32> = (0..20).map(|o| ((o / 10) * 40 + (o % 10) * 2) as u32).collect();
+    let mut am = am;
+    am[1] = 70;
+    max_pool2d_backward(&pool(1, 1, 4, 20, 2, 2), &[1.0; 20], &am, &mut [0.0; 80]);
+}
+
+#[test]
 #[should_panic(expected = "max_pool2d_backward: dx has 31 values, expected 32")]
 fn pool_backward_dx_wrong() {
     max_pool2d_backward(&pool(1, 2, 4, 4, 2, 2), &[1.0; 8], &[0; 8], &mut [0.0; 31]);

@@ -439,9 +439,11 @@ fn conv_forward_direct_tap_specialisations_match_reference() {
     }
 }
 
-/// The 2x2 / stride 2 pool has a SIMD path for 8 outputs at a time: every width from 16
-/// to 41 (whole vectors plus every tail), with exact ties and NaNs sprinkled in, matches the
-/// reference value for value (NaN for NaN) and argmax for argmax.
+/// The 2x2 / stride 2 pool has a SIMD path for 8 outputs at a time, forward and backward:
+/// every width from 16 to 41 (whole vectors plus every tail, odd widths leaving a column
+/// outside every window), an odd height (a row outside every window), with exact ties and
+/// NaNs sprinkled in, matches the reference value for value (NaN for NaN), argmax for
+/// argmax, and its gradient (every value written, from a NaN-filled `dx`) bit for bit.
 #[test]
 fn pool_2x2_simd_path_matches_reference_with_ties_and_nans() {
     for w in 16..=41 {
@@ -462,6 +464,15 @@ fn pool_2x2_simd_path_matches_reference_with_ties_and_nans() {
                 a.is_nan() == b.is_nan() && (a.is_nan() || *a as f64 == *b),
                 "width {w}, output {k}: {a} vs {b}"
             );
+        }
+        let dy: Vec<f32> = (0..s.output_len())
+            .map(|_| r.random_range(-1.0f32..1.0))
+            .collect();
+        let mut dx = vec![f32::NAN; s.input_len()];
+        max_pool2d_backward(&s, &dy, &am, &mut dx);
+        let want_dx = refk::max_pool2d_backward(&s, &f64s(&dy), &want_am);
+        for (k, (a, b)) in dx.iter().zip(&want_dx).enumerate() {
+            assert!(*a as f64 == *b, "width {w}, dx[{k}]: {a} vs {b}");
         }
     }
 }
