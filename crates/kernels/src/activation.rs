@@ -82,3 +82,27 @@ pub fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
             }
         });
 }
+
+/// In-place backward, `g[i] = g[i]` where `y[i] > 0`, else 0 (`g`: the gradient of the
+/// ReLU's output on entry, of its input on return). `y` and `g` have the same length.
+pub fn relu_backward_inplace(y: &[f32], g: &mut [f32]) {
+    assert!(
+        y.len() == g.len(),
+        "relu_backward_inplace: y has {} values, g has {}",
+        y.len(),
+        g.len()
+    );
+    g.par_chunks_mut(BLOCK)
+        .zip(y.par_chunks(BLOCK))
+        .for_each(|(g, y)| {
+            let mut gc = g.chunks_exact_mut(LANES);
+            let mut yc = y.chunks_exact(LANES);
+            for (gv, yv) in (&mut gc).zip(&mut yc) {
+                let mask = load(yv).simd_gt(f32x8::ZERO);
+                store(gv, mask.select(load(gv), f32x8::ZERO));
+            }
+            for (gv, &yv) in gc.into_remainder().iter_mut().zip(yc.remainder()) {
+                *gv = if yv > 0.0 { *gv } else { 0.0 };
+            }
+        });
+}

@@ -53,7 +53,7 @@ pub mod shape;
 pub mod simd;
 pub mod softmax;
 
-pub use activation::{relu_backward, relu_forward, relu_forward_inplace};
+pub use activation::{relu_backward, relu_backward_inplace, relu_forward, relu_forward_inplace};
 pub use conv::{col2im, conv2d_backward_input, conv2d_backward_weights, conv2d_forward, im2col, Conv2dShape};
 pub use dense::{dense_backward, dense_backward_input, dense_backward_weights, dense_forward, DenseShape};
 pub use gemm::gemm_calls;

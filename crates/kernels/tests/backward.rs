@@ -241,6 +241,12 @@ fn relu_backward_matches_reference_exactly() {
             dx.iter().zip(&want).all(|(&a, &b)| a as f64 == b),
             "relu_backward len {n} differs from the reference"
         );
+        let mut g = dy.clone();
+        relu_backward_inplace(&y, &mut g);
+        assert!(
+            g.iter().zip(&want).all(|(&a, &b)| a as f64 == b),
+            "relu_backward_inplace len {n} differs from the reference"
+        );
     }
 }
 

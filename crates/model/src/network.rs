@@ -144,6 +144,12 @@ pub struct Network {
     needs_dx: Vec<bool>,
     /// Offset of conv layer `i`'s weight (then bias) gradient in a chunk's partial sums.
     part_offset: Vec<usize>,
+    /// Whether layer `i` is a ReLU followed by a max pool. Max and ReLU commute
+    /// (`max(relu(x)) = relu(max(x))`, the same window position winning wherever the
+    /// maximum is positive, and the gradient 0 elsewhere either way), so such a ReLU runs
+    /// on the pool's output and gradient, a quarter of the values for 2x2 windows, in
+    /// place; it has no buffers of its own (its slot is its input's).
+    relu_before_pool: Vec<bool>,
     pub(crate) bufs: Buffers,
     pub(crate) input_grad: bool,
     /// Samples in the last forward pass.
@@ -219,17 +225,18 @@ impl Network {
             }
             .into());
         }
+        let relu_before_pool: Vec<bool> = (0..layers.len())
+            .map(|i| {
+                matches!(layers[i], Layer::Relu) && matches!(layers.get(i + 1), Some(Layer::MaxPool2d { .. }))
+            })
+            .collect();
         let mut slot = Vec::with_capacity(layers.len());
         for (i, l) in layers.iter().enumerate() {
-            let s = match l {
-                Layer::Flatten => {
-                    if i == 0 {
-                        None
-                    } else {
-                        slot[i - 1]
-                    }
-                }
-                _ => Some(i),
+            let s = if matches!(l, Layer::Flatten) || relu_before_pool[i] {
+                // A view of its input's buffer (or of the network input).
+                i.checked_sub(1).and_then(|j| slot[j])
+            } else {
+                Some(i)
             };
             slot.push(s);
         }
@@ -261,6 +268,7 @@ impl Network {
             slot,
             needs_dx,
             part_offset,
+            relu_before_pool,
             bufs: Buffers::default(),
             input_grad: false,
             last_batch: 0,
@@ -384,11 +392,11 @@ impl Network {
         b.grads.clear();
         b.argmax.clear();
         let (mut scratch, mut part_len) = (0, 0);
-        for (l, s) in self.layers.iter().zip(&self.shapes) {
-            let n = if matches!(l, Layer::Flatten) {
-                0
-            } else {
+        for (i, (l, s)) in self.layers.iter().zip(&self.shapes).enumerate() {
+            let n = if self.slot[i] == Some(i) {
                 batch * s.len()
+            } else {
+                0
             };
             b.outs.push(vec![0.0; n]);
             b.grads.push(vec![0.0; n]);
@@ -467,6 +475,7 @@ impl Network {
             slot: &self.slot,
             needs_dx: &self.needs_dx,
             part_offset: &self.part_offset,
+            relu_before_pool: &self.relu_before_pool,
             input_len: self.input.len(),
             input_grad: self.input_grad,
             views,
@@ -692,6 +701,7 @@ struct ChunkStep<'a> {
     slot: &'a [Option<usize>],
     needs_dx: &'a [bool],
     part_offset: &'a [usize],
+    relu_before_pool: &'a [bool],
     input_len: usize,
     input_grad: bool,
     views: &'a [Views],
@@ -725,7 +735,7 @@ impl ChunkStep<'_> {
     unsafe fn forward(&self, r0: usize, x: &[f32], scratch: &mut [f32]) {
         let n = x.len() / self.input_len;
         for (i, layer) in self.layers.iter().enumerate() {
-            if matches!(layer, Layer::Flatten) {
+            if matches!(layer, Layer::Flatten) || self.relu_before_pool[i] {
                 continue;
             }
             let ol = self.shapes[i].len();
@@ -742,6 +752,9 @@ impl ChunkStep<'_> {
                     // SAFETY: this chunk's rows of the layer's own argmax buffer.
                     let argmax = unsafe { self.views[i].argmax.get(r0 * ol, n * ol) };
                     k::max_pool2d_forward(&s, input, out, argmax);
+                    if i > 0 && self.relu_before_pool[i - 1] {
+                        k::relu_forward_inplace(out);
+                    }
                 }
                 Layer::Relu => k::relu_forward(input, out),
                 Layer::Dense { shape, weight, bias } => {
@@ -789,8 +802,17 @@ impl ChunkStep<'_> {
             .expect("labels are checked before the step");
         for i in (0..self.layers.len()).rev() {
             let Some(oi) = self.slot[i] else { continue };
-            if matches!(self.layers[i], Layer::Flatten) {
+            if matches!(self.layers[i], Layer::Flatten) || self.relu_before_pool[i] {
                 continue;
+            }
+            if i > 0 && self.relu_before_pool[i - 1] {
+                // The ReLU before this pool, on the pool's output gradient, in place.
+                // SAFETY: this chunk's rows of the pool's output and output gradient.
+                let (y, g) = unsafe {
+                    let (ol, v) = (self.shapes[i].len(), &self.views[oi]);
+                    (&*v.out.get(r0 * ol, n * ol), v.grad.get(r0 * ol, n * ol))
+                };
+                k::relu_backward_inplace(y, g);
             }
             let (ol, il) = (self.shapes[i].len(), self.in_len(i));
             let in_slot = i.checked_sub(1).and_then(|j| self.slot[j]);

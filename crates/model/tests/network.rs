@@ -436,6 +436,11 @@ fn chunked_step_equals_the_kernels_layer_by_layer_bit_for_bit() {
             "conv3x3:4/p1,relu,maxpool2,conv3x3:6/nobias,relu,conv3x3:5/s2/p1,dense:12,relu,dense:7",
             shape(2, 17, 13),
         ),
+        // A ReLU first (before a pool, on the network input) and before an overlapping pool.
+        (
+            "relu,maxpool2,conv3x3:3,relu,maxpool2/s1,dense:4",
+            shape(2, 12, 12),
+        ),
     ] {
         let mut net = Network::from_spec(spec, input, 11).unwrap();
         net.set_input_grad(true);
