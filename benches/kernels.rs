@@ -4,14 +4,12 @@
 //! - a GFLOP/s table (printed first): every conv kernel shape benchmarked here, timed
 //!   against a plain `matrixmultiply::sgemm` on the same GEMM shape, on 1 thread and on
 //!   rayon's default pool. Skip it with `PETAL_BENCH_NO_GFLOPS=1`.
-//! - group `conv_path`: the direct SIMD conv path against the im2col + GEMM path for small
-//!   `in_c`, with one line per shape saying which is faster. This is what sets
-//!   `petal_kernels::conv::DIRECT_MAX_IN_C`.
-//!
-//! For `in_c > DIRECT_MAX_IN_C` the public API always takes the GEMM path, so `conv_path`
-//! times the direct path there with a copy of the kernels' direct code kept in this file
-//! (`*_direct_local`); at `in_c == DIRECT_MAX_IN_C` it times both, so the copy can be
-//! checked against the real thing. Every variant is checked against the API's result first.
+//! - group `conv_path`: the public conv kernels (direct SIMD for every stride-1 3x3
+//!   convolution, forward and weight gradient) against the im2col + GEMM path they replace
+//!   (a bench-local copy, `*_gemm`), at seednet's and flowernet's shapes with `in_c` from
+//!   1 to 32, with one line per shape saying which is faster. This is what justifies
+//!   `Conv2dShape::uses_direct_3x3` (and `uses_direct_forward`). Each GEMM result is
+//!   checked against the API's first.
 //!
 //! Run: `cargo bench --bench kernels` (all, a few minutes on 2 cores),
 //! `cargo bench --bench kernels -- conv_path` (a filter; the table still prints first),
@@ -32,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, Bencher, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use petal_kernels::conv::{BATCH_CHUNK, DIRECT_MAX_IN_C};
+use petal_kernels::conv::BATCH_CHUNK;
 use petal_kernels::{
     conv2d_backward_input, conv2d_backward_weights, conv2d_forward, dense_backward, dense_forward, im2col,
     max_pool2d_backward, max_pool2d_forward, relu_backward, relu_forward, relu_forward_inplace, sgd_step,
@@ -396,7 +394,7 @@ impl SgemmRef {
 // Bench-local conv paths for group `conv_path`
 // ---------------------------------------------------------------------------------------
 
-/// The GEMM forward path, as `conv2d_forward` runs it when `!uses_direct()`: per image,
+/// The GEMM forward path, as `conv2d_forward` runs it when `!uses_direct_forward()`: per image,
 /// `im2col`, rows of `y` prefilled with the bias, then `y = W·col + y` (beta = 1).
 /// `cols` holds one `col_len()` buffer per `BATCH_CHUNK`-image task.
 fn gemm_forward(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: &[f32], y: &mut [f32], cols: &mut [f32]) {
@@ -422,201 +420,44 @@ fn gemm_forward(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: &[f32], y: &mu
         });
 }
 
-/// Eight `f32` lanes for the bench-local copy of the direct path (the kernels use `wide`'s
-/// `f32x8` / `f32x16`, and `wide` is not a dependency of this package). With `-C target-cpu=native`
-/// the lane loops compile to one vector instruction each.
-#[derive(Clone, Copy)]
-struct F8([f32; 8]);
-
-impl F8 {
-    const ZERO: F8 = F8([0.0; 8]);
-
-    #[inline(always)]
-    fn splat(v: f32) -> Self {
-        F8([v; 8])
-    }
-    #[inline(always)]
-    fn load(s: &[f32]) -> Self {
-        F8(s[..8].try_into().expect("8 values"))
-    }
-    /// `self · m + acc`, lane-wise, fused.
-    #[inline(always)]
-    fn mul_add(self, m: F8, acc: F8) -> F8 {
-        let mut r = acc.0;
-        for ((r, &a), &m) in r.iter_mut().zip(&self.0).zip(&m.0) {
-            *r = a.mul_add(m, *r);
-        }
-        F8(r)
-    }
-    #[inline(always)]
-    fn reduce_add(self) -> f32 {
-        self.0.iter().sum()
-    }
-    #[inline(always)]
-    fn store(self, s: &mut [f32]) {
-        s[..8].copy_from_slice(&self.0);
-    }
-}
-
-/// A copy of the kernels' tap-specialised direct forward (`direct_forward_taps::<T>` in
-/// `conv.rs`, `T = in_c·kh·kw`) in its 8-column form, so that the direct path can be timed
-/// at `in_c > DIRECT_MAX_IN_C`, where the public API takes the GEMM path. Same batch split.
-/// The kernel has since gained 16-column blocks and output-channel groups; the copy is
-/// benched beside the API's own direct path at `in_c == DIRECT_MAX_IN_C` and the report
-/// prints their ratio, so how far it trails the kernel shows in every run. (A hidden
-/// public entry to the kernels' direct path would let this file drop the copy.)
-fn direct_forward_local(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: &[f32], y: &mut [f32]) {
-    assert_eq!(s.stride, 1, "direct path is stride 1 only");
-    let (il, ol) = (s.in_image_len(), s.out_image_len());
-    y.par_chunks_mut(BATCH_CHUNK * ol)
-        .zip(x.par_chunks(BATCH_CHUNK * il))
-        .for_each(|(yc, xc)| {
-            for (yn, xn) in yc.chunks_exact_mut(ol).zip(xc.chunks_exact(il)) {
-                match s.col_rows() {
-                    9 => direct_forward_taps_local::<9>(s, xn, weight, bias, yn),
-                    18 => direct_forward_taps_local::<18>(s, xn, weight, bias, yn),
-                    27 => direct_forward_taps_local::<27>(s, xn, weight, bias, yn),
-                    36 => direct_forward_taps_local::<36>(s, xn, weight, bias, yn),
-                    72 => direct_forward_taps_local::<72>(s, xn, weight, bias, yn),
-                    t => panic!("conv_path: no local direct kernel for {t} taps"),
-                }
-            }
-        });
-}
-
-/// Output columns `[j_lo, j_hi)` whose taps all lie inside the image (stride 1).
-fn interior_cols(s: &Conv2dShape) -> (usize, usize) {
-    let ow = s.out_w();
-    let j_lo = s.pad.min(ow);
-    let j_hi = (s.w + s.pad + 1).saturating_sub(s.kw).clamp(j_lo, ow);
-    (j_lo, j_hi)
-}
-
-/// Per tap `t = (c·kh + u)·kw + v`: the input offset `c·h·w + u·w + v` and the row `u`.
-fn tap_table<const T: usize>(s: &Conv2dShape) -> ([usize; T], [usize; T]) {
-    let (mut off, mut row) = ([0; T], [0; T]);
-    for (t, (o, r)) in off.iter_mut().zip(row.iter_mut()).enumerate() {
-        let (c, u, v) = (t / (s.kh * s.kw), t / s.kw % s.kh, t % s.kw);
-        *o = c * s.h * s.w + u * s.w + v;
-        *r = u;
-    }
-    (off, row)
-}
-
-/// One image: per block of 8 output columns, the input vectors of all `T` taps are loaded
-/// once and reused for every output channel; edge columns take the scalar path.
-fn direct_forward_taps_local<const T: usize>(
-    s: &Conv2dShape,
-    x: &[f32],
-    weight: &[f32],
-    bias: &[f32],
-    y: &mut [f32],
-) {
-    let (oh, ow, h, w, pad) = (s.out_h(), s.out_w(), s.h, s.w, s.pad);
-    let (j_lo, j_hi) = interior_cols(s);
-    let (off, row) = tap_table::<T>(s);
-    let plane = oh * ow;
-    for i in 0..oh {
-        let valid: [bool; T] = std::array::from_fn(|t| i + row[t] >= pad && i + row[t] < h + pad);
-        let mut j = j_lo;
-        while j + 8 <= j_hi {
-            let base = (i * w + j) as isize - (pad * w + pad) as isize;
-            let xv: [F8; T] = std::array::from_fn(|t| {
-                if valid[t] {
-                    F8::load(&x[(off[t] as isize + base) as usize..])
-                } else {
-                    F8::ZERO
-                }
-            });
-            for (o, &b) in bias.iter().enumerate() {
-                let wo: &[f32; T] = weight[o * T..(o + 1) * T].try_into().expect("T taps");
-                let mut acc = F8::splat(b);
-                for t in 0..T {
-                    acc = xv[t].mul_add(F8::splat(wo[t]), acc);
-                }
-                acc.store(&mut y[o * plane + i * ow + j..]);
-            }
-            j += 8;
-        }
-        for (o, &b) in bias.iter().enumerate() {
-            let wo = &weight[o * T..(o + 1) * T];
-            for jj in (0..j_lo).chain(j..ow) {
-                y[o * plane + i * ow + jj] = b + direct_point_local(s, x, wo, i, jj);
-            }
-        }
-    }
-}
-
-fn direct_point_local(s: &Conv2dShape, x: &[f32], wo: &[f32], i: usize, j: usize) -> f32 {
-    let mut acc = 0.0f32;
-    for c in 0..s.in_c {
-        for u in 0..s.kh {
-            let iy = (i + u) as isize - s.pad as isize;
-            if iy < 0 || iy >= s.h as isize {
-                continue;
-            }
-            for v in 0..s.kw {
-                let ix = (j + v) as isize - s.pad as isize;
-                if ix < 0 || ix >= s.w as isize {
-                    continue;
-                }
-                acc = x[(c * s.h + iy as usize) * s.w + ix as usize]
-                    .mul_add(wo[(c * s.kh + u) * s.kw + v], acc);
-            }
-        }
-    }
-    acc
-}
-
-/// Weight and bias gradients as `conv2d_backward_weights` computes them: a partial sum per
-/// `BATCH_CHUNK`-image task (`partials`: `chunks() · (weight_len + out_c)`), added in
-/// chunk order. Per image, either the direct path (`cols == None`, a copy of the kernels'
-/// tap-specialised one) or `im2col` + `dy_n · colᵀ` (`cols`: one `col_len()` buffer per
-/// task).
-fn backward_weights_local(
+/// Weight and bias gradients by the im2col + GEMM path, as `conv2d_backward_weights` ran
+/// them for 3x3 kernels before the direct kernel: a partial sum per `BATCH_CHUNK`-image
+/// task (`partials`: `chunks() · (weight_len + out_c)`), added in chunk order; per image,
+/// `im2col` then `dy_n · colᵀ` (`cols`: one `col_len()` buffer per task).
+fn gemm_backward_weights(
     s: &Conv2dShape,
     x: &[f32],
     dy: &[f32],
     grad: (&mut [f32], &mut [f32]),
     partials: &mut [f32],
-    cols: Option<&mut [f32]>,
+    cols: &mut [f32],
 ) {
     let (il, ol, wl, kk) = (s.in_image_len(), s.out_image_len(), s.weight_len(), s.col_rows());
     let p = s.out_h() * s.out_w();
     let part_len = wl + s.out_c;
-    let per_chunk = |part: &mut [f32], xc: &[f32], dyc: &[f32], mut col: Option<&mut [f32]>| {
-        let (pw, pb) = part.split_at_mut(wl);
-        pw.fill(0.0);
-        pb.fill(0.0);
-        for (xn, dyn_) in xc.chunks_exact(il).zip(dyc.chunks_exact(ol)) {
-            match col.as_deref_mut() {
-                None => direct_backward_weights_image_local(s, xn, dyn_, pw),
-                Some(col) => {
-                    im2col(s, xn, col);
-                    gemm(
-                        Mat::row_major(dyn_, s.out_c, p),
-                        Mat::transposed(col, p, kk),
-                        1.0,
-                        pw,
-                        kk,
-                    );
-                }
-            }
-            for (g, row) in pb.iter_mut().zip(dyn_.chunks_exact(p)) {
-                *g += simd::sum(row);
-            }
-        }
-    };
-    let tasks = partials[..s.chunks() * part_len]
+    partials[..s.chunks() * part_len]
         .par_chunks_mut(part_len)
         .zip(x.par_chunks(BATCH_CHUNK * il))
-        .zip(dy.par_chunks(BATCH_CHUNK * ol));
-    match cols {
-        None => tasks.for_each(|((part, xc), dyc)| per_chunk(part, xc, dyc, None)),
-        Some(cols) => tasks
-            .zip(cols.par_chunks_mut(s.col_len()))
-            .for_each(|(((part, xc), dyc), col)| per_chunk(part, xc, dyc, Some(col))),
-    }
+        .zip(dy.par_chunks(BATCH_CHUNK * ol))
+        .zip(cols.par_chunks_mut(s.col_len()))
+        .for_each(|(((part, xc), dyc), col)| {
+            let (pw, pb) = part.split_at_mut(wl);
+            pw.fill(0.0);
+            pb.fill(0.0);
+            for (xn, dyn_) in xc.chunks_exact(il).zip(dyc.chunks_exact(ol)) {
+                im2col(s, xn, col);
+                gemm(
+                    Mat::row_major(dyn_, s.out_c, p),
+                    Mat::transposed(col, p, kk),
+                    1.0,
+                    pw,
+                    kk,
+                );
+                for (g, row) in pb.iter_mut().zip(dyn_.chunks_exact(p)) {
+                    *g += simd::sum(row);
+                }
+            }
+        });
     let (gw, gb) = grad;
     let mut parts = partials.chunks_exact(part_len).take(s.chunks());
     let first = parts.next().expect("batch >= 1");
@@ -625,64 +466,6 @@ fn backward_weights_local(
     for part in parts {
         simd::add_assign(gw, &part[..wl]);
         simd::add_assign(gb, &part[wl..]);
-    }
-}
-
-fn direct_backward_weights_image_local(s: &Conv2dShape, x: &[f32], dy: &[f32], gw: &mut [f32]) {
-    match s.col_rows() {
-        9 => direct_backward_weights_taps_local::<9>(s, x, dy, gw),
-        18 => direct_backward_weights_taps_local::<18>(s, x, dy, gw),
-        27 => direct_backward_weights_taps_local::<27>(s, x, dy, gw),
-        36 => direct_backward_weights_taps_local::<36>(s, x, dy, gw),
-        72 => direct_backward_weights_taps_local::<72>(s, x, dy, gw),
-        t => panic!("conv_path: no local direct kernel for {t} taps"),
-    }
-}
-
-/// A copy of the kernels' `direct_backward_weights_taps::<T>` in its 8-lane form: one
-/// vector accumulator per tap across the whole image, one horizontal sum per tap at the
-/// end; edge columns scalar.
-fn direct_backward_weights_taps_local<const T: usize>(
-    s: &Conv2dShape,
-    x: &[f32],
-    dy: &[f32],
-    gw: &mut [f32],
-) {
-    let (oh, ow, h, w, pad) = (s.out_h(), s.out_w(), s.h, s.w, s.pad);
-    let (j_lo, j_hi) = interior_cols(s);
-    let (off, row) = tap_table::<T>(s);
-    let (kh, kw) = (s.kh, s.kw);
-    for (o, dyo) in dy.chunks_exact(oh * ow).enumerate() {
-        let mut acc = [F8::ZERO; T];
-        let mut edge = [0.0f32; T];
-        for i in 0..oh {
-            let valid: [bool; T] = std::array::from_fn(|t| i + row[t] >= pad && i + row[t] < h + pad);
-            let dyrow = &dyo[i * ow..(i + 1) * ow];
-            let mut j = j_lo;
-            while j + 8 <= j_hi {
-                let base = (i * w + j) as isize - (pad * w + pad) as isize;
-                let d = F8::load(&dyrow[j..]);
-                for t in 0..T {
-                    if valid[t] {
-                        acc[t] = F8::load(&x[(off[t] as isize + base) as usize..]).mul_add(d, acc[t]);
-                    }
-                }
-                j += 8;
-            }
-            for jj in (0..j_lo).chain(j..ow) {
-                let d = dyrow[jj];
-                for (t, e) in edge.iter_mut().enumerate() {
-                    let (c, u, v) = (t / (kh * kw), t / kw % kh, t % kw);
-                    let (iy, ix) = (i + u, jj + v);
-                    if iy >= pad && iy < h + pad && ix >= pad && ix < w + pad {
-                        *e = x[(c * h + iy - pad) * w + ix - pad].mul_add(d, *e);
-                    }
-                }
-            }
-        }
-        for t in 0..T {
-            gw[o * T + t] += acc[t].reduce_add() + edge[t];
-        }
     }
 }
 
@@ -755,11 +538,16 @@ fn bench_conv(c: &mut Criterion) {
     }
 }
 
-/// `(out_c, input side, pad)` of the two shape families in `conv_path`: seednet's conv
-/// (50x50 input, valid, 48x48 output: a multiple of 8 wide, no edge columns) and
-/// flowernet's first conv (64x64, pad 1: the direct path's scalar edge columns run).
-const CONV_PATH_FAMILIES: [(usize, usize, usize); 2] = [(8, 50, 0), (16, 64, 1)];
-const CONV_PATH_IN_C: [usize; 5] = [1, 2, 3, 4, 8];
+/// `(out_c, input side, pad, in_c values)` of the shape families in `conv_path`:
+/// seednet's conv (50x50 input, valid, 48x48 output: 3 strips of 16 columns, the input
+/// read without a padded copy), flowernet's first conv (64x64, pad 1), each with `in_c`
+/// from 1 to 8, then flowernet's second and third convs at their own `in_c` (16, 32).
+const CONV_PATH_FAMILIES: [(usize, usize, usize, &[usize]); 4] = [
+    (8, 50, 0, &[1, 2, 3, 4, 8]),
+    (16, 64, 1, &[1, 2, 3, 4, 8]),
+    (32, 32, 1, &[8, 16]),
+    (64, 16, 1, &[16, 32]),
+];
 const CONV_PATH_BATCH: usize = 32;
 
 fn conv_path_id(s: &Conv2dShape) -> String {
@@ -776,12 +564,12 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn bench_conv_path(c: &mut Criterion) {
     let samples = Samples::default();
     let mut group = c.benchmark_group("conv_path");
-    // 44 benchmarks of batch-32 kernels: half the usual measurement time keeps the whole
+    // 52 benchmarks of batch-32 kernels: half the usual measurement time keeps the whole
     // run at a few minutes, and the gaps it measures are far wider than the noise.
     group.measurement_time(Duration::from_secs(1));
     let mut shapes = Vec::new();
-    for (out_c, side, pad) in CONV_PATH_FAMILIES {
-        for in_c in CONV_PATH_IN_C {
+    for (out_c, side, pad, in_cs) in CONV_PATH_FAMILIES {
+        for &in_c in in_cs {
             let s = Conv2dShape {
                 batch: CONV_PATH_BATCH,
                 in_c,
@@ -793,9 +581,9 @@ fn bench_conv_path(c: &mut Criterion) {
                 stride: 1,
                 pad,
             };
+            assert!(s.uses_direct_forward() && s.uses_direct_3x3());
             shapes.push(s);
             let id = conv_path_id(&s);
-            let api_direct = s.uses_direct();
             let mut bufs = ConvBufs::new(s);
             let mut cols = vec![0.0f32; s.chunks() * s.col_len()];
             let mut partials = vec![0.0f32; s.chunks() * (s.weight_len() + s.out_c)];
@@ -811,61 +599,43 @@ fn bench_conv_path(c: &mut Criterion) {
                 max_abs_diff(&bufs.y, &y2) < tol,
                 "conv_path {id}: GEMM forward differs from the API"
             );
-            direct_forward_local(&s, &bufs.x, &bufs.weight, &bufs.bias, &mut y2);
-            assert!(
-                max_abs_diff(&bufs.y, &y2) < tol,
-                "conv_path {id}: direct forward differs from the API"
+            gemm_backward_weights(
+                &s,
+                &bufs.x,
+                &bufs.dy,
+                (&mut gw2, &mut gb2),
+                &mut partials,
+                &mut cols,
             );
-            for col in [None, Some(&mut cols[..])] {
-                backward_weights_local(&s, &bufs.x, &bufs.dy, (&mut gw2, &mut gb2), &mut partials, col);
-                let scale = bufs
-                    .grad_weight
-                    .iter()
-                    .chain(&bufs.grad_bias)
-                    .fold(1.0f32, |m, v| m.max(v.abs()));
-                assert!(
-                    max_abs_diff(&bufs.grad_weight, &gw2).max(max_abs_diff(&bufs.grad_bias, &gb2))
-                        < tol * scale,
-                    "conv_path {id}: local weight gradient differs from the API"
-                );
-            }
+            let scale = bufs
+                .grad_weight
+                .iter()
+                .chain(&bufs.grad_bias)
+                .fold(1.0f32, |m, v| m.max(v.abs()));
+            assert!(
+                max_abs_diff(&bufs.grad_weight, &gw2).max(max_abs_diff(&bufs.grad_bias, &gb2)) < tol * scale,
+                "conv_path {id}: GEMM weight gradient differs from the API"
+            );
 
             set_images(&mut group, s.batch);
             let ConvBufs {
                 x, weight, bias, dy, ..
             } = &bufs;
-            // Forward: the API where it takes this path, else the bench-local copy.
             let mut y = vec![0.0f32; s.output_len()];
             let mut scratch = vec![0.0f32; s.scratch_len()];
-            if api_direct {
-                let key = format!("forward_direct/{id}");
-                group.bench_function(BenchmarkId::new("forward_direct", &id), |b| {
-                    timed(b, &samples, &key, || {
-                        conv2d_forward(
-                            &s,
-                            black_box(x),
-                            black_box(weight),
-                            Some(black_box(bias)),
-                            black_box(&mut y),
-                            &mut scratch,
-                        )
-                    })
-                });
-            }
-            if !api_direct || in_c == DIRECT_MAX_IN_C {
-                let key = format!("forward_direct_local/{id}");
-                group.bench_function(BenchmarkId::new("forward_direct_local", &id), |b| {
-                    timed(b, &samples, &key, || {
-                        direct_forward_local(
-                            &s,
-                            black_box(x),
-                            black_box(weight),
-                            black_box(bias),
-                            black_box(&mut y),
-                        )
-                    })
-                });
-            }
+            let key = format!("forward_direct/{id}");
+            group.bench_function(BenchmarkId::new("forward_direct", &id), |b| {
+                timed(b, &samples, &key, || {
+                    conv2d_forward(
+                        &s,
+                        black_box(x),
+                        black_box(weight),
+                        Some(black_box(bias)),
+                        black_box(&mut y),
+                        &mut scratch,
+                    )
+                })
+            });
             let key = format!("forward_gemm/{id}");
             group.bench_function(BenchmarkId::new("forward_gemm", &id), |b| {
                 timed(b, &samples, &key, || {
@@ -879,48 +649,30 @@ fn bench_conv_path(c: &mut Criterion) {
                     )
                 })
             });
-            // Weight and bias gradients.
             let (mut gw, mut gb) = (vec![0.0f32; s.weight_len()], vec![0.0f32; s.out_c]);
-            if api_direct {
-                let key = format!("weights_direct/{id}");
-                group.bench_function(BenchmarkId::new("weights_direct", &id), |b| {
-                    timed(b, &samples, &key, || {
-                        conv2d_backward_weights(
-                            &s,
-                            black_box(x),
-                            black_box(dy),
-                            black_box(&mut gw),
-                            Some(black_box(&mut gb)),
-                            &mut scratch,
-                        )
-                    })
-                });
-            }
-            if !api_direct || in_c == DIRECT_MAX_IN_C {
-                let key = format!("weights_direct_local/{id}");
-                group.bench_function(BenchmarkId::new("weights_direct_local", &id), |b| {
-                    timed(b, &samples, &key, || {
-                        backward_weights_local(
-                            &s,
-                            black_box(x),
-                            black_box(dy),
-                            (black_box(&mut gw), black_box(&mut gb)),
-                            &mut partials,
-                            None,
-                        )
-                    })
-                });
-            }
+            let key = format!("weights_direct/{id}");
+            group.bench_function(BenchmarkId::new("weights_direct", &id), |b| {
+                timed(b, &samples, &key, || {
+                    conv2d_backward_weights(
+                        &s,
+                        black_box(x),
+                        black_box(dy),
+                        black_box(&mut gw),
+                        Some(black_box(&mut gb)),
+                        &mut scratch,
+                    )
+                })
+            });
             let key = format!("weights_gemm/{id}");
             group.bench_function(BenchmarkId::new("weights_gemm", &id), |b| {
                 timed(b, &samples, &key, || {
-                    backward_weights_local(
+                    gemm_backward_weights(
                         &s,
                         black_box(x),
                         black_box(dy),
                         (black_box(&mut gw), black_box(&mut gb)),
                         &mut partials,
-                        Some(&mut cols),
+                        &mut cols,
                     )
                 })
             });
@@ -932,56 +684,33 @@ fn bench_conv_path(c: &mut Criterion) {
     }
 }
 
-/// One line per shape and pass saying which path is faster, one line per shape for both
-/// passes together (one constant picks the path for both), then the `in_c` limit this run
-/// supports.
+/// One line per shape and pass saying which path is faster, then per pass the `in_c`
+/// values where the direct path lost.
 fn report_conv_path(samples: &Samples, shapes: &[Conv2dShape]) {
     let mut lines = Vec::new();
-    // in_c -> (shapes where direct won forward + weights together, shapes compared).
-    let mut tally: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    // pass -> (shapes where direct won, shapes compared, in_c values where GEMM won).
+    let mut tally: BTreeMap<&str, (usize, usize, Vec<usize>)> = BTreeMap::new();
     for s in shapes {
         let id = conv_path_id(s);
-        let mut totals = Some((0.0, 0.0));
         for pass in ["forward", "weights"] {
-            let api = recorded(samples, &format!("{pass}_direct/{id}"));
-            let local = recorded(samples, &format!("{pass}_direct_local/{id}"));
-            let gemm_t = recorded(samples, &format!("{pass}_gemm/{id}"));
-            let (direct, tag, gemm_t) = match (api, local, gemm_t) {
-                (Some(t), _, Some(g)) => (t, "api", g),
-                (None, Some(t), Some(g)) => (t, "local", g),
-                _ => {
-                    totals = None;
-                    continue;
-                }
+            let (Some(direct), Some(gemm_t)) = (
+                recorded(samples, &format!("{pass}_direct/{id}")),
+                recorded(samples, &format!("{pass}_gemm/{id}")),
+            ) else {
+                continue;
             };
-            if let Some((d, g)) = totals.as_mut() {
-                *d += direct;
-                *g += gemm_t;
+            let t = tally.entry(pass).or_default();
+            t.1 += 1;
+            if direct < gemm_t {
+                t.0 += 1;
+            } else {
+                t.2.push(s.in_c);
             }
-            let check = match (api, local) {
-                (Some(a), Some(l)) => format!(
-                    "  [local copy of direct: {:.1} us, {:.2}x the api]",
-                    l * 1e6,
-                    l / a
-                ),
-                _ => String::new(),
-            };
             lines.push(format!(
-                "conv_path {id:<22} {pass:<8} direct({tag:<5}) {:>9.1} us  gemm(local) {:>9.1} us  -> {}{check}",
+                "conv_path {id:<22} {pass:<8} direct(api) {:>9.1} us  gemm(local) {:>9.1} us  -> {}",
                 direct * 1e6,
                 gemm_t * 1e6,
                 verdict(direct, gemm_t),
-            ));
-        }
-        if let Some((d, g)) = totals {
-            let t = tally.entry(s.in_c).or_default();
-            t.0 += usize::from(d < g);
-            t.1 += 1;
-            lines.push(format!(
-                "conv_path {id:<22} fwd+wts  direct         {:>9.1} us  gemm        {:>9.1} us  -> {}",
-                d * 1e6,
-                g * 1e6,
-                verdict(d, g),
             ));
         }
     }
@@ -990,30 +719,19 @@ fn report_conv_path(samples: &Samples, shapes: &[Conv2dShape]) {
     }
     println!();
     println!(
-        "conv_path: direct SIMD vs im2col+GEMM, batch {CONV_PATH_BATCH}, median of criterion's samples \
-         (api = the public kernel, local = this bench's copy of that path)"
+        "conv_path: direct SIMD (the public kernels) vs im2col+GEMM (bench-local), batch {CONV_PATH_BATCH}, \
+         median of criterion's samples"
     );
     for line in &lines {
         println!("{line}");
     }
-    if !tally.is_empty() {
-        let per_c: Vec<String> = tally
-            .iter()
-            .map(|(c, (won, n))| format!("in_c={c}: direct {won}/{n}"))
-            .collect();
-        println!(
-            "conv_path: shapes where direct wins forward+weights: {}",
-            per_c.join(", ")
-        );
-        let limit = tally
-            .iter()
-            .take_while(|(_, (won, n))| won == n)
-            .last()
-            .map_or(0, |(&c, _)| c);
-        println!(
-            "conv_path: suggested DIRECT_MAX_IN_C = {limit} (largest measured in_c up to which direct always wins; \
-             0 = never); current DIRECT_MAX_IN_C = {DIRECT_MAX_IN_C}"
-        );
+    for (pass, (won, n, lost)) in &tally {
+        let where_lost = if lost.is_empty() {
+            String::new()
+        } else {
+            format!("; GEMM faster at in_c {lost:?}")
+        };
+        println!("conv_path: {pass}: direct faster on {won}/{n} shapes{where_lost}");
     }
     println!();
 }

@@ -15,6 +15,16 @@
 //! `dW = Σ_n dy_n · col_nᵀ`, `db[o] = Σ_{n, i, j} dy[n, o, i, j]`,
 //! `dcol_n = Wᵀ · dy_n`, `dx_n = col2im(dcol_n)`.
 //!
+//! Which path runs: stride-1 forward passes and input gradients run directly on a
+//! zero-padded copy of the input (the input gradient as the forward pass of the flipped,
+//! transposed kernel). Weight gradients of 3x3 stride-1 convolutions, any channel count,
+//! take a register-blocked direct kernel (`backward_weights_3x3_chunk`), which beats
+//! im2col + GEMM at every channel count measured (`benches/kernels.rs`, group
+//! `conv_path`, 2 threads: 1.4x at flowernet's 32 to 64 channels, 16x16, up to 7x at
+//! seednet's 1 to 8, 50x50); other stride-1 kernels
+//! with `in_c <= DIRECT_MAX_IN_C` take a simpler direct kernel; everything else goes
+//! through im2col + GEMM.
+//!
 //! Threads: rayon over fixed chunks of [`BATCH_CHUNK`] images. The weight and bias
 //! gradients are summed per chunk, then over chunks in chunk order, so results are
 //! bit-identical for any number of threads.
@@ -29,11 +39,13 @@ use wide::{f32x16, f32x8};
 /// per-chunk partial gradient sums, and so the results, do not depend on threads.
 pub const BATCH_CHUNK: usize = 4;
 
-/// The weight gradient takes the direct SIMD path when `stride == 1` and
+/// The weight gradient of a stride-1 convolution whose kernel is not 3x3 takes the direct
+/// SIMD path (one image at a time, one vector accumulator per tap) when
 /// `in_c <= DIRECT_MAX_IN_C`: with so few input channels the lowered GEMM has a tiny
-/// dimension and starves; with more, im2col + GEMM wins (a channel-grouped direct kernel
-/// measured slower). The forward pass and the input gradient are direct for every
-/// stride-1 convolution. `benches/kernels.rs`, group `conv_path`, measures both paths.
+/// dimension and starves; with more, im2col + GEMM wins. 3x3 stride-1 kernels take the
+/// register-blocked 3x3 kernel at any `in_c` ([`Conv2dShape::uses_direct_3x3`]). The
+/// forward pass and the input gradient are direct for every stride-1 convolution.
+/// `benches/kernels.rs`, group `conv_path`, measures the paths.
 pub const DIRECT_MAX_IN_C: usize = 3;
 
 /// Zeros after each padded row of the direct path's input copy: the last vector block of
@@ -159,9 +171,17 @@ impl Conv2dShape {
     pub fn chunks(&self) -> usize {
         self.batch.div_ceil(BATCH_CHUNK)
     }
-    /// Whether the direct SIMD path (no im2col) computes forward and weight gradients.
+    /// Whether the weight gradient takes a direct SIMD path (no im2col): every 3x3
+    /// stride-1 convolution ([`Conv2dShape::uses_direct_3x3`]), and other stride-1 kernels
+    /// with `in_c <= DIRECT_MAX_IN_C`.
     pub fn uses_direct(&self) -> bool {
-        self.stride == 1 && self.in_c <= DIRECT_MAX_IN_C
+        self.uses_direct_3x3() || (self.stride == 1 && self.in_c <= DIRECT_MAX_IN_C)
+    }
+    /// Whether the weight gradient takes the register-blocked 3x3 kernel (stride 1, 3x3
+    /// kernel, any channel counts and padding), which keeps its accumulators across the
+    /// images of a chunk.
+    pub fn uses_direct_3x3(&self) -> bool {
+        self.stride == 1 && self.kh == 3 && self.kw == 3
     }
     /// Nominal FLOPs of the forward pass (multiply-adds count 2, padded taps included).
     pub fn forward_flops(&self) -> u64 {
@@ -182,10 +202,13 @@ impl Conv2dShape {
     pub fn uses_direct_forward(&self) -> bool {
         self.stride == 1
     }
-    /// Per-chunk lowering buffer of the weight gradient: the padded copy (direct path) or
-    /// the im2col matrix.
+    /// Per-chunk lowering buffer of the weight gradient: the 3x3 kernel's copies of its
+    /// images, the padded copy of one image (other direct kernels) or the im2col matrix.
+    /// At least 1, so the buffer splits into one chunk per task.
     fn lowered_len(&self) -> usize {
-        if self.uses_direct() {
+        if self.uses_direct_3x3() {
+            (self.batch.min(BATCH_CHUNK) * self.dw3x3_image_scratch_len()).max(1)
+        } else if self.uses_direct() {
             self.padded_len()
         } else {
             self.col_len()
@@ -415,12 +438,20 @@ pub fn conv2d_forward(
 /// the image at row and column offset `pad`, zeros everywhere else. The direct kernels
 /// then read every tap of every output inside `buf`, with no bounds or padding checks.
 fn pad_image(s: &Conv2dShape, x: &[f32], buf: &mut [f32]) {
-    let (hp, wp, pad) = (s.h + 2 * s.pad, s.padded_stride(), s.pad);
-    buf.fill(0.0);
-    for c in 0..s.in_c {
-        for r in 0..s.h {
-            let dst = (c * hp + r + pad) * wp + pad;
-            buf[dst..dst + s.w].copy_from_slice(&x[(c * s.h + r) * s.w..(c * s.h + r + 1) * s.w]);
+    let (hp, wp, pad, w) = (s.h + 2 * s.pad, s.padded_stride(), s.pad, s.w);
+    // Each value written once: the pad rows whole, the image rows in three parts.
+    for (plane, src) in buf[..s.padded_len()]
+        .chunks_exact_mut(hp * wp)
+        .zip(x.chunks_exact(s.h * w))
+    {
+        let (top, rest) = plane.split_at_mut(pad * wp);
+        let (rows, bottom) = rest.split_at_mut(s.h * wp);
+        top.fill(0.0);
+        bottom.fill(0.0);
+        for (row, xr) in rows.chunks_exact_mut(wp).zip(src.chunks_exact(w)) {
+            row[..pad].fill(0.0);
+            row[pad..pad + w].copy_from_slice(xr);
+            row[pad + w..].fill(0.0);
         }
     }
 }
@@ -634,6 +665,9 @@ fn grouped_block<V: Vector>(
 /// `x`: the forward input `[batch, in_c, h, w]`; `dy`: `[batch, out_c, oh, ow]`;
 /// `scratch`: at least [`Conv2dShape::backward_weights_scratch_len`] values. Partial sums
 /// are taken per [`BATCH_CHUNK`] images and added in chunk order (thread-count independent).
+/// Paths: 3x3 stride 1 ([`Conv2dShape::uses_direct_3x3`]) a register-blocked direct kernel
+/// over each chunk, other stride-1 kernels with `in_c <= DIRECT_MAX_IN_C` a direct kernel
+/// per image, everything else im2col + GEMM per image (module docs).
 pub fn conv2d_backward_weights(
     s: &Conv2dShape,
     x: &[f32],
@@ -664,8 +698,12 @@ pub fn conv2d_backward_weights(
         .for_each(|(((part, xc), dyc), buf)| {
             // This chunk's partial sums, in image order: [weight gradient, bias gradient].
             let (pw, pb) = part.split_at_mut(wl);
-            pw.fill(0.0);
             pb.fill(0.0);
+            if s.uses_direct_3x3() {
+                backward_weights_3x3_chunk(s, xc, dyc, buf, pw, want_bias.then_some(pb));
+                return;
+            }
+            pw.fill(0.0);
             for (xn, dyn_) in xc.chunks_exact(il).zip(dyc.chunks_exact(ol)) {
                 if s.uses_direct() {
                     pad_image(s, xn, buf);
@@ -683,7 +721,7 @@ pub fn conv2d_backward_weights(
                 }
                 if want_bias {
                     for (g, row) in pb.iter_mut().zip(dyn_.chunks_exact(p)) {
-                        *g += simd::sum(row);
+                        *g += plane_sum(row);
                     }
                 }
             }
@@ -701,6 +739,381 @@ pub fn conv2d_backward_weights(
             simd::add_assign(gb, &part[wl..]);
         }
     }
+}
+
+/// Output channels per register block of [`backward_weights_3x3_chunk`]: 2 with AVX-512
+/// (2 · 9 accumulators, 2 · 3 `dy` rows, 3 input vectors and 2 bias accumulators: 29 of
+/// its 32 vector registers), 1 otherwise (9 + 3 + 3 + 1 = 16, AVX2's 16).
+const DW3X3_GROUP: usize = if cfg!(target_feature = "avx512f") { 2 } else { 1 };
+
+/// Lanes of the widest strip of [`backward_weights_3x3_chunk`]: 16 where AVX-512 makes
+/// `f32x16` one register, else 8.
+const DW3X3_WIDE: usize = if cfg!(target_feature = "avx512f") { 16 } else { 8 };
+
+/// How [`backward_weights_3x3_chunk`] covers the `ow` output columns: full strips of
+/// [`DW3X3_WIDE`] lanes up to `wide_end`, then (AVX-512 only) one full 8-lane strip when
+/// exactly 8 columns remain, else the `ow - wide_end` remaining columns as one strip of
+/// `tail_lanes` lanes (0: none) whose `dy` comes from a zero-padded copy.
+#[derive(Clone, Copy)]
+struct Dw3x3Strips {
+    wide_end: usize,
+    eight: bool,
+    tail_lanes: usize,
+}
+
+impl Dw3x3Strips {
+    fn new(ow: usize) -> Self {
+        let wide_end = ow / DW3X3_WIDE * DW3X3_WIDE;
+        let rem = ow - wide_end;
+        let eight = DW3X3_WIDE == 16 && rem == 8;
+        let tail_lanes = match rem {
+            0 => 0,
+            _ if eight => 0,
+            r if r > 8 => 16,
+            _ => 8,
+        };
+        Self {
+            wide_end,
+            eight,
+            tail_lanes,
+        }
+    }
+}
+
+impl Conv2dShape {
+    /// Whether [`backward_weights_3x3_chunk`] reads the input as it is (no padding and
+    /// no partial strip, whose vectors would read past a row's end) instead of a
+    /// zero-padded copy.
+    fn dw3x3_reads_x_directly(&self) -> bool {
+        self.pad == 0 && Dw3x3Strips::new(self.out_w()).tail_lanes == 0
+    }
+    /// Per-image scratch of [`backward_weights_3x3_chunk`]: the zero-padded copy (unless
+    /// it reads the input directly), then room for the zero-padded copy of the last `dy`
+    /// columns, `out_c · oh · 16`, when `ow` is not a multiple of 16 (the most any build
+    /// uses).
+    fn dw3x3_image_scratch_len(&self) -> usize {
+        let padded = if self.dw3x3_reads_x_directly() {
+            0
+        } else {
+            self.padded_len()
+        };
+        let tail = if self.out_w() % 16 == 0 {
+            0
+        } else {
+            self.out_c * self.out_h() * 16
+        };
+        padded + tail
+    }
+}
+
+/// A view of `[n, c, rows, cols]` values: plane `(n, c)` starts at `n · image + c · plane`,
+/// its rows are `row` values apart, and column `j` of the kernel's output columns is at
+/// `j - shift` in a row.
+#[derive(Clone, Copy)]
+struct Planes<'a> {
+    data: &'a [f32],
+    image: usize,
+    plane: usize,
+    row: usize,
+    shift: usize,
+}
+
+impl<'a> Planes<'a> {
+    fn get(&self, n: usize, c: usize) -> &'a [f32] {
+        let at = n * self.image + c * self.plane;
+        &self.data[at..at + self.plane]
+    }
+}
+
+/// Direct weight (and bias) gradient of a 3x3 stride-1 convolution over the images of
+/// one chunk, `xc` (`[images, in_c, h, w]`) and `dyc` (`[images, out_c, oh, ow]`), written
+/// (not added) to `gw` (`[out_c, in_c, 3, 3]`) and `gb` (`[out_c]`, when asked for):
+///
+/// `gw[o, c, u, v] = Σ_n Σ_{i,j} dy[n, o, i, j] · xp[n, c, i + u, j + v]`,
+/// `gb[o] = Σ_n Σ_{i,j} dy[n, o, i, j]`,
+///
+/// `xp` the zero-padded input. `buf` (at least `images ·`
+/// [`Conv2dShape::dw3x3_image_scratch_len`] values) takes the padded copies
+/// ([`pad_image`]; none when `pad == 0` and every strip is full, then the kernel reads
+/// `xc` itself), then the zero-padded last `dy` columns of a partial strip.
+///
+/// Per block of [`DW3X3_GROUP`] output channels and one input channel, 9 vector
+/// accumulators per output channel stay in registers across every column strip of every
+/// image of the chunk; then one horizontal sum each. A strip (16 output columns with
+/// AVX-512, else 8; [`Dw3x3Strips`]) walks down the input rows `r`: the 3 shifted input
+/// vectors `xp[c, r, j + v ..]` are loaded once and meet the `dy` rows `i = r - u`
+/// (`u = 0, 1, 2`) held in registers, one new `dy` row per output channel per step:
+/// 3 + G loads for 9 · G FMAs. With the first input channel, each `dy` row loaded is also
+/// added to one bias accumulator per output channel. The last, partial strip reads `dy`
+/// from a copy of those columns with zeros past `ow`
+/// (`[images, out_c, oh, tail_lanes]`), so the input values its extra lanes meet (real
+/// columns or row slack, inside the padded copy) add nothing.
+///
+/// The summation order (lanes of each strip width, then images, strips and rows in order)
+/// depends only on the shape, never on threads.
+fn backward_weights_3x3_chunk(
+    s: &Conv2dShape,
+    xc: &[f32],
+    dyc: &[f32],
+    buf: &mut [f32],
+    gw: &mut [f32],
+    mut gb: Option<&mut [f32]>,
+) {
+    debug_assert!(s.kh == 3 && s.kw == 3 && s.stride == 1);
+    let (il, oh, ow) = (s.in_image_len(), s.out_h(), s.out_w());
+    let images = xc.len() / il;
+    let direct = s.dw3x3_reads_x_directly();
+    let pl = if direct { 0 } else { s.padded_len() };
+    let (pads, tail) = buf.split_at_mut(images * pl);
+    let xp = if direct {
+        Planes {
+            data: xc,
+            image: il,
+            plane: s.h * s.w,
+            row: s.w,
+            shift: 0,
+        }
+    } else {
+        for (xn, bn) in xc.chunks_exact(il).zip(pads.chunks_exact_mut(pl)) {
+            pad_image(s, xn, bn);
+        }
+        Planes {
+            data: pads,
+            image: pl,
+            plane: (s.h + 2 * s.pad) * s.padded_stride(),
+            row: s.padded_stride(),
+            shift: 0,
+        }
+    };
+    let plan = Dw3x3Strips::new(ow);
+    let tl = plan.tail_lanes;
+    if tl > 0 {
+        let rem = ow - plan.wide_end;
+        let rows = dyc.chunks_exact(ow).take(images * s.out_c * oh);
+        for (dst, src) in tail.chunks_exact_mut(tl).zip(rows) {
+            dst[..rem].copy_from_slice(&src[plan.wide_end..]);
+            dst[rem..].fill(0.0);
+        }
+    }
+    let dys = [
+        Planes {
+            data: dyc,
+            image: s.out_image_len(),
+            plane: oh * ow,
+            row: ow,
+            shift: 0,
+        },
+        Planes {
+            data: tail,
+            image: s.out_c * oh * tl,
+            plane: oh * tl,
+            row: tl,
+            shift: plan.wide_end,
+        },
+    ];
+    let mut o = 0;
+    while o < s.out_c {
+        let gbo = gb.as_deref_mut();
+        if o + DW3X3_GROUP <= s.out_c {
+            dw3x3_group::<DW3X3_GROUP>(s, xp, dys, plan, images, o, gw, gbo);
+            o += DW3X3_GROUP;
+        } else {
+            dw3x3_group::<1>(s, xp, dys, plan, images, o, gw, gbo);
+            o += 1;
+        }
+    }
+}
+
+/// Output channels `o0 .. o0 + G` of [`backward_weights_3x3_chunk`], every input channel;
+/// `dys`: `dy` as it is, and its zero-padded last columns.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn dw3x3_group<const G: usize>(
+    s: &Conv2dShape,
+    xp: Planes<'_>,
+    dys: [Planes<'_>; 2],
+    plan: Dw3x3Strips,
+    images: usize,
+    o0: usize,
+    gw: &mut [f32],
+    gb: Option<&mut [f32]>,
+) {
+    let mut bias = [0.0f32; G];
+    for c in 0..s.in_c {
+        let mut sums = [[0.0f32; 9]; G];
+        if c == 0 && gb.is_some() {
+            dw3x3_passes::<G, true>(s, xp, dys, plan, images, o0, c, &mut sums, &mut bias);
+        } else {
+            dw3x3_passes::<G, false>(s, xp, dys, plan, images, o0, c, &mut sums, &mut bias);
+        }
+        for (g, sg) in sums.iter().enumerate() {
+            let at = ((o0 + g) * s.in_c + c) * 9;
+            gw[at..at + 9].copy_from_slice(sg);
+        }
+    }
+    if let Some(gb) = gb {
+        gb[o0..o0 + G].copy_from_slice(&bias);
+    }
+}
+
+/// Every strip of [`backward_weights_3x3_chunk`] for output channels `o0 .. o0 + G` and
+/// input channel `c`, in the order of [`Dw3x3Strips`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dw3x3_passes<const G: usize, const BIAS: bool>(
+    s: &Conv2dShape,
+    xp: Planes<'_>,
+    [direct, padded]: [Planes<'_>; 2],
+    plan: Dw3x3Strips,
+    images: usize,
+    o0: usize,
+    c: usize,
+    sums: &mut [[f32; 9]; G],
+    bias: &mut [f32; G],
+) {
+    let (oh, ow, we) = (s.out_h(), s.out_w(), plan.wide_end);
+    let sel = (oh, images, o0, c);
+    if we > 0 {
+        if DW3X3_WIDE == 16 {
+            dw3x3_pass::<f32x16, G, BIAS>(xp, direct, sel, 0, we, sums, bias);
+        } else {
+            dw3x3_pass::<f32x8, G, BIAS>(xp, direct, sel, 0, we, sums, bias);
+        }
+    }
+    if plan.eight {
+        dw3x3_pass::<f32x8, G, BIAS>(xp, direct, sel, we, ow, sums, bias);
+    }
+    match plan.tail_lanes {
+        16 if DW3X3_WIDE == 16 => dw3x3_pass::<f32x16, G, BIAS>(xp, padded, sel, we, we + 16, sums, bias),
+        8 => dw3x3_pass::<f32x8, G, BIAS>(xp, padded, sel, we, we + 8, sums, bias),
+        _ => {}
+    }
+}
+
+/// Strips of `V::LANES` output columns from `j_begin` to `j_end` of every image, for
+/// `(oh, images, o0, c)`: output channels `o0 .. o0 + G` and input channel `c`.
+/// `sums[g][3u + v]` (and with `BIAS`, `bias[g]`) gain the horizontal sums of the
+/// accumulators.
+#[inline(always)]
+fn dw3x3_pass<V: Vector, const G: usize, const BIAS: bool>(
+    xp: Planes<'_>,
+    dy: Planes<'_>,
+    (oh, images, o0, c): (usize, usize, usize, usize),
+    j_begin: usize,
+    j_end: usize,
+    sums: &mut [[f32; 9]; G],
+    bias: &mut [f32; G],
+) {
+    let mut acc = [[V::splat(0.0); 9]; G];
+    let mut bacc = [V::splat(0.0); G];
+    for n in 0..images {
+        let xc = xp.get(n, c);
+        let dyo: [&[f32]; G] = std::array::from_fn(|g| dy.get(n, o0 + g));
+        let mut j = j_begin;
+        while j < j_end {
+            dw3x3_strip::<V, G, BIAS>(xc, xp.row, j, &dyo, dy.row, j - dy.shift, oh, &mut acc, &mut bacc);
+            j += V::LANES;
+        }
+    }
+    for (sg, ag) in sums.iter_mut().zip(&acc) {
+        for (e, a) in sg.iter_mut().zip(ag) {
+            *e += a.reduce_add();
+        }
+    }
+    if BIAS {
+        for (b, a) in bias.iter_mut().zip(&bacc) {
+            *b += a.reduce_add();
+        }
+    }
+}
+
+/// One strip of `V::LANES` output columns of one image, input columns from `xj` of the
+/// plane `xc` (row stride `xr`), `dy` columns from `dj` of the planes `dyo` (row stride
+/// `dr`): `acc[g][3u + v] += dy[o0 + g, i, ..] · xc[i + u, xj + v ..]` over every output row
+/// `i`, walked as input rows `r = i + u` (see [`backward_weights_3x3_chunk`]), and with
+/// `BIAS`, `bacc[g] += dy[o0 + g, i, ..]`. The first two and last two input rows meet fewer
+/// `dy` rows and run as their own steps.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dw3x3_strip<V: Vector, const G: usize, const BIAS: bool>(
+    xc: &[f32],
+    xr: usize,
+    xj: usize,
+    dyo: &[&[f32]; G],
+    dr: usize,
+    dj: usize,
+    oh: usize,
+    acc: &mut [[V; 9]; G],
+    bacc: &mut [V; G],
+) {
+    // Row iterators: every row of a plane has the same length, so the compiler checks the
+    // slicing below once per strip, not per row.
+    let mut dy_rows: [_; G] =
+        std::array::from_fn(|g| dyo[g].chunks_exact(dr).map(|row| &row[dj..dj + V::LANES]));
+    let mut dy_row = || -> [V; G] {
+        std::array::from_fn(|g| {
+            let d = V::load(dy_rows[g].next().expect("oh dy rows"));
+            if BIAS {
+                bacc[g] = bacc[g].add(d);
+            }
+            d
+        })
+    };
+    let mut x_rows = xc.chunks_exact(xr).map(|row| &row[xj..xj + V::LANES + 2]);
+    let mut x_row = || -> [V; 3] {
+        let row = x_rows.next().expect("oh + 2 input rows");
+        [V::load(row), V::load(&row[1..]), V::load(&row[2..])]
+    };
+    // Each step passes d[u] = dy row r - u for the rows u it uses.
+    if oh == 1 {
+        let d0 = dy_row();
+        let d = [d0, d0, d0];
+        dw3x3_rows::<V, G, 0, 1>(&d, &x_row(), acc);
+        dw3x3_rows::<V, G, 1, 2>(&d, &x_row(), acc);
+        dw3x3_rows::<V, G, 2, 3>(&d, &x_row(), acc);
+        return;
+    }
+    let (mut d1, mut d0) = (dy_row(), dy_row());
+    dw3x3_rows::<V, G, 0, 1>(&[d1, d1, d1], &x_row(), acc);
+    dw3x3_rows::<V, G, 0, 2>(&[d0, d1, d1], &x_row(), acc);
+    for _ in 2..oh {
+        let d2 = d1;
+        (d1, d0) = (d0, dy_row());
+        dw3x3_rows::<V, G, 0, 3>(&[d0, d1, d2], &x_row(), acc);
+    }
+    dw3x3_rows::<V, G, 1, 3>(&[d0, d0, d1], &x_row(), acc);
+    dw3x3_rows::<V, G, 2, 3>(&[d0, d0, d0], &x_row(), acc);
+}
+
+/// `acc[g][3u + v] += d[u][g] · x[v]` for `u` in `LO .. HI`.
+#[inline(always)]
+fn dw3x3_rows<V: Vector, const G: usize, const LO: usize, const HI: usize>(
+    d: &[[V; G]; 3],
+    x: &[V; 3],
+    acc: &mut [[V; 9]; G],
+) {
+    for u in LO..HI {
+        for v in 0..3 {
+            for g in 0..G {
+                acc[g][3 * u + v] = d[u][g].mul_add(x[v], acc[g][3 * u + v]);
+            }
+        }
+    }
+}
+
+/// Sum of one `dy` plane for the bias gradient: four independent 16-lane partial sums (so
+/// the adds pipeline instead of waiting on each other), then the lanes, then the tail, in
+/// that order.
+fn plane_sum(x: &[f32]) -> f32 {
+    let mut acc = [f32x16::ZERO; 4];
+    let mut blocks = x.chunks_exact(64);
+    for b in &mut blocks {
+        for (k, a) in acc.iter_mut().enumerate() {
+            *a += <f32x16 as Vector>::load(&b[16 * k..]);
+        }
+    }
+    let total = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    total.reduce_add() + simd::sum(blocks.remainder())
 }
 
 /// Direct weight gradient of one image for stride 1 from its zero-padded copy `xp`, added

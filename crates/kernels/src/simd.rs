@@ -116,9 +116,15 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// (one AVX-512 register, or two AVX2 halves) and `f32x8`. A kernel runs its main loop on
 /// the widest vector and the remainder on the narrower one.
 pub(crate) trait Vector: Copy {
+    /// Lanes in the vector.
+    const LANES: usize;
     fn splat(v: f32) -> Self;
     /// The first lanes' worth of values of `s`.
     fn load(s: &[f32]) -> Self;
+    /// Sum of the lanes, in a fixed order.
+    fn reduce_add(self) -> f32;
+    /// `self + a`.
+    fn add(self, a: Self) -> Self;
     /// `self · a + b`.
     fn mul_add(self, a: Self, b: Self) -> Self;
     /// The first `n` lanes into the first `n` values of `s`.
@@ -126,6 +132,7 @@ pub(crate) trait Vector: Copy {
 }
 
 impl Vector for f32x8 {
+    const LANES: usize = 8;
     #[inline(always)]
     fn splat(v: f32) -> Self {
         f32x8::splat(v)
@@ -133,6 +140,14 @@ impl Vector for f32x8 {
     #[inline(always)]
     fn load(s: &[f32]) -> Self {
         load(s)
+    }
+    #[inline(always)]
+    fn reduce_add(self) -> f32 {
+        f32x8::reduce_add(self)
+    }
+    #[inline(always)]
+    fn add(self, a: Self) -> Self {
+        self + a
     }
     #[inline(always)]
     fn mul_add(self, a: Self, b: Self) -> Self {
@@ -149,6 +164,7 @@ impl Vector for f32x8 {
 }
 
 impl Vector for wide::f32x16 {
+    const LANES: usize = 16;
     #[inline(always)]
     fn splat(v: f32) -> Self {
         wide::f32x16::splat(v)
@@ -157,6 +173,14 @@ impl Vector for wide::f32x16 {
     fn load(s: &[f32]) -> Self {
         let a: [f32; 16] = s[..16].try_into().expect("slice holds 16 values");
         wide::f32x16::new(a)
+    }
+    #[inline(always)]
+    fn reduce_add(self) -> f32 {
+        wide::f32x16::reduce_add(self)
+    }
+    #[inline(always)]
+    fn add(self, a: Self) -> Self {
+        self + a
     }
     #[inline(always)]
     fn mul_add(self, a: Self, b: Self) -> Self {

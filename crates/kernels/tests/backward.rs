@@ -515,3 +515,52 @@ fn conv_direct_tap_specialisations_match_reference() {
         }
     }
 }
+
+/// The 3x3 stride-1 weight-gradient kernel (`uses_direct_3x3`): register blocks of 2
+/// output channels (AVX-512) with a 1-channel remainder for odd `out_c`; strips of 16
+/// then 8 columns with a partial last strip read from a zero-padded copy of `dy`; the
+/// first two and last two input rows as separate steps (`oh` of 1 and 2 are special);
+/// accumulators kept across the images of a 4-image chunk (partial chunks at batches 1,
+/// 3, 5, 13); the bias gradient folded into its first input channel; for `pad == 0` with
+/// only full strips, the input read without a padded copy.
+#[test]
+fn conv_3x3_weight_gradient_kernel_matches_reference() {
+    let mut k = 0u64;
+    let mut check = |s: Conv2dShape| {
+        if s.validate().is_err() {
+            return;
+        }
+        assert!(s.uses_direct_3x3() && s.uses_direct(), "{s:?}");
+        check_conv_backward(&s, 15_000 + k);
+        k += 1;
+    };
+    // Every output width from 1 to 40 (every strip split and tail length), each padding.
+    for w in 1..=40 {
+        for pad in 0..=2 {
+            check(conv(5, 2, 3, w, 3, 3, 3, 1, pad));
+        }
+    }
+    // Channel counts (odd out_c: the 1-channel block), heights (oh from 1 up), widths that
+    // are not multiples of 8 or 16, paddings and batches, cycled across the grid.
+    let widths = [5, 13, 17, 23, 31, 37, 16, 24];
+    let batches = [1, 3, 4, 5, 13];
+    let mut n = 0;
+    for in_c in [1, 2, 3, 5, 16] {
+        for out_c in [1, 2, 3, 7, 8] {
+            for h in [1, 2, 3, 7] {
+                for pad in 0..=2 {
+                    let (w, batch) = (widths[n % widths.len()], batches[n % batches.len()]);
+                    n += 1;
+                    check(conv(batch, in_c, h, w, out_c, 3, 3, 1, pad));
+                }
+            }
+        }
+    }
+    // The reference networks' layers, one chunk and a partial one.
+    for batch in [4, 5] {
+        check(conv(batch, 1, 50, 50, 8, 3, 3, 1, 0));
+        check(conv(batch, 3, 64, 64, 16, 3, 3, 1, 1));
+        check(conv(batch, 16, 32, 32, 32, 3, 3, 1, 1));
+        check(conv(batch, 32, 16, 16, 64, 3, 3, 1, 1));
+    }
+}

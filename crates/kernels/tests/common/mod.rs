@@ -184,8 +184,9 @@ pub fn pool(batch: usize, c: usize, h: usize, w: usize, k: usize, stride: usize)
     }
 }
 
-/// Hand-picked conv shapes covering every branch of the kernels: the direct path
-/// (`stride == 1 && in_c <= 3`) with pad 0, 1, 2, non-square and 1x1 kernels, kernels
+/// Hand-picked conv shapes covering every branch of the kernels: the direct paths
+/// (`uses_direct`: 3x3 stride 1 at any `in_c`, other stride-1 kernels with `in_c <= 3`)
+/// with pad 0, 1, 2, non-square and 1x1 kernels, kernels
 /// wider than the unpadded input, outputs made only of padding; the im2col + GEMM path
 /// with `in_c >= 4`, with `in_c <= 3` but stride 2 or 3, with padding; batches of 1 and
 /// not a multiple of `BATCH_CHUNK` (4); widths that are not multiples of 8 (the SIMD width).
@@ -204,8 +205,10 @@ pub fn conv_fixed_shapes() -> Vec<Conv2dShape> {
         conv(6, 1, 1, 37, 2, 1, 3, 1, 1),  // h = 1
         conv(1, 3, 37, 1, 2, 3, 1, 1, 0),  // w = 1
         conv(7, 2, 8, 16, 3, 3, 3, 1, 1),  // widths exactly 8 and 16
-        // im2col + GEMM path.
+        // Direct 3x3 weight gradient with more input channels.
         conv(5, 4, 11, 13, 6, 3, 3, 1, 1),
+        conv(9, 16, 8, 8, 16, 3, 3, 1, 1),
+        // im2col + GEMM path.
         conv(13, 8, 9, 10, 5, 3, 2, 1, 0),
         conv(2, 5, 16, 16, 7, 1, 1, 1, 0), // 1x1
         conv(3, 1, 17, 19, 4, 3, 3, 2, 0), // in_c 1 but stride 2
@@ -213,7 +216,6 @@ pub fn conv_fixed_shapes() -> Vec<Conv2dShape> {
         conv(4, 6, 15, 14, 8, 3, 3, 2, 1),
         conv(1, 4, 2, 3, 2, 4, 5, 3, 2), // kernel larger than the unpadded input
         conv(7, 2, 9, 9, 3, 1, 1, 3, 2), // 1x1, stride 3, pad 2
-        conv(9, 16, 8, 8, 16, 3, 3, 1, 1),
         conv(5, 4, 1, 37, 3, 1, 4, 2, 0),
     ]
 }
