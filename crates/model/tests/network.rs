@@ -113,6 +113,15 @@ fn huge_specs_are_refused_before_allocating() {
     assert!(e.to_string().contains("spec layer 1 `dense:1000000`"), "{e}");
     let e = Network::from_spec("conv3x3:1000000/p1,dense:5", shape(3, 512, 512), 0).unwrap_err();
     assert!(e.to_string().contains("activations"), "{e}");
+    // Parameters and activations fit (2^27 outputs, one column wide), but the backward
+    // scratch of that 1-column output (the weight gradient's 16-column copy of dy, the
+    // input gradient's padded dy) would be 2^31 values per sample.
+    let e = Network::from_spec("conv3x3:8192,conv1x1:1,dense:5", shape(1, 16386, 3), 0).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the convolution scratch of one sample (layer 0 `conv3x3:8192`"),
+        "{e}"
+    );
 }
 
 #[test]
