@@ -14,7 +14,9 @@
 use crate::shape::{check_len, check_sizes, ShapeError};
 use crate::simd::{load, store, LANES};
 use rayon::prelude::*;
-use wide::{f32x8, i32x8, u32x8, ShuffleExt};
+use std::ops::{Add, BitAnd, BitOr, Not, Sub};
+use wide::bytemuck::cast;
+use wide::{f32x16, f32x8, i32x16, i32x8, u32x16, u32x8, ShuffleExt};
 
 /// The shape of a batched 2-D max pooling with a square `k x k` window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -152,51 +154,196 @@ fn pool_plane(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
     }
 }
 
+/// The vector operations of the 2x2 / stride 2 paths, for 8 lanes (`f32x8`) and, where
+/// the CPU has AVX-512, 16 (`f32x16`). Masks are vectors whose lanes are all ones or zero.
+trait PoolVector:
+    Copy
+    + BitAnd<Output = Self>
+    + BitOr<Output = Self>
+    + Not<Output = Self>
+    + Add<Output = Self>
+    + Sub<Output = Self>
+{
+    const N: usize;
+    fn splat(v: f32) -> Self;
+    /// `[0, 2, 4, .., 2 (N - 1)]`.
+    fn steps() -> Self;
+    fn load(s: &[f32]) -> Self;
+    fn store(self, s: &mut [f32]);
+    /// `N` indices as exact floats (they are below 2^24).
+    fn load_index(s: &[u32]) -> Self;
+    /// Rounds `N` exact float indices back to `u32`.
+    fn store_index(self, s: &mut [u32]);
+    /// The even and the odd lanes of `a` then `b`.
+    fn deinterleave(a: Self, b: Self) -> (Self, Self);
+    /// `a0 b0 a1 b1 ..`: its first `N` lanes, then its last `N`.
+    fn interleave(a: Self, b: Self) -> (Self, Self);
+    fn gt(self, o: Self) -> Self;
+    fn eq(self, o: Self) -> Self;
+    fn nan(self) -> Self;
+    fn select(self, if_true: Self, if_false: Self) -> Self;
+    fn bitmask(self) -> u32;
+}
+
+impl PoolVector for f32x8 {
+    const N: usize = 8;
+    #[inline(always)]
+    fn splat(v: f32) -> Self {
+        f32x8::splat(v)
+    }
+    #[inline(always)]
+    fn steps() -> Self {
+        f32x8::new(std::array::from_fn(|l| 2.0 * l as f32))
+    }
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        load(s)
+    }
+    #[inline(always)]
+    fn store(self, s: &mut [f32]) {
+        store(s, self)
+    }
+    #[inline(always)]
+    fn load_index(s: &[u32]) -> Self {
+        i32x8::new(std::array::from_fn(|l| s[l] as i32)).round_float()
+    }
+    #[inline(always)]
+    fn store_index(self, s: &mut [u32]) {
+        for (a, v) in s[..8].iter_mut().zip(self.round_int().to_array()) {
+            *a = v as u32;
+        }
+    }
+    #[inline(always)]
+    fn deinterleave(a: Self, b: Self) -> (Self, Self) {
+        let even = u32x8::new(std::array::from_fn(|l| 2 * l as u32));
+        let odd = u32x8::new(std::array::from_fn(|l| 2 * l as u32 + 1));
+        ([a, b].shuffle(even), [a, b].shuffle(odd))
+    }
+    #[inline(always)]
+    fn interleave(a: Self, b: Self) -> (Self, Self) {
+        let lo = u32x8::new(std::array::from_fn(|l| (l / 2 + 8 * (l % 2)) as u32));
+        let hi = u32x8::new(std::array::from_fn(|l| (4 + l / 2 + 8 * (l % 2)) as u32));
+        ([a, b].shuffle(lo), [a, b].shuffle(hi))
+    }
+    #[inline(always)]
+    fn gt(self, o: Self) -> Self {
+        self.simd_gt(o)
+    }
+    #[inline(always)]
+    fn eq(self, o: Self) -> Self {
+        self.simd_eq(o)
+    }
+    #[inline(always)]
+    fn nan(self) -> Self {
+        self.is_nan()
+    }
+    #[inline(always)]
+    fn select(self, if_true: Self, if_false: Self) -> Self {
+        f32x8::select(self, if_true, if_false)
+    }
+    #[inline(always)]
+    fn bitmask(self) -> u32 {
+        self.to_bitmask()
+    }
+}
+
+impl PoolVector for f32x16 {
+    const N: usize = 16;
+    #[inline(always)]
+    fn splat(v: f32) -> Self {
+        f32x16::splat(v)
+    }
+    #[inline(always)]
+    fn steps() -> Self {
+        f32x16::new(std::array::from_fn(|l| 2.0 * l as f32))
+    }
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        f32x16::new(s[..16].try_into().expect("16 values"))
+    }
+    #[inline(always)]
+    fn store(self, s: &mut [f32]) {
+        s[..16].copy_from_slice(&self.to_array());
+    }
+    #[inline(always)]
+    fn load_index(s: &[u32]) -> Self {
+        i32x16::new(std::array::from_fn(|l| s[l] as i32)).round_float()
+    }
+    #[inline(always)]
+    fn store_index(self, s: &mut [u32]) {
+        for (a, v) in s[..16].iter_mut().zip(self.round_int().to_array()) {
+            *a = v as u32;
+        }
+    }
+    // `wide` shuffles two f32x16 only as u32x16: the casts move no data.
+    #[inline(always)]
+    fn deinterleave(a: Self, b: Self) -> (Self, Self) {
+        let (a, b): (u32x16, u32x16) = (cast(a), cast(b));
+        let even = u32x16::new(std::array::from_fn(|l| 2 * l as u32));
+        let odd = u32x16::new(std::array::from_fn(|l| 2 * l as u32 + 1));
+        (cast([a, b].shuffle(even)), cast([a, b].shuffle(odd)))
+    }
+    #[inline(always)]
+    fn interleave(a: Self, b: Self) -> (Self, Self) {
+        let (a, b): (u32x16, u32x16) = (cast(a), cast(b));
+        let lo = u32x16::new(std::array::from_fn(|l| (l / 2 + 16 * (l % 2)) as u32));
+        let hi = u32x16::new(std::array::from_fn(|l| (8 + l / 2 + 16 * (l % 2)) as u32));
+        (cast([a, b].shuffle(lo)), cast([a, b].shuffle(hi)))
+    }
+    #[inline(always)]
+    fn gt(self, o: Self) -> Self {
+        self.simd_gt(o)
+    }
+    #[inline(always)]
+    fn eq(self, o: Self) -> Self {
+        self.simd_eq(o)
+    }
+    #[inline(always)]
+    fn nan(self) -> Self {
+        self.is_nan()
+    }
+    #[inline(always)]
+    fn select(self, if_true: Self, if_false: Self) -> Self {
+        f32x16::select(self, if_true, if_false)
+    }
+    #[inline(always)]
+    fn bitmask(self) -> u32 {
+        self.to_bitmask()
+    }
+}
+
+/// Whether the 2x2 paths take 16-lane blocks before 8-lane ones.
+const WIDE_BLOCKS: bool = cfg!(target_feature = "avx512f");
+
 /// `v` beats `best`: greater, or NaN over a number (NaN propagates, ties keep `best`).
 #[inline(always)]
-fn wins_x8(v: f32x8, best: f32x8) -> f32x8 {
-    v.simd_gt(best) | (v.is_nan() & !best.is_nan())
+fn wins_v<V: PoolVector>(v: V, best: V) -> V {
+    v.gt(best) | (v.nan() & !best.nan())
 }
 
 /// The 2x2 / stride 2 case (every preset's pooling), branch-free SIMD.
 ///
-/// For 8 outputs at a time, the 16 values of each of the window's two input rows are split
-/// into left (even) and right (odd) columns by two-vector shuffles; the winner of each
-/// row's pair, then of the two rows (row 0 first, so ties keep row-major order), is picked
-/// with masks, and the argmax offsets (0, 1, w, w + 1) ride along as exact small floats.
-/// Outputs past the last whole vector take the scalar path.
+/// For `N` outputs at a time (16 with AVX-512, then 8), the `2N` values of each of the
+/// window's two input rows are split into left (even) and right (odd) columns by
+/// two-vector shuffles; the winner of each row's pair, then of the two rows (row 0 first,
+/// so ties keep row-major order), is picked with masks, and the argmax offsets (0, 1, w,
+/// w + 1) ride along as exact small floats. Outputs past the last whole vector take the
+/// scalar path.
 #[inline(never)]
 fn pool_plane_2x2(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
     let (ow, w) = (s.out_w(), s.w);
-    let even = u32x8::new([0, 2, 4, 6, 8, 10, 12, 14]);
-    let odd = u32x8::new([1, 3, 5, 7, 9, 11, 13, 15]);
-    let (one, wf, wf1) = (
-        f32x8::splat(1.0),
-        f32x8::splat(w as f32),
-        f32x8::splat(w as f32 + 1.0),
-    );
-    let steps = f32x8::new([0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]);
     // Argmax positions travel as f32: exact below 2^24.
     let simd = s.h * s.w < (1 << 24);
     for (i, (yrow, arow)) in y.chunks_exact_mut(ow).zip(am.chunks_exact_mut(ow)).enumerate() {
         let r0 = &x[2 * i * w..(2 * i + 1) * w];
         let r1 = &x[(2 * i + 1) * w..(2 * i + 2) * w];
         let mut j = 0;
+        while simd && WIDE_BLOCKS && j + 16 <= ow {
+            pool_block_2x2::<f32x16>(r0, r1, w, 2 * i * w, j, yrow, arow);
+            j += 16;
+        }
         while simd && j + LANES <= ow {
-            let (a0, a1) = (load(&r0[2 * j..]), load(&r0[2 * j + LANES..]));
-            let (b0, b1) = (load(&r1[2 * j..]), load(&r1[2 * j + LANES..]));
-            let (l0, q0) = ([a0, a1].shuffle(even), [a0, a1].shuffle(odd));
-            let (l1, q1) = ([b0, b1].shuffle(even), [b0, b1].shuffle(odd));
-            let w0 = wins_x8(q0, l0);
-            let (m0, o0) = (w0.select(q0, l0), w0 & one);
-            let w1 = wins_x8(q1, l1);
-            let (m1, o1) = (w1.select(q1, l1), w1.select(wf1, wf));
-            let wr = wins_x8(m1, m0);
-            store(&mut yrow[j..], wr.select(m1, m0));
-            let idx = wr.select(o1, o0) + steps + f32x8::splat((2 * i * w + 2 * j) as f32);
-            for (a, v) in arow[j..j + LANES].iter_mut().zip(idx.round_int().to_array()) {
-                *a = v as u32;
-            }
+            pool_block_2x2::<f32x8>(r0, r1, w, 2 * i * w, j, yrow, arow);
             j += LANES;
         }
         for j in j..ow {
@@ -216,6 +363,34 @@ fn pool_plane_2x2(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
             arow[j] = idx;
         }
     }
+}
+
+/// Outputs `j .. j + N` of one output row from input rows `r0` and `r1` (which start at
+/// `row_base` in the plane).
+#[inline(always)]
+fn pool_block_2x2<V: PoolVector>(
+    r0: &[f32],
+    r1: &[f32],
+    w: usize,
+    row_base: usize,
+    j: usize,
+    yrow: &mut [f32],
+    arow: &mut [u32],
+) {
+    let n = V::N;
+    let (l0, q0) = V::deinterleave(V::load(&r0[2 * j..]), V::load(&r0[2 * j + n..]));
+    let (l1, q1) = V::deinterleave(V::load(&r1[2 * j..]), V::load(&r1[2 * j + n..]));
+    let w0 = wins_v(q0, l0);
+    let (m0, o0) = (w0.select(q0, l0), w0 & V::splat(1.0));
+    let w1 = wins_v(q1, l1);
+    let (m1, o1) = (
+        w1.select(q1, l1),
+        w1.select(V::splat(w as f32 + 1.0), V::splat(w as f32)),
+    );
+    let wr = wins_v(m1, m0);
+    wr.select(m1, m0).store(&mut yrow[j..]);
+    let idx = wr.select(o1, o0) + V::steps() + V::splat((row_base + 2 * j) as f32);
+    idx.store_index(&mut arow[j..]);
 }
 
 /// Max pooling backward: `dx` (`[batch, c, h, w]`, overwritten) is 0 except that each
@@ -263,54 +438,21 @@ fn unpool_plane(s: &Pool2dShape, dy: &[f32], am: &[u32], dx: &mut [f32]) {
 
 /// The 2x2 / stride 2 case: windows do not overlap, so every `dx` value is written once
 /// (the window's maximum gets `dy`, its other three values and the odd last row or
-/// column 0), with no zero-fill pass and no scatter. Per 8 outputs, the argmax offset in
-/// its window (0, 1, w or w + 1, exact as f32 below 2^24) gives four masks, and two
-/// interleaving shuffles per input row write 16 values.
+/// column 0), with no zero-fill pass and no scatter. Per `N` outputs (16 with AVX-512,
+/// then 8), the argmax offset in its window (0, 1, w or w + 1, exact as f32 below 2^24)
+/// gives four masks, and two interleaving shuffles per input row write `2N` values.
 #[inline(never)]
 fn unpool_plane_2x2(s: &Pool2dShape, dy: &[f32], am: &[u32], dx: &mut [f32]) {
     let (oh, ow, w) = (s.out_h(), s.out_w(), s.w);
-    let lo = u32x8::new([0, 8, 1, 9, 2, 10, 3, 11]);
-    let hi = u32x8::new([4, 12, 5, 13, 6, 14, 7, 15]);
-    let steps = f32x8::new([0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]);
-    let (zero, one, wf, wf1) = (
-        f32x8::ZERO,
-        f32x8::splat(1.0),
-        f32x8::splat(w as f32),
-        f32x8::splat(w as f32 + 1.0),
-    );
-    let outside = |i: usize, j: usize, a: u32| -> ! {
-        if a as usize >= s.h * w {
-            panic!("max_pool2d_backward: argmax {a} outside the {}x{w} plane", s.h);
-        }
-        panic!(
-            "max_pool2d_backward: argmax {a} of output ({i}, {j}) outside its 2x2 window in the {}x{w} plane",
-            s.h
-        )
-    };
     for (i, (dyrow, arow)) in dy.chunks_exact(ow).zip(am.chunks_exact(ow)).enumerate() {
         let (top, bottom) = dx[2 * i * w..(2 * i + 2) * w].split_at_mut(w);
         let mut j = 0;
+        while WIDE_BLOCKS && j + 16 <= ow {
+            unpool_block_2x2::<f32x16>(s, i, j, dyrow, arow, top, bottom);
+            j += 16;
+        }
         while j + LANES <= ow {
-            let d = load(&dyrow[j..]);
-            let a = i32x8::new(std::array::from_fn(|l| arow[j + l] as i32)).round_float();
-            let off = a - (steps + f32x8::splat((2 * i * w + 2 * j) as f32));
-            let (m0, m1, m2, m3) = (
-                off.simd_eq(zero),
-                off.simd_eq(one),
-                off.simd_eq(wf),
-                off.simd_eq(wf1),
-            );
-            let hit = (m0 | m1 | m2 | m3).to_bitmask();
-            if hit != 0xff {
-                let l = (!hit).trailing_zeros() as usize;
-                outside(i, j + l, arow[j + l]);
-            }
-            let (tl, tr) = (m0.select(d, zero), m1.select(d, zero));
-            let (bl, br) = (m2.select(d, zero), m3.select(d, zero));
-            store(&mut top[2 * j..], [tl, tr].shuffle(lo));
-            store(&mut top[2 * j + LANES..], [tl, tr].shuffle(hi));
-            store(&mut bottom[2 * j..], [bl, br].shuffle(lo));
-            store(&mut bottom[2 * j + LANES..], [bl, br].shuffle(hi));
+            unpool_block_2x2::<f32x8>(s, i, j, dyrow, arow, top, bottom);
             j += LANES;
         }
         for j in j..ow {
@@ -322,7 +464,7 @@ fn unpool_plane_2x2(s: &Pool2dShape, dy: &[f32], am: &[u32], dx: &mut [f32]) {
                 Some(1) => cell[1] = g,
                 Some(o) if o == w => cell[2] = g,
                 Some(o) if o == w + 1 => cell[3] = g,
-                _ => outside(i, j, arow[j]),
+                _ => outside_window(s, i, j, arow[j]),
             }
             top[2 * j..2 * j + 2].copy_from_slice(&cell[..2]);
             bottom[2 * j..2 * j + 2].copy_from_slice(&cell[2..]);
@@ -331,4 +473,49 @@ fn unpool_plane_2x2(s: &Pool2dShape, dy: &[f32], am: &[u32], dx: &mut [f32]) {
         bottom[2 * ow..].fill(0.0);
     }
     dx[2 * oh * w..].fill(0.0);
+}
+
+/// Gradients of outputs `(i, j .. j + N)` into input rows `top` and `bottom`.
+#[inline(always)]
+fn unpool_block_2x2<V: PoolVector>(
+    s: &Pool2dShape,
+    i: usize,
+    j: usize,
+    dyrow: &[f32],
+    arow: &[u32],
+    top: &mut [f32],
+    bottom: &mut [f32],
+) {
+    let (n, w) = (V::N, s.w as f32);
+    let d = V::load(&dyrow[j..]);
+    let off = V::load_index(&arow[j..]) - (V::steps() + V::splat((2 * i * s.w + 2 * j) as f32));
+    let (m0, m1) = (off.eq(V::splat(0.0)), off.eq(V::splat(1.0)));
+    let (m2, m3) = (off.eq(V::splat(w)), off.eq(V::splat(w + 1.0)));
+    let hit = (m0 | m1 | m2 | m3).bitmask();
+    if hit != (1u32 << n) - 1 {
+        let l = (!hit).trailing_zeros() as usize;
+        outside_window(s, i, j + l, arow[j + l]);
+    }
+    let zero = V::splat(0.0);
+    let (t0, t1) = V::interleave(m0.select(d, zero), m1.select(d, zero));
+    t0.store(&mut top[2 * j..]);
+    t1.store(&mut top[2 * j + n..]);
+    let (b0, b1) = V::interleave(m2.select(d, zero), m3.select(d, zero));
+    b0.store(&mut bottom[2 * j..]);
+    b1.store(&mut bottom[2 * j + n..]);
+}
+
+/// An argmax that [`max_pool2d_forward`] could not have produced for output `(i, j)`.
+#[cold]
+fn outside_window(s: &Pool2dShape, i: usize, j: usize, a: u32) -> ! {
+    if a as usize >= s.h * s.w {
+        panic!(
+            "max_pool2d_backward: argmax {a} outside the {}x{} plane",
+            s.h, s.w
+        );
+    }
+    panic!(
+        "max_pool2d_backward: argmax {a} of output ({i}, {j}) outside its 2x2 window in the {}x{} plane",
+        s.h, s.w
+    )
 }

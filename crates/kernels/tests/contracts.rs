@@ -262,6 +262,18 @@ fn pool_backward_argmax_outside_its_window_simd() {
 }
 
 #[test]
+#[should_panic(
+    expected = "max_pool2d_backward: argmax 4 of output (0, 3) outside its 2x2 window in the 2x40 plane"
+)]
+fn pool_backward_argmax_outside_its_window_wide_simd() {
+    // Twenty outputs: the first sixteen take the 16-lane path where the CPU has AVX-512.
+    // Output 3's window starts at column 6; 4 is output 2's.
+    let mut am: Vec<u32> = (0..20).map(|o| 2 * o as u32).collect();
+    am[3] = 4;
+    max_pool2d_backward(&pool(1, 1, 2, 40, 2, 2), &[1.0; 20], &am, &mut [0.0; 80]);
+}
+
+#[test]
 #[should_panic(expected = "max_pool2d_backward: dx has 31 values, expected 32")]
 fn pool_backward_dx_wrong() {
     max_pool2d_backward(&pool(1, 2, 4, 4, 2, 2), &[1.0; 8], &[0; 8], &mut [0.0; 31]);
