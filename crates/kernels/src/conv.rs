@@ -48,8 +48,9 @@ pub const BATCH_CHUNK: usize = 4;
 /// `benches/kernels.rs`, group `conv_path`, measures the paths.
 pub const DIRECT_MAX_IN_C: usize = 3;
 
-/// Zeros after each padded row of the direct path's input copy: the last vector block of
-/// a row may read up to 7 values past the row's end.
+/// Zeros after each padded row of the direct path's input copy: the last, partial vector
+/// of a row (16 lanes in the grouped forward kernel with AVX-512) may read up to 15
+/// values past the row's end.
 pub const DIRECT_ROW_SLACK: usize = 16;
 
 /// The shape of a batched 2-D convolution.
@@ -214,7 +215,7 @@ impl Conv2dShape {
             self.col_len()
         }
     }
-    /// Weights regrouped for the direct forward's generic kernel: `[ceil(out_c / 8), taps, 8]`.
+    /// Weights regrouped for the direct forward's grouped kernel: `[ceil(out_c / 8), taps, 8]`.
     fn grouped_weight_len(&self) -> usize {
         self.out_c.div_ceil(8) * 8 * self.col_rows()
     }
@@ -459,10 +460,14 @@ fn pad_image(s: &Conv2dShape, x: &[f32], buf: &mut [f32]) {
 /// Direct forward of one image for stride 1 (module docs give the equation) from its
 /// zero-padded copy `xp` ([`pad_image`]).
 ///
-/// For the common tap counts `in_c · kh · kw` (1, 4, 9, 18, 25, 27) a monomorphised kernel
-/// loads the input vectors of every tap once per block of output columns and reuses them
-/// for every output channel; other counts take [`direct_forward_grouped`]. Blocks are 16
-/// columns, then 8; the last partial block is computed whole and stored in part.
+/// For the small tap counts `in_c · kh · kw` 1, 4 and 9 (seednet's 1-channel 3x3) a
+/// monomorphised kernel ([`direct_forward_taps`]) loads the input vectors of every tap
+/// once per block of output columns and reuses them for every output channel; every
+/// other count takes the register-tiled [`direct_forward_grouped`]. From 18 taps up the
+/// tap kernel's `T` input vectors plus 8 accumulators outgrow the registers and the
+/// grouped kernel is 1.25x to 1.6x faster (1 thread, AVX-512, batch 32: 18 taps 143 ->
+/// 180 GFLOP/s, 25 taps 120 -> 150, flowernet's first layer, 27 taps, 152 -> 199); at 9
+/// taps and fewer the tap kernel is 5-25 % faster.
 #[inline(never)]
 fn direct_forward_image(
     s: &Conv2dShape,
@@ -476,9 +481,6 @@ fn direct_forward_image(
         1 => direct_forward_taps::<1>(s, xp, weight, bias, y),
         4 => direct_forward_taps::<4>(s, xp, weight, bias, y),
         9 => direct_forward_taps::<9>(s, xp, weight, bias, y),
-        18 => direct_forward_taps::<18>(s, xp, weight, bias, y),
-        25 => direct_forward_taps::<25>(s, xp, weight, bias, y),
-        27 => direct_forward_taps::<27>(s, xp, weight, bias, y),
         taps => {
             debug_assert!(!has_tap_kernel(taps), "has_tap_kernel lists {taps}");
             direct_forward_grouped(s, xp, grouped, bias, y)
@@ -495,6 +497,11 @@ fn tap_offsets<const T: usize>(s: &Conv2dShape) -> [usize; T] {
     })
 }
 
+/// Direct forward for `T = in_c · kh · kw` taps: per output row, blocks of 16 columns
+/// ([`forward_block`]), then 8; the last partial block is computed whole and stored in
+/// part. With exactly 8 output channels (seednet) and AVX-512, rows go in pairs: the
+/// 16-column blocks of rows `i` and `i + 1` together ([`tap_pair_block`]), then the rest
+/// of both rows as single blocks; an odd last row alone.
 fn direct_forward_taps<const T: usize>(
     s: &Conv2dShape,
     xp: &[f32],
@@ -505,8 +512,8 @@ fn direct_forward_taps<const T: usize>(
     debug_assert_eq!(s.col_rows(), T);
     let (oh, ow) = (s.out_h(), s.out_w());
     let off = tap_offsets::<T>(s);
-    for i in 0..oh {
-        let mut j = 0;
+    // Columns `j ..` of output row `i`, one block at a time.
+    let row_from = |y: &mut [f32], i: usize, mut j: usize| {
         while j + 16 <= ow {
             forward_block::<T, f32x16>(s, xp, weight, bias, y, &off, i, j, 16);
             j += 16;
@@ -514,6 +521,73 @@ fn direct_forward_taps<const T: usize>(
         while j < ow {
             forward_block::<T, f32x8>(s, xp, weight, bias, y, &off, i, j, LANES.min(ow - j));
             j += LANES;
+        }
+    };
+    let pairs = TAP_PAIRS && s.out_c == 8;
+    let mut i = 0;
+    while i < oh {
+        if pairs && i + 1 < oh {
+            let mut j = 0;
+            while j + 16 <= ow {
+                tap_pair_block::<T>(s, xp, weight, bias, y, &off, i, j);
+                j += 16;
+            }
+            row_from(y, i, j);
+            row_from(y, i + 1, j);
+            i += 2;
+        } else {
+            row_from(y, i, 0);
+            i += 1;
+        }
+    }
+}
+
+/// Whether [`direct_forward_taps`] pairs rows for 8 output channels: with AVX-512 (2 · 8
+/// accumulators, 2 input vectors per tap; 1.2x at seednet's 1 -> 8 channels, 132 -> 157
+/// GFLOP/s on 1 thread, batch 32). With 16 or more channels the single-row block, which
+/// shares its `T` input vectors across the channel groups, is as fast or faster (1 -> 16:
+/// 158 vs 152, 1 -> 32: 170 vs 155).
+const TAP_PAIRS: bool = cfg!(target_feature = "avx512f");
+
+/// Outputs `(i .. i + 2, j .. j + 16)` of the 8 output channels of [`direct_forward_taps`]:
+/// `y[o, i', j'] = b[o] + Σ_t W[o, t] · xp[tap t at (i', j')]`, summed in tap order (as
+/// [`channels_block`] does), 16 accumulators; each tap's two input vectors are loaded
+/// where used, its 8 weights broadcast once for both rows. Index loops (not iterators)
+/// over the accumulators, so every index is a constant once unrolled and they stay in
+/// registers.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[inline(always)]
+fn tap_pair_block<const T: usize>(
+    s: &Conv2dShape,
+    xp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    off: &[usize; T],
+    i: usize,
+    j: usize,
+) {
+    debug_assert_eq!(s.out_c, 8);
+    let (wp, ow) = (s.padded_stride(), s.out_w());
+    let plane = s.out_h() * ow;
+    let base = [i * wp + j, (i + 1) * wp + j];
+    let at = [i * ow + j, (i + 1) * ow + j];
+    let w = &weight[..8 * T];
+    let b: [f32; 8] = std::array::from_fn(|g| bias.map_or(0.0, |b| b[g]));
+    let mut acc: [[f32x16; 8]; 2] = [std::array::from_fn(|g| f32x16::splat(b[g])); 2];
+    for t in 0..T {
+        let xv: [f32x16; 2] = std::array::from_fn(|p| <f32x16 as Vector>::load(&xp[off[t] + base[p]..]));
+        for g in 0..8 {
+            let wv = f32x16::splat(w[g * T + t]);
+            for p in 0..2 {
+                acc[p][g] = xv[p].mul_add(wv, acc[p][g]);
+            }
+        }
+    }
+    for g in 0..8 {
+        for p in 0..2 {
+            let o = g * plane + at[p];
+            acc[p][g].store_prefix(&mut y[o..o + 16], 16);
         }
     }
 }
@@ -582,7 +656,7 @@ fn channels_block<const T: usize, const G: usize, V: Vector>(
 /// Whether [`direct_forward_image`] has a kernel specialised for this tap count (those
 /// read the weights as they are; the others read them regrouped by [`group_weights`]).
 fn has_tap_kernel(taps: usize) -> bool {
-    matches!(taps, 1 | 4 | 9 | 18 | 25 | 27)
+    matches!(taps, 1 | 4 | 9)
 }
 
 /// Regroups `weight` (`[out_c, taps]`) as `[ceil(out_c / 8), taps, 8]`, zero-filling the
@@ -599,62 +673,169 @@ fn group_weights(s: &Conv2dShape, weight: &[f32], grouped: &mut [f32]) {
     }
 }
 
-/// Direct forward for any tap count, from the padded copy and the grouped weights: per
-/// row, block of 16 (then 8) output columns and group of 8 output channels, one input
-/// vector per tap feeds 8 independent accumulators.
+/// Lanes of the output vectors of [`direct_forward_grouped`]: 16 where AVX-512 makes
+/// `f32x16` one register, else 8.
+const FWD_WIDE: usize = if cfg!(target_feature = "avx512f") { 16 } else { 8 };
+
+/// Output vectors per register tile of [`direct_forward_grouped`]: 2 with AVX-512
+/// (2 · 8 accumulators, 2 input vectors and the broadcast weights of its 32 registers;
+/// 3 vectors, 24 accumulators, measured no faster and spill), 1 with AVX2 (8 + 1 of its
+/// 16; a 2-vector tile spills and runs 25 % slower).
+const FWD_TILE: usize = if cfg!(target_feature = "avx512f") { 2 } else { 1 };
+
+/// One output vector of a tile: output row `i`, columns `j .. j + n` (`n <= V::LANES`),
+/// `x` = `i · padded_stride + j` (its first tap's input offset in a plane of the padded
+/// copy), `y` = `i · ow + j` (its offset in an output plane).
+#[derive(Clone, Copy)]
+struct OutVec {
+    x: usize,
+    y: usize,
+    n: usize,
+}
+
+/// Direct forward for any tap count, from the padded copy and the grouped weights
+/// ([`group_weights`]):
+///
+/// `y[o, i, j] = b[o] + Σ_{c,u,v} W[o, c, u, v] · xp[c, i + u, j + v]`.
+///
+/// Shapes: `xp` one image's padded copy `[in_c, h + 2 pad, padded_stride]`, `grouped`
+/// `[ceil(out_c / 8), in_c · kh · kw, 8]`, `bias` `[out_c]`, `y` one output image
+/// `[out_c, oh, ow]` (overwritten).
+///
+/// Blocking: each output row is cut into `ceil(ow / L)` vectors of `L` = [`FWD_WIDE`]
+/// columns (the last one partial: computed whole and stored in part; its extra lanes
+/// read on into the row's [`DIRECT_ROW_SLACK`] and are discarded). The vectors of the
+/// whole plane, in row-major order, go in tiles of [`FWD_TILE`] (a 1-vector tile for an
+/// odd last one), so a tile holds two segments of one row (`ow` 32) or the same columns
+/// of two consecutive rows (`ow <= 16`), or straddles a row end. Per group of 8 output
+/// channels (outer loop: its weights stay in L1) and tile, `FWD_TILE · 8` vector
+/// accumulators start at the bias; per tap `(c, u, v)` one input vector per tile vector
+/// and 8 broadcast weights feed `FWD_TILE · 8` independent FMAs (`FWD_TILE + 8` loads).
+/// The taps of one kernel row `(c, u)` come from one bounds-checked slice per tile
+/// vector, `kw` constant for the common widths, so the tap loop has no per-tap checks.
+/// Each output is summed in tap order from its bias, so results depend only on the shape
+/// (and equal the tap kernels' order).
 fn direct_forward_grouped(s: &Conv2dShape, xp: &[f32], grouped: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-    let (oh, ow) = (s.out_h(), s.out_w());
-    for i in 0..oh {
-        let mut j = 0;
-        while j + 16 <= ow {
-            grouped_block::<f32x16>(s, xp, grouped, bias, y, i, j, 16);
-            j += 16;
-        }
-        while j < ow {
-            grouped_block::<f32x8>(s, xp, grouped, bias, y, i, j, LANES.min(ow - j));
-            j += LANES;
-        }
+    if FWD_WIDE == 16 {
+        grouped_kw::<f32x16>(s, xp, grouped, bias, y);
+    } else {
+        grouped_kw::<f32x8>(s, xp, grouped, bias, y);
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// [`grouped_tiles`] with the common kernel widths as constants (the tap loop unrolled).
 #[inline(always)]
-fn grouped_block<V: Vector>(
+fn grouped_kw<V: Vector>(s: &Conv2dShape, xp: &[f32], grouped: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    match s.kw {
+        1 => grouped_tiles::<V>(s, xp, grouped, bias, y, 1),
+        2 => grouped_tiles::<V>(s, xp, grouped, bias, y, 2),
+        3 => grouped_tiles::<V>(s, xp, grouped, bias, y, 3),
+        5 => grouped_tiles::<V>(s, xp, grouped, bias, y, 5),
+        kw => grouped_tiles::<V>(s, xp, grouped, bias, y, kw),
+    }
+}
+
+/// Every tile of every channel group of [`direct_forward_grouped`], `kw == s.kw`.
+#[inline(always)]
+fn grouped_tiles<V: Vector>(
     s: &Conv2dShape,
     xp: &[f32],
     grouped: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
-    i: usize,
-    j: usize,
-    n: usize,
+    kw: usize,
 ) {
-    let (hp, wp, taps) = (s.h + 2 * s.pad, s.padded_stride(), s.col_rows());
-    let (plane, at) = (s.out_h() * s.out_w(), i * s.out_w() + j);
-    for (og, wg) in grouped.chunks_exact(8 * taps).enumerate() {
-        let mut acc: [V; 8] = std::array::from_fn(|g| {
+    debug_assert_eq!(s.kw, kw);
+    let (oh, ow, wp) = (s.out_h(), s.out_w(), s.padded_stride());
+    let per_row = ow.div_ceil(V::LANES);
+    let count = oh * per_row;
+    let vec_at = |q: usize| {
+        let (i, j) = (q / per_row, q % per_row * V::LANES);
+        OutVec {
+            x: i * wp + j,
+            y: i * ow + j,
+            n: V::LANES.min(ow - j),
+        }
+    };
+    let plane = oh * ow;
+    for (og, wg) in grouped.chunks_exact(8 * s.col_rows()).enumerate() {
+        let b: [f32; 8] = std::array::from_fn(|g| {
             let o = og * 8 + g;
-            V::splat(bias.filter(|_| o < s.out_c).map_or(0.0, |b| b[o]))
+            bias.filter(|_| o < s.out_c).map_or(0.0, |b| b[o])
         });
-        let mut wt = wg.chunks_exact(8);
-        for c in 0..s.in_c {
-            for u in 0..s.kh {
-                let row = (c * hp + i + u) * wp + j;
-                for v in 0..s.kw {
-                    let x = V::load(&xp[row + v..]);
-                    let w = wt.next().expect("taps of the group");
-                    for g in 0..8 {
-                        acc[g] = x.mul_add(V::splat(w[g]), acc[g]);
+        let outs = s.out_c.min(og * 8 + 8) - og * 8;
+        let yg = &mut y[og * 8 * plane..(og * 8 + outs) * plane];
+        let mut q = 0;
+        while q + FWD_TILE <= count {
+            grouped_tile::<V, FWD_TILE>(
+                s,
+                xp,
+                wg,
+                &b,
+                kw,
+                std::array::from_fn(|k| vec_at(q + k)),
+                yg,
+                plane,
+            );
+            q += FWD_TILE;
+        }
+        while q < count {
+            grouped_tile::<V, 1>(s, xp, wg, &b, kw, [vec_at(q)], yg, plane);
+            q += 1;
+        }
+    }
+}
+
+/// One tile of [`direct_forward_grouped`]: the `P` output vectors `at` of one group of 8
+/// output channels, `wg` its grouped weights (`[taps, 8]`), `b` its biases, `yg` its
+/// output planes (`plane` values each, only the real channels).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn grouped_tile<V: Vector, const P: usize>(
+    s: &Conv2dShape,
+    xp: &[f32],
+    wg: &[f32],
+    b: &[f32; 8],
+    kw: usize,
+    at: [OutVec; P],
+    yg: &mut [f32],
+    plane: usize,
+) {
+    let (wp, plane_in) = (s.padded_stride(), (s.h + 2 * s.pad) * s.padded_stride());
+    let mut acc: [[V; 8]; P] = [std::array::from_fn(|g| V::splat(b[g])); P];
+    // One row of taps (c, u, v = 0 .. kw) at a time: its kw · 8 weights and, per tile
+    // vector, the kw - 1 + L input values its kw shifted vectors read.
+    let mut w_rows = wg.chunks_exact(kw * 8);
+    for c in 0..s.in_c {
+        for u in 0..s.kh {
+            let w = w_rows.next().expect("in_c · kh rows of taps");
+            let off = c * plane_in + u * wp;
+            let xr: [&[f32]; P] = std::array::from_fn(|p| &xp[off + at[p].x..][..kw - 1 + V::LANES]);
+            for v in 0..kw {
+                let xv: [V; P] = std::array::from_fn(|p| V::load(&xr[p][v..]));
+                let wv = &w[v * 8..v * 8 + 8];
+                for g in 0..8 {
+                    let wgv = V::splat(wv[g]);
+                    for p in 0..P {
+                        acc[p][g] = xv[p].mul_add(wgv, acc[p][g]);
                     }
                 }
             }
         }
-        for (g, a) in acc.into_iter().enumerate() {
-            let o = og * 8 + g;
-            if o < s.out_c {
-                a.store_prefix(&mut y[o * plane + at..], n);
-            }
-        }
+    }
+    for p in 0..P {
+        store_channels(acc[p], yg, plane, at[p]);
+    }
+}
+
+/// Stores one output vector `at` of each channel of a group (`yg`: its real channels'
+/// planes of `plane` values). Not inlined, and given copies of the accumulators, so
+/// the tap loop never indexes its accumulators at run time (which would keep them in
+/// memory).
+#[inline(never)]
+fn store_channels<V: Vector>(acc: [V; 8], yg: &mut [f32], plane: usize, at: OutVec) {
+    for (a, yo) in acc.into_iter().zip(yg.chunks_exact_mut(plane)) {
+        a.store_prefix(&mut yo[at.y..], at.n);
     }
 }
 

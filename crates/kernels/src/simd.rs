@@ -188,6 +188,10 @@ impl Vector for wide::f32x16 {
     }
     #[inline(always)]
     fn store_prefix(self, s: &mut [f32], n: usize) {
-        s[..n].copy_from_slice(&self.to_array()[..n]);
+        if n == 16 {
+            s[..16].copy_from_slice(&self.to_array());
+        } else {
+            s[..n].copy_from_slice(&self.to_array()[..n]);
+        }
     }
 }

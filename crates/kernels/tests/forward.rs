@@ -414,8 +414,9 @@ fn simd_helpers_match_reference() {
     }
 }
 
-/// Every direct-path tap specialisation (see `conv_direct_tap_specialisations_match_reference`
-/// in backward.rs), with and without padding.
+/// Every direct-path tap specialisation and the tap counts that now take the grouped
+/// kernel (see `conv_direct_tap_specialisations_match_reference` in backward.rs), with and
+/// without padding.
 #[test]
 fn conv_forward_direct_tap_specialisations_match_reference() {
     for (k, (in_c, kh, kw)) in [
@@ -435,6 +436,75 @@ fn conv_forward_direct_tap_specialisations_match_reference() {
             let s = conv(3, in_c, 13, 21, 5, kh, kw, 1, pad);
             assert!(s.uses_direct());
             check_conv_forward(&s, 14_000 + 10 * k as u64 + pad as u64);
+        }
+    }
+}
+
+/// The grouped direct kernel (every tap count `in_c · kh · kw` but 1, 4 and 9): tiles of
+/// 2 output vectors (AVX-512; 1 with AVX2) over the plane's vectors in row-major order,
+/// so with an odd count of vectors a 1-vector tile; tiles that hold two segments of a
+/// row, two rows (`ow <= 16`) or straddle a row end; a partial last vector per row (widths
+/// not a multiple of 16 or 8); heights 1 and 2; `out_c` not a multiple of 8 (a partial
+/// channel group) and below 8; kernel widths 1, 2, 3, 5 (unrolled) and 4, 6 (the generic loop);
+/// the reference networks' layers and their input gradients' transposed convolutions.
+#[test]
+fn conv_forward_grouped_kernel_matches_reference() {
+    let mut k = 0u64;
+    let mut check = |s: Conv2dShape| {
+        assert!(s.validate().is_ok() && s.uses_direct_forward(), "{s:?}");
+        assert!(![1, 4, 9].contains(&s.col_rows()), "{s:?} takes a tap kernel");
+        check_conv_forward(&s, 16_000 + k);
+        k += 1;
+    };
+    for w in [1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 40, 47, 48, 49] {
+        for h in [1, 2, 3, 5] {
+            check(conv(2, 2, h, w, 11, 3, 3, 1, 1));
+        }
+    }
+    for out_c in [1, 3, 7, 8, 9, 15, 16, 17] {
+        check(conv(1, 4, 5, 19, out_c, 3, 3, 1, 1));
+        check(conv(2, 5, 6, 16, out_c, 3, 3, 1, 0));
+    }
+    for (kh, kw) in [(1, 1), (2, 2), (3, 5), (5, 5), (4, 4), (2, 6), (1, 4)] {
+        for pad in [0, 1, 2] {
+            check(conv(2, 3, 9, 21, 10, kh, kw, 1, pad.min(kh - 1)));
+        }
+    }
+    for batch in [1, 5] {
+        check(conv(batch, 3, 64, 64, 16, 3, 3, 1, 1)); // flowernet c1: 27 taps
+        check(conv(batch, 16, 32, 32, 32, 3, 3, 1, 1)); // c2
+        check(conv(batch, 32, 16, 16, 64, 3, 3, 1, 1)); // c3
+        check(conv(batch, 32, 32, 32, 16, 3, 3, 1, 1)); // c2's input gradient
+        check(conv(batch, 64, 16, 16, 32, 3, 3, 1, 1)); // c3's input gradient
+    }
+}
+
+/// The tap kernels (1, 4, 9 taps) with exactly 8 output channels pair output rows
+/// (AVX-512): even and odd heights (an odd last row alone; 1 and 2 rows), widths below 16,
+/// at 16 and 48, and with 8-column and partial blocks after the paired 16-column ones.
+#[test]
+fn conv_forward_tap_kernels_with_row_pairs_match_reference() {
+    let mut k = 0u64;
+    for (in_c, kh, kw) in [(1, 1, 1), (1, 2, 2), (4, 1, 1), (1, 3, 3)] {
+        for h in [1, 2, 3, 5, 8] {
+            for w in [7, 16, 23, 33, 48, 50] {
+                let pad = if kh == 3 { (h + w) % 2 } else { 0 };
+                let s = conv(
+                    2,
+                    in_c,
+                    h + kh - 1 - 2 * pad,
+                    w + kw - 1 - 2 * pad,
+                    8,
+                    kh,
+                    kw,
+                    1,
+                    pad,
+                );
+                assert!(s.validate().is_ok() && [1, 4, 9].contains(&s.col_rows()), "{s:?}");
+                assert_eq!((s.out_h(), s.out_w()), (h, w));
+                check_conv_forward(&s, 17_000 + k);
+                k += 1;
+            }
         }
     }
 }
