@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Thread scaling of `trainer bench` (design §9, issue 6): images/s for 1, 2, 4, 8 and 16
-# threads (or THREADS), seednet and flowernet at batch 32 and 128, for one or more trainer
+# threads (or THREADS), seednet and flowernet at batch 32 and 128 (or BATCHES), for one or more trainer
 # binaries measured alternately config by config (so drift hits them alike).
 #
 #   benches/scaling.sh OUTDIR BIN [BIN...]
@@ -16,11 +16,12 @@ shift
 mkdir -p "$out"
 threads=${THREADS:-1,2,4,8,16}
 seconds=${SECONDS_PER_CONFIG:-2}
+batches=${BATCHES:-32,128}
 { nproc; lscpu; } >"$out/machine.txt" 2>&1 || true
 jsonl="$out/scaling.jsonl"
 : >"$jsonl"
 for arch in seednet flowernet; do
-    for batch in 32 128; do
+    for batch in ${batches//,/ }; do
         for t in ${threads//,/ }; do
             for bin in "$@"; do
                 name=$(basename "$bin")
