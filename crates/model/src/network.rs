@@ -62,15 +62,15 @@ pub const CHUNK: usize = k::conv::BATCH_CHUNK;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Buffers {
     pub capacity: usize,
-    /// Output of each layer (`Flatten`'s stays empty: it reads its input's buffer).
+    /// Output of each layer that outlives its chunk's task ([`Network::keeps`]; the
+    /// others', `Flatten`'s and a ReLU-before-pool's stay empty).
     pub outs: Vec<Vec<f32>>,
     /// Gradient of the loss with respect to each layer's output (same layout as `outs`).
     pub grads: Vec<Vec<f32>>,
-    /// Argmax indices of each max-pool layer (empty for the others).
+    /// Argmax indices of each kept max-pool layer (empty for the others).
     pub argmax: Vec<Vec<u32>>,
-    /// Convolution scratch, `scratch_len` values per chunk.
-    pub scratch: Vec<f32>,
-    pub scratch_len: usize,
+    /// Each running chunk task's own buffers for the layers that live only within it.
+    arenas: Arenas,
     /// Per chunk: the convolution layers' weight and bias gradients of that chunk's images
     /// (`part_len` values, at each layer's `part_offset`).
     pub parts: Vec<f32>,
@@ -82,6 +82,41 @@ pub(crate) struct Buffers {
     /// Where chunk tasks find the batch buffers above; refilled (no allocation once it
     /// has its capacity) before every parallel region, stale otherwise.
     views: Vec<Views>,
+}
+
+/// The buffers of one running chunk task: the output, gradient and argmax of every layer
+/// whose values live only within the task (`CHUNK` images each), the convolution
+/// scratch, and the views the task reads (the batch buffers' rows for kept layers).
+#[derive(Debug, Default)]
+struct Arena {
+    outs: Vec<Vec<f32>>,
+    grads: Vec<Vec<f32>>,
+    argmax: Vec<Vec<u32>>,
+    scratch: Vec<f32>,
+    views: Vec<Views>,
+}
+
+/// Arenas not in use. A task takes one and gives it back, so a thread reuses the same
+/// arena (in cache) from chunk to chunk; a new one is allocated only when more tasks run
+/// at once than ever before (more threads, or a task stolen while another waits).
+#[derive(Debug, Default)]
+struct Arenas(std::sync::Mutex<Vec<Arena>>);
+
+impl Clone for Arenas {
+    /// A clone starts with none: arenas are only working memory.
+    fn clone(&self) -> Self {
+        Arenas::default()
+    }
+}
+
+impl Arenas {
+    fn take(&self, make: impl FnOnce() -> Arena) -> Arena {
+        let free = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        free.unwrap_or_else(make)
+    }
+    fn put(&self, arena: Arena) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(arena);
+    }
 }
 
 /// One layer's batch buffers as seen by the chunk tasks, each of which uses only its own
@@ -110,6 +145,16 @@ impl<T> Rows<T> {
         Rows {
             ptr: v.as_mut_ptr(),
             len: v.len(),
+        }
+    }
+
+    /// The same buffer from value `start` on (clamped to its end, where it is empty).
+    fn from(self, start: usize) -> Self {
+        let start = start.min(self.len);
+        Rows {
+            // SAFETY: `start <= len`: at most one past the end of the buffer.
+            ptr: unsafe { self.ptr.add(start) },
+            len: self.len - start,
         }
     }
 
@@ -150,6 +195,13 @@ pub struct Network {
     /// on the pool's output and gradient, a quarter of the values for 2x2 windows, in
     /// place; it has no buffers of its own (its slot is its input's).
     relu_before_pool: Vec<bool>,
+    /// Whether layer `i`'s output (and gradient) must outlive its chunk's task, in batch
+    /// buffers: the logits, and a dense layer's input and output (its weight gradient is
+    /// computed over the whole batch after the tasks). The others live in the tasks'
+    /// arenas, a few chunks' worth of memory however large the batch.
+    keeps: Vec<bool>,
+    /// Convolution scratch per arena (the largest layer's, for `CHUNK` images).
+    scratch_len: usize,
     pub(crate) bufs: Buffers,
     pub(crate) input_grad: bool,
     /// Samples in the last forward pass.
@@ -230,7 +282,7 @@ impl Network {
                 matches!(layers[i], Layer::Relu) && matches!(layers.get(i + 1), Some(Layer::MaxPool2d { .. }))
             })
             .collect();
-        let mut slot = Vec::with_capacity(layers.len());
+        let mut slot: Vec<Option<usize>> = Vec::with_capacity(layers.len());
         for (i, l) in layers.iter().enumerate() {
             let s = if matches!(l, Layer::Flatten) || relu_before_pool[i] {
                 // A view of its input's buffer (or of the network input).
@@ -252,6 +304,33 @@ impl Network {
         let needs_dx = (0..layers.len())
             .map(|i| layers[..i].iter().any(Layer::has_params))
             .collect();
+        let last_slot = slot.last().copied().flatten();
+        let mut keeps = vec![false; layers.len()];
+        for (i, l) in layers.iter().enumerate() {
+            if let Layer::Dense { .. } = l {
+                keeps[i] = true;
+                if let Some(j) = i.checked_sub(1).and_then(|j| slot[j]) {
+                    keeps[j] = true;
+                }
+            }
+        }
+        if let Some(j) = last_slot {
+            keeps[j] = true;
+        }
+        let scratch_len = layers
+            .iter()
+            .filter_map(|l| match l {
+                Layer::Conv2d { shape, .. } => Some(
+                    k::Conv2dShape {
+                        batch: CHUNK,
+                        ..*shape
+                    }
+                    .scratch_len(),
+                ),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
         let mut part_offset = Vec::with_capacity(layers.len());
         let mut offset = 0;
         for l in &layers {
@@ -269,6 +348,8 @@ impl Network {
             needs_dx,
             part_offset,
             relu_before_pool,
+            keeps,
+            scratch_len,
             bufs: Buffers::default(),
             input_grad: false,
             last_batch: 0,
@@ -391,9 +472,9 @@ impl Network {
         b.outs.clear();
         b.grads.clear();
         b.argmax.clear();
-        let (mut scratch, mut part_len) = (0, 0);
+        let mut part_len = 0;
         for (i, (l, s)) in self.layers.iter().zip(&self.shapes).enumerate() {
-            let n = if self.slot[i] == Some(i) {
+            let n = if self.slot[i] == Some(i) && self.keeps[i] {
                 batch * s.len()
             } else {
                 0
@@ -402,12 +483,7 @@ impl Network {
             b.grads.push(vec![0.0; n]);
             match l {
                 Layer::MaxPool2d { .. } => b.argmax.push(vec![0; n]),
-                Layer::Conv2d { shape, .. } => {
-                    let s = k::Conv2dShape {
-                        batch: CHUNK,
-                        ..*shape
-                    };
-                    scratch = scratch.max(s.scratch_len());
+                Layer::Conv2d { .. } => {
                     part_len += l.params().map(|p| p.value.len()).sum::<usize>();
                     b.argmax.push(Vec::new());
                 }
@@ -416,8 +492,6 @@ impl Network {
         }
         let chunks = batch.div_ceil(CHUNK);
         // At least one value per chunk, so the per-chunk splits below are never empty.
-        b.scratch_len = scratch.max(1);
-        b.scratch = vec![0.0; chunks * b.scratch_len];
         b.part_len = part_len.max(1);
         b.parts = vec![0.0; chunks * b.part_len];
         b.views = Vec::with_capacity(self.layers.len());
@@ -450,20 +524,20 @@ impl Network {
         self.ensure_buffers(batch);
         self.refresh_views();
         self.last_batch = batch;
-        let chunks = batch.div_ceil(CHUNK);
         let il = self.input.len();
         // Taken out for the step (no allocation), so the tasks can share `self` read-only.
-        let mut bufs = std::mem::take(&mut self.bufs);
+        let bufs = std::mem::take(&mut self.bufs);
         let step = self.chunk_step(&bufs.views);
-        x.par_chunks(CHUNK * il)
-            .zip(bufs.scratch[..chunks * bufs.scratch_len].par_chunks_mut(bufs.scratch_len))
-            .enumerate()
-            .for_each(|(c, (xc, scratch))| {
-                // SAFETY: chunk c uses rows c·CHUNK .. of every buffer, disjoint from the
-                // other chunks' rows; the buffers outlive this loop and nothing else
-                // borrows them meanwhile.
-                unsafe { step.forward(c * CHUNK, xc, scratch) }
-            });
+        let arenas = &bufs.arenas;
+        x.par_chunks(CHUNK * il).enumerate().for_each(|(c, xc)| {
+            let mut a = arenas.take(|| step.arena());
+            step.fill_views(&mut a, c * CHUNK);
+            // SAFETY: chunk c uses rows c·CHUNK .. of the batch buffers, disjoint from the
+            // other chunks' rows, and its own arena; the buffers outlive this loop and
+            // nothing else borrows them meanwhile.
+            unsafe { step.forward(&a.views, xc, &mut a.scratch) };
+            arenas.put(a);
+        });
         self.bufs = bufs;
     }
 
@@ -476,6 +550,8 @@ impl Network {
             needs_dx: &self.needs_dx,
             part_offset: &self.part_offset,
             relu_before_pool: &self.relu_before_pool,
+            keeps: &self.keeps,
+            scratch_len: self.scratch_len,
             input_len: self.input.len(),
             input_grad: self.input_grad,
             views,
@@ -523,8 +599,7 @@ impl Network {
         // Taken out for the step (no allocation), so the tasks can share `self` read-only.
         let mut bufs = std::mem::take(&mut self.bufs);
         let Buffers {
-            scratch,
-            scratch_len,
+            arenas,
             parts,
             part_len,
             probs,
@@ -533,20 +608,35 @@ impl Network {
             ..
         } = &mut bufs;
         let step = self.chunk_step(views);
+        let arenas = &*arenas;
         x.par_chunks(CHUNK * il)
             .zip(labels.par_chunks(CHUNK))
             .zip(probs[..batch * classes].par_chunks_mut(CHUNK * classes))
             .zip(losses[..batch].par_chunks_mut(CHUNK))
-            .zip(scratch[..chunks * *scratch_len].par_chunks_mut(*scratch_len))
             .zip(parts[..chunks * *part_len].par_chunks_mut(*part_len))
             .enumerate()
-            .for_each(|(c, (((((xc, yc), pc), lc), scratch), part))| {
+            .for_each(|(c, ((((xc, yc), pc), lc), part))| {
+                let mut a = arenas.take(|| step.arena());
+                step.fill_views(&mut a, c * CHUNK);
+                let Arena { views, scratch, .. } = &mut a;
                 // SAFETY: as in `forward`: chunk c uses only its own rows of the batch
-                // buffers (and of the input gradient).
+                // buffers (and of the input gradient) and its own arena.
                 unsafe {
-                    step.forward(c * CHUNK, xc, scratch);
-                    step.backward(c * CHUNK, xc, yc, grad_scale, pc, lc, scratch, part, input_grad);
+                    step.forward(views, xc, scratch);
+                    step.backward(
+                        views,
+                        c * CHUNK,
+                        xc,
+                        yc,
+                        grad_scale,
+                        pc,
+                        lc,
+                        scratch,
+                        part,
+                        input_grad,
+                    );
                 }
+                arenas.put(a);
             });
         self.bufs = bufs;
         self.reduce_gradients(x, batch);
@@ -702,12 +792,60 @@ struct ChunkStep<'a> {
     needs_dx: &'a [bool],
     part_offset: &'a [usize],
     relu_before_pool: &'a [bool],
+    keeps: &'a [bool],
+    scratch_len: usize,
     input_len: usize,
     input_grad: bool,
     views: &'a [Views],
 }
 
 impl ChunkStep<'_> {
+    /// A new arena: `CHUNK` images of every layer that is not kept in batch buffers.
+    fn arena(&self) -> Arena {
+        let mut a = Arena::default();
+        for (i, (l, s)) in self.layers.iter().zip(self.shapes).enumerate() {
+            let n = if self.slot[i] == Some(i) && !self.keeps[i] {
+                CHUNK * s.len()
+            } else {
+                0
+            };
+            a.outs.push(vec![0.0; n]);
+            a.grads.push(vec![0.0; n]);
+            a.argmax.push(if matches!(l, Layer::MaxPool2d { .. }) {
+                vec![0; n]
+            } else {
+                Vec::new()
+            });
+        }
+        a.scratch = vec![0.0; self.scratch_len];
+        a.views = Vec::with_capacity(self.layers.len());
+        a
+    }
+
+    /// Points `a.views` at the rows of chunk `r0 ..` for kept layers and at the arena's
+    /// own buffers for the others (no allocation: the views' capacity is kept).
+    fn fill_views(&self, a: &mut Arena, r0: usize) {
+        a.views.clear();
+        for (i, s) in self.shapes.iter().enumerate() {
+            let at = r0 * s.len();
+            let v = if self.keeps[i] {
+                let b = &self.views[i];
+                Views {
+                    out: b.out.from(at),
+                    grad: b.grad.from(at),
+                    argmax: b.argmax.from(at),
+                }
+            } else {
+                Views {
+                    out: Rows::new(&mut a.outs[i]),
+                    grad: Rows::new(&mut a.grads[i]),
+                    argmax: Rows::new(&mut a.argmax[i]),
+                }
+            };
+            a.views.push(v);
+        }
+    }
+
     /// Values per sample of layer `i`'s input.
     fn in_len(&self, i: usize) -> usize {
         match i {
@@ -720,10 +858,10 @@ impl ChunkStep<'_> {
     ///
     /// # Safety
     /// As [`Rows::get`]: no live mutable slice of the same rows.
-    unsafe fn input<'x>(&self, i: usize, r0: usize, n: usize, x: &'x [f32]) -> &'x [f32] {
+    unsafe fn input<'x>(&self, v: &[Views], i: usize, n: usize, x: &'x [f32]) -> &'x [f32] {
         match i.checked_sub(1).and_then(|j| self.slot[j]) {
             // SAFETY: the caller's contract.
-            Some(j) => unsafe { self.views[j].out.get(r0 * self.in_len(i), n * self.in_len(i)) },
+            Some(j) => unsafe { v[j].out.get(0, n * self.in_len(i)) },
             None => x,
         }
     }
@@ -732,7 +870,7 @@ impl ChunkStep<'_> {
     ///
     /// # Safety
     /// No other task may use rows `r0 .. r0 + n` of the batch buffers meanwhile.
-    unsafe fn forward(&self, r0: usize, x: &[f32], scratch: &mut [f32]) {
+    unsafe fn forward(&self, v: &[Views], x: &[f32], scratch: &mut [f32]) {
         let n = x.len() / self.input_len;
         for (i, layer) in self.layers.iter().enumerate() {
             if matches!(layer, Layer::Flatten) || self.relu_before_pool[i] {
@@ -740,7 +878,7 @@ impl ChunkStep<'_> {
             }
             let ol = self.shapes[i].len();
             // SAFETY: this chunk's rows; layer i's output and input are different buffers.
-            let (input, out) = unsafe { (self.input(i, r0, n, x), self.views[i].out.get(r0 * ol, n * ol)) };
+            let (input, out) = unsafe { (self.input(v, i, n, x), v[i].out.get(0, n * ol)) };
             match layer {
                 Layer::Conv2d { shape, weight, bias } => {
                     let s = k::Conv2dShape { batch: n, ..*shape };
@@ -750,7 +888,7 @@ impl ChunkStep<'_> {
                 Layer::MaxPool2d { shape } => {
                     let s = k::Pool2dShape { batch: n, ..*shape };
                     // SAFETY: this chunk's rows of the layer's own argmax buffer.
-                    let argmax = unsafe { self.views[i].argmax.get(r0 * ol, n * ol) };
+                    let argmax = unsafe { v[i].argmax.get(0, n * ol) };
                     k::max_pool2d_forward(&s, input, out, argmax);
                     if i > 0 && self.relu_before_pool[i - 1] {
                         k::relu_forward_inplace(out);
@@ -776,6 +914,7 @@ impl ChunkStep<'_> {
     #[allow(clippy::too_many_arguments)]
     unsafe fn backward(
         &self,
+        v: &[Views],
         r0: usize,
         x: &[f32],
         labels: &[usize],
@@ -792,11 +931,8 @@ impl ChunkStep<'_> {
         let classes = self.shapes[last].len();
         // SAFETY: this chunk's rows of the logits and of their gradient (two buffers).
         let (logits, dlogits) = unsafe {
-            let v = &self.views[last_slot];
-            (
-                v.out.get(r0 * classes, n * classes),
-                v.grad.get(r0 * classes, n * classes),
-            )
+            let v = &v[last_slot];
+            (v.out.get(0, n * classes), v.grad.get(0, n * classes))
         };
         k::softmax_cross_entropy_rows(logits, labels, classes, grad_scale, probs, losses, dlogits)
             .expect("labels are checked before the step");
@@ -809,8 +945,8 @@ impl ChunkStep<'_> {
                 // The ReLU before this pool, on the pool's output gradient, in place.
                 // SAFETY: this chunk's rows of the pool's output and output gradient.
                 let (y, g) = unsafe {
-                    let (ol, v) = (self.shapes[i].len(), &self.views[oi]);
-                    (&*v.out.get(r0 * ol, n * ol), v.grad.get(r0 * ol, n * ol))
+                    let (ol, v) = (self.shapes[i].len(), &v[oi]);
+                    (&*v.out.get(0, n * ol), v.grad.get(0, n * ol))
                 };
                 k::relu_backward_inplace(y, g);
             }
@@ -819,18 +955,13 @@ impl ChunkStep<'_> {
             // SAFETY: this chunk's rows; dy (layer i's output gradient) and dx (its input's
             // gradient, a lower slot or the network input's) are different buffers, and
             // the input and output activations are only read here.
-            let (dy, input) = unsafe {
-                (
-                    &*self.views[oi].grad.get(r0 * ol, n * ol),
-                    self.input(i, r0, n, x),
-                )
-            };
+            let (dy, input) = unsafe { (&*v[oi].grad.get(0, n * ol), self.input(v, i, n, x)) };
             let dx: Option<&mut [f32]> = if !(self.needs_dx[i] || self.input_grad) {
                 None
             } else {
                 match in_slot {
                     // SAFETY: as above.
-                    Some(j) => Some(unsafe { self.views[j].grad.get(r0 * il, n * il) }),
+                    Some(j) => Some(unsafe { v[j].grad.get(0, n * il) }),
                     None if self.input_grad => Some(unsafe { input_grad.get(r0 * il, n * il) }),
                     None => None,
                 }
@@ -851,14 +982,14 @@ impl ChunkStep<'_> {
                     if let Some(dx) = dx {
                         let s = k::Pool2dShape { batch: n, ..*shape };
                         // SAFETY: this chunk's rows, only read.
-                        let argmax = unsafe { &*self.views[i].argmax.get(r0 * ol, n * ol) };
+                        let argmax = unsafe { &*v[i].argmax.get(0, n * ol) };
                         k::max_pool2d_backward(&s, dy, argmax, dx);
                     }
                 }
                 Layer::Relu => {
                     if let Some(dx) = dx {
                         // SAFETY: this chunk's rows of the layer's output, only read.
-                        let y = unsafe { &*self.views[oi].out.get(r0 * ol, n * ol) };
+                        let y = unsafe { &*v[oi].out.get(0, n * ol) };
                         k::relu_backward(y, dy, dx);
                     }
                 }
