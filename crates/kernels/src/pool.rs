@@ -12,7 +12,7 @@
 //! `dx[n, c, argmax] += dy[n, c, i, j]`, so overlapping windows accumulate.
 
 use crate::shape::{check_len, check_sizes, ShapeError};
-use crate::simd::{load, store, LANES};
+use crate::simd::LANES;
 use rayon::prelude::*;
 use std::ops::{Add, BitAnd, BitOr, Not, Sub};
 use wide::bytemuck::cast;
@@ -185,132 +185,78 @@ trait PoolVector:
     fn bitmask(self) -> u32;
 }
 
-impl PoolVector for f32x8 {
-    const N: usize = 8;
-    #[inline(always)]
-    fn splat(v: f32) -> Self {
-        f32x8::splat(v)
-    }
-    #[inline(always)]
-    fn steps() -> Self {
-        f32x8::new(std::array::from_fn(|l| 2.0 * l as f32))
-    }
-    #[inline(always)]
-    fn load(s: &[f32]) -> Self {
-        load(s)
-    }
-    #[inline(always)]
-    fn store(self, s: &mut [f32]) {
-        store(s, self)
-    }
-    #[inline(always)]
-    fn load_index(s: &[u32]) -> Self {
-        i32x8::new(std::array::from_fn(|l| s[l] as i32)).round_float()
-    }
-    #[inline(always)]
-    fn store_index(self, s: &mut [u32]) {
-        for (a, v) in s[..8].iter_mut().zip(self.round_int().to_array()) {
-            *a = v as u32;
+/// Implements [`PoolVector`] for `wide`'s `$f` (with its `$i` and `$u` integer twins) of
+/// `$n` lanes. Two-vector shuffles go through `$u` (`wide` has them for the unsigned
+/// types): the casts move no data.
+macro_rules! pool_vector {
+    ($f:ident, $i:ident, $u:ident, $n:literal) => {
+        impl PoolVector for $f {
+            const N: usize = $n;
+            #[inline(always)]
+            fn splat(v: f32) -> Self {
+                $f::splat(v)
+            }
+            #[inline(always)]
+            fn steps() -> Self {
+                $f::new(std::array::from_fn(|l| 2.0 * l as f32))
+            }
+            #[inline(always)]
+            fn load(s: &[f32]) -> Self {
+                $f::new(s[..$n].try_into().expect("a whole vector"))
+            }
+            #[inline(always)]
+            fn store(self, s: &mut [f32]) {
+                s[..$n].copy_from_slice(&self.to_array());
+            }
+            #[inline(always)]
+            fn load_index(s: &[u32]) -> Self {
+                $i::new(std::array::from_fn(|l| s[l] as i32)).round_float()
+            }
+            #[inline(always)]
+            fn store_index(self, s: &mut [u32]) {
+                for (a, v) in s[..$n].iter_mut().zip(self.round_int().to_array()) {
+                    *a = v as u32;
+                }
+            }
+            #[inline(always)]
+            fn deinterleave(a: Self, b: Self) -> (Self, Self) {
+                let (a, b): ($u, $u) = (cast(a), cast(b));
+                let even = $u::new(std::array::from_fn(|l| 2 * l as u32));
+                let odd = $u::new(std::array::from_fn(|l| 2 * l as u32 + 1));
+                (cast([a, b].shuffle(even)), cast([a, b].shuffle(odd)))
+            }
+            #[inline(always)]
+            fn interleave(a: Self, b: Self) -> (Self, Self) {
+                let (a, b): ($u, $u) = (cast(a), cast(b));
+                let lo = $u::new(std::array::from_fn(|l| (l / 2 + $n * (l % 2)) as u32));
+                let hi = $u::new(std::array::from_fn(|l| ($n / 2 + l / 2 + $n * (l % 2)) as u32));
+                (cast([a, b].shuffle(lo)), cast([a, b].shuffle(hi)))
+            }
+            #[inline(always)]
+            fn gt(self, o: Self) -> Self {
+                self.simd_gt(o)
+            }
+            #[inline(always)]
+            fn eq(self, o: Self) -> Self {
+                self.simd_eq(o)
+            }
+            #[inline(always)]
+            fn nan(self) -> Self {
+                self.is_nan()
+            }
+            #[inline(always)]
+            fn select(self, if_true: Self, if_false: Self) -> Self {
+                $f::select(self, if_true, if_false)
+            }
+            #[inline(always)]
+            fn bitmask(self) -> u32 {
+                self.to_bitmask()
+            }
         }
-    }
-    #[inline(always)]
-    fn deinterleave(a: Self, b: Self) -> (Self, Self) {
-        let even = u32x8::new(std::array::from_fn(|l| 2 * l as u32));
-        let odd = u32x8::new(std::array::from_fn(|l| 2 * l as u32 + 1));
-        ([a, b].shuffle(even), [a, b].shuffle(odd))
-    }
-    #[inline(always)]
-    fn interleave(a: Self, b: Self) -> (Self, Self) {
-        let lo = u32x8::new(std::array::from_fn(|l| (l / 2 + 8 * (l % 2)) as u32));
-        let hi = u32x8::new(std::array::from_fn(|l| (4 + l / 2 + 8 * (l % 2)) as u32));
-        ([a, b].shuffle(lo), [a, b].shuffle(hi))
-    }
-    #[inline(always)]
-    fn gt(self, o: Self) -> Self {
-        self.simd_gt(o)
-    }
-    #[inline(always)]
-    fn eq(self, o: Self) -> Self {
-        self.simd_eq(o)
-    }
-    #[inline(always)]
-    fn nan(self) -> Self {
-        self.is_nan()
-    }
-    #[inline(always)]
-    fn select(self, if_true: Self, if_false: Self) -> Self {
-        f32x8::select(self, if_true, if_false)
-    }
-    #[inline(always)]
-    fn bitmask(self) -> u32 {
-        self.to_bitmask()
-    }
+    };
 }
-
-impl PoolVector for f32x16 {
-    const N: usize = 16;
-    #[inline(always)]
-    fn splat(v: f32) -> Self {
-        f32x16::splat(v)
-    }
-    #[inline(always)]
-    fn steps() -> Self {
-        f32x16::new(std::array::from_fn(|l| 2.0 * l as f32))
-    }
-    #[inline(always)]
-    fn load(s: &[f32]) -> Self {
-        f32x16::new(s[..16].try_into().expect("16 values"))
-    }
-    #[inline(always)]
-    fn store(self, s: &mut [f32]) {
-        s[..16].copy_from_slice(&self.to_array());
-    }
-    #[inline(always)]
-    fn load_index(s: &[u32]) -> Self {
-        i32x16::new(std::array::from_fn(|l| s[l] as i32)).round_float()
-    }
-    #[inline(always)]
-    fn store_index(self, s: &mut [u32]) {
-        for (a, v) in s[..16].iter_mut().zip(self.round_int().to_array()) {
-            *a = v as u32;
-        }
-    }
-    // `wide` shuffles two f32x16 only as u32x16: the casts move no data.
-    #[inline(always)]
-    fn deinterleave(a: Self, b: Self) -> (Self, Self) {
-        let (a, b): (u32x16, u32x16) = (cast(a), cast(b));
-        let even = u32x16::new(std::array::from_fn(|l| 2 * l as u32));
-        let odd = u32x16::new(std::array::from_fn(|l| 2 * l as u32 + 1));
-        (cast([a, b].shuffle(even)), cast([a, b].shuffle(odd)))
-    }
-    #[inline(always)]
-    fn interleave(a: Self, b: Self) -> (Self, Self) {
-        let (a, b): (u32x16, u32x16) = (cast(a), cast(b));
-        let lo = u32x16::new(std::array::from_fn(|l| (l / 2 + 16 * (l % 2)) as u32));
-        let hi = u32x16::new(std::array::from_fn(|l| (8 + l / 2 + 16 * (l % 2)) as u32));
-        (cast([a, b].shuffle(lo)), cast([a, b].shuffle(hi)))
-    }
-    #[inline(always)]
-    fn gt(self, o: Self) -> Self {
-        self.simd_gt(o)
-    }
-    #[inline(always)]
-    fn eq(self, o: Self) -> Self {
-        self.simd_eq(o)
-    }
-    #[inline(always)]
-    fn nan(self) -> Self {
-        self.is_nan()
-    }
-    #[inline(always)]
-    fn select(self, if_true: Self, if_false: Self) -> Self {
-        f32x16::select(self, if_true, if_false)
-    }
-    #[inline(always)]
-    fn bitmask(self) -> u32 {
-        self.to_bitmask()
-    }
-}
+pool_vector!(f32x8, i32x8, u32x8, 8);
+pool_vector!(f32x16, i32x16, u32x16, 16);
 
 /// Whether the 2x2 paths take 16-lane blocks before 8-lane ones.
 const WIDE_BLOCKS: bool = cfg!(target_feature = "avx512f");
