@@ -547,7 +547,7 @@ fn direct_forward_taps<const T: usize>(
 /// GFLOP/s on 1 thread, batch 32). With 16 or more channels the single-row block, which
 /// shares its `T` input vectors across the channel groups, is as fast or faster (1 -> 16:
 /// 158 vs 152, 1 -> 32: 170 vs 155).
-const TAP_PAIRS: bool = cfg!(target_feature = "avx512f");
+const TAP_PAIRS: bool = simd::AVX512;
 
 /// Outputs `(i .. i + 2, j .. j + 16)` of the 8 output channels of [`direct_forward_taps`]:
 /// `y[o, i', j'] = b[o] + Σ_t W[o, t] · xp[tap t at (i', j')]`, summed in tap order (as
@@ -673,15 +673,11 @@ fn group_weights(s: &Conv2dShape, weight: &[f32], grouped: &mut [f32]) {
     }
 }
 
-/// Lanes of the output vectors of [`direct_forward_grouped`]: 16 where AVX-512 makes
-/// `f32x16` one register, else 8.
-const FWD_WIDE: usize = if cfg!(target_feature = "avx512f") { 16 } else { 8 };
-
 /// Output vectors per register tile of [`direct_forward_grouped`]: 2 with AVX-512
 /// (2 · 8 accumulators, 2 input vectors and the broadcast weights of its 32 registers;
 /// 3 vectors, 24 accumulators, measured no faster and spill), 1 with AVX2 (8 + 1 of its
 /// 16; a 2-vector tile spills and runs 25 % slower).
-const FWD_TILE: usize = if cfg!(target_feature = "avx512f") { 2 } else { 1 };
+const FWD_TILE: usize = if simd::AVX512 { 2 } else { 1 };
 
 /// One output vector of a tile: output row `i`, columns `j .. j + n` (`n <= V::LANES`),
 /// `x` = `i · padded_stride + j` (its first tap's input offset in a plane of the padded
@@ -702,7 +698,7 @@ struct OutVec {
 /// `[ceil(out_c / 8), in_c · kh · kw, 8]`, `bias` `[out_c]`, `y` one output image
 /// `[out_c, oh, ow]` (overwritten).
 ///
-/// Blocking: each output row is cut into `ceil(ow / L)` vectors of `L` = [`FWD_WIDE`]
+/// Blocking: each output row is cut into `ceil(ow / L)` vectors of `L` = [`simd::WIDE_LANES`]
 /// columns (the last one partial: computed whole and stored in part; its extra lanes
 /// read on into the row's [`DIRECT_ROW_SLACK`] and are discarded). The vectors of the
 /// whole plane, in row-major order, go in tiles of [`FWD_TILE`] (a 1-vector tile for an
@@ -716,7 +712,7 @@ struct OutVec {
 /// Each output is summed in tap order from its bias, so results depend only on the shape
 /// (and equal the tap kernels' order).
 fn direct_forward_grouped(s: &Conv2dShape, xp: &[f32], grouped: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-    if FWD_WIDE == 16 {
+    if simd::WIDE_LANES == 16 {
         grouped_kw::<f32x16>(s, xp, grouped, bias, y);
     } else {
         grouped_kw::<f32x8>(s, xp, grouped, bias, y);
@@ -925,14 +921,10 @@ pub fn conv2d_backward_weights(
 /// Output channels per register block of [`backward_weights_3x3_chunk`]: 2 with AVX-512
 /// (2 · 9 accumulators, 2 · 3 `dy` rows, 3 input vectors and 2 bias accumulators: 29 of
 /// its 32 vector registers), 1 otherwise (9 + 3 + 3 + 1 = 16, AVX2's 16).
-const DW3X3_GROUP: usize = if cfg!(target_feature = "avx512f") { 2 } else { 1 };
-
-/// Lanes of the widest strip of [`backward_weights_3x3_chunk`]: 16 where AVX-512 makes
-/// `f32x16` one register, else 8.
-const DW3X3_WIDE: usize = if cfg!(target_feature = "avx512f") { 16 } else { 8 };
+const DW3X3_GROUP: usize = if simd::AVX512 { 2 } else { 1 };
 
 /// How [`backward_weights_3x3_chunk`] covers the `ow` output columns: full strips of
-/// [`DW3X3_WIDE`] lanes up to `wide_end`, then (AVX-512 only) one full 8-lane strip when
+/// [`simd::WIDE_LANES`] lanes up to `wide_end`, then (AVX-512 only) one full 8-lane strip when
 /// exactly 8 columns remain, else the `ow - wide_end` remaining columns as one strip of
 /// `tail_lanes` lanes (0: none) whose `dy` comes from a zero-padded copy.
 #[derive(Clone, Copy)]
@@ -944,9 +936,9 @@ struct Dw3x3Strips {
 
 impl Dw3x3Strips {
     fn new(ow: usize) -> Self {
-        let wide_end = ow / DW3X3_WIDE * DW3X3_WIDE;
+        let wide_end = ow / simd::WIDE_LANES * simd::WIDE_LANES;
         let rem = ow - wide_end;
-        let eight = DW3X3_WIDE == 16 && rem == 8;
+        let eight = simd::WIDE_LANES == 16 && rem == 8;
         let tail_lanes = match rem {
             0 => 0,
             _ if eight => 0,
@@ -1155,7 +1147,7 @@ fn dw3x3_passes<const G: usize, const BIAS: bool>(
     let (oh, ow, we) = (s.out_h(), s.out_w(), plan.wide_end);
     let sel = (oh, images, o0, c);
     if we > 0 {
-        if DW3X3_WIDE == 16 {
+        if simd::WIDE_LANES == 16 {
             dw3x3_pass::<f32x16, G, BIAS>(xp, direct, sel, 0, we, sums, bias);
         } else {
             dw3x3_pass::<f32x8, G, BIAS>(xp, direct, sel, 0, we, sums, bias);
@@ -1165,7 +1157,9 @@ fn dw3x3_passes<const G: usize, const BIAS: bool>(
         dw3x3_pass::<f32x8, G, BIAS>(xp, direct, sel, we, ow, sums, bias);
     }
     match plan.tail_lanes {
-        16 if DW3X3_WIDE == 16 => dw3x3_pass::<f32x16, G, BIAS>(xp, padded, sel, we, we + 16, sums, bias),
+        16 if simd::WIDE_LANES == 16 => {
+            dw3x3_pass::<f32x16, G, BIAS>(xp, padded, sel, we, we + 16, sums, bias)
+        }
         8 => dw3x3_pass::<f32x8, G, BIAS>(xp, padded, sel, we, we + 8, sums, bias),
         _ => {}
     }

@@ -12,7 +12,7 @@
 //! `dx[n, c, argmax] += dy[n, c, i, j]`, so overlapping windows accumulate.
 
 use crate::shape::{check_len, check_sizes, ShapeError};
-use crate::simd::LANES;
+use crate::simd::{AVX512, LANES};
 use rayon::prelude::*;
 use std::ops::{Add, BitAnd, BitOr, Not, Sub};
 use wide::bytemuck::cast;
@@ -258,9 +258,6 @@ macro_rules! pool_vector {
 pool_vector!(f32x8, i32x8, u32x8, 8);
 pool_vector!(f32x16, i32x16, u32x16, 16);
 
-/// Whether the 2x2 paths take 16-lane blocks before 8-lane ones.
-const WIDE_BLOCKS: bool = cfg!(target_feature = "avx512f");
-
 /// `v` beats `best`: greater, or NaN over a number (NaN propagates, ties keep `best`).
 #[inline(always)]
 fn wins_v<V: PoolVector>(v: V, best: V) -> V {
@@ -284,7 +281,7 @@ fn pool_plane_2x2(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
         let r0 = &x[2 * i * w..(2 * i + 1) * w];
         let r1 = &x[(2 * i + 1) * w..(2 * i + 2) * w];
         let mut j = 0;
-        while simd && WIDE_BLOCKS && j + 16 <= ow {
+        while simd && AVX512 && j + 16 <= ow {
             pool_block_2x2::<f32x16>(r0, r1, w, 2 * i * w, j, yrow, arow);
             j += 16;
         }
@@ -393,7 +390,7 @@ fn unpool_plane_2x2(s: &Pool2dShape, dy: &[f32], am: &[u32], dx: &mut [f32]) {
     for (i, (dyrow, arow)) in dy.chunks_exact(ow).zip(am.chunks_exact(ow)).enumerate() {
         let (top, bottom) = dx[2 * i * w..(2 * i + 2) * w].split_at_mut(w);
         let mut j = 0;
-        while WIDE_BLOCKS && j + 16 <= ow {
+        while AVX512 && j + 16 <= ow {
             unpool_block_2x2::<f32x16>(s, i, j, dyrow, arow, top, bottom);
             j += 16;
         }

@@ -8,6 +8,13 @@ use wide::f32x8;
 /// Lanes in the vector type the kernels use.
 pub const LANES: usize = 8;
 
+/// Whether the build targets AVX-512 (32 vector registers, an `f32x16` in one register):
+/// the kernels' register tiles and widest blocks follow it.
+pub(crate) const AVX512: bool = cfg!(target_feature = "avx512f");
+
+/// Lanes of the widest vector the kernels use: 16 with AVX-512, else 8.
+pub(crate) const WIDE_LANES: usize = if AVX512 { 16 } else { 8 };
+
 /// Loads `LANES` values from the start of `s` (which must hold at least that many).
 #[inline(always)]
 pub(crate) fn load(s: &[f32]) -> f32x8 {
