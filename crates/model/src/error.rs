@@ -29,6 +29,20 @@ pub enum ModelError {
     LabelCount { images: usize, labels: usize },
     #[error(transparent)]
     Label(#[from] petal_kernels::LabelError),
+    /// The network's output count is not the data's class count.
+    #[error(
+        "the spec ends in {last}{} but {data} has {classes} classes: end it in dense:{classes}, or use a preset",
+        if last.starts_with("dense:") { String::new() } else { format!(" ({outputs} outputs)") }
+    )]
+    ClassCount {
+        /// The network's last layer, as written in a spec (`dense:5`).
+        last: String,
+        /// Values that layer outputs per sample.
+        outputs: usize,
+        /// What the classes were counted in (`the data`, a folder's path).
+        data: String,
+        classes: usize,
+    },
     #[error("network too large: {what} needs {values} values, over the limit of {limit}")]
     TooLarge { what: String, values: u128, limit: u128 },
     #[error("checkpoint {}: {reason}", path.display())]

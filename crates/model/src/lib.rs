@@ -6,7 +6,8 @@
 //!   softmax cross-entropy applied to the last layer's output (the logits), so the seed's
 //!   "Softmax_layer" is a `Dense` layer followed by that loss.
 //! - [`Network`]: built from code ([`Network::from_layers`]), from the presets
-//!   ([`Network::seednet`], [`Network::flowernet`]) or from a one-line spec
+//!   ([`Network::seednet`], [`Network::flowernet`]; [`Network::for_classes`] sizes a preset
+//!   to any class count) or from a one-line spec
 //!   ([`Network::from_spec`], grammar in [`spec`]), with every shape inferred from the input
 //!   and typed errors naming the layer that does not fit. Training
 //!   ([`Network::train_step`] = [`Network::forward_backward`] + [`Network::sgd_step`]) and

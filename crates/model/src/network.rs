@@ -219,6 +219,29 @@ impl Network {
         Ok(net)
     }
 
+    /// Builds `arch`, a preset name or a spec, as a classifier of `classes` classes with
+    /// weights from `seed`: a preset ends in `dense:classes` ([`crate::spec::preset_spec`]),
+    /// a spec must end in `classes` outputs ([`Network::check_classes`]).
+    pub fn for_classes(arch: &str, input: InputShape, classes: usize, seed: u64) -> Result<Self, ModelError> {
+        let net = Self::from_spec(&crate::spec::resolve_arch(arch, classes), input, seed)?;
+        net.check_classes(classes)?;
+        Ok(net)
+    }
+
+    /// Refuses a network whose output count (the logits) is not `classes`, with
+    /// [`ModelError::ClassCount`] naming both and the fix.
+    pub fn check_classes(&self, classes: usize) -> Result<(), ModelError> {
+        if self.classes() == classes {
+            return Ok(());
+        }
+        Err(ModelError::ClassCount {
+            last: self.specs.last().map_or_else(String::new, |l| l.to_string()),
+            outputs: self.classes(),
+            data: "the data".into(),
+            classes,
+        })
+    }
+
     /// The seed's network (`conv3x3:8,maxpool2,dense:5`) on 1x50x50 inputs.
     pub fn seednet(seed: u64) -> Self {
         Self::from_spec("seednet", InputShape { c: 1, h: 50, w: 50 }, seed).expect("seednet preset is valid")

@@ -15,19 +15,53 @@
 //! as a layer, as in PyTorch's `nn.Sequential`). The network ends in the logits: the last
 //! layer must produce a flat vector, whose length is the number of classes.
 //!
-//! Presets: `seednet` = `conv3x3:8,maxpool2,dense:5`;
-//! `flowernet` = `conv3x3:16/p1,relu,maxpool2,conv3x3:32/p1,relu,maxpool2,conv3x3:64/p1,relu,maxpool2,dense:5`.
+//! Presets end in a classifier sized to the data, `dense:N` for N classes, like
+//! torchvision's `num_classes` ([`preset_spec`], [`resolve_arch`]):
+//! `seednet` = `conv3x3:8,maxpool2,dense:N`;
+//! `flowernet` = `conv3x3:16/p1,relu,maxpool2,conv3x3:32/p1,relu,maxpool2,conv3x3:64/p1,relu,maxpool2,dense:N`.
+//! A preset name given where no class count is known ([`parse_spec`]) means N = 5, the
+//! seed's five flowers ([`SEEDNET`], [`FLOWERNET`]).
 
 use crate::error::{ModelError, SpecError};
 use crate::layer::Layer;
 use crate::network::{InputShape, Network, MAX_ACTIVATIONS_PER_SAMPLE};
 use std::fmt;
 
-/// The seed's network on 1x50x50 inputs.
+/// The seed's network on 1x50x50 inputs, for its 5 classes.
 pub const SEEDNET: &str = "conv3x3:8,maxpool2,dense:5";
-/// The RGB flower network on 3x64x64 inputs.
+/// The RGB flower network on 3x64x64 inputs, for 5 classes.
 pub const FLOWERNET: &str =
     "conv3x3:16/p1,relu,maxpool2,conv3x3:32/p1,relu,maxpool2,conv3x3:64/p1,relu,maxpool2,dense:5";
+
+/// Each preset's name and its layers before the classifier (`dense:N` is appended).
+const PRESET_BODIES: [(&str, &str); 2] = [
+    ("seednet", "conv3x3:8,maxpool2"),
+    (
+        "flowernet",
+        "conv3x3:16/p1,relu,maxpool2,conv3x3:32/p1,relu,maxpool2,conv3x3:64/p1,relu,maxpool2",
+    ),
+];
+
+/// The preset names, in the order the help lists them.
+pub fn preset_names() -> impl Iterator<Item = &'static str> {
+    PRESET_BODIES.iter().map(|(n, _)| *n)
+}
+
+/// The spec of preset `name` (surrounding whitespace ignored) for a classifier of
+/// `classes` classes: its body, then `dense:classes`. `None` when `name` is not a preset.
+pub fn preset_spec(name: &str, classes: usize) -> Option<String> {
+    let name = name.trim();
+    PRESET_BODIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, body)| format!("{body},dense:{classes}"))
+}
+
+/// `arch` as a spec for data of `classes` classes: a preset's spec sized to `classes`
+/// ([`preset_spec`]), any other text (a spec) as it is.
+pub fn resolve_arch(arch: &str, classes: usize) -> String {
+    preset_spec(arch, classes).unwrap_or_else(|| arch.to_string())
+}
 
 /// Largest size accepted for any single spec number (channels, kernel, stride, padding,
 /// outputs): refused at parse time, before anything is allocated.
@@ -104,8 +138,8 @@ pub fn format_spec(layers: &[LayerSpec]) -> String {
     layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(",")
 }
 
-/// Expands a preset name (`seednet`, `flowernet`) to its spec; any other text is returned
-/// as it is.
+/// Expands a preset name (`seednet`, `flowernet`) to its 5-class spec; any other text is
+/// returned as it is. [`resolve_arch`] sizes a preset for another class count.
 pub fn resolve_preset(name_or_spec: &str) -> &str {
     match name_or_spec.trim() {
         "seednet" => SEEDNET,
@@ -313,6 +347,33 @@ mod tests {
             assert_eq!(format_spec(&layers), p);
         }
         assert_eq!(parse_spec("seednet").unwrap(), parse_spec(SEEDNET).unwrap());
+    }
+
+    #[test]
+    fn preset_spec_sizes_the_classifier_to_the_class_count() {
+        // Five classes give the constants (the seed's network, bit for bit).
+        assert_eq!(preset_spec("seednet", 5).as_deref(), Some(SEEDNET));
+        assert_eq!(preset_spec(" flowernet ", 5).as_deref(), Some(FLOWERNET));
+        for classes in [2, 3, 10, 100] {
+            for name in preset_names() {
+                let spec = preset_spec(name, classes).unwrap();
+                let layers = parse_spec(&spec).unwrap();
+                assert_eq!(
+                    layers.last(),
+                    Some(&LayerSpec::Dense {
+                        out: classes,
+                        bias: true
+                    }),
+                    "{name} for {classes}: {spec}"
+                );
+                // Everything before the classifier is the 5-class preset's.
+                let five = parse_spec(name).unwrap();
+                assert_eq!(layers[..layers.len() - 1], five[..five.len() - 1], "{name}");
+            }
+        }
+        assert_eq!(preset_spec("resnet99", 5), None);
+        assert_eq!(resolve_arch("conv3x3:4,dense:7", 3), "conv3x3:4,dense:7");
+        assert_eq!(resolve_arch("seednet", 2), "conv3x3:8,maxpool2,dense:2");
     }
 
     #[test]

@@ -58,6 +58,62 @@ fn presets_have_the_design_shapes() {
     );
 }
 
+fn bits(net: &Network) -> Vec<(String, Vec<u32>)> {
+    net.params()
+        .map(|p| (p.name.clone(), p.value.iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+#[test]
+fn for_classes_sizes_presets_and_checks_specs() {
+    // Five classes: the presets as they always were, the same weights for a seed.
+    let s = Network::for_classes("seednet", shape(1, 50, 50), 5, 7).unwrap();
+    assert!(bits(&s) == bits(&Network::seednet(7)));
+    let f = Network::for_classes("flowernet", shape(3, 64, 64), 5, 7).unwrap();
+    assert!(bits(&f) == bits(&Network::flowernet(7)));
+    // Other counts: the last layer follows, the rest is the preset's.
+    for classes in [1, 2, 3, 10, 100] {
+        for (name, input) in [("seednet", shape(1, 28, 28)), ("flowernet", shape(3, 32, 32))] {
+            let net = Network::for_classes(name, input, classes, 1).unwrap();
+            assert_eq!(net.classes(), classes, "{name}");
+            assert_eq!(net.shapes().last(), Some(&Shape::Flat(classes)));
+            let five = Network::from_spec(name, input, 1).unwrap();
+            let n = net.layer_specs().len();
+            assert_eq!(net.layer_specs()[..n - 1], five.layer_specs()[..n - 1], "{name}");
+        }
+    }
+    // A spec keeps its layers and must end in the class count.
+    let net = Network::for_classes("conv3x3:2,dense:3", shape(1, 8, 8), 3, 1).unwrap();
+    assert_eq!(net.spec(), "conv3x3:2,flatten,dense:3");
+    let e = Network::for_classes("conv3x3:2,dense:4", shape(1, 8, 8), 3, 1).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the spec ends in dense:4 but the data has 3 classes: end it in dense:3, or use a preset"
+    );
+    let e = Network::for_classes("conv3x3:2,maxpool2,flatten", shape(1, 8, 8), 3, 1).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ModelError::ClassCount {
+                outputs: 18,
+                classes: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("the spec ends in flatten (18 outputs) but"),
+        "{e}"
+    );
+    // Zero classes is no network.
+    assert!(matches!(
+        Network::for_classes("seednet", shape(1, 8, 8), 0, 1),
+        Err(ModelError::Spec(_))
+    ));
+}
+
 #[test]
 fn spec_errors_name_layer_and_position() {
     let cases: [(&str, InputShape, &str); 9] = [

@@ -50,9 +50,11 @@ fn rate(batch: usize, seconds: f64, runs: usize, mut f: impl FnMut()) -> f64 {
     rates[runs / 2]
 }
 
-/// Measures `arch` on `input` at `batch` images per step on a rayon pool of `threads`.
+/// Measures `spec` (named `arch` in the result: a preset name or the spec) on `input` at
+/// `batch` images per step on a rayon pool of `threads`.
 pub fn bench(
     arch: &str,
+    spec: &str,
     input: InputShape,
     batch: usize,
     threads: usize,
@@ -63,7 +65,7 @@ pub fn bench(
         .build()
         .map_err(|e| TrainerError::Usage(format!("cannot start {threads} threads: {e}")))?;
     pool.install(|| {
-        let mut net = Network::from_spec(arch, input, 0)?;
+        let mut net = Network::from_spec(spec, input, 0)?;
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.random()).collect();
         let y: Vec<usize> = (0..batch).map(|_| rng.random_range(0..net.classes())).collect();

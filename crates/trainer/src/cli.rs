@@ -1,7 +1,9 @@
 //! Command-line interface: argument types and the command implementations.
 
 use crate::bench::bench;
-use crate::data::{decode_file, load_image_folder, write_chw, Dataset, MAX_SIDE};
+use crate::data::{
+    class_folders, decode_file, load_image_folder, training_class_folders, write_chw, Dataset, MAX_SIDE,
+};
 use crate::error::TrainerError;
 use crate::report::{thousands, EpochMetrics};
 use crate::synth::{self, SynthConfig, CLASSES};
@@ -47,7 +49,9 @@ pub enum Command {
 /// Network and input shape options shared by several commands.
 #[derive(Args, Debug, Clone)]
 pub struct ArchArgs {
-    /// `seednet`, `flowernet` or a spec such as `conv3x3:8,maxpool2,dense:5` (README: grammar).
+    /// `seednet`, `flowernet` (presets: their last layer, `dense:N`, is sized to the
+    /// data's N classes) or a spec such as `conv3x3:8,maxpool2,dense:5` (README: grammar),
+    /// which must end in as many outputs as the data has classes.
     #[arg(long, default_value = "seednet")]
     pub arch: String,
     /// Input side in pixels (default: 50 for seednet, 64 otherwise).
@@ -151,6 +155,10 @@ pub struct PredictArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     pub arch: ArchArgs,
+    /// Classes: a preset's last layer is sized to it, a spec must end in it (default: 5
+    /// for a preset, any for a spec).
+    #[arg(long)]
+    pub classes: Option<usize>,
     /// Batch sizes to measure (repeat or comma-separate).
     #[arg(long, value_delimiter = ',', default_values_t = [32])]
     pub batch_size: Vec<usize>,
@@ -169,6 +177,10 @@ pub struct BenchArgs {
 pub struct GradcheckArgs {
     #[command(flatten)]
     pub arch: ArchArgs,
+    /// Classes: a preset's last layer is sized to it, a spec must end in it (default: 5
+    /// for a preset, any for a spec).
+    #[arg(long)]
+    pub classes: Option<usize>,
     #[arg(long, default_value_t = 2)]
     pub batch_size: usize,
     /// Largest accepted relative error.
@@ -238,12 +250,73 @@ fn check_size(input: InputShape) -> Result<(), TrainerError> {
     Ok(())
 }
 
-/// [`Network::from_spec`], then refuses a network whose convolution scratch buffers could
-/// not be allocated (`petal_model::spec::check_buffers`).
-fn network(arch: &str, input: InputShape, seed: u64) -> Result<Network, TrainerError> {
-    let net = Network::from_spec(arch, input, seed)?;
+/// [`Network::for_classes`] (a preset sized to `classes`, a spec checked against it), or
+/// without `classes` [`Network::from_spec`] (a preset for 5 classes, a spec as it is);
+/// then refuses a network whose convolution scratch buffers could not be allocated
+/// (`petal_model::spec::check_buffers`). `data` names where the classes were counted, for
+/// the error of a spec whose output count differs.
+fn network(
+    arch: &str,
+    input: InputShape,
+    classes: Option<usize>,
+    data: &str,
+    seed: u64,
+) -> Result<Network, TrainerError> {
+    let net = match classes {
+        Some(n) => Network::for_classes(arch, input, n, seed),
+        None => Network::from_spec(arch, input, seed),
+    };
+    let net = net.map_err(|e| match e {
+        petal_model::ModelError::ClassCount {
+            last,
+            outputs,
+            classes,
+            ..
+        } => petal_model::ModelError::ClassCount {
+            last,
+            outputs,
+            data: data.to_string(),
+            classes,
+        },
+        e => e,
+    })?;
     petal_model::spec::check_buffers(&net)?;
     Ok(net)
+}
+
+/// The classes of a run's data, in label order, and what they were counted in (for
+/// messages), found before any image is decoded: the synthetic flowers' five, or the class
+/// folders of `--data`. A `--val` folder must hold the same classes or some of them (its
+/// images take the label of the training class of the same name); one with a class the
+/// training folder lacks is refused here.
+fn data_classes(cfg: &RunConfig) -> Result<(Vec<String>, String), TrainerError> {
+    let Some(dir) = &cfg.data else {
+        let names = CLASSES.iter().map(|s| s.to_string()).collect();
+        return Ok((names, "the synthetic flower set".into()));
+    };
+    let names: Vec<String> = training_class_folders(dir)?.into_iter().map(|(n, _)| n).collect();
+    if let Some(vdir) = &cfg.val {
+        let val: Vec<String> = class_folders(vdir)?.into_iter().map(|(n, _)| n).collect();
+        let extra: Vec<&String> = val.iter().filter(|n| !names.contains(n)).collect();
+        if !extra.is_empty() {
+            return Err(TrainerError::data(
+                vdir,
+                format!(
+                    "has class folders that the training folder {} lacks: {extra:?} (training classes: {names:?})",
+                    dir.display()
+                ),
+            ));
+        }
+        let missing: Vec<&String> = names.iter().filter(|n| !val.contains(n)).collect();
+        if !missing.is_empty() {
+            eprintln!(
+                "note: validation folder {} has no images of {missing:?}; its {} classes keep the training folder's labels",
+                vdir.display(),
+                val.len()
+            );
+        }
+    }
+    Ok((names, dir.display().to_string()))
 }
 
 fn set_threads(threads: Option<usize>) -> Result<(), TrainerError> {
@@ -291,7 +364,8 @@ fn arch_slug(arch: &str) -> String {
 }
 
 /// Loads the training and validation sets a run configuration names.
-fn load_data(cfg: &RunConfig) -> Result<(Dataset, Dataset), TrainerError> {
+/// `classes` are the training folder's, from [`data_classes`].
+fn load_data(cfg: &RunConfig, classes: &[String]) -> Result<(Dataset, Dataset), TrainerError> {
     let shape = InputShape {
         c: cfg.input[0],
         h: cfg.input[1],
@@ -347,7 +421,7 @@ fn load_data(cfg: &RunConfig) -> Result<(Dataset, Dataset), TrainerError> {
             Ok((tr, va))
         }
         Some(dir) => {
-            let (all, report) = load_image_folder(dir, shape, None)?;
+            let (all, report) = load_image_folder(dir, shape, Some(classes))?;
             print_load(dir, &all, &report, t);
             let (tr, va) = match &cfg.val {
                 Some(vdir) => {
@@ -440,6 +514,7 @@ fn cmd_train(a: TrainArgs) -> Result<Exit, TrainerError> {
             let input = a.arch.input();
             let cfg = RunConfig {
                 arch: a.arch.arch.clone(),
+                spec: None,
                 input: [input.c, input.h, input.w],
                 epochs: a.epochs.unwrap_or(5),
                 batch_size: a.batch_size,
@@ -486,9 +561,31 @@ fn cmd_train(a: TrainArgs) -> Result<Exit, TrainerError> {
         w: cfg.input[2],
     };
     check_size(input)?;
-    // Build the network before loading data: a bad spec fails at once.
-    let fresh = network(&cfg.arch, input, cfg.seed)?;
-    let (tr, va) = load_data(&cfg)?;
+    // A spec that does not parse fails at once; then, from the class folders' names alone
+    // (nothing decoded yet), the network is sized to the data or a spec that does not end
+    // in its class count is refused.
+    petal_model::parse_spec(&petal_model::spec::resolve_arch(&cfg.arch, CLASSES.len()))
+        .map_err(petal_model::ModelError::from)?;
+    let (classes, data_name) = data_classes(&cfg)?;
+    let fresh = network(&cfg.arch, input, Some(classes.len()), &data_name, cfg.seed)?;
+    // A resumed run's config.json records the network its arch resolved to: the two agree
+    // unless the file was edited.
+    if let Some(spec) = cfg.spec.as_deref().filter(|s| *s != fresh.spec()) {
+        return Err(TrainerError::data(
+            dir.join(train::CONFIG_FILE),
+            format!(
+                "`arch` {:?} gives `{}` for {} classes, but `spec` is `{spec}`",
+                cfg.arch,
+                fresh.spec(),
+                classes.len()
+            ),
+        ));
+    }
+    let cfg = RunConfig {
+        spec: Some(fresh.spec()),
+        ..cfg
+    };
+    let (tr, va) = load_data(&cfg, &classes)?;
     if tr.is_empty() {
         return Err(TrainerError::Usage(
             "no training images left after the validation split".into(),
@@ -683,7 +780,8 @@ fn cmd_bench(a: BenchArgs) -> Result<Exit, TrainerError> {
     }
     // Refuse a bad spec before measuring anything.
     check_size(input)?;
-    let net = network(&a.arch.arch, input, 0)?;
+    let net = network(&a.arch.arch, input, a.classes, "--classes", 0)?;
+    let spec = net.spec();
     if !a.json {
         println!(
             "{} on {input} ({:.2} MFLOP per training image), {:.1} s per configuration",
@@ -698,7 +796,7 @@ fn cmd_bench(a: BenchArgs) -> Result<Exit, TrainerError> {
     }
     for &t in &threads {
         for &b in &a.batch_size {
-            let r = bench(&a.arch.arch, input, b, t, a.seconds)?;
+            let r = bench(&a.arch.arch, &spec, input, b, t, a.seconds)?;
             if a.json {
                 println!("{}", serde_json::to_string(&r).expect("bench result"));
             } else {
@@ -719,7 +817,7 @@ fn cmd_bench(a: BenchArgs) -> Result<Exit, TrainerError> {
 fn cmd_gradcheck(a: GradcheckArgs) -> Result<Exit, TrainerError> {
     let input = a.arch.input();
     check_size(input)?;
-    let mut net = network(&a.arch.arch, input, a.seed)?;
+    let mut net = network(&a.arch.arch, input, a.classes, "--classes", a.seed)?;
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
     if !(1..=MAX_BENCH_BATCH).contains(&a.batch_size) {
         return Err(TrainerError::Usage(format!(

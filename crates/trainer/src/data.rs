@@ -114,7 +114,7 @@ pub struct LoadReport {
     pub ignored: usize,
 }
 
-/// Class folders of `dir`, sorted by name, with their names.
+/// Class folders of `dir` (at least one), sorted by name, with their names.
 pub fn class_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, TrainerError> {
     let meta = std::fs::metadata(dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => TrainerError::data(dir, "does not exist"),
@@ -151,20 +151,28 @@ pub fn class_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, TrainerError>
             ),
         ));
     }
-    match classes.len() {
-        0 => Err(TrainerError::data(
+    if classes.is_empty() {
+        return Err(TrainerError::data(
             dir,
             "has no class folders (expected DIR/<class>/<image>)",
-        )),
-        1 => Err(TrainerError::data(
+        ));
+    }
+    Ok(classes)
+}
+
+/// [`class_folders`] of a training folder: at least two.
+pub fn training_class_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, TrainerError> {
+    let classes = class_folders(dir)?;
+    if classes.len() == 1 {
+        return Err(TrainerError::data(
             dir,
             format!(
                 "has only one class folder (`{}`): a classifier needs at least two",
                 classes[0].0
             ),
-        )),
-        _ => Ok(classes),
+        ));
     }
+    Ok(classes)
 }
 
 /// Image files under `dir` (recursively, sorted), and how many files were ignored.
@@ -205,8 +213,9 @@ fn has_image_extension(path: &Path) -> bool {
 }
 
 /// Loads an image folder for inputs of `shape` (1 channel: grayscale, 3: RGB). With
-/// `classes` given (from a checkpoint), the folder's class names must be among them and
-/// keep their labels; otherwise the sorted folder names are the classes.
+/// `classes` given (a checkpoint's, or the training folder's for a validation folder), the
+/// folder's class names must be among them and keep their labels (one class is enough);
+/// otherwise the sorted folder names, at least two, are the classes.
 pub fn load_image_folder(
     dir: &Path,
     shape: InputShape,
@@ -218,7 +227,10 @@ pub fn load_image_folder(
             shape.c
         )));
     }
-    let folders = class_folders(dir)?;
+    let folders = match classes {
+        Some(_) => class_folders(dir)?,
+        None => training_class_folders(dir)?,
+    };
     let names: Vec<String> = match classes {
         Some(c) => c.to_vec(),
         None => folders.iter().map(|(n, _)| n.clone()).collect(),

@@ -33,6 +33,11 @@ use std::time::Instant;
 pub struct RunConfig {
     /// Preset name or spec, as given.
     pub arch: String,
+    /// The network `arch` resolved to for the data's classes (canonical spec: a preset's
+    /// last layer sized to the class count), which `--resume` rebuilds. Absent in the
+    /// configurations of runs made before presets followed the data (they had 5 classes).
+    #[serde(default)]
+    pub spec: Option<String>,
     /// `[c, h, w]`.
     pub input: [usize; 3],
     pub epochs: usize,

@@ -1,49 +1,15 @@
 //! End-to-end tests of the `trainer` binary.
 
-use assert_cmd::Command;
+mod common;
+
+use common::*;
 use petal_model::load_checkpoint;
-use std::path::Path;
-
-fn trainer() -> Command {
-    let mut c = Command::cargo_bin("trainer").unwrap();
-    c.env_remove("PETAL_INTERRUPT_AFTER_STEPS");
-    c
-}
-
-fn metrics(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn weights(path: &Path) -> Vec<(String, Vec<u32>)> {
-    let (net, _) = load_checkpoint(path).unwrap();
-    net.params()
-        .map(|p| (p.name.clone(), p.value.iter().map(|v| v.to_bits()).collect()))
-        .collect()
-}
 
 #[test]
 fn default_job_reaches_90_percent_and_writes_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let out = trainer()
-        .arg("--out")
-        .arg(&run)
-        .arg("--threads")
-        .arg("2")
-        .output()
-        .unwrap();
+    let out = trainer().arg("--out").arg(&run).arg("--threads").arg("2").run();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("epoch 1/5") && text.contains("epoch 5/5"), "{text}");
@@ -84,13 +50,7 @@ fn default_job_reaches_90_percent_and_writes_the_run() {
     assert_eq!(net.spec(), "conv3x3:8,maxpool2,flatten,dense:5");
     // A second run into the same folder is refused: nothing is overwritten.
     let before = std::fs::read(run.join("model.safetensors")).unwrap();
-    let out = trainer()
-        .arg("--out")
-        .arg(&run)
-        .arg("--epochs")
-        .arg("1")
-        .output()
-        .unwrap();
+    let out = trainer().arg("--out").arg(&run).arg("--epochs").arg("1").run();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("already holds a run"), "{}", stderr(&out));
     assert_eq!(before, std::fs::read(run.join("model.safetensors")).unwrap());
@@ -111,8 +71,7 @@ fn synth_folder_trains_evaluates_and_predicts() {
             "--out",
         ])
         .arg(&data)
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     for c in ["daisy", "dandelion", "rose", "sunflower", "tulip"] {
         assert_eq!(std::fs::read_dir(data.join(c)).unwrap().count(), 40, "{c}");
@@ -136,8 +95,7 @@ fn synth_folder_trains_evaluates_and_predicts() {
         .arg(&data)
         .arg("--out")
         .arg(&run)
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("skipped") && err.contains("broken.png"), "{err}");
@@ -156,8 +114,7 @@ fn synth_folder_trains_evaluates_and_predicts() {
         .arg(&ckpt)
         .arg("--data")
         .arg(&data)
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["images"], 200);
@@ -177,8 +134,7 @@ fn synth_folder_trains_evaluates_and_predicts() {
         .arg(&ckpt)
         .arg("--data")
         .arg(&data)
-        .output()
-        .unwrap();
+        .run();
     assert!(
         stdout(&out).contains("precision") && stdout(&out).contains("accuracy"),
         "{}",
@@ -190,8 +146,7 @@ fn synth_folder_trains_evaluates_and_predicts() {
         .args(["predict", "--json", "--top", "2", "--checkpoint"])
         .arg(&ckpt)
         .arg(&img)
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let preds = v[0]["predictions"].as_array().unwrap();
@@ -204,8 +159,7 @@ fn synth_folder_trains_evaluates_and_predicts() {
         .arg(&ckpt)
         .arg(data.join("rose/broken.png"))
         .arg(&img)
-        .output()
-        .unwrap();
+        .run();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("broken.png"), "{}", stderr(&out));
     assert!(stdout(&out).contains("daisy_00000.png: "), "{}", stdout(&out));
@@ -228,7 +182,7 @@ fn interrupted_and_resumed_run_matches_an_uninterrupted_one() {
         "0.02",
     ];
     let full = dir.path().join("full");
-    let out = trainer().args(args).arg("--out").arg(&full).output().unwrap();
+    let out = trainer().args(args).arg("--out").arg(&full).run();
     assert!(out.status.success(), "{}", stderr(&out));
 
     // 240 training images in batches of 16: 15 steps per epoch; stop inside epoch 2.
@@ -238,8 +192,7 @@ fn interrupted_and_resumed_run_matches_an_uninterrupted_one() {
         .arg("--out")
         .arg(&part)
         .env("PETAL_INTERRUPT_AFTER_STEPS", "22")
-        .output()
-        .unwrap();
+        .run();
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("interrupted at epoch 2, step 22"),
@@ -247,7 +200,7 @@ fn interrupted_and_resumed_run_matches_an_uninterrupted_one() {
         stdout(&out)
     );
     assert_eq!(metrics(&part).len(), 1);
-    let out = trainer().args(["train", "--resume"]).arg(&part).output().unwrap();
+    let out = trainer().args(["train", "--resume"]).arg(&part).run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("resuming"), "{}", stdout(&out));
 
@@ -308,8 +261,7 @@ fn bad_data_folders_are_clear_errors() {
             .arg(root.join(name))
             .arg("--out")
             .arg(root.join(format!("run-{name}")))
-            .output()
-            .unwrap();
+            .run();
         assert_eq!(out.status.code(), Some(1), "{name}");
         let err = stderr(&out);
         assert!(
@@ -324,8 +276,7 @@ fn bad_data_folders_are_clear_errors() {
     }
     let out = trainer()
         .args(["train", "--arch", "conv3x3:8,maxpol2,dense:5"])
-        .output()
-        .unwrap();
+        .run();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("spec layer 2 (`maxpol2`)"),
@@ -350,8 +301,7 @@ fn divergence_stops_with_the_epoch_and_step() {
             "--out",
         ])
         .arg(&run)
-        .output()
-        .unwrap();
+        .run();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("training diverged at epoch 1, step"), "{err}");
@@ -367,8 +317,7 @@ fn gradcheck_and_bench_commands() {
             "--size",
             "12",
         ])
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(
         stdout(&out).contains("passed") && stdout(&out).contains("0.weight"),
@@ -385,8 +334,7 @@ fn gradcheck_and_bench_commands() {
             "--tolerance",
             "0",
         ])
-        .output()
-        .unwrap();
+        .run();
     assert_eq!(out.status.code(), Some(1), "a zero tolerance cannot pass");
 
     let out = trainer()
@@ -400,8 +348,7 @@ fn gradcheck_and_bench_commands() {
             "--threads",
             "1",
         ])
-        .output()
-        .unwrap();
+        .run();
     assert!(out.status.success(), "{}", stderr(&out));
     let lines: Vec<serde_json::Value> = stdout(&out)
         .lines()
@@ -419,13 +366,13 @@ fn gradcheck_and_bench_commands() {
 
 #[test]
 fn help_lists_every_command() {
-    let out = trainer().arg("--help").output().unwrap();
+    let out = trainer().arg("--help").run();
     let text = stdout(&out);
     for c in ["train", "eval", "predict", "bench", "gradcheck", "synth"] {
         assert!(text.contains(c), "--help lacks {c}");
     }
     for c in ["train", "eval", "predict", "bench", "gradcheck", "synth"] {
-        let out = trainer().args([c, "--help"]).output().unwrap();
+        let out = trainer().args([c, "--help"]).run();
         assert!(out.status.success(), "{c} --help");
     }
 }

@@ -8,102 +8,24 @@
 //! instead of stalling the suite. The tests run as root in CI: where that changes what
 //! can be provoked (file permissions), the test says so and asserts what root gets.
 
+mod common;
+
+use common::*;
 use image::{DynamicImage, ImageFormat};
 use petal_model::{load_checkpoint, save_checkpoint, CheckpointMeta, InputShape, Network, Normalization};
 use petal_trainer::data::{decode_bytes, load_image_folder, write_chw, LoadReport};
 use std::ffi::OsStr;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-/// Longest any child process may run before the test calls it a hang.
-const TIMEOUT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------
 // Helpers: processes
 // ---------------------------------------------------------------------------------------
-
-fn trainer() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trainer"));
-    c.env_remove("PETAL_INTERRUPT_AFTER_STEPS");
-    c.stdin(Stdio::null());
-    c
-}
-
-fn spawn(mut cmd: Command) -> Child {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.spawn().expect("trainer starts")
-}
-
-/// Runs `cmd` to the end; a run past [`TIMEOUT`] is killed and fails the test.
-fn run(cmd: Command) -> Output {
-    wait_output(spawn(cmd))
-}
-
-fn wait_output(mut child: Child) -> Output {
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
-    let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the trainer ran for more than {TIMEOUT:?}: a hang");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts a failed command: exit code 1, no panic, and exactly one `error: ` line, the
-/// last on stderr (lines before it may only report skipped files). Returns that line.
-fn error_line(out: &Output) -> String {
-    let err = stderr(out);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected exit code 1\nstdout: {}\nstderr: {err}",
-        stdout(out)
-    );
-    assert!(!err.contains("panicked"), "a panic: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    let errors: Vec<&&str> = lines.iter().filter(|l| l.starts_with("error: ")).collect();
-    assert_eq!(errors.len(), 1, "one error line expected: {err}");
-    assert!(
-        lines.last().unwrap().starts_with("error: "),
-        "the error comes last: {err}"
-    );
-    for l in &lines[..lines.len() - 1] {
-        assert!(l.starts_with("skipped "), "unexpected stderr line `{l}`");
-    }
-    lines.last().unwrap().to_string()
-}
 
 /// Sends `signal` to a child process.
 fn signal(child: &Child, signal: i32) {
@@ -151,12 +73,6 @@ fn is_root() -> bool {
 // Helpers: files
 // ---------------------------------------------------------------------------------------
 
-fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
-    let mut c = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut c, format).unwrap();
-    c.into_inner()
-}
-
 fn solid(w: u32, h: u32, rgb: [u8; 3]) -> DynamicImage {
     DynamicImage::ImageRgb8(image::RgbImage::from_pixel(w, h, image::Rgb(rgb)))
 }
@@ -167,13 +83,6 @@ fn pattern(w: u32, h: u32, seed: u32) -> DynamicImage {
         let v = (x * 31 + y * 17 + seed * 7) as u8;
         image::Rgb([v, v.wrapping_mul(3), 255 - v])
     }))
-}
-
-fn write(path: &Path, bytes: &[u8]) {
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p).unwrap();
-    }
-    std::fs::write(path, bytes).unwrap();
 }
 
 fn crc32(data: &[u8]) -> u32 {
@@ -293,32 +202,6 @@ fn skip_reason(report: &LoadReport, path: &Path) -> String {
         })
 }
 
-/// Bit patterns of every weight of a checkpoint.
-fn weights(path: &Path) -> Weights {
-    let (net, _) = load_checkpoint(path).unwrap();
-    net.params()
-        .map(|p| (p.name.clone(), p.value.iter().map(|v| v.to_bits()).collect()))
-        .collect()
-}
-
-fn metrics(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Names in a folder, sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 /// Asserts a run folder holds a consistent checkpoint: it loads, the optimizer file of its
 /// step is there and loads onto it, and no temporary file is left.
 fn assert_consistent(run: &Path) -> (u64, u64) {
@@ -372,9 +255,6 @@ fn resume(run: &Path) -> Command {
     c.args(["train", "--resume"]).arg(run);
     c
 }
-
-/// Weight bit patterns by tensor name.
-type Weights = Vec<(String, Vec<u32>)>;
 
 /// Final weights and metrics of the job run without interruption (computed once).
 fn reference() -> &'static (Weights, Vec<serde_json::Value>) {
@@ -491,7 +371,7 @@ fn bad_data_folders_are_one_line_errors_without_a_run_folder() {
     .arg(root.join("run-val"));
     let line = error_line(&run(cmd));
     assert!(
-        line.contains("class folder `c` is not one of the checkpoint's classes"),
+        line.contains("has class folders that the training folder") && line.contains("lacks: [\"c\"]"),
         "{line}"
     );
 }
@@ -1357,8 +1237,32 @@ fn bad_run_folders_do_not_resume_and_are_left_as_they_were() {
                 let p = d.join("config.json");
                 let t = std::fs::read_to_string(&p)
                     .unwrap()
+                    .replace("seednet", "conv3x3:4,maxpool2,dense:5")
+                    .replace("conv3x3:8,maxpool2,flatten", "conv3x3:4,maxpool2,flatten");
+                std::fs::write(p, t).unwrap();
+            }),
+            "but config.json asks for `conv3x3:4,maxpool2,flatten,dense:5`".into(),
+        ),
+        (
+            "arch-and-spec-disagree",
+            Box::new(|d: &Path| {
+                let p = d.join("config.json");
+                let t = std::fs::read_to_string(&p)
+                    .unwrap()
                     .replace("seednet", "conv3x3:4,maxpool2,dense:5");
                 std::fs::write(p, t).unwrap();
+            }),
+            "config.json: `arch` \"conv3x3:4,maxpool2,dense:5\" gives `conv3x3:4,maxpool2,flatten,dense:5` for 5 classes, but `spec` is `conv3x3:8,maxpool2,flatten,dense:5`".into(),
+        ),
+        (
+            "config-without-spec",
+            Box::new(|d: &Path| {
+                // A run made before config.json recorded the spec resumes from its arch.
+                let p = d.join("config.json");
+                let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+                v.as_object_mut().unwrap().remove("spec");
+                v["arch"] = "conv3x3:4,maxpool2,dense:5".into();
+                std::fs::write(p, v.to_string()).unwrap();
             }),
             "but config.json asks for `conv3x3:4,maxpool2,flatten,dense:5`".into(),
         ),
@@ -1575,9 +1479,8 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 #[test]
-fn a_read_only_output_folder_is_a_clear_error_and_the_checkpoint_stays() {
+fn a_file_in_place_of_the_output_folder_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    // Without mounts: a file where the run folder should be.
     let file = dir.path().join("a-file");
     write(&file, b"x");
     let line = error_line(&run(quick_job(&file, &["--epochs", "1"])));
@@ -1586,22 +1489,28 @@ fn a_read_only_output_folder_is_a_clear_error_and_the_checkpoint_stays() {
         "{line}"
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
 
+/// Why the mount tests are ignored by `cargo test`: `.ci/run` runs them with `--ignored`
+/// where it can mount (root with CAP_SYS_ADMIN), and there they fail if a mount is refused.
+const NEEDS_MOUNT: &str =
+    "needs CAP_SYS_ADMIN to mount (chmod does not stop root): .ci/run runs it where mounting works";
+
+/// Mounts with `mount`, or fails the test naming why (see [`NEEDS_MOUNT`]).
+fn mounted(what: &str, mount: Result<Mount, std::io::Error>) -> Mount {
+    mount.unwrap_or_else(|e| panic!("{what} refused ({e}): this test {NEEDS_MOUNT}"))
+}
+
+#[test]
+#[ignore = "needs CAP_SYS_ADMIN to mount a read-only folder; .ci/run runs it with --ignored where mounting works"]
+fn mount_read_only_output_folder_is_a_clear_error_and_the_checkpoint_stays() {
+    let dir = tempfile::tempdir().unwrap();
     let ro = dir.path().join("ro");
     let run_dir = ro.join("run");
     let out = run(quick_job(&run_dir, &["--epochs", "1"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let before = snapshot(&run_dir);
-    let _mount = match mount_read_only(&ro) {
-        Ok(m) => m,
-        Err(e) => {
-            // Not root, or no CAP_SYS_ADMIN: a read-only folder cannot be made (chmod does
-            // not stop root). The file case above is what was tested.
-            assert!(!is_root() || e.raw_os_error() == Some(libc::EPERM), "{e}");
-            eprintln!("read-only bind mount refused ({e}): only the file-in-the-way case ran");
-            return;
-        }
-    };
+    let _mount = mounted("read-only bind mount", mount_read_only(&ro));
     assert!(
         std::fs::write(ro.join("probe"), b"x").is_err(),
         "the mount is not read-only"
@@ -1654,19 +1563,12 @@ fn fill_disk(dir: &Path, keep: u64) -> PathBuf {
 }
 
 #[test]
-fn a_full_disk_is_a_clear_error_and_the_checkpoint_stays() {
+#[ignore = "needs CAP_SYS_ADMIN to mount a small tmpfs; .ci/run runs it with --ignored where mounting works"]
+fn mount_full_disk_is_a_clear_error_and_the_checkpoint_stays() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("small-disk");
     std::fs::create_dir_all(&mnt).unwrap();
-    let _mount = match mount_tmpfs(&mnt, "4m") {
-        Ok(m) => m,
-        Err(e) => {
-            // Without a tmpfs, `a_file_size_limit_...` below is the write-failure test.
-            assert!(!is_root() || e.raw_os_error() == Some(libc::EPERM), "{e}");
-            eprintln!("tmpfs mount refused ({e}): disk-full case not run");
-            return;
-        }
-    };
+    let _mount = mounted("tmpfs mount", mount_tmpfs(&mnt, "4m"));
     let run_dir = mnt.join("run");
     let out = run(job(&run_dir, 1));
     assert!(out.status.success(), "{}", stderr(&out));
