@@ -15,6 +15,32 @@ pub(crate) const AVX512: bool = cfg!(target_feature = "avx512f");
 /// Lanes of the widest vector the kernels use: 16 with AVX-512, else 8.
 pub(crate) const WIDE_LANES: usize = if AVX512 { 16 } else { 8 };
 
+/// The width of the widest vector a kernel's main blocks use. A build runs
+/// [`Lanes::BUILD`]; tests run every vector kernel at both widths on any x86-64 machine
+/// (without AVX-512 an `f32x16` runs as two AVX2 halves), through the kernels' `_lanes`
+/// entry points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lanes {
+    /// `f32x8`: one AVX2 register.
+    Eight,
+    /// `f32x16`: one AVX-512 register (two AVX2 registers).
+    Sixteen,
+}
+
+impl Lanes {
+    /// What this build uses: 16 lanes where it targets AVX-512, else 8.
+    pub const BUILD: Lanes = if AVX512 { Lanes::Sixteen } else { Lanes::Eight };
+    /// Both widths, for tests and benches.
+    pub const ALL: [Lanes; 2] = [Lanes::Eight, Lanes::Sixteen];
+    /// Lanes in the vector.
+    pub const fn count(self) -> usize {
+        match self {
+            Lanes::Eight => 8,
+            Lanes::Sixteen => 16,
+        }
+    }
+}
+
 /// Loads `LANES` values from the start of `s` (which must hold at least that many).
 #[inline(always)]
 pub(crate) fn load(s: &[f32]) -> f32x8 {
