@@ -52,30 +52,49 @@ fn src(i: usize, u: usize, stride: usize, pad: usize, len: usize) -> Option<usiz
     }
 }
 
-/// `y[n, o, i, j] = b[o] + Σ_{c,u,v} W[o, c, u, v] · x[n, c, i·s + u - pad, j·s + v - pad]`.
-pub fn conv2d_forward(s: &Conv2dShape, x: &[f64], w: &[f64], b: Option<&[f64]>) -> Vec<f64> {
+/// Every tap of the convolution of one image with one output channel that reads inside the
+/// image, in `(i, j, c, u, v)` order: `(q, r, p)` with `q = i·ow + j` the output position,
+/// `r = (c·kh + u)·kw + v` the tap's index in `W[o]` (and its `im2col` row), and
+/// `p = (c·h + iy)·w + ix` the input position it reads, `iy = i·s + u - pad`,
+/// `ix = j·s + v - pad`. Taps in the padding read 0 and are left out.
+fn taps(s: &Conv2dShape) -> Vec<(usize, usize, usize)> {
     let (oh, ow) = conv_out_hw(s);
-    let mut y = vec![0.0; s.batch * s.out_c * oh * ow];
-    for n in 0..s.batch {
-        for o in 0..s.out_c {
-            for i in 0..oh {
-                for j in 0..ow {
-                    let mut acc = b.map_or(0.0, |b| b[o]);
-                    for c in 0..s.in_c {
-                        for u in 0..s.kh {
-                            for v in 0..s.kw {
-                                let (Some(iy), Some(ix)) =
-                                    (src(i, u, s.stride, s.pad, s.h), src(j, v, s.stride, s.pad, s.w))
-                                else {
-                                    continue;
-                                };
-                                acc += w[((o * s.in_c + c) * s.kh + u) * s.kw + v]
-                                    * x[((n * s.in_c + c) * s.h + iy) * s.w + ix];
-                            }
+    let mut out = Vec::new();
+    for i in 0..oh {
+        for j in 0..ow {
+            for c in 0..s.in_c {
+                for u in 0..s.kh {
+                    for v in 0..s.kw {
+                        if let (Some(iy), Some(ix)) =
+                            (src(i, u, s.stride, s.pad, s.h), src(j, v, s.stride, s.pad, s.w))
+                        {
+                            out.push((i * ow + j, (c * s.kh + u) * s.kw + v, (c * s.h + iy) * s.w + ix));
                         }
                     }
-                    y[((n * s.out_c + o) * oh + i) * ow + j] = acc;
                 }
+            }
+        }
+    }
+    out
+}
+
+/// Values per output plane, per weight row `W[o]` and per input image.
+fn conv_sizes(s: &Conv2dShape) -> (usize, usize, usize) {
+    let (oh, ow) = conv_out_hw(s);
+    (oh * ow, s.in_c * s.kh * s.kw, s.in_c * s.h * s.w)
+}
+
+/// `y[n, o, i, j] = b[o] + Σ_{c,u,v} W[o, c, u, v] · x[n, c, i·s + u - pad, j·s + v - pad]`,
+/// summed from the bias in `(c, u, v)` order.
+pub fn conv2d_forward(s: &Conv2dShape, x: &[f64], w: &[f64], b: Option<&[f64]>) -> Vec<f64> {
+    let ((plane, k, image), taps) = (conv_sizes(s), taps(s));
+    let mut y = vec![0.0; s.batch * s.out_c * plane];
+    for n in 0..s.batch {
+        for o in 0..s.out_c {
+            let y = &mut y[(n * s.out_c + o) * plane..][..plane];
+            y.fill(b.map_or(0.0, |b| b[o]));
+            for &(q, r, p) in &taps {
+                y[q] += w[o * k + r] * x[n * image + p];
             }
         }
     }
@@ -85,29 +104,17 @@ pub fn conv2d_forward(s: &Conv2dShape, x: &[f64], w: &[f64], b: Option<&[f64]>) 
 /// `dW[o, c, u, v] = Σ_{n,i,j} dy[n, o, i, j] · x[n, c, i·s + u - pad, j·s + v - pad]` and
 /// `db[o] = Σ_{n,i,j} dy[n, o, i, j]`.
 pub fn conv2d_backward_weights(s: &Conv2dShape, x: &[f64], dy: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    let (oh, ow) = conv_out_hw(s);
-    let mut dw = vec![0.0; s.out_c * s.in_c * s.kh * s.kw];
+    let ((plane, k, image), taps) = (conv_sizes(s), taps(s));
+    let mut dw = vec![0.0; s.out_c * k];
     let mut db = vec![0.0; s.out_c];
     for n in 0..s.batch {
         for o in 0..s.out_c {
-            for i in 0..oh {
-                for j in 0..ow {
-                    let g = dy[((n * s.out_c + o) * oh + i) * ow + j];
-                    db[o] += g;
-                    for c in 0..s.in_c {
-                        for u in 0..s.kh {
-                            for v in 0..s.kw {
-                                let (Some(iy), Some(ix)) =
-                                    (src(i, u, s.stride, s.pad, s.h), src(j, v, s.stride, s.pad, s.w))
-                                else {
-                                    continue;
-                                };
-                                dw[((o * s.in_c + c) * s.kh + u) * s.kw + v] +=
-                                    g * x[((n * s.in_c + c) * s.h + iy) * s.w + ix];
-                            }
-                        }
-                    }
-                }
+            let dy = &dy[(n * s.out_c + o) * plane..][..plane];
+            for &g in dy {
+                db[o] += g;
+            }
+            for &(q, r, p) in &taps {
+                dw[o * k + r] += dy[q] * x[n * image + p];
             }
         }
     }
@@ -117,27 +124,12 @@ pub fn conv2d_backward_weights(s: &Conv2dShape, x: &[f64], dy: &[f64]) -> (Vec<f
 /// `dx[n, c, i·s + u - pad, j·s + v - pad] += W[o, c, u, v] · dy[n, o, i, j]` over all
 /// `n, o, i, j, c, u, v` whose input position lies inside the image.
 pub fn conv2d_backward_input(s: &Conv2dShape, w: &[f64], dy: &[f64]) -> Vec<f64> {
-    let (oh, ow) = conv_out_hw(s);
-    let mut dx = vec![0.0; s.batch * s.in_c * s.h * s.w];
+    let ((plane, k, image), taps) = (conv_sizes(s), taps(s));
+    let mut dx = vec![0.0; s.batch * image];
     for n in 0..s.batch {
         for o in 0..s.out_c {
-            for i in 0..oh {
-                for j in 0..ow {
-                    let g = dy[((n * s.out_c + o) * oh + i) * ow + j];
-                    for c in 0..s.in_c {
-                        for u in 0..s.kh {
-                            for v in 0..s.kw {
-                                let (Some(iy), Some(ix)) =
-                                    (src(i, u, s.stride, s.pad, s.h), src(j, v, s.stride, s.pad, s.w))
-                                else {
-                                    continue;
-                                };
-                                dx[((n * s.in_c + c) * s.h + iy) * s.w + ix] +=
-                                    g * w[((o * s.in_c + c) * s.kh + u) * s.kw + v];
-                            }
-                        }
-                    }
-                }
+            for &(q, r, p) in &taps {
+                dx[n * image + p] += dy[(n * s.out_c + o) * plane + q] * w[o * k + r];
             }
         }
     }
@@ -147,46 +139,20 @@ pub fn conv2d_backward_input(s: &Conv2dShape, w: &[f64], dy: &[f64]) -> Vec<f64>
 /// One image `[in_c, h, w]` to `col[(c·kh + u)·kw + v, i·ow + j]` (`[in_c·kh·kw, oh·ow]`),
 /// zero where the tap reads padding.
 pub fn im2col(s: &Conv2dShape, x: &[f64]) -> Vec<f64> {
-    let (oh, ow) = conv_out_hw(s);
-    let mut col = vec![0.0; s.in_c * s.kh * s.kw * oh * ow];
-    for c in 0..s.in_c {
-        for u in 0..s.kh {
-            for v in 0..s.kw {
-                let row = (c * s.kh + u) * s.kw + v;
-                for i in 0..oh {
-                    for j in 0..ow {
-                        if let (Some(iy), Some(ix)) =
-                            (src(i, u, s.stride, s.pad, s.h), src(j, v, s.stride, s.pad, s.w))
-                        {
-                            col[row * oh * ow + i * ow + j] = x[(c * s.h + iy) * s.w + ix];
-                        }
-                    }
-                }
-            }
-        }
+    let (plane, k, _) = conv_sizes(s);
+    let mut col = vec![0.0; k * plane];
+    for (q, r, p) in taps(s) {
+        col[r * plane + q] = x[p];
     }
     col
 }
 
 /// The adjoint of [`im2col`]: every `dcol` entry is added at the input position it read.
 pub fn col2im(s: &Conv2dShape, dcol: &[f64]) -> Vec<f64> {
-    let (oh, ow) = conv_out_hw(s);
-    let mut dx = vec![0.0; s.in_c * s.h * s.w];
-    for c in 0..s.in_c {
-        for u in 0..s.kh {
-            for v in 0..s.kw {
-                let row = (c * s.kh + u) * s.kw + v;
-                for i in 0..oh {
-                    for j in 0..ow {
-                        if let (Some(iy), Some(ix)) =
-                            (src(i, u, s.stride, s.pad, s.h), src(j, v, s.stride, s.pad, s.w))
-                        {
-                            dx[(c * s.h + iy) * s.w + ix] += dcol[row * oh * ow + i * ow + j];
-                        }
-                    }
-                }
-            }
-        }
+    let (plane, _, image) = conv_sizes(s);
+    let mut dx = vec![0.0; image];
+    for (q, r, p) in taps(s) {
+        dx[p] += dcol[r * plane + q];
     }
     dx
 }
