@@ -12,7 +12,7 @@
 //! | [`softmax`] | [`softmax_forward`] | [`softmax_cross_entropy`] (loss and `dL/dlogits`, fused) |
 //! | [`sgd`] | [`sgd_step`] (momentum, weight decay) | |
 //!
-//! [`reference`] holds slow `f64` twins of every kernel (straight loops over the same
+//! [`reference`](mod@reference) holds slow `f64` twins of every kernel (straight loops over the same
 //! equations), for tests and gradient checks.
 //!
 //! Conventions: NCHW, batch first, contiguous; conv weight `[out_c, in_c, kh, kw]`, dense
