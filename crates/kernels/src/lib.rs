@@ -12,6 +12,9 @@
 //! | [`softmax`] | [`softmax_forward`] | [`softmax_cross_entropy`] (loss and `dL/dlogits`, fused) |
 //! | [`sgd`] | [`sgd_step`] (momentum, weight decay) | |
 //!
+//! [`reference`](mod@reference) holds slow `f64` twins of every kernel (straight loops over the same
+//! equations), for tests and gradient checks.
+//!
 //! Conventions: NCHW, batch first, contiguous; conv weight `[out_c, in_c, kh, kw]`, dense
 //! weight `[out, in]` (PyTorch's layouts). Kernels never allocate: callers pass output
 //! buffers and the scratch space each shape struct sizes (`Conv2dShape::scratch_len`).
@@ -48,6 +51,7 @@ pub mod conv;
 pub mod dense;
 mod gemm;
 pub mod pool;
+pub mod reference;
 pub mod sgd;
 pub mod shape;
 pub mod simd;

@@ -12,7 +12,7 @@
 //! `dx[n, c, argmax] += dy[n, c, i, j]`, so overlapping windows accumulate.
 
 use crate::shape::{check_len, check_sizes, ShapeError};
-use crate::simd::{AVX512, LANES};
+use crate::simd::{Lanes, LANES};
 use rayon::prelude::*;
 use std::ops::{Add, BitAnd, BitOr, Not, Sub};
 use wide::bytemuck::cast;
@@ -98,6 +98,14 @@ impl Pool2dShape {
 /// Max pooling forward: fills `y` and `argmax` (both `[batch, c, oh, ow]`) from `x`
 /// (`[batch, c, h, w]`); module docs give the equation.
 pub fn max_pool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
+    max_pool2d_forward_lanes(Lanes::BUILD, s, x, y, argmax);
+}
+
+/// [`max_pool2d_forward`] with the 2x2 / stride 2 path's widest blocks at `lanes`
+/// ([`Lanes::BUILD`] there), so tests run both widths on any x86-64 machine. The result
+/// does not depend on `lanes`.
+#[doc(hidden)]
+pub fn max_pool2d_forward_lanes(lanes: Lanes, s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
     s.check();
     check_len("max_pool2d_forward", "x", x.len(), s.input_len());
     check_len("max_pool2d_forward", "y", y.len(), s.output_len());
@@ -119,7 +127,10 @@ pub fn max_pool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mu
                 .zip(ac.chunks_exact_mut(ol))
             {
                 if s.k == 2 && s.stride == 2 {
-                    pool_plane_2x2(s, xp, yp, ap);
+                    match lanes {
+                        Lanes::Eight => pool_plane_2x2::<false>(s, xp, yp, ap),
+                        Lanes::Sixteen => pool_plane_2x2::<true>(s, xp, yp, ap),
+                    }
                 } else {
                     pool_plane(s, xp, yp, ap);
                 }
@@ -154,8 +165,9 @@ fn pool_plane(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
     }
 }
 
-/// The vector operations of the 2x2 / stride 2 paths, for 8 lanes (`f32x8`) and, where
-/// the CPU has AVX-512, 16 (`f32x16`). Masks are vectors whose lanes are all ones or zero.
+/// The vector operations of the 2x2 / stride 2 paths, for 8 lanes (`f32x8`) and 16
+/// (`f32x16`, [`Lanes::Sixteen`]: what AVX-512 builds use). Masks are vectors whose lanes
+/// are all ones or zero.
 trait PoolVector:
     Copy
     + BitAnd<Output = Self>
@@ -266,14 +278,14 @@ fn wins_v<V: PoolVector>(v: V, best: V) -> V {
 
 /// The 2x2 / stride 2 case (every preset's pooling), branch-free SIMD.
 ///
-/// For `N` outputs at a time (16 with AVX-512, then 8), the `2N` values of each of the
+/// For `N` outputs at a time (16 when `WIDE`, then 8), the `2N` values of each of the
 /// window's two input rows are split into left (even) and right (odd) columns by
 /// two-vector shuffles; the winner of each row's pair, then of the two rows (row 0 first,
 /// so ties keep row-major order), is picked with masks, and the argmax offsets (0, 1, w,
 /// w + 1) ride along as exact small floats. Outputs past the last whole vector take the
 /// scalar path.
 #[inline(never)]
-fn pool_plane_2x2(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
+fn pool_plane_2x2<const WIDE: bool>(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
     let (ow, w) = (s.out_w(), s.w);
     // Argmax positions travel as f32: exact below 2^24.
     let simd = s.h * s.w < (1 << 24);
@@ -281,7 +293,7 @@ fn pool_plane_2x2(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
         let r0 = &x[2 * i * w..(2 * i + 1) * w];
         let r1 = &x[(2 * i + 1) * w..(2 * i + 2) * w];
         let mut j = 0;
-        while simd && AVX512 && j + 16 <= ow {
+        while simd && WIDE && j + 16 <= ow {
             pool_block_2x2::<f32x16>(r0, r1, w, 2 * i * w, j, yrow, arow);
             j += 16;
         }
@@ -342,6 +354,14 @@ fn pool_block_2x2<V: PoolVector>(
 /// `argmax` must come from [`max_pool2d_forward`] on the same shape: an index outside its
 /// plane panics, and on the 2x2 / stride 2 path one outside its own window panics too.
 pub fn max_pool2d_backward(s: &Pool2dShape, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
+    max_pool2d_backward_lanes(Lanes::BUILD, s, dy, argmax, dx);
+}
+
+/// [`max_pool2d_backward`] with the 2x2 / stride 2 path's widest blocks at `lanes`
+/// ([`Lanes::BUILD`] there), so tests run both widths on any x86-64 machine. The result
+/// does not depend on `lanes`.
+#[doc(hidden)]
+pub fn max_pool2d_backward_lanes(lanes: Lanes, s: &Pool2dShape, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
     s.check();
     check_len("max_pool2d_backward", "dy", dy.len(), s.output_len());
     check_len("max_pool2d_backward", "argmax", argmax.len(), s.output_len());
@@ -357,7 +377,10 @@ pub fn max_pool2d_backward(s: &Pool2dShape, dy: &[f32], argmax: &[u32], dx: &mut
                 .zip(ac.chunks_exact(ol))
             {
                 if s.k == 2 && s.stride == 2 && pl < (1 << 24) {
-                    unpool_plane_2x2(s, dyp, ap, dxp);
+                    match lanes {
+                        Lanes::Eight => unpool_plane_2x2::<false>(s, dyp, ap, dxp),
+                        Lanes::Sixteen => unpool_plane_2x2::<true>(s, dyp, ap, dxp),
+                    }
                 } else {
                     unpool_plane(s, dyp, ap, dxp);
                 }
@@ -381,16 +404,16 @@ fn unpool_plane(s: &Pool2dShape, dy: &[f32], am: &[u32], dx: &mut [f32]) {
 
 /// The 2x2 / stride 2 case: windows do not overlap, so every `dx` value is written once
 /// (the window's maximum gets `dy`, its other three values and the odd last row or
-/// column 0), with no zero-fill pass and no scatter. Per `N` outputs (16 with AVX-512,
+/// column 0), with no zero-fill pass and no scatter. Per `N` outputs (16 when `WIDE`,
 /// then 8), the argmax offset in its window (0, 1, w or w + 1, exact as f32 below 2^24)
 /// gives four masks, and two interleaving shuffles per input row write `2N` values.
 #[inline(never)]
-fn unpool_plane_2x2(s: &Pool2dShape, dy: &[f32], am: &[u32], dx: &mut [f32]) {
+fn unpool_plane_2x2<const WIDE: bool>(s: &Pool2dShape, dy: &[f32], am: &[u32], dx: &mut [f32]) {
     let (oh, ow, w) = (s.out_h(), s.out_w(), s.w);
     for (i, (dyrow, arow)) in dy.chunks_exact(ow).zip(am.chunks_exact(ow)).enumerate() {
         let (top, bottom) = dx[2 * i * w..(2 * i + 2) * w].split_at_mut(w);
         let mut j = 0;
-        while AVX512 && j + 16 <= ow {
+        while WIDE && j + 16 <= ow {
             unpool_block_2x2::<f32x16>(s, i, j, dyrow, arow, top, bottom);
             j += 16;
         }

@@ -4,6 +4,7 @@
 use crate::error::ModelError;
 use crate::layer::{Layer, Shape};
 use crate::network::Network;
+use petal_kernels::{reference, Conv2dShape, DenseShape, Pool2dShape};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -73,7 +74,8 @@ impl GradCheckReport {
 /// Checks the gradients of the mean softmax cross-entropy of `net` on (`x`, `labels`) with
 /// respect to every parameter and to the input: for a sample of entries, compares the
 /// analytic gradient (the f32 network's backward pass) to `(L(θ + ε) - L(θ - ε)) / 2ε`
-/// evaluated by a float64 reference forward pass that shares no code with the kernels. An entry whose perturbation changes a
+/// evaluated by a float64 forward pass built from [`petal_kernels::reference`], which
+/// shares no code with the kernels. An entry whose perturbation changes a
 /// max-pool argmax or a ReLU sign (a kink between `θ - ε` and `θ + ε`) is skipped and
 /// counted. The network's weights are left as they were.
 pub fn gradcheck(
@@ -176,8 +178,9 @@ fn compare(
     }
 }
 
-/// A plain float64 forward pass of a network and its loss (straight loops sharing no code
-/// with the f32 kernels), for finite differences free of f32 rounding.
+/// A plain float64 forward pass of a network and its loss, built from
+/// [`petal_kernels::reference`] (straight loops sharing no code with the f32 kernels), for
+/// finite differences free of f32 rounding.
 struct Reference {
     /// Each layer with its input shape.
     layers: Vec<(Layer, Shape)>,
@@ -232,127 +235,52 @@ impl Reference {
             let np = layer.params().count();
             let (w, bias) = (params.get(p), params.get(p + 1).filter(|_| np == 2));
             p += np;
-            if li >= from {
-                acts[li + 1] = match layer {
-                    Layer::Conv2d { shape, .. } => conv(&acts[li], b, shape, w.expect("weight"), bias),
-                    Layer::Dense { shape, .. } => dense(
-                        &acts[li],
-                        b,
-                        shape.inputs,
-                        shape.outputs,
-                        w.expect("weight"),
-                        bias,
-                    ),
-                    Layer::MaxPool2d { shape } => pool(&acts[li], b, shape).0,
-                    Layer::Relu => acts[li].iter().map(|&v| v.max(0.0)).collect(),
-                    Layer::Flatten => acts[li].clone(),
-                };
+            let bias = bias.map(Vec::as_slice);
+            // Max-pool argmaxes enter the signature on every pass, ReLU signs below.
+            let out = match layer {
+                Layer::MaxPool2d { shape } => {
+                    let (y, argmax) = pool(&acts[li], b, shape);
+                    signature.extend(argmax.iter().map(|&a| a as u64));
+                    (li >= from).then_some(y)
+                }
+                _ if li < from => None,
+                Layer::Conv2d { shape, .. } => Some(reference::conv2d_forward(
+                    &Conv2dShape { batch: b, ..*shape },
+                    &acts[li],
+                    w.expect("weight"),
+                    bias,
+                )),
+                Layer::Dense { shape, .. } => Some(reference::dense_forward(
+                    &DenseShape { batch: b, ..*shape },
+                    &acts[li],
+                    w.expect("weight"),
+                    bias,
+                )),
+                Layer::Relu => Some(reference::relu_forward(&acts[li])),
+                Layer::Flatten => Some(acts[li].clone()),
+            };
+            if let Some(y) = out {
+                acts[li + 1] = y;
             }
-            match layer {
-                Layer::Relu => signature.extend(acts[li + 1].iter().map(|&v| (v > 0.0) as u64)),
-                Layer::MaxPool2d { shape } => signature.extend(pool(&acts[li], b, shape).1),
-                _ => {}
+            if let Layer::Relu = layer {
+                signature.extend(acts[li + 1].iter().map(|&v| (v > 0.0) as u64));
             }
             debug_assert_eq!(acts[li].len(), b * ins.len(), "layer {li} input");
         }
         let logits = &acts[self.layers.len()];
         let classes = logits.len() / b;
-        let mut loss = 0.0;
-        for (t, &c) in logits.chunks_exact(classes).zip(&self.labels) {
-            let m = t.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            loss += t.iter().map(|v| (v - m).exp()).sum::<f64>().ln() - (t[c] - m);
-        }
         Pass {
-            loss: loss / b as f64,
+            loss: reference::softmax_cross_entropy(logits, &self.labels, classes).mean,
             signature,
             acts,
         }
     }
 }
 
-/// `y[n, o, i, j] = b[o] + Σ W[o, c, u, v] x[n, c, i·s + u - p, j·s + v - p]`, in f64.
-fn conv(
-    x: &[f64],
-    batch: usize,
-    s: &petal_kernels::Conv2dShape,
-    w: &[f64],
-    bias: Option<&Vec<f64>>,
-) -> Vec<f64> {
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let mut y = vec![0.0; batch * s.out_c * oh * ow];
-    for n in 0..batch {
-        for o in 0..s.out_c {
-            for i in 0..oh {
-                for j in 0..ow {
-                    let mut acc = bias.map_or(0.0, |b| b[o]);
-                    for c in 0..s.in_c {
-                        for u in 0..s.kh {
-                            for v in 0..s.kw {
-                                let iy = (i * s.stride + u) as isize - s.pad as isize;
-                                let ix = (j * s.stride + v) as isize - s.pad as isize;
-                                if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
-                                    continue;
-                                }
-                                let xi = ((n * s.in_c + c) * s.h + iy as usize) * s.w + ix as usize;
-                                acc += w[((o * s.in_c + c) * s.kh + u) * s.kw + v] * x[xi];
-                            }
-                        }
-                    }
-                    y[((n * s.out_c + o) * oh + i) * ow + j] = acc;
-                }
-            }
-        }
-    }
-    y
-}
-
-/// `y[n, o] = b[o] + Σ_i W[o, i] x[n, i]`, in f64.
-fn dense(
-    x: &[f64],
-    batch: usize,
-    inputs: usize,
-    outputs: usize,
-    w: &[f64],
-    bias: Option<&Vec<f64>>,
-) -> Vec<f64> {
-    let mut y = vec![0.0; batch * outputs];
-    for n in 0..batch {
-        for o in 0..outputs {
-            let dot: f64 = x[n * inputs..(n + 1) * inputs]
-                .iter()
-                .zip(&w[o * inputs..(o + 1) * inputs])
-                .map(|(a, b)| a * b)
-                .sum();
-            y[n * outputs + o] = bias.map_or(0.0, |b| b[o]) + dot;
-        }
-    }
-    y
-}
-
-/// Max pooling in f64: the values and the argmax of each window (first maximum wins).
-fn pool(x: &[f64], batch: usize, s: &petal_kernels::Pool2dShape) -> (Vec<f64>, Vec<u64>) {
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let mut y = Vec::with_capacity(batch * s.c * oh * ow);
-    let mut am = Vec::with_capacity(y.capacity());
-    for plane in x.chunks_exact(s.h * s.w).take(batch * s.c) {
-        for i in 0..oh {
-            for j in 0..ow {
-                let first = i * s.stride * s.w + j * s.stride;
-                let mut best = (plane[first], first);
-                for u in 0..s.k {
-                    for v in 0..s.k {
-                        let idx = (i * s.stride + u) * s.w + j * s.stride + v;
-                        if plane[idx] > best.0 || (plane[idx].is_nan() && !best.0.is_nan()) {
-                            best = (plane[idx], idx);
-                        }
-                    }
-                }
-                y.push(best.0);
-                am.push(best.1 as u64);
-            }
-        }
-    }
-    (y, am)
+/// [`reference::max_pool2d_forward`] of a batch of `batch` images: the values and the
+/// argmax of each window.
+fn pool(x: &[f64], batch: usize, s: &Pool2dShape) -> (Vec<f64>, Vec<u32>) {
+    reference::max_pool2d_forward(&Pool2dShape { batch, ..*s }, x)
 }
 
 /// `n` indices below `len`, or all of them when `len <= n`.

@@ -1,6 +1,8 @@
 //! Shared helpers for the `petal-kernels` integration tests: seeded random data, the
-//! relative-error metric with its tolerance rule, finite differences, and the shape lists
-//! the tests sweep. The f64 straight-loop twins of every kernel live in [`reference`].
+//! relative-error metric with its tolerance rule, finite differences and their error
+//! metrics, the thread-count check, and the shape lists the tests sweep. The f64
+//! straight-loop twins of every kernel are `petal_kernels::reference`, re-exported as
+//! [`reference`].
 //!
 //! Every test file pulls this in with `mod common;` and uses only part of it.
 #![allow(dead_code)]
@@ -144,6 +146,73 @@ pub fn central_diff32(f: impl Fn(&[f32]) -> f64, x: &[f32], i: usize, eps: f32) 
     xm[i] -= eps;
     let step = xp[i] as f64 - xm[i] as f64;
     (f(&xp) - f(&xm)) / step
+}
+
+/// Step of the finite differences of the fast f32 forward kernels.
+///
+/// The scalar loss is `L = Σ r ⊙ f(x)` with a fixed random `r` (so `dL/dy = r`),
+/// accumulated in f64; inputs have scale 1, ε = 1e-2, and ~20 sampled indices per tensor.
+/// Conv, dense, pool and ReLU are piecewise linear, so the only error is the f32 rounding
+/// of the few outputs an input touches (outputs it does not touch are bit-identical in
+/// both evaluations and cancel): ~(touched outputs)·u·|y| / ε ≈ 1e-4 of the gradient scale;
+/// softmax cross-entropy adds an O(ε²) truncation.
+pub const FD_EPS: f32 = 1e-2;
+
+/// Tolerance of [`fd_err`] for the fast kernels: 1e-2 of the gradient's largest magnitude
+/// still catches any wrong index, sign, scale or missing term (errors of order 1).
+pub const FD_TOL: f64 = 1e-2;
+
+/// Max over sampled indices of |finite difference - analytic|, over the analytic
+/// gradient's largest magnitude.
+pub fn fd_err(analytic: &[f32], fd: &[(usize, f64)]) -> f64 {
+    let scale = analytic.iter().fold(1e-12f64, |m, &v| m.max(v.abs() as f64));
+    fd.iter()
+        .map(|&(i, d)| (analytic[i] as f64 - d).abs())
+        .fold(0.0, f64::max)
+        / scale
+}
+
+/// [`fd_err`] for an f64 reference gradient: the relative error between an analytic
+/// gradient and finite differences at sampled indices, normalised by the gradient's
+/// largest magnitude over the whole tensor. The reference kernels are piecewise linear
+/// (conv, dense, pooling, ReLU), so with f64 differences this is ~1e-13 and tests ask
+/// for 1e-8; softmax cross-entropy's O(ε²) truncation with ε = 1e-5 is ~1e-10 (1e-6 asked).
+pub fn fd_rel_err(analytic: &[f64], fd: &[(usize, f64)]) -> f64 {
+    let scale = analytic.iter().fold(1e-12f64, |m, v| m.max(v.abs()));
+    fd.iter()
+        .map(|&(i, d)| (analytic[i] - d).abs())
+        .fold(0.0, f64::max)
+        / scale
+}
+
+/// The rayon pool sizes [`assert_thread_independent`] compares.
+pub const THREADS: [usize; 4] = [1, 2, 3, 7];
+
+/// Runs `f` in a rayon pool of each size in [`THREADS`] and asserts every returned tensor
+/// is bit-identical (`f32::to_bits`) to the 1-thread run: work is split into fixed chunks
+/// and reductions over the batch are summed in a fixed order (lib docs).
+pub fn assert_thread_independent(what: &str, f: impl Fn() -> Vec<Vec<f32>> + Sync) {
+    let mut first: Option<Vec<Vec<u32>>> = None;
+    for n in THREADS {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+        let out = pool.install(&f);
+        let bits: Vec<Vec<u32>> = out
+            .iter()
+            .map(|t| t.iter().map(|v| v.to_bits()).collect())
+            .collect();
+        assert!(bits.iter().all(|t| !t.is_empty()));
+        match &first {
+            None => first = Some(bits),
+            Some(want) => {
+                for (k, (got, want)) in bits.iter().zip(want).enumerate() {
+                    assert!(
+                        got == want,
+                        "{what}: output {k} differs between 1 and {n} threads"
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Shorthand for a conv shape: `(batch, in_c, h, w, out_c, kh, kw, stride, pad)`.
