@@ -73,7 +73,10 @@ pub(super) struct Checked {
 /// `--momentum`, `--weight-decay`, `--size`); the spec's grammar; the class folders' names
 /// (nothing decoded yet); the network sized to those classes, and for a resumed run its
 /// agreement with the `spec` that `config.json` records; last, for the synthetic flowers,
-/// their size and whether the set fits in memory.
+/// their size and whether the set fits in memory. (That comes after the network: a
+/// network that cannot be built is the error a user must fix first, e.g. a 3x4096x4096
+/// input to `conv63x63` is refused for its convolution scratch, not for a synthetic set
+/// too large for memory.)
 pub(super) fn validate(req: &Request) -> Result<Checked, TrainerError> {
     let cfg = &req.cfg;
     check_options(cfg)?;

@@ -3,7 +3,7 @@
 
 use crate::data::{Dataset, LoadReport};
 use crate::report::{thousands, EpochMetrics};
-use crate::train::Progress;
+use crate::train::{Progress, RunConfig, Start};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -32,6 +32,20 @@ pub(super) fn print_load(dir: &Path, data: &Dataset, report: &LoadReport, t: Ins
         report.skipped.len(),
         report.ignored,
         t.elapsed().as_secs_f64()
+    );
+}
+
+/// Prints what is about to be trained, and how.
+pub(super) fn print_start(start: &Start, cfg: &RunConfig) {
+    println!(
+        "training {} ({} parameters) on {} threads: {} epochs, batch {}, lr {}, momentum {}",
+        start.net.spec(),
+        thousands(start.net.param_count() as f64),
+        rayon::current_num_threads(),
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.lr,
+        cfg.momentum
     );
 }
 

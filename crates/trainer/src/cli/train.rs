@@ -3,17 +3,18 @@
 
 use super::args::TrainArgs;
 use super::config::{self, input_shape, Request};
-use super::console::{interrupt_flag, print_load, Console};
+use super::console::{interrupt_flag, print_load, print_start, Console};
 use super::Exit;
 use crate::data::{load_image_folder, Dataset};
 use crate::error::TrainerError;
-use crate::report::thousands;
 use crate::synth::{self, SynthConfig, CLASSES};
 use crate::train::{self, Outcome, RunConfig, Start};
 use petal_model::Network;
 use std::path::Path;
 use std::time::Instant;
 
+/// Trains a new run, or continues one with `--resume`; Ctrl-C stops it with a checkpoint
+/// ([`Exit::Interrupted`]).
 pub(super) fn run(a: TrainArgs) -> Result<Exit, TrainerError> {
     set_threads(a.threads)?;
     let req = Request::from_args(&a)?;
@@ -21,16 +22,7 @@ pub(super) fn run(a: TrainArgs) -> Result<Exit, TrainerError> {
     let cfg = checked.cfg;
     let (tr, va) = load_data(&cfg, &checked.classes)?;
     let start = open_run(&req, &cfg, &tr, checked.net)?;
-    println!(
-        "training {} ({} parameters) on {} threads: {} epochs, batch {}, lr {}, momentum {}",
-        start.net.spec(),
-        thousands(start.net.param_count() as f64),
-        rayon::current_num_threads(),
-        cfg.epochs,
-        cfg.batch_size,
-        cfg.lr,
-        cfg.momentum
-    );
+    print_start(&start, &cfg);
     let interrupt = interrupt_flag();
     let mut console = Console::new(&interrupt);
     let t = Instant::now();
