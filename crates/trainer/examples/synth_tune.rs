@@ -365,46 +365,41 @@ fn main() {
     }
 
     if args.seednet {
-        let (mut xt, yt) = dataset(&gray, args.train, 0);
-        let (mut xv, yv) = dataset(&gray, args.val, 1 << 32);
-        baselines(&gray, &xt, &yt, &xv, &yv);
-        if args.center {
-            center(&mut xt, &mut xv);
-        }
-        let mut net = Network::seednet(args.seed);
-        train(
-            "seednet",
-            &mut net,
-            gray.sample_len(),
-            &xt,
-            &yt,
-            &xv,
-            &yv,
-            args.epochs,
-            args.lr,
-            args.seed,
-        );
+        let net = Network::seednet(args.seed);
+        learn(&args, "seednet", net, &gray, args.train, args.epochs);
     }
     if args.flowernet {
-        let per = (args.train / 2).max(1);
-        let (mut xt, yt) = dataset(&rgb, per, 0);
-        let (mut xv, yv) = dataset(&rgb, args.val, 1 << 32);
-        baselines(&rgb, &xt, &yt, &xv, &yv);
-        if args.center {
-            center(&mut xt, &mut xv);
-        }
-        let mut net = Network::flowernet(args.seed);
-        train(
+        let net = Network::flowernet(args.seed);
+        learn(
+            &args,
             "flowernet",
-            &mut net,
-            rgb.sample_len(),
-            &xt,
-            &yt,
-            &xv,
-            &yv,
+            net,
+            &rgb,
+            (args.train / 2).max(1),
             args.flower_epochs,
-            args.lr,
-            args.seed,
         );
     }
+}
+
+/// Baselines and training of `net` on `per_class` training images of `cfg` per class
+/// (and `args.val` validation images), centred with `--center`.
+fn learn(args: &Args, name: &str, mut net: Network, cfg: &SynthConfig, per_class: usize, epochs: usize) {
+    let (mut xt, yt) = dataset(cfg, per_class, 0);
+    let (mut xv, yv) = dataset(cfg, args.val, 1 << 32);
+    baselines(cfg, &xt, &yt, &xv, &yv);
+    if args.center {
+        center(&mut xt, &mut xv);
+    }
+    train(
+        name,
+        &mut net,
+        cfg.sample_len(),
+        &xt,
+        &yt,
+        &xv,
+        &yv,
+        epochs,
+        args.lr,
+        args.seed,
+    );
 }

@@ -102,7 +102,7 @@ fn train_cmd(data: &Path, out: &Path, arch: &str, epochs: usize) -> std::process
 }
 
 #[test]
-fn folders_of_2_3_10_and_100_classes_train_save_evaluate_and_resume() {
+fn train_resume_eval_predict_folders_of_2_3_10_and_100_classes() {
     let dir = tempfile::tempdir().unwrap();
     for n in [2usize, 3, 10, 100] {
         let data = dir.path().join(format!("data{n}"));
@@ -179,7 +179,7 @@ fn folders_of_2_3_10_and_100_classes_train_save_evaluate_and_resume() {
 }
 
 #[test]
-fn a_preset_learns_ten_classes() {
+fn train_a_preset_learns_ten_classes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     image_folder(&data, 10, 16);
@@ -213,7 +213,7 @@ fn a_preset_learns_ten_classes() {
 }
 
 #[test]
-fn a_spec_whose_outputs_differ_from_the_classes_is_refused_before_decoding() {
+fn train_refuses_a_spec_whose_outputs_differ_from_the_classes_before_decoding() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("ten");
     image_folder(&data, 10, 2);
@@ -269,7 +269,7 @@ fn a_spec_whose_outputs_differ_from_the_classes_is_refused_before_decoding() {
 }
 
 #[test]
-fn the_default_job_is_the_five_class_seednet_bit_for_bit() {
+fn train_default_job_is_the_five_class_seednet_bit_for_bit() {
     // The preset resolved for the synthetic flowers' five classes is the network the
     // default job always trained: the same weights as the spec written out.
     let dir = tempfile::tempdir().unwrap();
@@ -295,7 +295,7 @@ fn the_default_job_is_the_five_class_seednet_bit_for_bit() {
 }
 
 #[test]
-fn a_validation_folder_must_hold_the_training_classes() {
+fn train_validation_folder_must_hold_the_training_classes() {
     let dir = tempfile::tempdir().unwrap();
     let train = dir.path().join("train");
     image_folder(&train, 3, 4);

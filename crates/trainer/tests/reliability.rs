@@ -50,7 +50,10 @@ fn wait_for_epochs(child: &mut Child, run: &Path, lines: usize) -> Vec<serde_jso
         if let Some(s) = child.try_wait().unwrap() {
             panic!("the trainer exited ({s}) before epoch {lines} was written");
         }
-        assert!(t0.elapsed() < TIMEOUT, "no epoch {lines} after {TIMEOUT:?}");
+        if t0.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            panic!("no epoch {lines} after {TIMEOUT:?}");
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -271,25 +274,7 @@ fn reference() -> &'static (Weights, Vec<serde_json::Value>) {
 /// Asserts a run ended with the reference's weights, bit for bit, and the same metrics.
 fn assert_matches_reference(run: &Path) {
     let (w, m) = reference();
-    let got = weights(&run.join("model.safetensors"));
-    assert_eq!(got.len(), w.len());
-    for ((name, a), (_, b)) in w.iter().zip(&got) {
-        assert!(a == b, "{name}: weights differ from the uninterrupted run's");
-    }
-    let got = metrics(run);
-    assert_eq!(got.len(), m.len(), "{got:?}");
-    for (a, b) in m.iter().zip(&got) {
-        for k in [
-            "epoch",
-            "step",
-            "train_loss",
-            "train_accuracy",
-            "val_loss",
-            "val_accuracy",
-        ] {
-            assert_eq!(a[k], b[k], "{k} of epoch {}", a["epoch"]);
-        }
-    }
+    assert_same_training(w, m, run);
     let (epoch, step) = assert_consistent(run);
     assert_eq!(
         (epoch, step),
@@ -307,7 +292,7 @@ fn assert_matches_reference(run: &Path) {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn bad_data_folders_are_one_line_errors_without_a_run_folder() {
+fn train_bad_data_folders_are_one_line_errors_without_a_run_folder() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let png = encode(&solid(4, 4, [9, 9, 9]), ImageFormat::Png);
@@ -377,7 +362,7 @@ fn bad_data_folders_are_one_line_errors_without_a_run_folder() {
 }
 
 #[test]
-fn class_folders_that_read_the_same_as_utf8_are_refused() {
+fn data_class_folders_that_read_the_same_as_utf8_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let png = encode(&solid(4, 4, [9, 9, 9]), ImageFormat::Png);
     // b"a\xff" and b"a\xfe" both read as "a\u{FFFD}": one label for two folders.
@@ -398,7 +383,7 @@ fn class_folders_that_read_the_same_as_utf8_are_refused() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn files_that_do_not_decode_are_reported_with_their_path_and_skipped() {
+fn train_files_that_do_not_decode_are_reported_with_their_path_and_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data");
     let a = root.join("a");
@@ -539,7 +524,7 @@ fn files_that_do_not_decode_are_reported_with_their_path_and_skipped() {
 }
 
 #[test]
-fn unusual_but_valid_images_load() {
+fn data_unusual_but_valid_images_load() {
     use image::{ImageBuffer, Luma, LumaA, Rgb, Rgba};
     let red16 = ImageBuffer::from_pixel(5, 3, Rgb([65535u16, 0, 0]));
     let cases: Vec<(&str, Vec<u8>, [f32; 3])> = vec![
@@ -680,7 +665,7 @@ fn unusual_but_valid_images_load() {
 }
 
 #[test]
-fn an_unreadable_file_is_skipped_or_as_root_read() {
+fn data_an_unreadable_file_is_skipped_or_as_root_read() {
     let dir = tempfile::tempdir().unwrap();
     let png = encode(&solid(4, 4, [9, 9, 9]), ImageFormat::Png);
     write(&dir.path().join("a/ok.png"), &png);
@@ -694,7 +679,7 @@ fn an_unreadable_file_is_skipped_or_as_root_read() {
     if readable {
         // Root (CI) reads a mode-000 file: permissions cannot make it unreadable here, so
         // the honest outcome is that it loads. The FIFO, /dev/zero, dangling and looping
-        // links of `files_that_do_not_decode_...` are the unreadable files root gets.
+        // links of `train_files_that_do_not_decode_...` are the unreadable files root gets.
         assert!(is_root(), "a mode-000 file is readable, yet we are not root");
         assert_eq!(data.len(), 3);
         assert!(report.skipped.is_empty(), "{:?}", report.skipped);
@@ -706,7 +691,7 @@ fn an_unreadable_file_is_skipped_or_as_root_read() {
 }
 
 #[test]
-fn symlink_loops_are_walked_once() {
+fn data_symlink_loops_are_walked_once() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let png = encode(&solid(4, 4, [9, 9, 9]), ImageFormat::Png);
@@ -726,7 +711,7 @@ fn symlink_loops_are_walked_once() {
 }
 
 #[test]
-fn paths_with_spaces_and_non_utf8_bytes_work_end_to_end() {
+fn train_eval_paths_with_spaces_and_non_utf8_bytes_work_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir
         .path()
@@ -794,7 +779,7 @@ fn paths_with_spaces_and_non_utf8_bytes_work_end_to_end() {
 }
 
 #[test]
-fn thousands_of_files_per_class_load_in_bounded_memory() {
+fn eval_thousands_of_files_per_class_load_in_bounded_memory() {
     const PER_CLASS: usize = 2000;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data");
@@ -912,7 +897,7 @@ fn with_header(bytes: &[u8], f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> 
 }
 
 #[test]
-fn bad_checkpoints_are_one_line_errors_in_eval_and_predict() {
+fn eval_predict_bad_checkpoints_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (good, img) = small_checkpoint(d);
@@ -1057,7 +1042,7 @@ fn bad_checkpoints_are_one_line_errors_in_eval_and_predict() {
 }
 
 #[test]
-fn bad_specs_and_options_are_refused_before_any_work() {
+fn train_bench_gradcheck_synth_refuse_bad_specs_and_options_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
@@ -1174,7 +1159,7 @@ fn bad_specs_and_options_are_refused_before_any_work() {
 }
 
 #[test]
-fn bad_run_folders_do_not_resume_and_are_left_as_they_were() {
+fn train_bad_run_folders_do_not_resume_and_are_left_as_they_were() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good");
     let mut cmd = trainer();
@@ -1326,7 +1311,7 @@ fn quick_job(out: &Path, extra: &[&str]) -> Command {
 }
 
 #[test]
-fn divergence_in_epoch_1_stops_with_no_checkpoint_and_only_the_config() {
+fn train_divergence_in_epoch_1_stops_with_no_checkpoint_and_only_the_config() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     let line = error_line(&run(quick_job(&run_dir, &["--epochs", "2", "--lr", "1e9"])));
@@ -1343,7 +1328,7 @@ fn divergence_in_epoch_1_stops_with_no_checkpoint_and_only_the_config() {
 }
 
 #[test]
-fn divergence_in_epoch_2_leaves_the_epoch_1_checkpoint_as_it_was() {
+fn train_divergence_in_epoch_2_leaves_the_epoch_1_checkpoint_as_it_was() {
     // `--resume` reads the options from config.json: one good epoch, then the run's
     // learning rate raised there to 1e9, so the same run diverges in its second epoch.
     let dir = tempfile::tempdir().unwrap();
@@ -1390,7 +1375,7 @@ fn divergence_in_epoch_2_leaves_the_epoch_1_checkpoint_as_it_was() {
 }
 
 #[test]
-fn weights_that_overflow_in_a_finite_step_are_not_checkpointed() {
+fn train_weights_that_overflow_in_a_finite_step_are_not_checkpointed() {
     // One step an epoch (batch 128 > 80 images): the step's loss is computed before its
     // update, so it is finite; the update (lr and weight decay near f32::MAX) overflows the
     // weights, and the epoch-end check refuses to checkpoint them.
@@ -1479,7 +1464,7 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 #[test]
-fn a_file_in_place_of_the_output_folder_is_a_clear_error() {
+fn train_a_file_in_place_of_the_output_folder_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");
     write(&file, b"x");
@@ -1503,7 +1488,7 @@ fn mounted(what: &str, mount: Result<Mount, std::io::Error>) -> Mount {
 
 #[test]
 #[ignore = "needs CAP_SYS_ADMIN to mount a read-only folder; .ci/run runs it with --ignored where mounting works"]
-fn mount_read_only_output_folder_is_a_clear_error_and_the_checkpoint_stays() {
+fn train_mount_read_only_output_folder_is_a_clear_error_and_the_checkpoint_stays() {
     let dir = tempfile::tempdir().unwrap();
     let ro = dir.path().join("ro");
     let run_dir = ro.join("run");
@@ -1564,7 +1549,7 @@ fn fill_disk(dir: &Path, keep: u64) -> PathBuf {
 
 #[test]
 #[ignore = "needs CAP_SYS_ADMIN to mount a small tmpfs; .ci/run runs it with --ignored where mounting works"]
-fn mount_full_disk_is_a_clear_error_and_the_checkpoint_stays() {
+fn train_mount_full_disk_is_a_clear_error_and_the_checkpoint_stays() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("small-disk");
     std::fs::create_dir_all(&mnt).unwrap();
@@ -1608,7 +1593,7 @@ fn mount_full_disk_is_a_clear_error_and_the_checkpoint_stays() {
 }
 
 #[test]
-fn a_file_size_limit_is_a_clear_error_and_the_checkpoint_stays() {
+fn train_a_file_size_limit_is_a_clear_error_and_the_checkpoint_stays() {
     // The same write failure without a mount: RLIMIT_FSIZE makes writes past 100 KiB fail
     // with EFBIG (SIGXFSZ ignored), so the 176 KiB checkpoint files of epoch 2 cannot be
     // written.
@@ -1661,7 +1646,7 @@ fn half_an_epoch(m: &serde_json::Value) -> Duration {
 }
 
 #[test]
-fn sigkill_in_the_middle_of_an_epoch_then_resume_ends_as_an_uninterrupted_run() {
+fn train_sigkill_in_the_middle_of_an_epoch_then_resume_ends_as_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     let mut child = spawn(job(&run_dir, JOB_EPOCHS));
@@ -1694,24 +1679,14 @@ fn sigkill_in_the_middle_of_an_epoch_then_resume_ends_as_an_uninterrupted_run() 
 }
 
 #[test]
-fn sigkill_before_the_first_checkpoint_then_resume_starts_over() {
+fn train_sigkill_before_the_first_checkpoint_then_resume_starts_over() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     let mut child = spawn(job(&run_dir, JOB_EPOCHS));
     // Kill as soon as training starts, long before epoch 1 ends.
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let t0 = Instant::now();
-    while !line.starts_with("training ") {
-        line.clear();
-        assert!(
-            std::io::BufRead::read_line(&mut lines, &mut line).unwrap() > 0,
-            "no `training` line"
-        );
-        assert!(t0.elapsed() < TIMEOUT);
-    }
+    wait_for_line(&mut child, "training ");
     signal(&child, libc::SIGKILL);
-    let status = child.wait().unwrap();
+    let status = wait_output(child).status;
     assert_eq!(status.signal(), Some(libc::SIGKILL));
     assert_eq!(listing(&run_dir), ["config.json"], "killed before epoch 1 ended");
     let out = run(resume(&run_dir));
@@ -1721,7 +1696,7 @@ fn sigkill_before_the_first_checkpoint_then_resume_starts_over() {
 }
 
 #[test]
-fn ctrl_c_writes_a_checkpoint_exits_130_and_resume_ends_as_an_uninterrupted_run() {
+fn train_ctrl_c_writes_a_checkpoint_exits_130_and_resume_ends_as_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     let mut child = spawn(job(&run_dir, JOB_EPOCHS));
@@ -1755,7 +1730,7 @@ fn ctrl_c_writes_a_checkpoint_exits_130_and_resume_ends_as_an_uninterrupted_run(
 }
 
 #[test]
-fn resume_tolerates_what_a_killed_write_leaves() {
+fn train_resume_tolerates_what_a_killed_write_leaves() {
     // A process killed while appending to metrics.jsonl (a torn last line) or while writing
     // a file (its temporary `.NAME.tmp-PID` beside it): the run resumes, the torn line is
     // dropped and the temporary file removed.
@@ -1789,7 +1764,7 @@ fn resume_tolerates_what_a_killed_write_leaves() {
 }
 
 #[test]
-fn a_batch_larger_than_the_data_is_the_whole_data() {
+fn train_a_batch_larger_than_the_data_is_the_whole_data() {
     // --batch-size 10^12 once tried to allocate 10^16 bytes and aborted: a batch is at most
     // the whole set, with the same result as a batch of exactly that size.
     let dir = tempfile::tempdir().unwrap();

@@ -47,17 +47,20 @@ impl RunBounded for Command {
 }
 
 /// Waits for `child` to exit, collecting its output; kills it and fails the test after
-/// [`TIMEOUT`].
+/// [`TIMEOUT`]. A stream already taken from `child` (as [`wait_for_line`] takes stdout)
+/// comes back empty.
 pub fn wait_output(mut child: Child) -> Output {
-    let drain = |mut r: Box<dyn Read + Send>| {
+    fn drain(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
             let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
             v
         })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
-    let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let t0 = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -74,6 +77,36 @@ pub fn wait_output(mut child: Child) -> Output {
         status,
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
+    }
+}
+
+/// Reads the standard output of `child` (started by [`spawn`]) until a line that starts
+/// with `prefix`, and returns it; fails the test when stdout ends first or after
+/// [`TIMEOUT`]. The rest of stdout is read and dropped in the background.
+pub fn wait_for_line(child: &mut Child, prefix: &str) -> String {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            // The receiver is gone once the line was found: keep draining.
+            let _ = tx.send(line);
+        }
+    });
+    let t0 = Instant::now();
+    loop {
+        let left = TIMEOUT.saturating_sub(t0.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.starts_with(prefix) => return line,
+            Ok(_) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("no line starting with `{prefix}` after {TIMEOUT:?}: a hang");
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the trainer's stdout ended without a line starting with `{prefix}`")
+            }
+        }
     }
 }
 
@@ -118,6 +151,30 @@ pub fn weights(path: &Path) -> Weights {
     net.params()
         .map(|p| (p.name.clone(), p.value.iter().map(|v| v.to_bits()).collect()))
         .collect()
+}
+
+/// Asserts that the run folder `run` ended with the weights `w` bit for bit and the
+/// metrics `m` (all but the timings): a resumed run against an uninterrupted one.
+pub fn assert_same_training(w: &Weights, m: &[serde_json::Value], run: &Path) {
+    let got = weights(&run.join("model.safetensors"));
+    assert_eq!(got.len(), w.len());
+    for ((name, a), (_, b)) in w.iter().zip(&got) {
+        assert!(a == b, "{name}: weights differ from the uninterrupted run's");
+    }
+    let got = metrics(run);
+    assert_eq!(got.len(), m.len(), "{got:?}");
+    for (a, b) in m.iter().zip(&got) {
+        for k in [
+            "epoch",
+            "step",
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+        ] {
+            assert_eq!(a[k], b[k], "{k} of epoch {}", a["epoch"]);
+        }
+    }
 }
 
 /// The lines of a run folder's `metrics.jsonl`.

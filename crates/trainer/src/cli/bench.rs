@@ -1,0 +1,61 @@
+//! `trainer bench`: training and inference images/s of a network on random data.
+
+use super::args::BenchArgs;
+use super::network::{check_size, network};
+use super::{Exit, MAX_BENCH_BATCH};
+use crate::bench::bench;
+use crate::error::TrainerError;
+use crate::report::thousands;
+
+pub(super) fn run(a: BenchArgs) -> Result<Exit, TrainerError> {
+    let input = a.arch.input();
+    let threads = if a.threads.is_empty() {
+        vec![rayon::current_num_threads()]
+    } else {
+        a.threads.clone()
+    };
+    if threads.contains(&0) || a.batch_size.contains(&0) {
+        return Err(TrainerError::Usage(
+            "--threads and --batch-size must be at least 1".into(),
+        ));
+    }
+    if let Some(b) = a.batch_size.iter().find(|&&b| b > MAX_BENCH_BATCH) {
+        return Err(TrainerError::Usage(format!(
+            "--batch-size {b} is over the limit of {MAX_BENCH_BATCH}"
+        )));
+    }
+    // Refuse a bad spec before measuring anything.
+    check_size(input)?;
+    let net = network(&a.arch.arch, input, a.classes, "--classes", 0)?;
+    let spec = net.spec();
+    if !a.json {
+        println!(
+            "{} on {input} ({:.2} MFLOP per training image), {:.1} s per configuration",
+            net.spec(),
+            net.train_flops_per_sample() as f64 / 1e6,
+            a.seconds
+        );
+        println!(
+            "{:>6} {:>8} {:>14} {:>14} {:>12}",
+            "batch", "threads", "train img/s", "infer img/s", "train GFLOP/s"
+        );
+    }
+    for &t in &threads {
+        for &b in &a.batch_size {
+            let r = bench(&a.arch.arch, &spec, input, b, t, a.seconds)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&r).expect("bench result"));
+            } else {
+                println!(
+                    "{:>6} {:>8} {:>14} {:>14} {:>12.1}",
+                    b,
+                    t,
+                    thousands(r.train_images_per_sec),
+                    thousands(r.infer_images_per_sec),
+                    r.train_gflops
+                );
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,244 @@
+//! `train`'s run configuration: made from the options of a new run or read from the
+//! `config.json` of a run to resume, then checked in one place, [`validate`], before any
+//! image is decoded or drawn.
+
+use super::args::TrainArgs;
+use super::network::{check_size, network};
+use super::MAX_SYNTH_SIDE;
+use crate::data::{class_folders, training_class_folders};
+use crate::error::TrainerError;
+use crate::synth::CLASSES;
+use crate::train::{self, RunConfig};
+use petal_model::{InputShape, Network};
+use std::path::PathBuf;
+
+/// What `train` was asked for: a configuration, its run folder, and whether the folder
+/// holds a run to continue.
+pub(super) struct Request {
+    pub cfg: RunConfig,
+    pub dir: PathBuf,
+    pub resuming: bool,
+}
+
+impl Request {
+    /// The options of a new run, or with `--resume` the run folder's `config.json` (whose
+    /// epochs `--epochs` may raise).
+    pub fn from_args(a: &TrainArgs) -> Result<Request, TrainerError> {
+        if let Some(dir) = &a.resume {
+            let mut cfg = train::read_config(dir)?;
+            cfg.epochs = cfg.epochs.max(a.epochs.unwrap_or(0));
+            return Ok(Request {
+                cfg,
+                dir: dir.clone(),
+                resuming: true,
+            });
+        }
+        let input = a.arch.input();
+        let cfg = RunConfig {
+            arch: a.arch.arch.clone(),
+            spec: None,
+            input: [input.c, input.h, input.w],
+            epochs: a.epochs.unwrap_or(5),
+            batch_size: a.batch_size,
+            lr: a.lr,
+            momentum: a.momentum,
+            weight_decay: a.weight_decay,
+            seed: a.seed,
+            data: a.data.clone(),
+            val: a.val.clone(),
+            val_split: a.val_split,
+            synth_per_class: a.synth_per_class,
+        };
+        let dir = a.out.clone().unwrap_or_else(|| {
+            PathBuf::from("runs").join(format!("{}-{}", timestamp(), arch_slug(&cfg.arch)))
+        });
+        Ok(Request {
+            cfg,
+            dir,
+            resuming: false,
+        })
+    }
+}
+
+/// A checked run: its configuration (with `spec` the network it resolved to), the data's
+/// classes in label order and the freshly initialised network.
+pub(super) struct Checked {
+    pub cfg: RunConfig,
+    pub classes: Vec<String>,
+    pub net: Network,
+}
+
+/// Every check of a run configuration, new or resumed, in this order (the first failure
+/// is the error): the options (`--batch-size`, `--epochs`, `--val-split`, `--lr`,
+/// `--momentum`, `--weight-decay`, `--size`); the spec's grammar; the class folders' names
+/// (nothing decoded yet); the network sized to those classes, and for a resumed run its
+/// agreement with the `spec` that `config.json` records; last, for the synthetic flowers,
+/// their size and whether the set fits in memory. (That comes after the network: a
+/// network that cannot be built is the error a user must fix first, e.g. a 3x4096x4096
+/// input to `conv63x63` is refused for its convolution scratch, not for a synthetic set
+/// too large for memory.)
+pub(super) fn validate(req: &Request) -> Result<Checked, TrainerError> {
+    let cfg = &req.cfg;
+    check_options(cfg)?;
+    let input = input_shape(cfg);
+    check_size(input)?;
+    // A spec that does not parse fails at once; then, from the class folders' names alone
+    // (nothing decoded yet), the network is sized to the data or a spec that does not end
+    // in its class count is refused.
+    petal_model::parse_spec(&petal_model::spec::resolve_arch(&cfg.arch, CLASSES.len()))
+        .map_err(petal_model::ModelError::from)?;
+    let (classes, data_name) = data_classes(cfg)?;
+    let net = network(&cfg.arch, input, Some(classes.len()), &data_name, cfg.seed)?;
+    // A resumed run's config.json records the network its arch resolved to: the two agree
+    // unless the file was edited.
+    if let Some(spec) = cfg.spec.as_deref().filter(|s| *s != net.spec()) {
+        return Err(TrainerError::data(
+            req.dir.join(train::CONFIG_FILE),
+            format!(
+                "`arch` {:?} gives `{}` for {} classes, but `spec` is `{spec}`",
+                cfg.arch,
+                net.spec(),
+                classes.len()
+            ),
+        ));
+    }
+    if cfg.data.is_none() {
+        check_synthetic_set(cfg, input)?;
+    }
+    Ok(Checked {
+        cfg: RunConfig {
+            spec: Some(net.spec()),
+            ..cfg.clone()
+        },
+        classes,
+        net,
+    })
+}
+
+/// The `[c, h, w]` of a configuration as an [`InputShape`].
+pub(super) fn input_shape(cfg: &RunConfig) -> InputShape {
+    InputShape {
+        c: cfg.input[0],
+        h: cfg.input[1],
+        w: cfg.input[2],
+    }
+}
+
+/// The training options' ranges.
+fn check_options(cfg: &RunConfig) -> Result<(), TrainerError> {
+    if cfg.batch_size == 0 || cfg.epochs == 0 {
+        return Err(TrainerError::Usage(
+            "--batch-size and --epochs must be at least 1".into(),
+        ));
+    }
+    if !(0.0..1.0).contains(&cfg.val_split) {
+        return Err(TrainerError::Usage(format!(
+            "--val-split {} is not in [0, 1)",
+            cfg.val_split
+        )));
+    }
+    for (name, v) in [
+        ("--lr", cfg.lr),
+        ("--momentum", cfg.momentum),
+        ("--weight-decay", cfg.weight_decay),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(TrainerError::Usage(format!(
+                "{name} {v} must be a finite number, at least 0"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The synthetic flowers are square, 8 to [`MAX_SYNTH_SIDE`] pixels a side, and the whole
+/// set must be allocatable before it is drawn.
+fn check_synthetic_set(cfg: &RunConfig, shape: InputShape) -> Result<(), TrainerError> {
+    if shape.h != shape.w {
+        return Err(TrainerError::Usage("synthetic flowers are square".into()));
+    }
+    if !(8..=MAX_SYNTH_SIDE).contains(&shape.h) {
+        return Err(TrainerError::Usage(format!(
+            "synthetic flowers are drawn at --size 8 to {MAX_SYNTH_SIDE}, not {} (or give --data)",
+            shape.h
+        )));
+    }
+    let values = (cfg.synth_per_class as u128) * CLASSES.len() as u128 * shape.len() as u128;
+    if usize::try_from(values)
+        .ok()
+        .and_then(|v| Vec::<f32>::new().try_reserve_exact(v).ok())
+        .is_none()
+    {
+        return Err(TrainerError::Usage(format!(
+            "{} synthetic flowers of {shape} ({values} values) do not fit in memory: lower --synth-per-class or --size",
+            cfg.synth_per_class as u128 * CLASSES.len() as u128
+        )));
+    }
+    Ok(())
+}
+
+/// The classes of a run's data, in label order, and what they were counted in (for
+/// messages), found before any image is decoded: the synthetic flowers' five, or the class
+/// folders of `--data`. A `--val` folder must hold the same classes or some of them (its
+/// images take the label of the training class of the same name); one with a class the
+/// training folder lacks is refused here.
+fn data_classes(cfg: &RunConfig) -> Result<(Vec<String>, String), TrainerError> {
+    let Some(dir) = &cfg.data else {
+        let names = CLASSES.iter().map(|s| s.to_string()).collect();
+        return Ok((names, "the synthetic flower set".into()));
+    };
+    let names: Vec<String> = training_class_folders(dir)?.into_iter().map(|(n, _)| n).collect();
+    if let Some(vdir) = &cfg.val {
+        let val: Vec<String> = class_folders(vdir)?.into_iter().map(|(n, _)| n).collect();
+        let extra: Vec<&String> = val.iter().filter(|n| !names.contains(n)).collect();
+        if !extra.is_empty() {
+            return Err(TrainerError::data(
+                vdir,
+                format!(
+                    "has class folders that the training folder {} lacks: {extra:?} (training classes: {names:?})",
+                    dir.display()
+                ),
+            ));
+        }
+        let missing: Vec<&String> = names.iter().filter(|n| !val.contains(n)).collect();
+        if !missing.is_empty() {
+            eprintln!(
+                "note: validation folder {} has no images of {missing:?}; its {} classes keep the training folder's labels",
+                vdir.display(),
+                val.len()
+            );
+        }
+    }
+    Ok((names, dir.display().to_string()))
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC.
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn arch_slug(arch: &str) -> String {
+    match arch.trim() {
+        "seednet" | "flowernet" => arch.trim().to_string(),
+        _ => "custom".to_string(),
+    }
+}

@@ -1,0 +1,123 @@
+//! What `train` and `eval` print while they work: the data they loaded, a progress bar on
+//! a terminal (one line per epoch otherwise), and Ctrl-C handling.
+
+use crate::data::{Dataset, LoadReport};
+use crate::report::{thousands, EpochMetrics};
+use crate::train::{Progress, RunConfig, Start};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Prints the files of `report` that were skipped (stderr) and a summary of `data`, loaded
+/// from `dir` since `t`.
+pub(super) fn print_load(dir: &Path, data: &Dataset, report: &LoadReport, t: Instant) {
+    for (p, why) in &report.skipped {
+        eprintln!("skipped {}: {why}", p.display());
+    }
+    let counts: Vec<String> = data
+        .classes
+        .iter()
+        .zip(data.class_counts())
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    println!(
+        "{}: {} images in {} classes ({}), {} skipped, {} ignored ({:.1} s)",
+        dir.display(),
+        data.len(),
+        data.classes.len(),
+        counts.join(", "),
+        report.skipped.len(),
+        report.ignored,
+        t.elapsed().as_secs_f64()
+    );
+}
+
+/// Prints what is about to be trained, and how.
+pub(super) fn print_start(start: &Start, cfg: &RunConfig) {
+    println!(
+        "training {} ({} parameters) on {} threads: {} epochs, batch {}, lr {}, momentum {}",
+        start.net.spec(),
+        thousands(start.net.param_count() as f64),
+        rayon::current_num_threads(),
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.lr,
+        cfg.momentum
+    );
+}
+
+/// A flag that Ctrl-C sets, so training stops after its step with a checkpoint; a second
+/// Ctrl-C exits at once (the last checkpoint on disk stays valid).
+pub(super) fn interrupt_flag() -> Arc<AtomicBool> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing the step and writing the checkpoint (Ctrl-C again to quit now)");
+    });
+    interrupt
+}
+
+/// Terminal bar on a TTY, one line per epoch otherwise.
+pub(super) struct Console {
+    bar: Option<ProgressBar>,
+    tty: bool,
+    /// Test hook (`PETAL_INTERRUPT_AFTER_STEPS=N`): acts as a Ctrl-C after N steps of this
+    /// process, so tests can interrupt at an exact step.
+    interrupt_after: Option<(u64, Arc<AtomicBool>)>,
+    steps: u64,
+}
+
+impl Console {
+    /// A console for a run that `interrupt` stops (see [`interrupt_flag`]).
+    pub fn new(interrupt: &Arc<AtomicBool>) -> Console {
+        let interrupt_after = std::env::var("PETAL_INTERRUPT_AFTER_STEPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(|n| (n, interrupt.clone()));
+        Console {
+            bar: None,
+            tty: std::io::stderr().is_terminal(),
+            interrupt_after,
+            steps: 0,
+        }
+    }
+}
+
+impl Progress for Console {
+    fn epoch_start(&mut self, epoch: usize, epochs: usize, steps: usize) {
+        if self.tty {
+            let bar = ProgressBar::new(steps as u64);
+            bar.set_style(
+                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("{epoch}/{epochs}"));
+            self.bar = Some(bar);
+        }
+    }
+    fn step(&mut self, batch: usize, loss: f64, ips: f64) {
+        self.steps += 1;
+        if let Some((n, flag)) = &self.interrupt_after {
+            if self.steps >= *n {
+                flag.store(true, Ordering::SeqCst);
+            }
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_position(batch as u64);
+            bar.set_message(format!("loss {loss:.4}  {} img/s", thousands(ips)));
+        }
+    }
+    fn epoch_end(&mut self, m: &EpochMetrics, epochs: usize) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        println!("{}", m.human(epochs));
+    }
+}

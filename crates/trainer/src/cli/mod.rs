@@ -1,0 +1,77 @@
+//! Command-line interface: the commands, one file each, and what they share.
+//!
+//! [`args`] holds every command's options; [`config`] turns `train`'s options (or a run
+//! folder's `config.json`) into a checked run; [`network`] builds a network from an
+//! `--arch` for any command; [`console`] reports progress and data loading.
+
+mod args;
+mod bench;
+mod config;
+mod console;
+mod eval;
+mod gradcheck;
+mod network;
+mod predict;
+mod synth;
+mod train;
+
+pub use args::{ArchArgs, BenchArgs, EvalArgs, GradcheckArgs, PredictArgs, SynthArgs, TrainArgs};
+
+use crate::error::TrainerError;
+use clap::{Parser, Subcommand};
+
+/// Train convolutional networks on the CPU, fast. With no command, trains the seed's
+/// network (seednet) on the built-in synthetic flowers.
+#[derive(Parser, Debug)]
+#[command(name = "trainer", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a network on an image folder or the synthetic flowers (the default command).
+    Train(TrainArgs),
+    /// Accuracy, per-class precision/recall and confusion matrix of a checkpoint on a folder.
+    Eval(EvalArgs),
+    /// Top classes with probabilities for each image.
+    Predict(PredictArgs),
+    /// Training and inference images/s on random data.
+    Bench(BenchArgs),
+    /// Finite-difference check of every layer's gradients.
+    Gradcheck(GradcheckArgs),
+    /// Write the synthetic flowers as PNG class folders.
+    Synth(SynthArgs),
+}
+
+/// Largest side of a synthetic flower (`trainer synth --size`).
+pub const MAX_SYNTH_SIDE: usize = 4096;
+
+/// Largest batch `trainer bench` and `trainer gradcheck` build (their inputs are random,
+/// so nothing bounds them but this).
+pub const MAX_BENCH_BATCH: usize = 1 << 16;
+
+/// How a command ended, for the exit code.
+pub enum Exit {
+    Ok,
+    /// Ctrl-C: the checkpoint was written; exit code 130 as for any interrupted program.
+    Interrupted,
+    /// The command ran but its check failed (gradcheck over tolerance, an image that did
+    /// not decode in predict).
+    Failed,
+}
+
+pub fn run(cli: Cli) -> Result<Exit, TrainerError> {
+    match cli.command {
+        None => train::run(cli.train),
+        Some(Command::Train(a)) => train::run(a),
+        Some(Command::Eval(a)) => eval::run(a),
+        Some(Command::Predict(a)) => predict::run(a),
+        Some(Command::Bench(a)) => bench::run(a),
+        Some(Command::Gradcheck(a)) => gradcheck::run(a),
+        Some(Command::Synth(a)) => synth::run(a),
+    }
+}

@@ -1,0 +1,149 @@
+//! `trainer train` (and `trainer` with no command): checks the run, loads its data, opens
+//! or resumes its run folder, trains and reports.
+
+use super::args::TrainArgs;
+use super::config::{self, input_shape, Request};
+use super::console::{interrupt_flag, print_load, print_start, Console};
+use super::Exit;
+use crate::data::{load_image_folder, Dataset};
+use crate::error::TrainerError;
+use crate::synth::{self, SynthConfig, CLASSES};
+use crate::train::{self, Outcome, RunConfig, Start};
+use petal_model::Network;
+use std::path::Path;
+use std::time::Instant;
+
+/// Trains a new run, or continues one with `--resume`; Ctrl-C stops it with a checkpoint
+/// ([`Exit::Interrupted`]).
+pub(super) fn run(a: TrainArgs) -> Result<Exit, TrainerError> {
+    set_threads(a.threads)?;
+    let req = Request::from_args(&a)?;
+    let checked = config::validate(&req)?;
+    let cfg = checked.cfg;
+    let (tr, va) = load_data(&cfg, &checked.classes)?;
+    let start = open_run(&req, &cfg, &tr, checked.net)?;
+    print_start(&start, &cfg);
+    let interrupt = interrupt_flag();
+    let mut console = Console::new(&interrupt);
+    let t = Instant::now();
+    let (_, _, outcome) = train::train(&cfg, start, &tr, &va, &req.dir, &interrupt, &mut console)?;
+    Ok(report(outcome, &req.dir, &va, t))
+}
+
+fn set_threads(threads: Option<usize>) -> Result<(), TrainerError> {
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err(TrainerError::Usage("--threads must be at least 1".into()));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| TrainerError::Usage(format!("cannot start {n} threads: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Loads the training and validation sets of a checked run configuration: the synthetic
+/// flowers, split, or an image folder, split or with its `--val` folder. `classes` are the
+/// training folder's, found by [`config::validate`]. Refuses a split that leaves no
+/// training image.
+fn load_data(cfg: &RunConfig, classes: &[String]) -> Result<(Dataset, Dataset), TrainerError> {
+    let shape = input_shape(cfg);
+    let t = Instant::now();
+    let (tr, va) = match &cfg.data {
+        None => {
+            let sc = SynthConfig {
+                size: shape.h,
+                rgb: shape.c == 3,
+                seed: cfg.seed,
+            };
+            let (images, labels) = synth::dataset(&sc, cfg.synth_per_class, 0);
+            let all = Dataset {
+                images,
+                labels,
+                classes: CLASSES.iter().map(|s| s.to_string()).collect(),
+                shape,
+                paths: Vec::new(),
+            };
+            let (tr, va) = all.split(cfg.val_split, cfg.seed);
+            println!(
+                "synthetic flowers: {} training and {} validation images of {}x{}x{} ({:.1} s)",
+                tr.len(),
+                va.len(),
+                shape.c,
+                shape.h,
+                shape.w,
+                t.elapsed().as_secs_f64()
+            );
+            (tr, va)
+        }
+        Some(dir) => {
+            let (all, report) = load_image_folder(dir, shape, Some(classes))?;
+            print_load(dir, &all, &report, t);
+            match &cfg.val {
+                Some(vdir) => {
+                    let t = Instant::now();
+                    let (va, r) = load_image_folder(vdir, shape, Some(&all.classes))?;
+                    print_load(vdir, &va, &r, t);
+                    (all, va)
+                }
+                None => all.split(cfg.val_split, cfg.seed),
+            }
+        }
+    };
+    if tr.is_empty() {
+        return Err(TrainerError::Usage(
+            "no training images left after the validation split".into(),
+        ));
+    }
+    Ok((tr, va))
+}
+
+/// The start of training: for a resumed run its folder's checkpoint (or `net` when it has
+/// none yet); for a new one `net`, in a new run folder holding `config.json`.
+fn open_run(req: &Request, cfg: &RunConfig, tr: &Dataset, net: Network) -> Result<Start, TrainerError> {
+    let dir = &req.dir;
+    if !req.resuming {
+        train::create_run_dir(dir)?;
+        train::write_config(dir, cfg)?;
+        return Ok(Start::fresh(net));
+    }
+    let s = train::resume(dir, &tr.classes, net)?;
+    match s.checkpoint {
+        Some(_) => println!(
+            "resuming {} at epoch {}, step {}",
+            dir.display(),
+            s.epoch + 1,
+            s.step
+        ),
+        None => println!(
+            "resuming {}: no checkpoint yet (stopped during epoch 1), starting from the beginning",
+            dir.display()
+        ),
+    }
+    Ok(s)
+}
+
+/// Prints how training ended (started at `t`) and the exit it makes.
+fn report(outcome: Outcome, dir: &Path, va: &Dataset, t: Instant) -> Exit {
+    match outcome {
+        Outcome::Interrupted { epoch, step } => {
+            println!(
+                "interrupted at epoch {}, step {step}: checkpoint written; continue with\n  trainer train --resume {}",
+                epoch + 1,
+                dir.display()
+            );
+            Exit::Interrupted
+        }
+        Outcome::Finished { confusion } => {
+            let set = if va.is_empty() { "training" } else { "validation" };
+            println!("\n{set} confusion matrix:\n{}", confusion.table());
+            println!(
+                "\ndone in {:.1} s; run written to {}",
+                t.elapsed().as_secs_f64(),
+                dir.display()
+            );
+            Exit::Ok
+        }
+    }
+}
