@@ -1,0 +1,426 @@
+//! The network's working memory, and all of the crate's `unsafe` code.
+//!
+//! - [`Buffers`]: batch buffers sized for the largest batch seen so far (smaller batches
+//!   use their prefixes), for the values that outlive a chunk's task.
+//! - Arenas: each running chunk task's own buffers for the values that live only within it.
+//! - [`Buffers::for_each_chunk`] runs one task per [`CHUNK`] images in parallel; a task
+//!   reaches its rows of every layer buffer through [`ChunkBufs`], whose methods return
+//!   ordinary borrow-checked slices.
+//!
+//! The invariant everything here rests on: the [`ChunkBufs`] of two tasks that run at once
+//! cover disjoint memory (each its own `CHUNK` rows of the batch buffers, its own arena),
+//! and that memory is borrowed by nothing else while the tasks run. Within one task, the
+//! methods that hand out a `&mut` slice take `&mut self` and never return two slices of
+//! the same buffer.
+
+use crate::plan::{Plan, Storage, CHUNK};
+use rayon::prelude::*;
+use std::sync::Mutex;
+
+/// Buffers sized for the largest batch seen so far; smaller batches use their prefixes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Buffers {
+    /// Samples the buffers hold (0: not sized yet, or to be re-sized).
+    pub capacity: usize,
+    /// Output of each layer stored in batch buffers ([`Storage::Batch`]; the others'
+    /// stay empty), indexed by layer.
+    pub outs: Vec<Vec<f32>>,
+    /// Gradient of the loss with respect to each layer's output (same layout as `outs`).
+    pub grads: Vec<Vec<f32>>,
+    /// Argmax indices of each max-pool layer stored in batch buffers (empty for others).
+    argmax: Vec<Vec<u32>>,
+    /// Arenas not in use.
+    arenas: Arenas,
+    /// Per chunk: the convolution layers' weight and bias gradients of that chunk's images
+    /// (`Plan::part_len` values, at each layer's `part_offset`).
+    pub parts: Vec<f32>,
+    pub probs: Vec<f32>,
+    pub losses: Vec<f32>,
+    /// Gradient with respect to the network input (only with the input gradient on).
+    pub input_grad: Vec<f32>,
+    /// Where chunk tasks find the batch buffers above; refilled (no allocation once it
+    /// has its capacity) before every parallel region, stale otherwise.
+    views: Vec<Views>,
+}
+
+/// One chunk task's share of a step: its images, labels and rows of the batch results
+/// (with no labels, a forward pass only, `labels`, `probs`, `losses` and `part` are
+/// empty), its arena's convolution scratch, and its rows of every layer buffer.
+pub(crate) struct Chunk<'a> {
+    pub labels: &'a [usize],
+    pub probs: &'a mut [f32],
+    pub losses: &'a mut [f32],
+    /// The chunk's partial convolution gradients (`Plan::part_len` values).
+    pub part: &'a mut [f32],
+    pub scratch: &'a mut [f32],
+    pub bufs: ChunkBufs<'a>,
+}
+
+impl Buffers {
+    /// Grows the buffers to hold `batch` samples of the network `plan` describes (with
+    /// the input gradient when `input_grad`); does nothing when they already do.
+    pub fn ensure(&mut self, plan: &Plan, batch: usize, input_grad: bool) {
+        if batch <= self.capacity {
+            return;
+        }
+        self.capacity = batch;
+        self.outs.clear();
+        self.grads.clear();
+        self.argmax.clear();
+        for l in &plan.layers {
+            let n = if l.storage == Storage::Batch {
+                batch * l.out_len
+            } else {
+                0
+            };
+            self.outs.push(vec![0.0; n]);
+            self.grads.push(vec![0.0; n]);
+            self.argmax.push(if l.argmax { vec![0; n] } else { Vec::new() });
+        }
+        self.parts = vec![0.0; batch.div_ceil(CHUNK) * plan.part_len];
+        self.views = Vec::with_capacity(plan.layers.len());
+        self.probs = vec![0.0; batch * plan.classes()];
+        self.losses = vec![0.0; batch];
+        self.input_grad = if input_grad {
+            vec![0.0; batch * plan.input_len]
+        } else {
+            Vec::new()
+        };
+    }
+
+    /// Runs `task` once per chunk of [`CHUNK`] images of the batch `x`, in parallel, after
+    /// [`Buffers::ensure`] for that batch. With `labels` (a training step), each task also
+    /// gets its labels, its rows of `probs` and `losses` and its partial gradients.
+    pub fn for_each_chunk<F>(&mut self, plan: &Plan, x: &[f32], labels: Option<&[usize]>, task: F)
+    where
+        F: Fn(Chunk<'_>) + Sync,
+    {
+        let il = plan.input_len;
+        let batch = x.len() / il;
+        assert!(
+            batch <= self.capacity,
+            "buffers for {} samples, batch of {batch}",
+            self.capacity
+        );
+        let Buffers {
+            outs,
+            grads,
+            argmax,
+            arenas,
+            parts,
+            probs,
+            losses,
+            input_grad,
+            views,
+            ..
+        } = self;
+        // The batch buffers are reached only through these views until the loop ends.
+        views.clear();
+        for ((out, grad), argmax) in outs.iter_mut().zip(grads.iter_mut()).zip(argmax.iter_mut()) {
+            views.push(Views {
+                out: Rows::new(out),
+                grad: Rows::new(grad),
+                argmax: Rows::new(argmax),
+            });
+        }
+        let input_grad = Rows::new(input_grad);
+        let (views, arenas) = (&*views, &*arenas);
+        let run = |c: usize,
+                   x: &[f32],
+                   labels: &[usize],
+                   probs: &mut [f32],
+                   losses: &mut [f32],
+                   part: &mut [f32]| {
+            let first = c * CHUNK;
+            let mut arena = arenas.take(|| Arena::new(plan));
+            arena.fill_views(plan, views, first);
+            let Arena { views, scratch, .. } = &mut arena;
+            let bufs = ChunkBufs {
+                views,
+                images: x.len() / il,
+                x,
+                input_grad: input_grad.range(first * il, CHUNK * il),
+            };
+            task(Chunk {
+                labels,
+                probs,
+                losses,
+                part,
+                scratch,
+                bufs,
+            });
+            arenas.put(arena);
+        };
+        // Each chunk index c runs once, on rows c·CHUNK .. (c + 1)·CHUNK: the tasks' rows
+        // are disjoint.
+        match labels {
+            None => x
+                .par_chunks(CHUNK * il)
+                .enumerate()
+                .for_each(|(c, xc)| run(c, xc, &[], &mut [], &mut [], &mut [])),
+            Some(labels) => {
+                let (classes, pl) = (plan.classes(), plan.part_len);
+                x.par_chunks(CHUNK * il)
+                    .zip(labels.par_chunks(CHUNK))
+                    .zip(probs[..batch * classes].par_chunks_mut(CHUNK * classes))
+                    .zip(losses[..batch].par_chunks_mut(CHUNK))
+                    .zip(parts[..batch.div_ceil(CHUNK) * pl].par_chunks_mut(pl))
+                    .enumerate()
+                    .for_each(|(c, ((((xc, yc), pc), lc), part))| run(c, xc, yc, pc, lc, part));
+            }
+        }
+    }
+}
+
+/// The buffers of one running chunk task: the output, gradient and argmax of every layer
+/// whose values live only within the task ([`Storage::Arena`], `CHUNK` images each), the
+/// convolution scratch, and the views the task reads (the batch buffers' rows for
+/// [`Storage::Batch`] layers).
+#[derive(Debug, Default)]
+struct Arena {
+    outs: Vec<Vec<f32>>,
+    grads: Vec<Vec<f32>>,
+    argmax: Vec<Vec<u32>>,
+    scratch: Vec<f32>,
+    views: Vec<Views>,
+}
+
+impl Arena {
+    /// A new arena: `CHUNK` images of every layer stored in arenas.
+    fn new(plan: &Plan) -> Arena {
+        let mut a = Arena::default();
+        for l in &plan.layers {
+            let n = if l.storage == Storage::Arena {
+                CHUNK * l.out_len
+            } else {
+                0
+            };
+            a.outs.push(vec![0.0; n]);
+            a.grads.push(vec![0.0; n]);
+            a.argmax.push(if l.argmax { vec![0; n] } else { Vec::new() });
+        }
+        a.scratch = vec![0.0; plan.scratch_len];
+        a.views = Vec::with_capacity(plan.layers.len());
+        a
+    }
+
+    /// Points `views` at rows `first .. first + CHUNK` of the batch buffers (`batch`) for
+    /// layers stored there and at the arena's own buffers for the others (no allocation:
+    /// the views' capacity is kept).
+    fn fill_views(&mut self, plan: &Plan, batch: &[Views], first: usize) {
+        self.views.clear();
+        for (i, l) in plan.layers.iter().enumerate() {
+            let v = if l.storage == Storage::Batch {
+                let (b, at, len) = (&batch[i], first * l.out_len, CHUNK * l.out_len);
+                Views {
+                    out: b.out.range(at, len),
+                    grad: b.grad.range(at, len),
+                    argmax: b.argmax.range(at, len),
+                }
+            } else {
+                Views {
+                    out: Rows::new(&mut self.outs[i]),
+                    grad: Rows::new(&mut self.grads[i]),
+                    argmax: Rows::new(&mut self.argmax[i]),
+                }
+            };
+            self.views.push(v);
+        }
+    }
+}
+
+/// Arenas not in use. A task takes one and gives it back, so a thread reuses the same
+/// arena (in cache) from chunk to chunk; a new one is allocated only when more tasks run
+/// at once than ever before (more threads, or a task stolen while another waits).
+#[derive(Debug, Default)]
+struct Arenas(Mutex<Vec<Arena>>);
+
+impl Clone for Arenas {
+    /// A clone starts with none: arenas are only working memory.
+    fn clone(&self) -> Self {
+        Arenas::default()
+    }
+}
+
+impl Arenas {
+    fn take(&self, make: impl FnOnce() -> Arena) -> Arena {
+        let free = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        free.unwrap_or_else(make)
+    }
+    fn put(&self, arena: Arena) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(arena);
+    }
+}
+
+/// One layer's buffers as one chunk task sees them.
+#[derive(Clone, Copy, Debug)]
+struct Views {
+    out: Rows<f32>,
+    grad: Rows<f32>,
+    argmax: Rows<u32>,
+}
+
+/// Values of a buffer that one chunk task uses while others use other values of it.
+#[derive(Clone, Copy, Debug)]
+struct Rows<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: a `Rows` is only dereferenced through `Rows::get`, by the one task whose rows
+// it covers ([`Buffers::for_each_chunk`] makes each task's from disjoint ranges of buffers
+// that outlive the tasks and that nothing else borrows meanwhile).
+unsafe impl<T: Send> Send for Rows<T> {}
+// SAFETY: as for `Send`: sharing a `Rows` between threads only shares the pointer.
+unsafe impl<T: Send> Sync for Rows<T> {}
+
+impl<T> Rows<T> {
+    fn new(v: &mut [T]) -> Self {
+        Rows {
+            ptr: v.as_mut_ptr(),
+            len: v.len(),
+        }
+    }
+
+    /// Values `start .. start + len`, clamped to the buffer's end (empty past it).
+    fn range(self, start: usize, len: usize) -> Self {
+        let start = start.min(self.len);
+        Rows {
+            // SAFETY: `start <= self.len`: at most one past the end of the buffer.
+            ptr: unsafe { self.ptr.add(start) },
+            len: len.min(self.len - start),
+        }
+    }
+
+    /// The first `len` values (bounds checked).
+    ///
+    /// # Safety
+    /// The buffer must stay alive and borrowed by nothing else for `'b`, and no other live
+    /// slice from this `Rows` (or one overlapping it) may overlap these values unless both
+    /// are shared (`&`) slices.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get<'b>(&self, len: usize) -> &'b mut [T] {
+        assert!(len <= self.len, "{len} values of a {}-value buffer", self.len);
+        // SAFETY: in bounds (checked above); liveness and exclusivity are the caller's.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, len) }
+    }
+
+    /// As [`Rows::get`], but empty when the buffer is (a layer that keeps no argmax).
+    ///
+    /// # Safety
+    /// As [`Rows::get`].
+    unsafe fn get_or_empty<'b>(&self, len: usize) -> &'b mut [T] {
+        if self.len == 0 {
+            return &mut [];
+        }
+        // SAFETY: the caller's contract.
+        unsafe { self.get(len) }
+    }
+}
+
+/// One chunk task's rows of every layer buffer (`images` samples of each), of the network
+/// input and of its gradient. Buffers are named by slot: the index of the layer that owns
+/// them (`Some(j)`), or `None` for the network input. Every slice is `images` rows of the
+/// per-sample length the caller gives, and lies within the task's own rows (checked).
+pub(crate) struct ChunkBufs<'a> {
+    views: &'a [Views],
+    images: usize,
+    x: &'a [f32],
+    input_grad: Rows<f32>,
+}
+
+/// A layer's buffers for its backward pass ([`ChunkBufs::backward_io`]).
+pub(crate) struct LayerGrads<'b> {
+    /// The layer's input.
+    pub input: &'b [f32],
+    /// The layer's output.
+    pub y: &'b [f32],
+    /// The gradient of the loss with respect to the layer's output.
+    pub dy: &'b [f32],
+    /// The layer's argmax indices (empty unless it keeps them).
+    pub argmax: &'b [u32],
+    /// The gradient with respect to the layer's input, when asked for.
+    pub dx: Option<&'b mut [f32]>,
+}
+
+impl ChunkBufs<'_> {
+    /// Samples in the chunk.
+    pub fn images(&self) -> usize {
+        self.images
+    }
+
+    /// Buffer `slot`'s output rows (`len` values per sample) or, for `None`, the network input.
+    fn read(&self, slot: Option<usize>, len: usize) -> &[f32] {
+        match slot {
+            // SAFETY: this task's rows (module invariant); `&self` borrowed: no `&mut` from
+            // this `ChunkBufs` is alive, as every method handing one out takes `&mut self`.
+            Some(j) => unsafe { self.views[j].out.get(self.images * len) },
+            None => self.x,
+        }
+    }
+
+    /// A layer's input (`from`, `in_len` values per sample) to read, and the output and
+    /// argmax (empty unless it keeps one) of its own buffer `slot` to write.
+    pub fn forward_io(
+        &mut self,
+        from: Option<usize>,
+        in_len: usize,
+        slot: usize,
+        out_len: usize,
+    ) -> (&[f32], &mut [f32], &mut [u32]) {
+        assert_ne!(
+            from,
+            Some(slot),
+            "a layer's input and output are different buffers"
+        );
+        let n = self.images * out_len;
+        let v = &self.views[slot];
+        // SAFETY: this task's rows (module invariant), `&mut self` borrowed for the three
+        // slices, which are three different buffers: `slot`'s output and argmax, and the
+        // output of `from != slot` or the network input.
+        unsafe { (self.read(from, in_len), v.out.get(n), v.argmax.get_or_empty(n)) }
+    }
+
+    /// Buffer `slot`'s output to read and its gradient to write (`len` values per sample).
+    pub fn out_and_grad(&mut self, slot: usize, len: usize) -> (&[f32], &mut [f32]) {
+        let (v, n) = (&self.views[slot], self.images * len);
+        // SAFETY: this task's rows, `&mut self` borrowed; two different buffers.
+        unsafe { (v.out.get(n), v.grad.get(n)) }
+    }
+
+    /// A layer's buffers for its backward pass: its own buffer `slot` (`out_len` values
+    /// per sample) and its input `from` (`in_len` values per sample), with, when `dx`, the
+    /// gradient of that input to write (the network input's for `None`, which must have
+    /// been allocated).
+    pub fn backward_io(
+        &mut self,
+        from: Option<usize>,
+        in_len: usize,
+        slot: usize,
+        out_len: usize,
+        dx: bool,
+    ) -> LayerGrads<'_> {
+        assert_ne!(
+            from,
+            Some(slot),
+            "a layer's input and output are different buffers"
+        );
+        let (v, n, nin) = (&self.views[slot], self.images * out_len, self.images * in_len);
+        // SAFETY: this task's rows (module invariant), `&mut self` borrowed for all the
+        // slices. The only one written, dx, is the gradient of `from != slot` (or of the
+        // network input, a buffer of its own); the others are only read.
+        unsafe {
+            let dx = dx.then(|| match from {
+                Some(j) => self.views[j].grad.get(nin),
+                None => self.input_grad.get(nin),
+            });
+            LayerGrads {
+                input: self.read(from, in_len),
+                y: v.out.get(n),
+                dy: v.grad.get(n),
+                argmax: v.argmax.get_or_empty(n),
+                dx,
+            }
+        }
+    }
+}
