@@ -122,3 +122,80 @@ pub(crate) fn add_activations(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::Param;
+
+    fn conv(shape: Conv2dShape) -> Layer {
+        let weight = Param::zeros(
+            "0.weight".into(),
+            vec![shape.out_c, shape.in_c, shape.kh, shape.kw],
+        );
+        Layer::Conv2d {
+            shape,
+            weight,
+            bias: None,
+        }
+    }
+
+    fn shape(
+        in_c: usize,
+        h: usize,
+        w: usize,
+        out_c: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Conv2dShape {
+        Conv2dShape {
+            batch: 7,
+            in_c,
+            h,
+            w,
+            out_c,
+            kh: k,
+            kw: k,
+            stride,
+            pad,
+        }
+    }
+
+    #[test]
+    fn check_buffers_refuses_a_conv_whose_kernel_scratch_for_one_image_is_over_the_limit() {
+        let cases = [
+            shape(3, 64, 64, 16, 3, 1, 1),
+            shape(3, 4096, 4096, 1, 63, 1, 31),
+            shape(3, 4096, 4096, 1, 63, 2, 31),
+            shape(1, 16386, 3, 8192, 3, 1, 0),
+            shape(8, 1000, 1000, 8, 9, 3, 0),
+            shape(8, 2000, 2000, 8, 9, 3, 0),
+        ];
+        let mut refused = 0;
+        for s in cases {
+            let want = Conv2dShape { batch: 1, ..s }.scratch_len() as u128;
+            match check_buffers(&[Layer::Relu, conv(s)][..]) {
+                Ok(()) => assert!(want <= MAX_SCRATCH_PER_SAMPLE, "{s:?}"),
+                Err(ModelError::TooLarge { what, values, limit }) => {
+                    assert_eq!((values, limit), (want, MAX_SCRATCH_PER_SAMPLE), "{s:?}");
+                    assert!(want > limit, "{s:?}");
+                    assert!(what.contains("scratch of one sample (layer 1 `conv"), "{what}");
+                    refused += 1;
+                }
+                Err(e) => panic!("{s:?}: {e}"),
+            }
+        }
+        assert!(refused >= 2 && refused < cases.len(), "{refused}");
+    }
+
+    #[test]
+    fn check_buffers_names_a_hand_built_conv_the_kernels_refuse() {
+        let e = check_buffers(&[conv(shape(1, 4, 4, 1, 9, 1, 0))][..]).unwrap_err();
+        assert!(matches!(e, ModelError::LayerShape { .. }), "{e}");
+        assert!(
+            e.to_string().contains("layer 0 `conv9x9:1/nobias` on 1x4x4"),
+            "{e}"
+        );
+    }
+}
