@@ -22,14 +22,9 @@ use std::sync::Mutex;
 pub(crate) struct Buffers {
     /// Samples the buffers hold (0: not sized yet, or to be re-sized).
     pub capacity: usize,
-    /// Output of each layer stored in batch buffers ([`Storage::Batch`]; the others'
-    /// stay empty), indexed by layer.
-    pub outs: Vec<Vec<f32>>,
-    /// Gradient of the loss with respect to each layer's output (same layout as `outs`).
-    pub grads: Vec<Vec<f32>>,
-    /// Argmax indices of each max-pool layer stored in batch buffers (empty for others).
-    argmax: Vec<Vec<u32>>,
-    /// Arenas not in use.
+    /// The layers stored in batch buffers ([`Storage::Batch`]).
+    pub layers: LayerBufs,
+    /// Arenas not in use (working memory of the chunk tasks).
     arenas: Arenas,
     /// Per chunk: the convolution layers' weight and bias gradients of that chunk's images
     /// (`Plan::part_len` values, at each layer's `part_offset`).
@@ -64,19 +59,7 @@ impl Buffers {
             return;
         }
         self.capacity = batch;
-        self.outs.clear();
-        self.grads.clear();
-        self.argmax.clear();
-        for l in &plan.layers {
-            let n = if l.storage == Storage::Batch {
-                batch * l.out_len
-            } else {
-                0
-            };
-            self.outs.push(vec![0.0; n]);
-            self.grads.push(vec![0.0; n]);
-            self.argmax.push(if l.argmax { vec![0; n] } else { Vec::new() });
-        }
+        self.layers = LayerBufs::new(plan, Storage::Batch, batch);
         self.parts = vec![0.0; batch.div_ceil(CHUNK) * plan.part_len];
         self.views = Vec::with_capacity(plan.layers.len());
         self.probs = vec![0.0; batch * plan.classes()];
@@ -103,9 +86,7 @@ impl Buffers {
             self.capacity
         );
         let Buffers {
-            outs,
-            grads,
-            argmax,
+            layers,
             arenas,
             parts,
             probs,
@@ -115,14 +96,7 @@ impl Buffers {
             ..
         } = self;
         // The batch buffers are reached only through these views until the loop ends.
-        views.clear();
-        for ((out, grad), argmax) in outs.iter_mut().zip(grads.iter_mut()).zip(argmax.iter_mut()) {
-            views.push(Views {
-                out: Rows::new(out),
-                grad: Rows::new(grad),
-                argmax: Rows::new(argmax),
-            });
-        }
+        layers.views(views);
         let input_grad = Rows::new(input_grad);
         let (views, arenas) = (&*views, &*arenas);
         let run = |c: usize,
@@ -172,15 +146,51 @@ impl Buffers {
     }
 }
 
-/// The buffers of one running chunk task: the output, gradient and argmax of every layer
-/// whose values live only within the task ([`Storage::Arena`], `CHUNK` images each), the
-/// convolution scratch, and the views the task reads (the batch buffers' rows for
-/// [`Storage::Batch`] layers).
+/// The output, gradient and argmax of the layers stored in one place, indexed by layer
+/// (empty for the layers stored elsewhere, and argmax for all but max pools).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LayerBufs {
+    pub outs: Vec<Vec<f32>>,
+    pub grads: Vec<Vec<f32>>,
+    argmax: Vec<Vec<u32>>,
+}
+
+impl LayerBufs {
+    /// Buffers for `images` samples of every layer the plan stores in `storage`.
+    fn new(plan: &Plan, storage: Storage, images: usize) -> Self {
+        let mut b = LayerBufs::default();
+        for l in &plan.layers {
+            let n = if l.storage == storage {
+                images * l.out_len
+            } else {
+                0
+            };
+            b.outs.push(vec![0.0; n]);
+            b.grads.push(vec![0.0; n]);
+            b.argmax.push(if l.argmax { vec![0; n] } else { Vec::new() });
+        }
+        b
+    }
+
+    /// Refills `views` with each layer's view (no allocation once `views` has the
+    /// capacity).
+    fn views(&mut self, views: &mut Vec<Views>) {
+        views.clear();
+        let bufs = self.outs.iter_mut().zip(&mut self.grads).zip(&mut self.argmax);
+        views.extend(bufs.map(|((out, grad), argmax)| Views {
+            out: Rows::new(out),
+            grad: Rows::new(grad),
+            argmax: Rows::new(argmax),
+        }));
+    }
+}
+
+/// The buffers of one running chunk task: the values of the layers stored in arenas
+/// ([`Storage::Arena`], `CHUNK` images each), the convolution scratch, and the views the
+/// task reads (the batch buffers' rows for [`Storage::Batch`] layers).
 #[derive(Debug, Default)]
 struct Arena {
-    outs: Vec<Vec<f32>>,
-    grads: Vec<Vec<f32>>,
-    argmax: Vec<Vec<u32>>,
+    layers: LayerBufs,
     scratch: Vec<f32>,
     views: Vec<Views>,
 }
@@ -188,43 +198,27 @@ struct Arena {
 impl Arena {
     /// A new arena: `CHUNK` images of every layer stored in arenas.
     fn new(plan: &Plan) -> Arena {
-        let mut a = Arena::default();
-        for l in &plan.layers {
-            let n = if l.storage == Storage::Arena {
-                CHUNK * l.out_len
-            } else {
-                0
-            };
-            a.outs.push(vec![0.0; n]);
-            a.grads.push(vec![0.0; n]);
-            a.argmax.push(if l.argmax { vec![0; n] } else { Vec::new() });
+        Arena {
+            layers: LayerBufs::new(plan, Storage::Arena, CHUNK),
+            scratch: vec![0.0; plan.scratch_len],
+            views: Vec::with_capacity(plan.layers.len()),
         }
-        a.scratch = vec![0.0; plan.scratch_len];
-        a.views = Vec::with_capacity(plan.layers.len());
-        a
     }
 
     /// Points `views` at rows `first .. first + CHUNK` of the batch buffers (`batch`) for
-    /// layers stored there and at the arena's own buffers for the others (no allocation:
-    /// the views' capacity is kept).
+    /// the layers stored there and at the arena's own buffers for the others (no
+    /// allocation: the views' capacity is kept).
     fn fill_views(&mut self, plan: &Plan, batch: &[Views], first: usize) {
-        self.views.clear();
-        for (i, l) in plan.layers.iter().enumerate() {
-            let v = if l.storage == Storage::Batch {
-                let (b, at, len) = (&batch[i], first * l.out_len, CHUNK * l.out_len);
-                Views {
+        self.layers.views(&mut self.views);
+        for ((v, l), b) in self.views.iter_mut().zip(&plan.layers).zip(batch) {
+            if l.storage == Storage::Batch {
+                let (at, len) = (first * l.out_len, CHUNK * l.out_len);
+                *v = Views {
                     out: b.out.range(at, len),
                     grad: b.grad.range(at, len),
                     argmax: b.argmax.range(at, len),
-                }
-            } else {
-                Views {
-                    out: Rows::new(&mut self.outs[i]),
-                    grad: Rows::new(&mut self.grads[i]),
-                    argmax: Rows::new(&mut self.argmax[i]),
-                }
-            };
-            self.views.push(v);
+                };
+            }
         }
     }
 }

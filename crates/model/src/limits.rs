@@ -93,15 +93,9 @@ pub(crate) fn add_params(
         (LayerSpec::Dense { out, .. }, s) => out as u128 * s.len() as u128 + out as u128,
         _ => 0,
     };
-    *n_params += add;
-    if *n_params > MAX_PARAMS {
-        return Err(ModelError::TooLarge {
-            what: format!("the parameters (up to spec layer {position} `{spec}`)"),
-            values: *n_params,
-            limit: MAX_PARAMS,
-        });
-    }
-    Ok(())
+    add_up(n_params, add, MAX_PARAMS, || {
+        format!("the parameters (up to spec layer {position} `{spec}`)")
+    })
 }
 
 /// Adds the values of a layer's output `out` to `n_acts`, refusing totals past
@@ -112,12 +106,19 @@ pub(crate) fn add_activations(
     position: usize,
     n_acts: &mut u128,
 ) -> Result<(), ModelError> {
-    *n_acts += out.len() as u128;
-    if *n_acts > MAX_ACTIVATIONS_PER_SAMPLE {
+    add_up(n_acts, out.len() as u128, MAX_ACTIVATIONS_PER_SAMPLE, || {
+        format!("the activations of one sample (up to layer {position} `{spec}`)")
+    })
+}
+
+/// Adds `add` values to `total`, refusing a total past `limit` as `what` needs.
+fn add_up(total: &mut u128, add: u128, limit: u128, what: impl FnOnce() -> String) -> Result<(), ModelError> {
+    *total += add;
+    if *total > limit {
         return Err(ModelError::TooLarge {
-            what: format!("the activations of one sample (up to layer {position} `{spec}`)"),
-            values: *n_acts,
-            limit: MAX_ACTIVATIONS_PER_SAMPLE,
+            what: what(),
+            values: *total,
+            limit,
         });
     }
     Ok(())

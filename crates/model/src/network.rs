@@ -253,7 +253,7 @@ impl Network {
     /// The logits of the last forward pass (training or inference), `[batch, classes]`.
     pub fn logits(&self) -> &[f32] {
         match self.plan.last().slot {
-            Some(j) if self.last_batch > 0 => &self.bufs.outs[j][..self.last_batch * self.classes()],
+            Some(j) if self.last_batch > 0 => &self.bufs.layers.outs[j][..self.last_batch * self.classes()],
             _ => &[],
         }
     }
@@ -329,9 +329,9 @@ impl Network {
         on_pool(|| self.forward(x, batch));
         let classes = self.classes();
         let last_slot = self.plan.last().slot.expect("last layer has a buffer");
-        let Buffers { outs, probs, .. } = &mut self.bufs;
+        let Buffers { layers, probs, .. } = &mut self.bufs;
         k::softmax_forward(
-            &outs[last_slot][..batch * classes],
+            &layers.outs[last_slot][..batch * classes],
             classes,
             &mut probs[..batch * classes],
         );
@@ -346,10 +346,14 @@ impl Network {
         on_pool(|| self.forward(x, batch));
         let classes = self.classes();
         let last_slot = self.plan.last().slot.expect("last layer has a buffer");
-        let Buffers { outs, probs, .. } = &mut self.bufs;
+        let Buffers { layers, probs, .. } = &mut self.bufs;
         let probs = &mut probs[..batch * classes];
-        let loss =
-            k::softmax_cross_entropy_loss(&outs[last_slot][..batch * classes], labels, classes, probs)?;
+        let loss = k::softmax_cross_entropy_loss(
+            &layers.outs[last_slot][..batch * classes],
+            labels,
+            classes,
+            probs,
+        )?;
         Ok(StepStats {
             loss,
             correct: count_correct(probs, labels, classes),

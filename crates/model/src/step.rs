@@ -81,10 +81,9 @@ impl ChunkStep<'_> {
                 let (y, g) = c.bufs.out_and_grad(slot, p.out_len);
                 k::relu_backward_inplace(y, g);
             }
-            // The input gradient: for the layers after a trainable one, and for all of
-            // them with the network's input gradient on (whose buffer is the only place
-            // for the first layer's).
-            let dx = (p.needs_dx || self.input_grad) && (p.input.is_some() || self.input_grad);
+            // The input gradient: for every layer with the network's input gradient on,
+            // otherwise for those after a trainable layer (whose input is a layer's).
+            let dx = self.input_grad || (p.needs_dx && p.input.is_some());
             let LayerGrads {
                 input,
                 y,
@@ -140,7 +139,7 @@ pub(crate) fn reduce_gradients(
     const BLOCK: usize = 4096;
     let chunks = batch.div_ceil(CHUNK);
     let Buffers {
-        outs, grads, parts, ..
+        layers: kept, parts, ..
     } = bufs;
     let pl = plan.part_len;
     let (first, rest) = parts[..chunks * pl].split_at_mut(pl);
@@ -164,14 +163,14 @@ pub(crate) fn reduce_gradients(
             Layer::Dense { shape, weight, bias } => {
                 let s = k::DenseShape { batch, ..*shape };
                 let input: &[f32] = match p.input {
-                    Some(j) => &outs[j][..batch * shape.inputs],
+                    Some(j) => &kept.outs[j][..batch * shape.inputs],
                     None => x,
                 };
                 let slot = p.slot.expect("a dense layer has a buffer");
                 k::dense_backward_weights(
                     &s,
                     input,
-                    &grads[slot][..batch * shape.outputs],
+                    &kept.grads[slot][..batch * shape.outputs],
                     &mut weight.grad,
                     bias.as_mut().map(|b| &mut b.grad[..]),
                 );
