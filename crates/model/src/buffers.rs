@@ -10,8 +10,8 @@
 //! The invariant everything here rests on: the [`ChunkBufs`] of two tasks that run at once
 //! cover disjoint memory (each its own `CHUNK` rows of the batch buffers, its own arena),
 //! and that memory is borrowed by nothing else while the tasks run. Within one task, the
-//! methods that hand out a `&mut` slice take `&mut self` and never return two slices of
-//! the same buffer.
+//! methods that hand out a `&mut` slice take `&mut self` and never return it with another
+//! slice of the same buffer (asserted where the caller names the buffers).
 
 use crate::plan::{Plan, Storage, CHUNK};
 use rayon::prelude::*;
@@ -261,11 +261,12 @@ struct Rows<T> {
     len: usize,
 }
 
-// SAFETY: a `Rows` is only dereferenced through `Rows::get`, by the one task whose rows
-// it covers ([`Buffers::for_each_chunk`] makes each task's from disjoint ranges of buffers
-// that outlive the tasks and that nothing else borrows meanwhile).
+// SAFETY: a `Rows` is only dereferenced (`Rows::slice`, `Rows::slice_mut`) by the one
+// task whose rows it covers ([`Buffers::for_each_chunk`] gives each task disjoint ranges
+// of buffers that outlive the tasks and that nothing else borrows meanwhile), so sending
+// it to another thread sends only the right to use those rows.
 unsafe impl<T: Send> Send for Rows<T> {}
-// SAFETY: as for `Send`: sharing a `Rows` between threads only shares the pointer.
+// SAFETY: sharing a `Rows` between threads shares only the pointer: as for `Send`.
 unsafe impl<T: Send> Sync for Rows<T> {}
 
 impl<T> Rows<T> {
@@ -287,28 +288,39 @@ impl<T> Rows<T> {
     }
 
     /// The first `len` values (bounds checked).
-    ///
-    /// # Safety
-    /// The buffer must stay alive and borrowed by nothing else for `'b`, and no other live
-    /// slice from this `Rows` (or one overlapping it) may overlap these values unless both
-    /// are shared (`&`) slices.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn get<'b>(&self, len: usize) -> &'b mut [T] {
+    fn prefix(self, len: usize) -> Self {
         assert!(len <= self.len, "{len} values of a {}-value buffer", self.len);
-        // SAFETY: in bounds (checked above); liveness and exclusivity are the caller's.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, len) }
+        Rows { len, ..self }
     }
 
-    /// As [`Rows::get`], but empty when the buffer is (a layer that keeps no argmax).
+    /// As [`Rows::prefix`], but empty when the buffer is (a layer that keeps no argmax).
+    fn prefix_or_empty(self, len: usize) -> Self {
+        if self.len == 0 {
+            self
+        } else {
+            self.prefix(len)
+        }
+    }
+
+    /// The values, to read.
     ///
     /// # Safety
-    /// As [`Rows::get`].
-    unsafe fn get_or_empty<'b>(&self, len: usize) -> &'b mut [T] {
-        if self.len == 0 {
-            return &mut [];
-        }
-        // SAFETY: the caller's contract.
-        unsafe { self.get(len) }
+    /// The buffer must stay alive for `'b`, and no `&mut` slice overlapping these values
+    /// may be alive meanwhile.
+    unsafe fn slice<'b>(self) -> &'b [T] {
+        // SAFETY: `ptr .. ptr + len` lies in one buffer (`new`, `range` and `prefix` only
+        // shrink it); liveness and the absence of writers are the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// The values, to write.
+    ///
+    /// # Safety
+    /// The buffer must stay alive for `'b`, and no other slice overlapping these values
+    /// may be alive meanwhile.
+    unsafe fn slice_mut<'b>(self) -> &'b mut [T] {
+        // SAFETY: as in `slice`; exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }
 
@@ -346,9 +358,10 @@ impl ChunkBufs<'_> {
     /// Buffer `slot`'s output rows (`len` values per sample) or, for `None`, the network input.
     fn read(&self, slot: Option<usize>, len: usize) -> &[f32] {
         match slot {
-            // SAFETY: this task's rows (module invariant); `&self` borrowed: no `&mut` from
-            // this `ChunkBufs` is alive, as every method handing one out takes `&mut self`.
-            Some(j) => unsafe { self.views[j].out.get(self.images * len) },
+            // SAFETY: this task's rows (module invariant), alive while `self` is; `&self`
+            // borrowed: no `&mut` from this `ChunkBufs` is alive, as every method handing
+            // one out takes `&mut self`.
+            Some(j) => unsafe { self.views[j].out.prefix(self.images * len).slice() },
             None => self.x,
         }
     }
@@ -372,14 +385,21 @@ impl ChunkBufs<'_> {
         // SAFETY: this task's rows (module invariant), `&mut self` borrowed for the three
         // slices, which are three different buffers: `slot`'s output and argmax, and the
         // output of `from != slot` or the network input.
-        unsafe { (self.read(from, in_len), v.out.get(n), v.argmax.get_or_empty(n)) }
+        unsafe {
+            (
+                self.read(from, in_len),
+                v.out.prefix(n).slice_mut(),
+                v.argmax.prefix_or_empty(n).slice_mut(),
+            )
+        }
     }
 
     /// Buffer `slot`'s output to read and its gradient to write (`len` values per sample).
     pub fn out_and_grad(&mut self, slot: usize, len: usize) -> (&[f32], &mut [f32]) {
         let (v, n) = (&self.views[slot], self.images * len);
-        // SAFETY: this task's rows, `&mut self` borrowed; two different buffers.
-        unsafe { (v.out.get(n), v.grad.get(n)) }
+        // SAFETY: this task's rows (module invariant), `&mut self` borrowed for both
+        // slices; two different buffers, the output only read.
+        unsafe { (v.out.prefix(n).slice(), v.grad.prefix(n).slice_mut()) }
     }
 
     /// A layer's buffers for its backward pass: its own buffer `slot` (`out_len` values
@@ -405,14 +425,14 @@ impl ChunkBufs<'_> {
         // network input, a buffer of its own); the others are only read.
         unsafe {
             let dx = dx.then(|| match from {
-                Some(j) => self.views[j].grad.get(nin),
-                None => self.input_grad.get(nin),
+                Some(j) => self.views[j].grad.prefix(nin).slice_mut(),
+                None => self.input_grad.prefix(nin).slice_mut(),
             });
             LayerGrads {
                 input: self.read(from, in_len),
-                y: v.out.get(n),
-                dy: v.grad.get(n),
-                argmax: v.argmax.get_or_empty(n),
+                y: v.out.prefix(n).slice(),
+                dy: v.grad.prefix(n).slice(),
+                argmax: v.argmax.prefix_or_empty(n).slice(),
                 dx,
             }
         }
