@@ -1,5 +1,5 @@
 //! Layers: what each holds (shapes, parameters), and the shapes of the values between them.
-//! How a layer is built from its spec and input shape is the plan's ([`crate::plan`]).
+//! How a layer is built from its spec and input shape is the plan's (`plan.rs`).
 //!
 //! The seed's three layers map to: "Convolution_layer" = [`Layer::Conv2d`],
 //! "Pooling_layer" = [`Layer::MaxPool2d`], and "Softmax_layer" = [`Layer::Dense`] followed
@@ -124,7 +124,7 @@ pub enum Layer {
 }
 
 impl Layer {
-    /// The spec this layer is built from ([`crate::plan`] builds it from that spec and its
+    /// The spec this layer is built from (`plan.rs` builds it from that spec and its
     /// input shape): [`crate::spec::format_spec`] of these rebuilds the network.
     pub fn spec(&self) -> LayerSpec {
         match self {

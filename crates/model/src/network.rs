@@ -1,6 +1,6 @@
 //! A sequential network: the public [`Network`] API over its layers, their plan
-//! ([`crate::plan`]), its buffers ([`crate::buffers`]) and the chunk step
-//! ([`crate::step`]): training (forward, backward, SGD) and inference.
+//! (`plan.rs`), its buffers (`buffers.rs`) and the chunk step
+//! (`step.rs`): training (forward, backward, SGD) and inference.
 
 use crate::buffers::Buffers;
 use crate::error::ModelError;
