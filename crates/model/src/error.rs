@@ -43,8 +43,9 @@ pub enum ModelError {
         data: String,
         classes: usize,
     },
-    /// A convolution layer whose kernel shape the kernels refuse ([`crate::limits::check_buffers`]
-    /// on hand-built layers; the layers a network builds from a spec are checked as spec errors).
+    /// A convolution layer whose kernel shape the kernels refuse (`limits::check_buffers` on
+    /// hand-built layers; the layers a network builds from a spec are checked as spec
+    /// errors).
     #[error("{what}: {source}")]
     LayerShape {
         what: String,
