@@ -6,7 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use petal_kernels::SgdConfig;
-use petal_model::spec::{check_buffers, format_spec, parse_spec};
+use petal_model::limits::check_buffers;
+use petal_model::spec::{format_spec, parse_spec};
 use petal_model::{InputShape, Network};
 
 fuzz_target!(|data: &[u8]| {

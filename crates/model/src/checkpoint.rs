@@ -349,9 +349,9 @@ fn checkpoint_from_bytes(path: &Path, bytes: &[u8]) -> Result<(Network, Checkpoi
     // Zero weights, not `from_spec`'s initialisation: the allocation is not touched
     // until every tensor's name and shape has been checked against the file, so a small
     // file that claims a large network costs no memory.
-    let mut net = crate::spec::check_input(input)
+    let mut net = crate::limits::check_input(input)
         .and_then(|()| Network::from_layers(&parse_spec(&spec)?, input))
-        .and_then(|net| crate::spec::check_buffers(&net).map(|()| net))
+        .and_then(|net| crate::limits::check_buffers(&net).map(|()| net))
         .map_err(|e| err(format!("metadata `spec` = `{spec}` on input {c}x{h}x{w}: {e}")))?;
     let classes: Vec<String> = meta_field(path, &meta, "classes")?;
     if classes.len() != net.classes() {

@@ -43,6 +43,15 @@ pub enum ModelError {
         data: String,
         classes: usize,
     },
+    /// A convolution layer whose kernel shape the kernels refuse (`limits::check_buffers` on
+    /// hand-built layers; the layers a network builds from a spec are checked as spec
+    /// errors).
+    #[error("{what}: {source}")]
+    LayerShape {
+        what: String,
+        #[source]
+        source: petal_kernels::ShapeError,
+    },
     #[error("network too large: {what} needs {values} values, over the limit of {limit}")]
     TooLarge { what: String, values: u128, limit: u128 },
     #[error("checkpoint {}: {reason}", path.display())]

@@ -1,15 +1,39 @@
-//! Layers: what each holds (shapes, parameters) and how its output shape follows from its
-//! input shape.
+//! Layers: what each holds (shapes, parameters), and the shapes of the values between them.
+//! How a layer is built from its spec and input shape is the plan's (`plan.rs`).
 //!
 //! The seed's three layers map to: "Convolution_layer" = [`Layer::Conv2d`],
 //! "Pooling_layer" = [`Layer::MaxPool2d`], and "Softmax_layer" = [`Layer::Dense`] followed
 //! by the fused softmax cross-entropy loss (`petal_kernels::softmax_cross_entropy`),
 //! which the network applies to its last layer's output (the logits).
 
-use crate::error::SpecError;
 use crate::spec::LayerSpec;
 use petal_kernels::{Conv2dShape, DenseShape, Pool2dShape};
 use std::fmt;
+
+/// The input of a network, one sample: `[c, h, w]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InputShape {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl InputShape {
+    /// Values per sample, `c · h · w`.
+    pub fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    /// Whether any dimension is zero.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Display for InputShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}x{}", self.c, self.h, self.w)
+    }
+}
 
 /// The shape of one sample as it flows between layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -100,92 +124,28 @@ pub enum Layer {
 }
 
 impl Layer {
-    /// Builds layer `index` of the network from its spec, given its input shape; returns
-    /// the layer and its output shape. `position` is the layer's 1-based place in the
-    /// spec string, for errors.
-    pub(crate) fn build(
-        spec: &LayerSpec,
-        index: usize,
-        position: usize,
-        input: Shape,
-    ) -> Result<(Layer, Shape), SpecError> {
-        let err = |reason: String| SpecError {
-            position,
-            layer: spec.to_string(),
-            reason,
-        };
-        match (*spec, input) {
-            (
-                LayerSpec::Conv2d {
-                    out_c,
-                    kh,
-                    kw,
-                    stride,
-                    pad,
-                    bias,
-                },
-                Shape::Spatial { c, h, w },
-            ) => {
-                let shape = Conv2dShape {
-                    batch: 1,
-                    in_c: c,
-                    h,
-                    w,
-                    out_c,
-                    kh,
-                    kw,
-                    stride,
-                    pad,
-                };
-                shape
-                    .validate()
-                    .map_err(|e| err(format!("does not fit its {input} input: {e}")))?;
-                let weight = Param::zeros(format!("{index}.weight"), vec![out_c, c, kh, kw]);
-                let bias = bias.then(|| Param::zeros(format!("{index}.bias"), vec![out_c]));
-                let out = Shape::Spatial {
-                    c: out_c,
-                    h: shape.out_h(),
-                    w: shape.out_w(),
-                };
-                Ok((Layer::Conv2d { shape, weight, bias }, out))
-            }
-            (LayerSpec::MaxPool2d { k, stride }, Shape::Spatial { c, h, w }) => {
-                let shape = Pool2dShape {
-                    batch: 1,
-                    c,
-                    h,
-                    w,
-                    k,
-                    stride,
-                };
-                shape
-                    .validate()
-                    .map_err(|e| err(format!("does not fit its {input} input: {e}")))?;
-                let out = Shape::Spatial {
-                    c,
-                    h: shape.out_h(),
-                    w: shape.out_w(),
-                };
-                Ok((Layer::MaxPool2d { shape }, out))
-            }
-            (LayerSpec::Conv2d { .. } | LayerSpec::MaxPool2d { .. }, Shape::Flat(n)) => Err(err(format!(
-                "needs [c, h, w] feature maps but follows a flatten or dense layer (a flat vector of {n})"
-            ))),
-            (LayerSpec::Relu, s) => Ok((Layer::Relu, s)),
-            (LayerSpec::Flatten, s) => Ok((Layer::Flatten, Shape::Flat(s.len()))),
-            (LayerSpec::Dense { out, bias }, Shape::Flat(n)) => {
-                let shape = DenseShape {
-                    batch: 1,
-                    inputs: n,
-                    outputs: out,
-                };
-                let weight = Param::zeros(format!("{index}.weight"), vec![out, n]);
-                let bias = bias.then(|| Param::zeros(format!("{index}.bias"), vec![out]));
-                Ok((Layer::Dense { shape, weight, bias }, Shape::Flat(out)))
-            }
-            (LayerSpec::Dense { .. }, Shape::Spatial { .. }) => Err(err(format!(
-                "needs a flat input, got {input}: the network inserts a flatten before it"
-            ))),
+    /// The spec this layer is built from (`plan.rs` builds it from that spec and its
+    /// input shape): [`crate::spec::format_spec`] of these rebuilds the network.
+    pub fn spec(&self) -> LayerSpec {
+        match self {
+            Layer::Conv2d { shape, bias, .. } => LayerSpec::Conv2d {
+                out_c: shape.out_c,
+                kh: shape.kh,
+                kw: shape.kw,
+                stride: shape.stride,
+                pad: shape.pad,
+                bias: bias.is_some(),
+            },
+            Layer::MaxPool2d { shape } => LayerSpec::MaxPool2d {
+                k: shape.k,
+                stride: shape.stride,
+            },
+            Layer::Relu => LayerSpec::Relu,
+            Layer::Flatten => LayerSpec::Flatten,
+            Layer::Dense { shape, bias, .. } => LayerSpec::Dense {
+                out: shape.outputs,
+                bias: bias.is_some(),
+            },
         }
     }
 

@@ -8,8 +8,9 @@
 //! - [`Network`]: built from code ([`Network::from_layers`]), from the presets
 //!   ([`Network::seednet`], [`Network::flowernet`]; [`Network::for_classes`] sizes a preset
 //!   to any class count) or from a one-line spec
-//!   ([`Network::from_spec`], grammar in [`spec`]), with every shape inferred from the input
-//!   and typed errors naming the layer that does not fit. Training
+//!   ([`Network::from_spec`], grammar in [`spec`]), with every shape inferred from the input,
+//!   typed errors naming the layer that does not fit, and sizes past the [`limits`] refused
+//!   before they are allocated. Training
 //!   ([`Network::train_step`] = [`Network::forward_backward`] + [`Network::sgd_step`]) and
 //!   inference ([`Network::predict`]) reuse buffers sized once per batch size: a
 //!   steady-state step allocates nothing but `matrixmultiply`'s packing buffers.
@@ -31,13 +32,18 @@
 //! # Ok::<(), petal_model::ModelError>(())
 //! ```
 
+// Modules in dependency order: each uses only those above it.
 pub mod atomic;
+mod buffers;
 pub mod checkpoint;
 pub mod error;
 pub mod gradcheck;
 pub mod layer;
+pub mod limits;
 pub mod network;
+mod plan;
 pub mod spec;
+mod step;
 
 pub use checkpoint::{
     load_checkpoint, load_optimizer_state, save_checkpoint, save_optimizer_state, CheckpointMeta,
@@ -45,6 +51,6 @@ pub use checkpoint::{
 };
 pub use error::{ModelError, SpecError};
 pub use gradcheck::{gradcheck, GradCheckOptions, GradCheckReport, TensorCheck};
-pub use layer::{Layer, Param, Shape};
-pub use network::{InputShape, Network, StepStats};
+pub use layer::{InputShape, Layer, Param, Shape};
+pub use network::{Network, StepStats};
 pub use spec::{format_spec, parse_spec, LayerSpec};

@@ -22,9 +22,7 @@
 //! A preset name given where no class count is known ([`parse_spec`]) means N = 5, the
 //! seed's five flowers ([`SEEDNET`], [`FLOWERNET`]).
 
-use crate::error::{ModelError, SpecError};
-use crate::layer::Layer;
-use crate::network::{InputShape, Network, MAX_ACTIVATIONS_PER_SAMPLE};
+use crate::error::SpecError;
 use std::fmt;
 
 /// The seed's network on 1x50x50 inputs, for its 5 classes.
@@ -268,72 +266,6 @@ fn parse_layer(position: usize, tok: &str) -> Result<LayerSpec, SpecError> {
             "unknown layer `{head}` (expected convKxK:N, maxpoolK, relu, flatten or dense:N)"
         ))),
     }
-}
-
-/// Most values one sample's input may hold (the same bound as its activations).
-pub const MAX_INPUT_PER_SAMPLE: u128 = MAX_ACTIVATIONS_PER_SAMPLE;
-
-/// Most values of convolution scratch (im2col matrix or zero-padded copy) one sample may
-/// need: 2^28, as for activations. A small kernel on a small input needs little, but a
-/// large kernel over a large input multiplies both (`conv63x63:1/p31` on 3x4096x4096
-/// would need 2 · 10^11 values, 800 GB, for a network of 12,000 parameters).
-pub const MAX_SCRATCH_PER_SAMPLE: u128 = 1 << 28;
-
-/// Refuses an input shape with a zero dimension or more than [`MAX_INPUT_PER_SAMPLE`]
-/// values, computed without overflow (so `c · h · w` fits in a `usize` afterwards).
-pub fn check_input(input: InputShape) -> Result<(), ModelError> {
-    let InputShape { c, h, w } = input;
-    if c == 0 || h == 0 || w == 0 {
-        return Err(ModelError::InputShape { c, h, w });
-    }
-    let values = c as u128 * h as u128 * w as u128;
-    if values > MAX_INPUT_PER_SAMPLE {
-        return Err(ModelError::TooLarge {
-            what: format!("the input {c}x{h}x{w}"),
-            values,
-            limit: MAX_INPUT_PER_SAMPLE,
-        });
-    }
-    Ok(())
-}
-
-/// Refuses a network whose convolution scratch per sample would exceed
-/// [`MAX_SCRATCH_PER_SAMPLE`] values. [`Network::from_spec`] bounds parameters and
-/// activations; the scratch buffers are only allocated at the first forward pass, so a
-/// caller holding a spec from outside (a command line, a checkpoint) calls this first,
-/// and an impossible request is an error instead of an allocation failure.
-pub fn check_buffers(net: &Network) -> Result<(), ModelError> {
-    for (i, layer) in net.layers().iter().enumerate() {
-        let Layer::Conv2d { shape: s, .. } = layer else {
-            continue;
-        };
-        let (in_c, kh, kw) = (s.in_c as u128, s.kh as u128, s.kw as u128);
-        let (h, w, pad) = (s.h as u128, s.w as u128, s.pad as u128);
-        let (oh, ow) = (s.out_h() as u128, s.out_w() as u128);
-        // The im2col matrix, or the padded copy of the direct path (with row slack) plus
-        // the 3x3 weight gradient's copy of the last `dy` columns (16 per row), or the
-        // padded `dy` of the input gradient's transposed convolution.
-        let out_c = s.out_c as u128;
-        let col = in_c * kh * kw * oh * ow;
-        let slack = petal_kernels::conv::DIRECT_ROW_SLACK as u128;
-        let padded = in_c * (h + 2 * pad) * (w + 2 * pad + slack) + out_c * oh * 16;
-        let dy_padded = out_c * (oh + 2 * kh) * (ow + 2 * kw + slack);
-        let values = col.max(padded).max(dy_padded);
-        if values > MAX_SCRATCH_PER_SAMPLE {
-            return Err(ModelError::TooLarge {
-                what: format!(
-                    "the convolution scratch of one sample (layer {i} `{}` on {}x{}x{})",
-                    net.layer_specs()[i],
-                    s.in_c,
-                    s.h,
-                    s.w
-                ),
-                values,
-                limit: MAX_SCRATCH_PER_SAMPLE,
-            });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,9 +2,12 @@
 //! of bad file.
 
 use petal_kernels::SgdConfig;
+mod common;
+
+use common::{good_meta, load_err, tensors, tensors_of, write_raw};
 use petal_model::checkpoint::{CHECKPOINT_FORMAT, FORMAT_VERSION};
 use petal_model::*;
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -43,69 +46,13 @@ fn saved(dir: &Path) -> (Network, PathBuf) {
     (net, path)
 }
 
-fn err_of(path: &Path) -> String {
-    match load_checkpoint(path) {
-        Ok(_) => panic!("{} loaded, expected an error", path.display()),
-        Err(e) => e.to_string(),
-    }
-}
-
 fn assert_err(path: &Path, needle: &str) {
-    let e = err_of(path);
+    let e = load_err(path);
     assert!(e.contains(needle), "error `{e}` lacks `{needle}`");
     assert!(
         e.contains(&path.display().to_string()),
         "error `{e}` does not name the file"
     );
-}
-
-/// Writes a safetensors file with the given f32 tensors and metadata.
-fn write_raw(
-    path: &Path,
-    tensors: &[(&str, Vec<usize>, Dtype, Vec<u8>)],
-    meta: Option<HashMap<String, String>>,
-) {
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(n, s, d, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    std::fs::write(path, safetensors::serialize(views, meta).unwrap()).unwrap();
-}
-
-fn good_meta(net: &Network) -> HashMap<String, String> {
-    let i = net.input_shape();
-    HashMap::from([
-        ("format".into(), CHECKPOINT_FORMAT.into()),
-        ("format_version".into(), FORMAT_VERSION.into()),
-        ("spec".into(), net.spec()),
-        ("input_shape".into(), format!("[{},{},{}]", i.c, i.h, i.w)),
-        ("classes".into(), r#"["a","b","c","d","e"]"#.into()),
-        (
-            "normalization".into(),
-            r#"{"scale":0.00392,"mean":[0.0],"std":[1.0]}"#.into(),
-        ),
-        ("epoch".into(), "1".into()),
-        ("step".into(), "2".into()),
-    ])
-}
-
-fn tensors_of(net: &Network) -> Vec<(String, Vec<usize>, Dtype, Vec<u8>)> {
-    net.params()
-        .map(|p| {
-            (
-                p.name.clone(),
-                p.shape.clone(),
-                Dtype::F32,
-                p.value.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
-        })
-        .collect()
-}
-
-fn as_refs(t: &[(String, Vec<usize>, Dtype, Vec<u8>)]) -> Vec<(&str, Vec<usize>, Dtype, Vec<u8>)> {
-    t.iter()
-        .map(|(n, s, d, b)| (n.as_str(), s.clone(), *d, b.clone()))
-        .collect()
 }
 
 #[test]
@@ -198,7 +145,7 @@ fn truncated_file_is_refused() {
     let bytes = std::fs::read(&path).unwrap();
     for cut in [0, 4, 8, 20, bytes.len() / 2, bytes.len() - 1] {
         std::fs::write(&path, &bytes[..cut]).unwrap();
-        let e = err_of(&path);
+        let e = load_err(&path);
         assert!(e.contains("safetensors"), "cut at {cut}: `{e}`");
     }
 }
@@ -241,15 +188,15 @@ fn foreign_safetensors_without_metadata_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let net = small_net(1);
     let path = dir.path().join("foreign.safetensors");
-    write_raw(&path, &as_refs(&tensors_of(&net)), None);
+    write_raw(&path, &tensors_of(&net), None);
     assert_err(&path, "no metadata");
     let mut m = good_meta(&net);
     m.insert("format".into(), "pt".into());
-    write_raw(&path, &as_refs(&tensors_of(&net)), Some(m));
+    write_raw(&path, &tensors_of(&net), Some(m));
     assert_err(&path, "metadata format is `pt`");
     let mut m = good_meta(&net);
     m.insert("format_version".into(), "99".into());
-    write_raw(&path, &as_refs(&tensors_of(&net)), Some(m));
+    write_raw(&path, &tensors_of(&net), Some(m));
     assert_err(&path, "format_version `99`");
 }
 
@@ -260,22 +207,22 @@ fn missing_extra_misshapen_and_non_f32_tensors_are_named() {
     let path = dir.path().join("bad.safetensors");
     let good = tensors_of(&net);
     // The unmodified file loads: the cases below fail for their own reason only.
-    write_raw(&path, &as_refs(&good), Some(good_meta(&net)));
+    write_raw(&path, &good, Some(good_meta(&net)));
     load_checkpoint(&path).unwrap();
 
     let mut t = good.clone();
     t.retain(|(n, ..)| n != "4.bias");
-    write_raw(&path, &as_refs(&t), Some(good_meta(&net)));
+    write_raw(&path, &t, Some(good_meta(&net)));
     assert_err(&path, "tensor `4.bias` is missing");
 
     let mut t = good.clone();
     t.push(("9.weight".into(), vec![1], Dtype::F32, vec![0; 4]));
-    write_raw(&path, &as_refs(&t), Some(good_meta(&net)));
+    write_raw(&path, &t, Some(good_meta(&net)));
     assert_err(&path, "unexpected tensors [\"9.weight\"]");
 
     let mut t = good.clone();
     t[0].1 = vec![4, 9];
-    write_raw(&path, &as_refs(&t), Some(good_meta(&net)));
+    write_raw(&path, &t, Some(good_meta(&net)));
     assert_err(&path, "tensor `0.weight` has shape [4, 9], expected [4, 1, 3, 3]");
 
     for (dtype, size) in [(Dtype::F64, 8), (Dtype::I32, 4), (Dtype::I64, 8)] {
@@ -283,7 +230,7 @@ fn missing_extra_misshapen_and_non_f32_tensors_are_named() {
         let n: usize = t[1].1.iter().product();
         t[1].2 = dtype;
         t[1].3 = vec![0; n * size];
-        write_raw(&path, &as_refs(&t), Some(good_meta(&net)));
+        write_raw(&path, &t, Some(good_meta(&net)));
         assert_err(&path, &format!("tensor `0.bias` is {dtype:?}, expected F32"));
     }
 }
@@ -300,7 +247,7 @@ fn checkpoint_of_another_architecture_is_refused() {
     let net = small_net(1);
     let path = dir.path().join("other.safetensors");
     // Tensors of `other` under the metadata (spec) of `net`.
-    write_raw(&path, &as_refs(&tensors_of(&other)), Some(good_meta(&net)));
+    write_raw(&path, &tensors_of(&other), Some(good_meta(&net)));
     assert_err(
         &path,
         "tensor `0.weight` has shape [6, 1, 3, 3], expected [4, 1, 3, 3]",
@@ -331,12 +278,12 @@ fn malformed_metadata_is_named() {
     for (key, value, needle) in cases {
         let mut m = good_meta(&net);
         m.insert(key.into(), value.into());
-        write_raw(&path, &as_refs(&tensors_of(&net)), Some(m));
+        write_raw(&path, &tensors_of(&net), Some(m));
         assert_err(&path, needle);
     }
     let mut m = good_meta(&net);
     m.remove("spec");
-    write_raw(&path, &as_refs(&tensors_of(&net)), Some(m));
+    write_raw(&path, &tensors_of(&net), Some(m));
     assert_err(&path, "metadata has no `spec`");
 }
 
@@ -344,7 +291,7 @@ fn malformed_metadata_is_named() {
 fn missing_file_and_optimizer_mismatch_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.safetensors");
-    let e = err_of(&missing);
+    let e = load_err(&missing);
     assert!(e.contains("nope.safetensors"), "{e}");
 
     let (_, ckpt) = saved(dir.path());
@@ -438,23 +385,13 @@ fn a_bad_optimizer_file_leaves_the_velocities_untouched() {
     }
     // Written through the raw safetensors path: save_optimizer_state would refuse nothing
     // here, so build the file by hand with the infinite value in the last tensor.
-    let tensors: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = src
-        .params()
-        .map(|p| {
-            (
-                p.name.clone(),
-                p.shape.clone(),
-                Dtype::F32,
-                p.velocity.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
+    let tensors = tensors(&src, |p, i| p.velocity[i]);
     let meta = HashMap::from([
         ("format".to_string(), "petal-sgd-state".to_string()),
         ("format_version".to_string(), FORMAT_VERSION.to_string()),
         ("spec".to_string(), net.spec()),
     ]);
-    write_raw(&opt, &as_refs(&tensors), Some(meta));
+    write_raw(&opt, &tensors, Some(meta));
     let e = load_optimizer_state(&opt, &mut net).unwrap_err().to_string();
     assert!(e.contains("inf"), "{e}");
     for p in net.params() {

@@ -1,14 +1,13 @@
 //! Networks from specs: shapes, errors naming the layer, training that learns,
 //! determinism across thread counts.
 
+mod common;
+
+use common::shape;
 use petal_kernels::SgdConfig;
 use petal_model::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-fn shape(c: usize, h: usize, w: usize) -> InputShape {
-    InputShape { c, h, w }
-}
 
 #[test]
 fn presets_have_the_design_shapes() {

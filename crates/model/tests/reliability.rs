@@ -6,16 +6,15 @@
 //! with typos, odd numbers and huge sizes. Each is a typed error naming the file or layer:
 //! never a panic, a hang or an allocation the input does not justify.
 
+mod common;
+
+use common::{good_meta, load_err, safetensors_bytes, shape, tensors};
 use petal_model::checkpoint::{load_checkpoint_bytes, CHECKPOINT_FORMAT, FORMAT_VERSION, MAX_FILE_BYTES};
-use petal_model::spec::{check_buffers, check_input, MAX_SCRATCH_PER_SAMPLE};
+use petal_model::limits::{check_buffers, check_input, MAX_SCRATCH_PER_SAMPLE};
 use petal_model::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-fn shape(c: usize, h: usize, w: usize) -> InputShape {
-    InputShape { c, h, w }
-}
 
 fn small_net() -> Network {
     Network::from_spec("conv3x3:2,maxpool2,dense:3", shape(1, 6, 6), 7).unwrap()
@@ -40,16 +39,7 @@ fn saved(dir: &Path) -> (PathBuf, Vec<u8>) {
 
 /// The error loading `path` gives, asserting it names the file.
 fn err_of(path: &Path) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let p = path.to_path_buf();
-    // On a thread with a timeout: a FIFO or /dev/zero would block or stream forever.
-    std::thread::spawn(move || {
-        let _ = tx.send(load_checkpoint(&p).map(|_| ()).map_err(|e| e.to_string()));
-    });
-    let e = match rx.recv_timeout(Duration::from_secs(30)).expect("loading hangs") {
-        Ok(()) => panic!("{} loaded, expected an error", path.display()),
-        Err(e) => e,
-    };
+    let e = load_err(path);
     assert!(
         e.starts_with(&format!("checkpoint {}: ", path.display())),
         "`{e}` does not name {}",
@@ -188,43 +178,9 @@ fn absurd_safetensors_headers_are_refused() {
     }
 }
 
-fn good_meta(net: &Network) -> HashMap<String, String> {
-    let i = net.input_shape();
-    HashMap::from([
-        ("format".into(), CHECKPOINT_FORMAT.into()),
-        ("format_version".into(), FORMAT_VERSION.into()),
-        ("spec".into(), net.spec()),
-        ("input_shape".into(), format!("[{},{},{}]", i.c, i.h, i.w)),
-        ("classes".into(), r#"["a","b","c"]"#.into()),
-        (
-            "normalization".into(),
-            r#"{"scale":0.00392,"mean":[0.0],"std":[1.0]}"#.into(),
-        ),
-        ("epoch".into(), "1".into()),
-        ("step".into(), "2".into()),
-    ])
-}
-
 /// A safetensors file with `net`'s tensors (values from `value`) and metadata `meta`.
 fn raw(net: &Network, meta: HashMap<String, String>, value: impl Fn(&str, usize) -> f32) -> Vec<u8> {
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = net
-        .params()
-        .map(|p| {
-            let bytes = (0..p.value.len())
-                .flat_map(|i| value(&p.name, i).to_le_bytes())
-                .collect();
-            (p.name.clone(), p.shape.clone(), bytes)
-        })
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = data
-        .iter()
-        .map(|(n, s, b)| {
-            let v =
-                safetensors::tensor::TensorView::new(safetensors::tensor::Dtype::F32, s.clone(), b).unwrap();
-            (n.clone(), v)
-        })
-        .collect();
-    safetensors::serialize(views, Some(meta)).unwrap()
+    safetensors_bytes(&tensors(net, |p, i| value(&p.name, i)), Some(meta))
 }
 
 #[test]
@@ -288,12 +244,13 @@ fn metadata_that_describes_no_usable_network_is_refused() {
             .to_string();
         assert!(e.contains(needle), "{key} = {value}: `{e}` lacks `{needle}`");
     }
-    // A spec whose convolution scratch would take 800 GB: refused before allocating it
+    // A spec whose convolution scratch would take 200 GB (a strided conv lowers each image
+    // to an im2col matrix of 3 · 63² · 2048² values): refused before allocating it
     // (parameters and activations are within their limits; the scratch check refuses it).
     // The tensors are a small network's: the loader refuses the spec before reading them.
     let small = Network::from_layers(&parse_spec("conv3x3:1/p1,dense:2").unwrap(), shape(3, 8, 8)).unwrap();
     let mut m = good_meta(&small);
-    m.insert("spec".into(), "conv63x63:1/p31,flatten,dense:2".into());
+    m.insert("spec".into(), "conv63x63:1/s2/p31,flatten,dense:2".into());
     m.insert("input_shape".into(), "[3,4096,4096]".into());
     m.insert("classes".into(), r#"["a","b"]"#.into());
     m.insert(
@@ -304,7 +261,7 @@ fn metadata_that_describes_no_usable_network_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("the convolution scratch of one sample (layer 0 `conv63x63:1/p31`"),
+        e.contains("the convolution scratch of one sample (layer 0 `conv63x63:1/s2/p31`"),
         "{e}"
     );
 }

@@ -14,14 +14,14 @@ pub(super) fn check_size(input: InputShape) -> Result<(), TrainerError> {
             input.h.max(input.w)
         )));
     }
-    petal_model::spec::check_input(input)?;
+    petal_model::limits::check_input(input)?;
     Ok(())
 }
 
 /// [`Network::for_classes`] (a preset sized to `classes`, a spec checked against it), or
 /// without `classes` [`Network::from_spec`] (a preset for 5 classes, a spec as it is);
 /// then refuses a network whose convolution scratch buffers could not be allocated
-/// (`petal_model::spec::check_buffers`). `data` names where the classes were counted, for
+/// (`petal_model::limits::check_buffers`). `data` names where the classes were counted, for
 /// the error of a spec whose output count differs.
 pub(super) fn network(
     arch: &str,
@@ -48,6 +48,6 @@ pub(super) fn network(
         },
         e => e,
     })?;
-    petal_model::spec::check_buffers(&net)?;
+    petal_model::limits::check_buffers(&net)?;
     Ok(net)
 }
