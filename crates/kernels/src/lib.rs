@@ -48,6 +48,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod cpu;
 pub mod dense;
 mod gemm;
 pub mod pool;
@@ -59,6 +60,7 @@ pub mod softmax;
 
 pub use activation::{relu_backward, relu_backward_inplace, relu_forward, relu_forward_inplace};
 pub use conv::{col2im, conv2d_backward_input, conv2d_backward_weights, conv2d_forward, im2col, Conv2dShape};
+pub use cpu::{simd_warning, SimdLevel};
 pub use dense::{dense_backward, dense_backward_input, dense_backward_weights, dense_forward, DenseShape};
 pub use gemm::gemm_calls;
 pub use pool::{max_pool2d_backward, max_pool2d_forward, Pool2dShape};

@@ -1,7 +1,7 @@
 //! `trainer bench`: training and inference images/s of a network on random data.
 
 use crate::error::TrainerError;
-use petal_kernels::SgdConfig;
+use petal_kernels::{SgdConfig, SimdLevel};
 use petal_model::{InputShape, Network};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -24,6 +24,10 @@ pub struct BenchResult {
     pub train_gflops: f64,
     /// Timed runs (the figures are their median).
     pub runs: usize,
+    /// Vector instructions the kernels were compiled for (`baseline`, `avx2`, `avx512`).
+    pub simd: &'static str,
+    /// What the CPU that ran the bench supports, by the same names.
+    pub cpu_simd: &'static str,
 }
 
 /// Median images/s of `runs` timed runs of `f`, each about `seconds / runs` long after a
@@ -97,6 +101,8 @@ pub fn bench(
             infer_images_per_sec: infer,
             train_gflops: train * net.train_flops_per_sample() as f64 / 1e9,
             runs,
+            simd: SimdLevel::COMPILED.name(),
+            cpu_simd: SimdLevel::detect().name(),
         })
     })
 }

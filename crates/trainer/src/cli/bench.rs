@@ -6,6 +6,7 @@ use super::{Exit, MAX_BENCH_BATCH};
 use crate::bench::bench;
 use crate::error::TrainerError;
 use crate::report::thousands;
+use petal_kernels::SimdLevel;
 
 pub(super) fn run(a: BenchArgs) -> Result<Exit, TrainerError> {
     let input = a.arch.input();
@@ -30,10 +31,12 @@ pub(super) fn run(a: BenchArgs) -> Result<Exit, TrainerError> {
     let spec = net.spec();
     if !a.json {
         println!(
-            "{} on {input} ({:.2} MFLOP per training image), {:.1} s per configuration",
+            "{} on {input} ({:.2} MFLOP per training image), {:.1} s per configuration; kernels built for {} (this CPU: {})",
             net.spec(),
             net.train_flops_per_sample() as f64 / 1e6,
-            a.seconds
+            a.seconds,
+            SimdLevel::COMPILED,
+            SimdLevel::detect()
         );
         println!(
             "{:>6} {:>8} {:>14} {:>14} {:>12}",
