@@ -11,7 +11,14 @@ plain SGD (lr 0.005); warm-up, then the median of several timed runs.
     python3 benches/pytorch_reference.py --compare [--trainer target/release/trainer] ...
 
 --compare runs `trainer bench --json` and this script's measurement alternately, one
-configuration at a time on the same machine, and prints the ratio table. For a fair
+configuration at a time on the same machine, and prints the ratio table with each side's
+SIMD level (Petal's build, PyTorch's ATen CPU capability) and the training GFLOP/s as a
+share of the machine's peak: threads x the one-core sgemm peak, measured first in the same
+run (the best of numpy's BLAS and torch.mm on 2048x2048, one thread). To hold PyTorch to
+AVX2 on an AVX-512 machine (for an AVX2 build of Petal, RUSTFLAGS="-C
+target-cpu=x86-64-v3"):
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 python3 ...
+For a fair
 PyTorch figure preload tcmalloc (Debian's libtcmalloc-minimal4):
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python3 benches/pytorch_reference.py ...
 """
@@ -88,7 +95,37 @@ def measure(arch, batch, threads, seconds, channels_last, runs=5):
         "train_images_per_sec": rate(batch, seconds / 2, runs, train),
         "infer_images_per_sec": rate(batch, seconds / 2, runs, infer),
         "malloc": "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "default",
+        "simd": torch.backends.cpu.get_cpu_capability().lower(),
     }
+
+
+def sgemm_peak(n=2048, reps=5):
+    """One-core sgemm GFLOP/s: the best of numpy's BLAS (in a child process with one
+    thread, OPENBLAS_CORETYPE/L2_SIZE unset so it picks its own kernel) and torch.mm."""
+    code = (
+        "import numpy as np, time\n"
+        f"a = np.random.rand({n}, {n}).astype(np.float32); b = a.copy(); a @ b\n"
+        "best = 0.0\n"
+        f"for _ in range({reps}):\n"
+        "    t = time.perf_counter(); a @ b; best = max(best, 2 * a.shape[0] ** 3 / (time.perf_counter() - t) / 1e9)\n"
+        "print(best)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LD_PRELOAD")}
+    env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    try:
+        numpy_peak = float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                          text=True, env=env).stdout)
+    except (subprocess.CalledProcessError, ValueError):
+        numpy_peak = 0.0
+    torch.set_num_threads(1)
+    a = torch.rand(n, n)
+    torch.mm(a, a)
+    torch_peak = 0.0
+    for _ in range(reps):
+        t = time.perf_counter()
+        torch.mm(a, a)
+        torch_peak = max(torch_peak, 2 * n ** 3 / (time.perf_counter() - t) / 1e9)
+    return {"numpy": numpy_peak, "torch": torch_peak, "peak": max(numpy_peak, torch_peak)}
 
 
 def petal(trainer, arch, batch, threads, seconds):
@@ -115,6 +152,11 @@ def main():
     configs = [(arch, int(b), int(t)) for arch in a.arch.split(",") for b in a.batch.split(",")
                for t in a.threads.split(",")]
     rows = []
+    peak = sgemm_peak() if a.compare else None
+    if peak:
+        line = (f"one-core sgemm peak {peak['peak']:.1f} GFLOP/s (numpy {peak['numpy']:.1f}, torch.mm "
+                f"{peak['torch']:.1f}; 2048x2048, 1 thread); torch {torch.__version__}")
+        print(json.dumps({"sgemm_peak": peak}) if a.json else line, flush=True)
     for arch, b, t in configs:
         ours = petal(a.trainer, arch, b, t, a.seconds) if a.compare else None
         theirs = [measure(arch, b, t, a.seconds, False)]
@@ -129,9 +171,15 @@ def main():
         if not a.json:
             best_t = max(r["train_images_per_sec"] for r in theirs)
             best_i = max(r["infer_images_per_sec"] for r in theirs)
-            line = f"{arch:>9} batch {b:>3} threads {t}:  torch train {best_t:>9,.0f}  infer {best_i:>9,.0f} img/s"
+            line = (f"{arch:>9} batch {b:>3} threads {t}:  torch [{theirs[0]['simd']}] train {best_t:>9,.0f}"
+                    f"  infer {best_i:>9,.0f} img/s")
             if ours:
-                line += (f"  | petal train {ours['train_images_per_sec']:>9,.0f} ({ours['train_images_per_sec'] / best_t:4.1f}x)"
+                # Same network, same FLOPs per image: Petal's count serves both sides.
+                flops = ours["train_gflops"] / ours["train_images_per_sec"]
+                share = lambda ips: 100 * ips * flops / (t * peak["peak"]) if peak["peak"] else float("nan")
+                line += (f" ({share(best_t):3.0f} % of peak)  | petal [{ours.get('simd', '?')}] train"
+                         f" {ours['train_images_per_sec']:>9,.0f} ({ours['train_images_per_sec'] / best_t:4.1f}x,"
+                         f" {share(ours['train_images_per_sec']):3.0f} % of peak)"
                          f"  infer {ours['infer_images_per_sec']:>9,.0f} ({ours['infer_images_per_sec'] / best_i:4.1f}x)")
             print(line, flush=True)
     return 0
