@@ -307,18 +307,10 @@ pub fn check_buffers(net: &Network) -> Result<(), ModelError> {
         let Layer::Conv2d { shape: s, .. } = layer else {
             continue;
         };
-        let (in_c, kh, kw) = (s.in_c as u128, s.kh as u128, s.kw as u128);
-        let (h, w, pad) = (s.h as u128, s.w as u128, s.pad as u128);
-        let (oh, ow) = (s.out_h() as u128, s.out_w() as u128);
-        // The im2col matrix, or the padded copy of the direct path (with row slack) plus
-        // the 3x3 weight gradient's copy of the last `dy` columns (16 per row), or the
-        // padded `dy` of the input gradient's transposed convolution.
-        let out_c = s.out_c as u128;
-        let col = in_c * kh * kw * oh * ow;
-        let slack = petal_kernels::conv::DIRECT_ROW_SLACK as u128;
-        let padded = in_c * (h + 2 * pad) * (w + 2 * pad + slack) + out_c * oh * 16;
-        let dy_padded = out_c * (oh + 2 * kh) * (ow + 2 * kw + slack);
-        let values = col.max(padded).max(dy_padded);
+        // What the conv kernels ask for one sample, on the paths the shape takes. A
+        // shape that does not validate (a built network's always do) counts as too large.
+        let one = petal_kernels::Conv2dShape { batch: 1, ..*s };
+        let values = one.validate().map_or(u128::MAX, |()| one.scratch_len() as u128);
         if values > MAX_SCRATCH_PER_SAMPLE {
             return Err(ModelError::TooLarge {
                 what: format!(

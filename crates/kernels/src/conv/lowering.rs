@@ -147,7 +147,13 @@ pub(super) fn forward(
 
 /// [`WeightGradPath::Gemm`](super::WeightGradPath::Gemm) for one image: `gw += dy · colᵀ`
 /// with `col = im2col(x)` (`col`: `col_len()` values).
-pub(super) fn backward_weights_image(s: &Conv2dShape, x: &[f32], dy: &[f32], col: &mut [f32], gw: &mut [f32]) {
+pub(super) fn backward_weights_image(
+    s: &Conv2dShape,
+    x: &[f32],
+    dy: &[f32],
+    col: &mut [f32],
+    gw: &mut [f32],
+) {
     im2col(s, x, col);
     sgemm(
         1.0,
@@ -162,7 +168,13 @@ pub(super) fn backward_weights_image(s: &Conv2dShape, x: &[f32], dy: &[f32], col
 /// [`InputGradPath::Col2im`](super::InputGradPath::Col2im) over the batch: per image,
 /// `dcol = Wᵀ · dy_n` into its chunk's `col_len()` part of `scratch`, then
 /// `dx_n = col2im(dcol)`.
-pub(super) fn backward_input(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32], scratch: &mut [f32]) {
+pub(super) fn backward_input(
+    s: &Conv2dShape,
+    weight: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    scratch: &mut [f32],
+) {
     let (il, ol, cl) = (s.in_image_len(), s.out_image_len(), s.col_len());
     let p = s.out_h() * s.out_w();
     dx.par_chunks_mut(BATCH_CHUNK * il)

@@ -154,7 +154,16 @@ pub fn conv2d_backward_weights(
     scratch: &mut [f32],
 ) {
     let path = s.weight_grad_path();
-    conv2d_backward_weights_with(s, path, path.build_lanes(), x, dy, grad_weight, grad_bias, scratch);
+    conv2d_backward_weights_with(
+        s,
+        path,
+        path.build_lanes(),
+        x,
+        dy,
+        grad_weight,
+        grad_bias,
+        scratch,
+    );
 }
 
 /// [`conv2d_backward_weights`] on a forced `path` at `lanes`, for tests and benches.
@@ -259,7 +268,13 @@ fn backward_weights_chunks<'a, V: Vector>(
 ///
 /// `weight`: `[out_c, in_c, kh, kw]`; `dy`: `[batch, out_c, oh, ow]`; `scratch`: at least
 /// [`Conv2dShape::backward_input_scratch_len`] values.
-pub fn conv2d_backward_input(s: &Conv2dShape, weight: &[f32], dy: &[f32], dx: &mut [f32], scratch: &mut [f32]) {
+pub fn conv2d_backward_input(
+    s: &Conv2dShape,
+    weight: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    scratch: &mut [f32],
+) {
     let path = s.input_grad_path();
     conv2d_backward_input_with(s, path, path.build_lanes(s), weight, dy, dx, scratch);
 }
