@@ -476,19 +476,27 @@ const CONV_PATH_FAMILIES: [(&[usize], usize, usize, usize); 4] = [
     (&[8, 16], 32, 32, 1),
     (&[16, 32], 16, 64, 1),
 ];
-/// `(in_c, side, out_c, (kh, kw), stride, pad)` of the other shapes in `conv_path`, for
-/// the paths 3x3 stride-1 shapes do not take: a 5x5 kernel on one channel (25 taps:
-/// `Grouped`; area 25: `DirectArea`), a 1x3 kernel (`DirectRows`; its input gradient
-/// only through `Col2im`), a stride-2 3x3 (`Gemm` for all three kernels).
-const CONV_PATH_OTHERS: [(usize, usize, usize, (usize, usize), usize, usize); 3] = [
-    (1, 64, 16, (5, 5), 1, 2),
-    (2, 50, 8, (1, 3), 1, 0),
-    (8, 32, 16, (3, 3), 2, 1),
+/// The other shapes in `conv_path`, for the paths 3x3 stride-1 shapes do not take: a 5x5
+/// kernel on one channel (25 taps: `Grouped`; area 25: `DirectArea`), a 1x3 kernel
+/// (`DirectRows`; its input gradient only through `Col2im`), a stride-2 3x3 (`Gemm` for
+/// all three kernels).
+const CONV_PATH_OTHERS: [Conv2dShape; 3] = [
+    conv_path_shape(1, 64, 16, (5, 5), 1, 2),
+    conv_path_shape(2, 50, 8, (1, 3), 1, 0),
+    conv_path_shape(8, 32, 16, (3, 3), 2, 1),
 ];
 const CONV_PATH_BATCH: usize = 32;
 
-fn conv_path_shapes() -> Vec<Conv2dShape> {
-    let shape = |in_c, side, out_c, (kh, kw), stride, pad| Conv2dShape {
+/// A `conv_path` shape: batch [`CONV_PATH_BATCH`], a square input of side `side`.
+const fn conv_path_shape(
+    in_c: usize,
+    side: usize,
+    out_c: usize,
+    (kh, kw): (usize, usize),
+    stride: usize,
+    pad: usize,
+) -> Conv2dShape {
+    Conv2dShape {
         batch: CONV_PATH_BATCH,
         in_c,
         h: side,
@@ -498,16 +506,17 @@ fn conv_path_shapes() -> Vec<Conv2dShape> {
         kw,
         stride,
         pad,
-    };
+    }
+}
+
+fn conv_path_shapes() -> Vec<Conv2dShape> {
     let mut out = Vec::new();
     for (in_cs, side, out_c, pad) in CONV_PATH_FAMILIES {
         for &in_c in in_cs {
-            out.push(shape(in_c, side, out_c, (3, 3), 1, pad));
+            out.push(conv_path_shape(in_c, side, out_c, (3, 3), 1, pad));
         }
     }
-    for (in_c, side, out_c, k, stride, pad) in CONV_PATH_OTHERS {
-        out.push(shape(in_c, side, out_c, k, stride, pad));
-    }
+    out.extend(CONV_PATH_OTHERS);
     out
 }
 
