@@ -66,27 +66,34 @@ fn path_shapes(seed: u64, count: usize) -> Vec<Conv2dShape> {
     out
 }
 
-/// `f` in a 1-thread and a 3-thread rayon pool: the two results, asserted bit-identical,
-/// and the first returned.
-fn in_1_and_3_threads(
+/// `f` in each of `pools`: the results, asserted bit-identical, from the first pool.
+fn in_each_pool(
     what: &str,
-    pools: &[rayon::ThreadPool; 2],
+    pools: &[rayon::ThreadPool],
     f: impl Fn() -> Vec<Vec<f32>> + Sync,
 ) -> Vec<Vec<f32>> {
-    let [one, three] = pools.each_ref().map(|p| p.install(&f));
-    for (k, (a, b)) in one.iter().zip(&three).enumerate() {
-        assert_bits_eq(&format!("{what}: output {k} on 1 vs 3 threads"), b, a);
+    let mut runs = pools.iter().map(|p| (p.current_num_threads(), p.install(&f)));
+    let (_, first) = runs.next().expect("at least one pool");
+    for (n, out) in runs {
+        assert!(first.iter().all(|t| !t.is_empty()));
+        for (k, (got, want)) in out.iter().zip(&first).enumerate() {
+            assert_bits_eq(&format!("{what}: output {k} on 1 vs {n} threads"), got, want);
+        }
     }
-    one
+    first
 }
 
-fn pools() -> [rayon::ThreadPool; 2] {
-    [1, 3].map(|n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap())
+/// Rayon pools of each size.
+fn pools(threads: &[usize]) -> Vec<rayon::ThreadPool> {
+    threads
+        .iter()
+        .map(|&n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap())
+        .collect()
 }
 
 #[test]
 fn conv2d_every_path_at_both_widths_matches_reference_on_random_shapes() {
-    let pools = pools();
+    let pools = pools(&[1, 3]);
     let shapes = path_shapes(31_000, 72);
     let mut forward_runs = [0usize; 4];
     let mut weight_runs = [0usize; 4];
@@ -108,7 +115,7 @@ fn conv2d_every_path_at_both_widths_matches_reference_on_random_shapes() {
             forward_runs[p] += 1;
             for lanes in Lanes::ALL {
                 let what = format!("conv2d_forward {s:?} {path:?} {lanes:?}");
-                let y = in_1_and_3_threads(&what, &pools, || {
+                let y = in_each_pool(&what, &pools, || {
                     vec![forward_with(s, path, lanes, &x, &w, Some(&b))]
                 });
                 assert_close(&what, &y[0], &want_y, forward_tol(s));
@@ -131,7 +138,7 @@ fn conv2d_every_path_at_both_widths_matches_reference_on_random_shapes() {
             weight_runs[p] += 1;
             for lanes in Lanes::ALL {
                 let what = format!("conv2d_backward_weights {s:?} {path:?} {lanes:?}");
-                let g = in_1_and_3_threads(&what, &pools, || {
+                let g = in_each_pool(&what, &pools, || {
                     let (gw, gb) = weights_with(s, path, lanes, &x, &dy, true);
                     let (gw_alone, _) = weights_with(s, path, lanes, &x, &dy, false);
                     vec![gw, gb, gw_alone]
@@ -150,7 +157,7 @@ fn conv2d_every_path_at_both_widths_matches_reference_on_random_shapes() {
             input_runs[p] += 1;
             for lanes in Lanes::ALL {
                 let what = format!("conv2d_backward_input {s:?} {path:?} {lanes:?}");
-                let gx = in_1_and_3_threads(&what, &pools, || vec![input_with(s, path, lanes, &w, &dy)]);
+                let gx = in_each_pool(&what, &pools, || vec![input_with(s, path, lanes, &w, &dy)]);
                 assert_close(&what, &gx[0], &want_x, input_tol(s));
             }
         }
@@ -282,33 +289,9 @@ fn conv2d_backward_weights_direct_rows_refuses_stride_3() {
 
 const THREADS: [usize; 4] = [1, 2, 3, 7];
 
-/// Runs `f` in a pool of each size and asserts every returned tensor is bit-identical.
-fn assert_thread_independent(what: &str, f: impl Fn() -> Vec<Vec<f32>> + Sync) {
-    let mut first: Option<Vec<Vec<u32>>> = None;
-    for n in THREADS {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
-        let out = pool.install(&f);
-        let bits: Vec<Vec<u32>> = out
-            .iter()
-            .map(|t| t.iter().map(|v| v.to_bits()).collect())
-            .collect();
-        assert!(bits.iter().all(|t| !t.is_empty()));
-        match &first {
-            None => first = Some(bits),
-            Some(want) => {
-                for (k, (got, want)) in bits.iter().zip(want).enumerate() {
-                    assert!(
-                        got == want,
-                        "{what}: output {k} differs between 1 and {n} threads"
-                    );
-                }
-            }
-        }
-    }
-}
-
 #[test]
 fn conv2d_is_bit_identical_across_thread_counts() {
+    let pools = pools(&THREADS);
     for batch in [13, 32] {
         for s in [
             conv(batch, 3, 20, 21, 8, 3, 3, 1, 1), // direct (3x3 weight gradient)
@@ -324,7 +307,7 @@ fn conv2d_is_bit_identical_across_thread_counts() {
             let w = rand_vec(&mut r, s.weight_len());
             let b = rand_vec(&mut r, s.out_c);
             let dy = rand_vec(&mut r, s.output_len());
-            assert_thread_independent(&format!("conv {s:?}"), || {
+            in_each_pool(&format!("conv {s:?}"), &pools, || {
                 let mut scratch = vec![0.0; s.scratch_len()];
                 let mut y = vec![0.0; s.output_len()];
                 conv2d_forward(&s, &x, &w, Some(&b), &mut y, &mut scratch);
