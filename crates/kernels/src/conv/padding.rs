@@ -11,19 +11,23 @@ pub(crate) const DIRECT_ROW_SLACK: usize = 16;
 
 impl Conv2dShape {
     /// Rows of one plane of the padded copy, `h + 2 pad`.
+    #[inline]
     pub(crate) fn padded_h(&self) -> usize {
         self.h + 2 * self.pad
     }
     /// Row stride of the padded copy: `w + 2 pad` plus [`DIRECT_ROW_SLACK`] zeros, so
     /// vector loads past the last column stay in the buffer.
+    #[inline]
     pub(crate) fn padded_stride(&self) -> usize {
         self.w + 2 * self.pad + DIRECT_ROW_SLACK
     }
     /// Values in one plane of the padded copy, `(h + 2 pad) · padded_stride`.
+    #[inline]
     pub(crate) fn padded_plane(&self) -> usize {
         self.padded_h() * self.padded_stride()
     }
     /// Values in one image's padded copy, `in_c · (h + 2 pad) · padded_stride`.
+    #[inline]
     pub(crate) fn padded_len(&self) -> usize {
         self.in_c * self.padded_plane()
     }

@@ -85,42 +85,52 @@ impl Conv2dShape {
     }
 
     /// Output height, `(h + 2 pad - kh) / stride + 1`.
+    #[inline]
     pub fn out_h(&self) -> usize {
         (self.h + 2 * self.pad - self.kh) / self.stride + 1
     }
     /// Output width, `(w + 2 pad - kw) / stride + 1`.
+    #[inline]
     pub fn out_w(&self) -> usize {
         (self.w + 2 * self.pad - self.kw) / self.stride + 1
     }
     /// Values in one input image, `in_c · h · w`.
+    #[inline]
     pub fn in_image_len(&self) -> usize {
         self.in_c * self.h * self.w
     }
     /// Values in one output image, `out_c · oh · ow`.
+    #[inline]
     pub fn out_image_len(&self) -> usize {
         self.out_c * self.out_h() * self.out_w()
     }
     /// Values in the input, `batch · in_c · h · w`.
+    #[inline]
     pub fn input_len(&self) -> usize {
         self.batch * self.in_image_len()
     }
     /// Values in the output, `batch · out_c · oh · ow`.
+    #[inline]
     pub fn output_len(&self) -> usize {
         self.batch * self.out_image_len()
     }
     /// Values in the weight, `out_c · in_c · kh · kw`.
+    #[inline]
     pub fn weight_len(&self) -> usize {
         self.out_c * self.col_rows()
     }
     /// Rows of one image's im2col matrix, `in_c · kh · kw`.
+    #[inline]
     pub fn col_rows(&self) -> usize {
         self.in_c * self.kh * self.kw
     }
     /// Values in one image's im2col matrix, `in_c · kh · kw · oh · ow`.
+    #[inline]
     pub fn col_len(&self) -> usize {
         self.col_rows() * self.out_h() * self.out_w()
     }
     /// Number of [`BATCH_CHUNK`]-image tasks the batch is split into.
+    #[inline]
     pub fn chunks(&self) -> usize {
         self.batch.div_ceil(BATCH_CHUNK)
     }
