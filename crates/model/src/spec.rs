@@ -274,9 +274,10 @@ fn parse_layer(position: usize, tok: &str) -> Result<LayerSpec, SpecError> {
 pub const MAX_INPUT_PER_SAMPLE: u128 = MAX_ACTIVATIONS_PER_SAMPLE;
 
 /// Most values of convolution scratch (im2col matrix or zero-padded copy) one sample may
-/// need: 2^28, as for activations. A small kernel on a small input needs little, but a
-/// large kernel over a large input multiplies both (`conv63x63:1/p31` on 3x4096x4096
-/// would need 2 · 10^11 values, 800 GB, for a network of 12,000 parameters).
+/// need: 2^28, as for activations. A small kernel on a small input needs little, but on
+/// the im2col paths a large kernel over a large input multiplies both
+/// (`conv63x63:1/s2/p31` on 3x4096x4096 would need 5 · 10^10 values, 200 GB, for a
+/// convolution of 12,000 parameters).
 pub const MAX_SCRATCH_PER_SAMPLE: u128 = 1 << 28;
 
 /// Refuses an input shape with a zero dimension or more than [`MAX_INPUT_PER_SAMPLE`]

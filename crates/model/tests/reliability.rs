@@ -288,12 +288,12 @@ fn metadata_that_describes_no_usable_network_is_refused() {
             .to_string();
         assert!(e.contains(needle), "{key} = {value}: `{e}` lacks `{needle}`");
     }
-    // A spec whose convolution scratch would take 800 GB: refused before allocating it
+    // A spec whose convolution scratch (im2col, stride 2) would take 200 GB: refused before allocating it
     // (parameters and activations are within their limits; the scratch check refuses it).
     // The tensors are a small network's: the loader refuses the spec before reading them.
     let small = Network::from_layers(&parse_spec("conv3x3:1/p1,dense:2").unwrap(), shape(3, 8, 8)).unwrap();
     let mut m = good_meta(&small);
-    m.insert("spec".into(), "conv63x63:1/p31,flatten,dense:2".into());
+    m.insert("spec".into(), "conv63x63:1/s2/p31,flatten,dense:2".into());
     m.insert("input_shape".into(), "[3,4096,4096]".into());
     m.insert("classes".into(), r#"["a","b"]"#.into());
     m.insert(
@@ -304,7 +304,7 @@ fn metadata_that_describes_no_usable_network_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("the convolution scratch of one sample (layer 0 `conv63x63:1/p31`"),
+        e.contains("the convolution scratch of one sample (layer 0 `conv63x63:1/s2/p31`"),
         "{e}"
     );
 }

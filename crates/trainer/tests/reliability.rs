@@ -1087,7 +1087,7 @@ fn bad_specs_and_options_are_refused_before_any_work() {
         ),
         (vec!["--arch", "dense:1000000,dense:1000000"], "network too large"),
         (
-            vec!["--arch", "conv63x63:1/p31,dense:2", "--size", "4096", "--rgb"],
+            vec!["--arch", "conv63x63:1/s2/p31,dense:2", "--size", "4096", "--rgb"],
             "the convolution scratch of one sample",
         ),
         (vec!["--size", "0"], "input shape 1x0x0"),
@@ -1140,7 +1140,7 @@ fn bad_specs_and_options_are_refused_before_any_work() {
             vec![
                 "bench",
                 "--arch",
-                "conv63x63:1/p31,dense:2",
+                "conv63x63:1/s2/p31,dense:2",
                 "--size",
                 "4096",
                 "--rgb",

@@ -67,9 +67,9 @@ pub enum WeightGradPath {
 /// How [`conv2d_backward_input`](super::conv2d_backward_input) computes a shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum InputGradPath {
-    /// Stride 1, square kernel, `pad < k`: the direct forward pass
-    /// ([`Conv2dShape::forward_path`] of [`Conv2dShape::transposed`]) of the flipped,
-    /// transposed kernel over the padded `dy`.
+    /// Stride 1, square kernel, `pad < k`: the direct forward pass of the flipped,
+    /// transposed kernel over `dy` padded by `k - 1 - pad` (the transposed convolution,
+    /// on its own [`Conv2dShape::forward_path`]).
     Transposed,
     /// Any shape: `dcol = Wᵀ · dy_n` by GEMM, then col2im.
     Col2im,
