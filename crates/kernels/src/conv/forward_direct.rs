@@ -9,9 +9,8 @@
 //! [`InputGradPath::Transposed`](super::InputGradPath::Transposed) runs them too.
 
 use super::padding::pad_image;
-use super::{Conv2dShape, ForwardPath, BATCH_CHUNK};
+use super::{for_each_image, Conv2dShape, ForwardPath};
 use crate::simd::{Vector, AVX512};
-use rayon::prelude::*;
 use wide::f32x8;
 
 /// Output vectors per register tile of [`grouped_tiles`]: 2 with AVX-512 (2 · 8
@@ -40,7 +39,7 @@ pub(super) fn forward<V: Vector>(
     y: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let (il, ol, pl) = (s.in_image_len(), s.out_image_len(), s.padded_len());
+    let pl = s.padded_len();
     let (bufs, grouped) = scratch.split_at_mut(s.chunks() * pl);
     let grouped = if path == ForwardPath::Grouped {
         let grouped = &mut grouped[..s.grouped_weight_len()];
@@ -49,15 +48,15 @@ pub(super) fn forward<V: Vector>(
     } else {
         &[]
     };
-    y.par_chunks_mut(BATCH_CHUNK * ol)
-        .zip(x.par_chunks(BATCH_CHUNK * il))
-        .zip(bufs.par_chunks_mut(pl))
-        .for_each(|((yc, xc), buf)| {
-            for (yn, xn) in yc.chunks_exact_mut(ol).zip(xc.chunks_exact(il)) {
-                pad_image(s, xn, buf);
-                forward_image::<V>(s, path, buf, weight, grouped, bias, yn);
-            }
-        });
+    for_each_image(
+        (y, s.out_image_len()),
+        (x, s.in_image_len()),
+        (bufs, pl),
+        |yn, xn, buf| {
+            pad_image(s, xn, buf);
+            forward_image::<V>(s, path, buf, weight, grouped, bias, yn);
+        },
+    );
 }
 
 /// One image of a direct path from its padded copy `xp`.

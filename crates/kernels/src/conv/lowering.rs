@@ -6,11 +6,10 @@
 //! Per image, `col = im2col(x_n)` is `[in_c·kh·kw, oh·ow]`; then `y_n = W · col + b`,
 //! `dW += dy_n · colᵀ`, `dx_n = col2im(Wᵀ · dy_n)`.
 
-use super::{Conv2dShape, BATCH_CHUNK};
+use super::{for_each_image, Conv2dShape};
 use crate::gemm::{sgemm, MatRef};
 use crate::shape::check_len;
 use crate::simd;
-use rayon::prelude::*;
 
 /// Lowers one image `x` (`[in_c, h, w]`) to `col` (`[in_c·kh·kw, oh·ow]`):
 /// `col[(c·kh + u)·kw + v, i·ow + j] = x[c, i·stride + u - pad, j·stride + v - pad]`, zero
@@ -116,33 +115,33 @@ pub(super) fn forward(
     y: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let (il, ol, cl) = (s.in_image_len(), s.out_image_len(), s.col_len());
-    let p = s.out_h() * s.out_w();
-    y.par_chunks_mut(BATCH_CHUNK * ol)
-        .zip(x.par_chunks(BATCH_CHUNK * il))
-        .zip(scratch[..s.chunks() * cl].par_chunks_mut(cl))
-        .for_each(|((yc, xc), col)| {
-            for (yn, xn) in yc.chunks_exact_mut(ol).zip(xc.chunks_exact(il)) {
-                im2col(s, xn, col);
-                let beta = match bias {
-                    Some(b) => {
-                        for (row, &bo) in yn.chunks_exact_mut(p).zip(b) {
-                            row.fill(bo);
-                        }
-                        1.0
+    let (cl, p) = (s.col_len(), s.out_h() * s.out_w());
+    let bufs = &mut scratch[..s.chunks() * cl];
+    for_each_image(
+        (y, s.out_image_len()),
+        (x, s.in_image_len()),
+        (bufs, cl),
+        |yn, xn, col| {
+            im2col(s, xn, col);
+            let beta = match bias {
+                Some(b) => {
+                    for (row, &bo) in yn.chunks_exact_mut(p).zip(b) {
+                        row.fill(bo);
                     }
-                    None => 0.0,
-                };
-                sgemm(
-                    1.0,
-                    MatRef::row_major(weight, s.out_c, s.col_rows()),
-                    MatRef::row_major(col, s.col_rows(), p),
-                    beta,
-                    yn,
-                    p,
-                );
-            }
-        });
+                    1.0
+                }
+                None => 0.0,
+            };
+            sgemm(
+                1.0,
+                MatRef::row_major(weight, s.out_c, s.col_rows()),
+                MatRef::row_major(col, s.col_rows(), p),
+                beta,
+                yn,
+                p,
+            );
+        },
+    );
 }
 
 /// [`WeightGradPath::Gemm`](super::WeightGradPath::Gemm) for one image: `gw += dy · colᵀ`
@@ -175,22 +174,22 @@ pub(super) fn backward_input(
     dx: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let (il, ol, cl) = (s.in_image_len(), s.out_image_len(), s.col_len());
-    let p = s.out_h() * s.out_w();
-    dx.par_chunks_mut(BATCH_CHUNK * il)
-        .zip(dy.par_chunks(BATCH_CHUNK * ol))
-        .zip(scratch[..s.chunks() * cl].par_chunks_mut(cl))
-        .for_each(|((dxc, dyc), dcol)| {
-            for (dxn, dyn_) in dxc.chunks_exact_mut(il).zip(dyc.chunks_exact(ol)) {
-                sgemm(
-                    1.0,
-                    MatRef::transposed(weight, s.col_rows(), s.out_c),
-                    MatRef::row_major(dyn_, s.out_c, p),
-                    0.0,
-                    dcol,
-                    p,
-                );
-                col2im(s, dcol, dxn);
-            }
-        });
+    let (cl, p) = (s.col_len(), s.out_h() * s.out_w());
+    let bufs = &mut scratch[..s.chunks() * cl];
+    for_each_image(
+        (dx, s.in_image_len()),
+        (dy, s.out_image_len()),
+        (bufs, cl),
+        |dxn, dyn_, dcol| {
+            sgemm(
+                1.0,
+                MatRef::transposed(weight, s.col_rows(), s.out_c),
+                MatRef::row_major(dyn_, s.out_c, p),
+                0.0,
+                dcol,
+                p,
+            );
+            col2im(s, dcol, dxn);
+        },
+    );
 }

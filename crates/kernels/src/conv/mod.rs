@@ -88,6 +88,25 @@ fn check_path(what: &str, path: impl std::fmt::Debug, supported: bool, s: &Conv2
     assert!(supported, "{what}: path {path:?} cannot serve {s:?}");
 }
 
+/// Calls `f(out_n, in_n, buf)` for every image `n` of a batch, `out` and `inp` holding
+/// `out_len` and `in_len` values per image: one rayon task per [`BATCH_CHUNK`] images,
+/// which runs them in order with its own `buf_len` values of `bufs`.
+fn for_each_image(
+    (out, out_len): (&mut [f32], usize),
+    (inp, in_len): (&[f32], usize),
+    (bufs, buf_len): (&mut [f32], usize),
+    f: impl Fn(&mut [f32], &[f32], &mut [f32]) + Sync,
+) {
+    out.par_chunks_mut(BATCH_CHUNK * out_len)
+        .zip(inp.par_chunks(BATCH_CHUNK * in_len))
+        .zip(bufs.par_chunks_mut(buf_len))
+        .for_each(|((oc, ic), buf)| {
+            for (o, i) in oc.chunks_exact_mut(out_len).zip(ic.chunks_exact(in_len)) {
+                f(o, i, buf);
+            }
+        });
+}
+
 /// Forward convolution, `y = conv(x, W) + b` (module docs give the equation).
 ///
 /// `x`: `[batch, in_c, h, w]`, `weight`: `[out_c, in_c, kh, kw]`, `bias`: `[out_c]` or
