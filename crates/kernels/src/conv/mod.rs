@@ -42,12 +42,13 @@
 //! # Vector width
 //!
 //! Every vector path runs at 8 or 16 lanes ([`Lanes`]): the `*_with` entry points take
-//! it, chosen once per call. The public kernels run each path at the width today's build
-//! uses (`build_lanes` of each path enum: [`Lanes::BUILD`] for the grouped forward and
+//! it, chosen once per call. The public kernels run each path at the width the build
+//! picks (`build_lanes` of each path enum: [`Lanes::BUILD`] for the grouped forward and
 //! the 3x3 weight gradient, whose register tiles follow AVX-512; 16 lanes on every build
 //! for the tap kernels, the other direct weight gradients and the bias plane sums). The
 //! forward paths give bit-identical outputs at either width (one lane per output, summed
-//! in tap order); the weight gradients' sums depend on it.
+//! in tap order); the weight gradients' sums depend on it. The dot products of
+//! `DirectRows` and the adds of col2im are `simd.rs`'s 8-lane helpers at either width.
 //!
 //! Threads: rayon over fixed chunks of [`BATCH_CHUNK`] images. The weight and bias
 //! gradients are summed per chunk, then over chunks in chunk order, so results are
