@@ -271,7 +271,8 @@ struct OutVec {
 }
 
 /// [`grouped_tiles`] with the common kernel widths as constants (the tap loop unrolled).
-#[inline(always)]
+/// Kept out of [`forward_image`], whose tap kernels are then compiled as on their own.
+#[inline(never)]
 fn grouped_kw<V: Vector>(s: &Conv2dShape, xp: &[f32], grouped: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     match s.kw {
         1 => grouped_tiles::<V>(s, xp, grouped, bias, y, 1),
