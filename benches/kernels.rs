@@ -4,19 +4,22 @@
 //! - a GFLOP/s table (printed first): every conv kernel shape benchmarked here, timed
 //!   against a plain `matrixmultiply::sgemm` on the same GEMM shape, on 1 thread and on
 //!   rayon's default pool. Skip it with `PETAL_BENCH_NO_GFLOPS=1`.
-//! - group `conv_path`: the public conv kernels (direct SIMD for every stride-1 3x3
-//!   convolution, forward and weight gradient) against the im2col + GEMM path they replace
-//!   (a bench-local copy, `*_gemm`), at seednet's and flowernet's shapes with `in_c` from
-//!   1 to 32, with one line per shape saying which is faster. This is what justifies
-//!   `Conv2dShape::uses_direct_3x3` (and `uses_direct_forward`). Each GEMM result is
-//!   checked against the API's first.
+//! - group `conv_path`: every code path of the three conv kernels (`ForwardPath`,
+//!   `WeightGradPath`, `InputGradPath`: the shipped code, forced through
+//!   `conv2d_forward_with` and its twins) at each shape it serves: seednet's and
+//!   flowernet's 3x3 shapes with `in_c` from 1 to 32, a 5x5, a 1x3 and a stride-2 shape;
+//!   the path the public kernel takes also at the other vector width. Then one line per
+//!   path with its GFLOP/s, and per kernel how often the public kernel's path (chosen by
+//!   `Conv2dShape::forward_path` and its twins) was the fastest. This is what justifies
+//!   the path table in the `conv` module docs. Each path's result is checked against the
+//!   public kernel's first.
 //!
 //! Run: `cargo bench --bench kernels` (all, a few minutes on 2 cores),
 //! `cargo bench --bench kernels -- conv_path` (a filter; the table still prints first),
 //! `PETAL_BENCH_NO_GFLOPS=1 cargo bench --bench kernels -- pool` (no table). The table
 //! prints only when measuring (`cargo bench`), not under `--test`, `--list` or
 //! `--profile-time`. Criterion's defaults here (20 samples, 0.5 s warm-up, 2 s measurement;
-//! 1 s for `conv_path`) are set on the `Criterion` config, so `--sample-size`, `--quick`
+//! 0.7 s for `conv_path`) are set on the `Criterion` config, so `--sample-size`, `--quick`
 //! and (except for `conv_path`) `--measurement-time` on the command line override them.
 //!
 //! Benchmark ids read `kernel/network_shape_bBATCH`, e.g. `conv2d_forward/seednet_1to8_50x50_b32`
@@ -30,11 +33,15 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, Bencher, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use petal_kernels::conv::BATCH_CHUNK;
+use petal_kernels::conv::{
+    conv2d_backward_input_with, conv2d_backward_weights_with, conv2d_forward_with, ForwardPath,
+    InputGradPath, WeightGradPath, BATCH_CHUNK,
+};
+use petal_kernels::simd::Lanes;
 use petal_kernels::{
-    conv2d_backward_input, conv2d_backward_weights, conv2d_forward, dense_backward, dense_forward, im2col,
+    conv2d_backward_input, conv2d_backward_weights, conv2d_forward, dense_backward, dense_forward,
     max_pool2d_backward, max_pool2d_forward, relu_backward, relu_forward, relu_forward_inplace, sgd_step,
-    simd, softmax_cross_entropy, Conv2dShape, DenseShape, Pool2dShape, SgdConfig,
+    softmax_cross_entropy, Conv2dShape, DenseShape, Pool2dShape, SgdConfig,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -391,85 +398,6 @@ impl SgemmRef {
 }
 
 // ---------------------------------------------------------------------------------------
-// Bench-local conv paths for group `conv_path`
-// ---------------------------------------------------------------------------------------
-
-/// The GEMM forward path, as `conv2d_forward` runs it when `!uses_direct_forward()`: per image,
-/// `im2col`, rows of `y` prefilled with the bias, then `y = W·col + y` (beta = 1).
-/// `cols` holds one `col_len()` buffer per `BATCH_CHUNK`-image task.
-fn gemm_forward(s: &Conv2dShape, x: &[f32], weight: &[f32], bias: &[f32], y: &mut [f32], cols: &mut [f32]) {
-    let (il, ol, cl, kk) = (s.in_image_len(), s.out_image_len(), s.col_len(), s.col_rows());
-    let p = s.out_h() * s.out_w();
-    y.par_chunks_mut(BATCH_CHUNK * ol)
-        .zip(x.par_chunks(BATCH_CHUNK * il))
-        .zip(cols.par_chunks_mut(cl))
-        .for_each(|((yc, xc), col)| {
-            for (yn, xn) in yc.chunks_exact_mut(ol).zip(xc.chunks_exact(il)) {
-                im2col(s, xn, col);
-                for (row, &b) in yn.chunks_exact_mut(p).zip(bias) {
-                    row.fill(b);
-                }
-                gemm(
-                    Mat::row_major(weight, s.out_c, kk),
-                    Mat::row_major(col, kk, p),
-                    1.0,
-                    yn,
-                    p,
-                );
-            }
-        });
-}
-
-/// Weight and bias gradients by the im2col + GEMM path, as `conv2d_backward_weights` ran
-/// them for 3x3 kernels before the direct kernel: a partial sum per `BATCH_CHUNK`-image
-/// task (`partials`: `chunks() · (weight_len + out_c)`), added in chunk order; per image,
-/// `im2col` then `dy_n · colᵀ` (`cols`: one `col_len()` buffer per task).
-fn gemm_backward_weights(
-    s: &Conv2dShape,
-    x: &[f32],
-    dy: &[f32],
-    grad: (&mut [f32], &mut [f32]),
-    partials: &mut [f32],
-    cols: &mut [f32],
-) {
-    let (il, ol, wl, kk) = (s.in_image_len(), s.out_image_len(), s.weight_len(), s.col_rows());
-    let p = s.out_h() * s.out_w();
-    let part_len = wl + s.out_c;
-    partials[..s.chunks() * part_len]
-        .par_chunks_mut(part_len)
-        .zip(x.par_chunks(BATCH_CHUNK * il))
-        .zip(dy.par_chunks(BATCH_CHUNK * ol))
-        .zip(cols.par_chunks_mut(s.col_len()))
-        .for_each(|(((part, xc), dyc), col)| {
-            let (pw, pb) = part.split_at_mut(wl);
-            pw.fill(0.0);
-            pb.fill(0.0);
-            for (xn, dyn_) in xc.chunks_exact(il).zip(dyc.chunks_exact(ol)) {
-                im2col(s, xn, col);
-                gemm(
-                    Mat::row_major(dyn_, s.out_c, p),
-                    Mat::transposed(col, p, kk),
-                    1.0,
-                    pw,
-                    kk,
-                );
-                for (g, row) in pb.iter_mut().zip(dyn_.chunks_exact(p)) {
-                    *g += simd::sum(row);
-                }
-            }
-        });
-    let (gw, gb) = grad;
-    let mut parts = partials.chunks_exact(part_len).take(s.chunks());
-    let first = parts.next().expect("batch >= 1");
-    gw.copy_from_slice(&first[..wl]);
-    gb.copy_from_slice(&first[wl..]);
-    for part in parts {
-        simd::add_assign(gw, &part[..wl]);
-        simd::add_assign(gb, &part[wl..]);
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // Criterion helpers
 // ---------------------------------------------------------------------------------------
 
@@ -538,22 +466,64 @@ fn bench_conv(c: &mut Criterion) {
     }
 }
 
-/// `(out_c, input side, pad, in_c values)` of the shape families in `conv_path`:
+/// `(in_c values, side, out_c, pad)` of the 3x3 stride-1 shape families in `conv_path`:
 /// seednet's conv (50x50 input, valid, 48x48 output: 3 strips of 16 columns, the input
 /// read without a padded copy), flowernet's first conv (64x64, pad 1), each with `in_c`
 /// from 1 to 8, then flowernet's second and third convs at their own `in_c` (16, 32).
-const CONV_PATH_FAMILIES: [(usize, usize, usize, &[usize]); 4] = [
-    (8, 50, 0, &[1, 2, 3, 4, 8]),
-    (16, 64, 1, &[1, 2, 3, 4, 8]),
-    (32, 32, 1, &[8, 16]),
-    (64, 16, 1, &[16, 32]),
+const CONV_PATH_FAMILIES: [(&[usize], usize, usize, usize); 4] = [
+    (&[1, 2, 3, 4, 8], 50, 8, 0),
+    (&[1, 2, 3, 4, 8], 64, 16, 1),
+    (&[8, 16], 32, 32, 1),
+    (&[16, 32], 16, 64, 1),
+];
+/// The other shapes in `conv_path`, for the paths 3x3 stride-1 shapes do not take: a 5x5
+/// kernel on one channel (25 taps: `Grouped`; area 25: `DirectArea`), a 1x3 kernel
+/// (`DirectRows`; its input gradient only through `Col2im`), a stride-2 3x3 (`Gemm` for
+/// all three kernels).
+const CONV_PATH_OTHERS: [Conv2dShape; 3] = [
+    conv_path_shape(1, 64, 16, (5, 5), 1, 2),
+    conv_path_shape(2, 50, 8, (1, 3), 1, 0),
+    conv_path_shape(8, 32, 16, (3, 3), 2, 1),
 ];
 const CONV_PATH_BATCH: usize = 32;
 
+/// A `conv_path` shape: batch [`CONV_PATH_BATCH`], a square input of side `side`.
+const fn conv_path_shape(
+    in_c: usize,
+    side: usize,
+    out_c: usize,
+    (kh, kw): (usize, usize),
+    stride: usize,
+    pad: usize,
+) -> Conv2dShape {
+    Conv2dShape {
+        batch: CONV_PATH_BATCH,
+        in_c,
+        h: side,
+        w: side,
+        out_c,
+        kh,
+        kw,
+        stride,
+        pad,
+    }
+}
+
+fn conv_path_shapes() -> Vec<Conv2dShape> {
+    let mut out = Vec::new();
+    for (in_cs, side, out_c, pad) in CONV_PATH_FAMILIES {
+        for &in_c in in_cs {
+            out.push(conv_path_shape(in_c, side, out_c, (3, 3), 1, pad));
+        }
+    }
+    out.extend(CONV_PATH_OTHERS);
+    out
+}
+
 fn conv_path_id(s: &Conv2dShape) -> String {
     format!(
-        "{}to{}_{}x{}_pad{}_b{}",
-        s.in_c, s.out_c, s.h, s.w, s.pad, s.batch
+        "{}to{}_{}x{}_k{}x{}_s{}_pad{}_b{}",
+        s.in_c, s.out_c, s.h, s.w, s.kh, s.kw, s.stride, s.pad, s.batch
     )
 }
 
@@ -561,121 +531,165 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// One code path of one conv kernel, run through the kernels' forced-path entry points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PathRun {
+    Forward(ForwardPath),
+    Weights(WeightGradPath),
+    Input(InputGradPath),
+}
+
+impl PathRun {
+    fn all() -> Vec<PathRun> {
+        let f = ForwardPath::ALL.map(PathRun::Forward);
+        let w = WeightGradPath::ALL.map(PathRun::Weights);
+        let i = InputGradPath::ALL.map(PathRun::Input);
+        f.into_iter().chain(w).chain(i).collect()
+    }
+    fn kernel(self) -> ConvKernel {
+        match self {
+            PathRun::Forward(_) => ConvKernel::Forward,
+            PathRun::Weights(_) => ConvKernel::Weights,
+            PathRun::Input(_) => ConvKernel::Input,
+        }
+    }
+    fn supports(self, s: &Conv2dShape) -> bool {
+        match self {
+            PathRun::Forward(p) => p.supports(s),
+            PathRun::Weights(p) => p.supports(s),
+            PathRun::Input(p) => p.supports(s),
+        }
+    }
+    /// Whether this is the path the public kernel takes for `s`.
+    fn shipped(self, s: &Conv2dShape) -> bool {
+        match self {
+            PathRun::Forward(p) => p == s.forward_path(),
+            PathRun::Weights(p) => p == s.weight_grad_path(),
+            PathRun::Input(p) => p == s.input_grad_path(),
+        }
+    }
+    /// The width the public kernel runs this path at.
+    fn build_lanes(self, s: &Conv2dShape) -> Lanes {
+        match self {
+            PathRun::Forward(p) => p.build_lanes(),
+            PathRun::Weights(p) => p.build_lanes(),
+            PathRun::Input(p) => p.build_lanes(s),
+        }
+    }
+    fn scratch_len(self, s: &Conv2dShape) -> usize {
+        match self {
+            PathRun::Forward(p) => p.scratch_len(s),
+            PathRun::Weights(p) => p.scratch_len(s),
+            PathRun::Input(p) => p.scratch_len(s),
+        }
+    }
+    /// `forward/Taps`
+    fn name(self) -> String {
+        match self {
+            PathRun::Forward(p) => format!("forward/{p:?}"),
+            PathRun::Weights(p) => format!("weights/{p:?}"),
+            PathRun::Input(p) => format!("input/{p:?}"),
+        }
+    }
+}
+
+impl ConvBufs {
+    /// One call of a forced path at `lanes`; `scratch` must hold the path's
+    /// `scratch_len`.
+    fn run_path(&mut self, run: PathRun, lanes: Lanes) {
+        let s = &self.s;
+        match run {
+            PathRun::Forward(p) => conv2d_forward_with(
+                s,
+                p,
+                lanes,
+                black_box(&self.x),
+                black_box(&self.weight),
+                Some(black_box(&self.bias)),
+                black_box(&mut self.y),
+                &mut self.scratch,
+            ),
+            PathRun::Weights(p) => conv2d_backward_weights_with(
+                s,
+                p,
+                lanes,
+                black_box(&self.x),
+                black_box(&self.dy),
+                black_box(&mut self.grad_weight),
+                Some(black_box(&mut self.grad_bias)),
+                &mut self.scratch,
+            ),
+            PathRun::Input(p) => conv2d_backward_input_with(
+                s,
+                p,
+                lanes,
+                black_box(&self.weight),
+                black_box(&self.dy),
+                black_box(&mut self.dx),
+                &mut self.scratch,
+            ),
+        }
+    }
+
+    /// What `kernel` wrote, as one vector (weights: the weight then the bias gradient).
+    fn result(&self, kernel: ConvKernel) -> Vec<f32> {
+        match kernel {
+            ConvKernel::Forward => self.y.clone(),
+            ConvKernel::Weights => [&self.grad_weight[..], &self.grad_bias[..]].concat(),
+            ConvKernel::Input => self.dx.clone(),
+        }
+    }
+}
+
+/// The widths `conv_path` measures `run` at on `s`: the one the build runs it at, and for
+/// the path the public kernel takes, the other one too.
+fn conv_path_lanes(run: PathRun, s: &Conv2dShape) -> Vec<Lanes> {
+    let build = run.build_lanes(s);
+    let mut lanes = vec![build];
+    if run.shipped(s) {
+        lanes.extend(Lanes::ALL.into_iter().filter(|&l| l != build));
+    }
+    lanes
+}
+
+/// Group `conv_path`: every path of every conv kernel at each shape it serves
+/// (`conv_path_shapes`), through the forced-path entry points (`conv2d_forward_with` and
+/// its twins), at the width the build runs it at (and the shipped path at both widths).
+/// Each path's result is checked against the public kernel's first.
 fn bench_conv_path(c: &mut Criterion) {
     let samples = Samples::default();
     let mut group = c.benchmark_group("conv_path");
-    // 52 benchmarks of batch-32 kernels: half the usual measurement time keeps the whole
-    // run at a few minutes, and the gaps it measures are far wider than the noise.
-    group.measurement_time(Duration::from_secs(1));
-    let mut shapes = Vec::new();
-    for (out_c, side, pad, in_cs) in CONV_PATH_FAMILIES {
-        for &in_c in in_cs {
-            let s = Conv2dShape {
-                batch: CONV_PATH_BATCH,
-                in_c,
-                h: side,
-                w: side,
-                out_c,
-                kh: 3,
-                kw: 3,
-                stride: 1,
-                pad,
-            };
-            assert!(s.uses_direct_forward() && s.uses_direct_3x3());
-            shapes.push(s);
-            let id = conv_path_id(&s);
-            let mut bufs = ConvBufs::new(s);
-            let mut cols = vec![0.0f32; s.chunks() * s.col_len()];
-            let mut partials = vec![0.0f32; s.chunks() * (s.weight_len() + s.out_c)];
-            let (mut y2, mut gw2, mut gb2) =
-                (bufs.y.clone(), bufs.grad_weight.clone(), bufs.grad_bias.clone());
-
-            // Both paths must compute the same thing before their times mean anything.
-            bufs.run(ConvKernel::Forward);
-            bufs.run(ConvKernel::Weights);
-            let tol = 1e-3;
-            gemm_forward(&s, &bufs.x, &bufs.weight, &bufs.bias, &mut y2, &mut cols);
-            assert!(
-                max_abs_diff(&bufs.y, &y2) < tol,
-                "conv_path {id}: GEMM forward differs from the API"
-            );
-            gemm_backward_weights(
-                &s,
-                &bufs.x,
-                &bufs.dy,
-                (&mut gw2, &mut gb2),
-                &mut partials,
-                &mut cols,
-            );
-            let scale = bufs
-                .grad_weight
-                .iter()
-                .chain(&bufs.grad_bias)
-                .fold(1.0f32, |m, v| m.max(v.abs()));
-            assert!(
-                max_abs_diff(&bufs.grad_weight, &gw2).max(max_abs_diff(&bufs.grad_bias, &gb2)) < tol * scale,
-                "conv_path {id}: GEMM weight gradient differs from the API"
-            );
-
-            set_images(&mut group, s.batch);
-            let ConvBufs {
-                x, weight, bias, dy, ..
-            } = &bufs;
-            let mut y = vec![0.0f32; s.output_len()];
-            let mut scratch = vec![0.0f32; s.scratch_len()];
-            let key = format!("forward_direct/{id}");
-            group.bench_function(BenchmarkId::new("forward_direct", &id), |b| {
-                timed(b, &samples, &key, || {
-                    conv2d_forward(
-                        &s,
-                        black_box(x),
-                        black_box(weight),
-                        Some(black_box(bias)),
-                        black_box(&mut y),
-                        &mut scratch,
-                    )
-                })
-            });
-            let key = format!("forward_gemm/{id}");
-            group.bench_function(BenchmarkId::new("forward_gemm", &id), |b| {
-                timed(b, &samples, &key, || {
-                    gemm_forward(
-                        &s,
-                        black_box(x),
-                        black_box(weight),
-                        black_box(bias),
-                        black_box(&mut y),
-                        &mut cols,
-                    )
-                })
-            });
-            let (mut gw, mut gb) = (vec![0.0f32; s.weight_len()], vec![0.0f32; s.out_c]);
-            let key = format!("weights_direct/{id}");
-            group.bench_function(BenchmarkId::new("weights_direct", &id), |b| {
-                timed(b, &samples, &key, || {
-                    conv2d_backward_weights(
-                        &s,
-                        black_box(x),
-                        black_box(dy),
-                        black_box(&mut gw),
-                        Some(black_box(&mut gb)),
-                        &mut scratch,
-                    )
-                })
-            });
-            let key = format!("weights_gemm/{id}");
-            group.bench_function(BenchmarkId::new("weights_gemm", &id), |b| {
-                timed(b, &samples, &key, || {
-                    gemm_backward_weights(
-                        &s,
-                        black_box(x),
-                        black_box(dy),
-                        (black_box(&mut gw), black_box(&mut gb)),
-                        &mut partials,
-                        &mut cols,
-                    )
-                })
-            });
+    // About 150 benchmarks of batch-32 kernels: short measurements keep the whole run at a
+    // few minutes, and the gaps it measures are far wider than the noise.
+    group.measurement_time(Duration::from_millis(700));
+    group.warm_up_time(Duration::from_millis(300));
+    let shapes = conv_path_shapes();
+    for s in &shapes {
+        let id = conv_path_id(s);
+        let runs: Vec<PathRun> = PathRun::all().into_iter().filter(|r| r.supports(s)).collect();
+        let mut bufs = ConvBufs::new(*s);
+        let most = runs.iter().map(|r| r.scratch_len(s)).max().unwrap_or(0);
+        bufs.scratch = vec![0.0; most.max(s.scratch_len())];
+        set_images(&mut group, s.batch);
+        for kernel in ConvKernel::ALL {
+            bufs.run(kernel);
+            let want = bufs.result(kernel);
+            let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            for &run in runs.iter().filter(|r| r.kernel() == kernel) {
+                for lanes in conv_path_lanes(run, s) {
+                    bufs.run_path(run, lanes);
+                    assert!(
+                        max_abs_diff(&bufs.result(kernel), &want) < 1e-3 * scale,
+                        "conv_path {id}: {} at {lanes:?} differs from the public kernel",
+                        run.name()
+                    );
+                    let name = format!("{}/x{}", run.name(), lanes.count());
+                    let key = format!("{name}/{id}");
+                    group.bench_function(BenchmarkId::new(name, &id), |b| {
+                        timed(b, &samples, &key, || bufs.run_path(run, lanes))
+                    });
+                }
+            }
         }
     }
     group.finish();
@@ -684,34 +698,55 @@ fn bench_conv_path(c: &mut Criterion) {
     }
 }
 
-/// One line per shape and pass saying which path is faster, then per pass the `in_c`
-/// values where the direct path lost.
+/// Per shape and kernel, one line per path and width with its time and GFLOP/s (nominal
+/// FLOPs of the forward pass, the same for all three kernels), the public kernel's path
+/// marked; then per kernel how often the public kernel's choice was the fastest path.
 fn report_conv_path(samples: &Samples, shapes: &[Conv2dShape]) {
     let mut lines = Vec::new();
-    // pass -> (shapes where direct won, shapes compared, in_c values where GEMM won).
-    let mut tally: BTreeMap<&str, (usize, usize, Vec<usize>)> = BTreeMap::new();
+    // kernel -> (shapes where the shipped path was fastest, shapes compared, misses).
+    let mut tally: BTreeMap<&str, (usize, usize, Vec<String>)> = BTreeMap::new();
     for s in shapes {
         let id = conv_path_id(s);
-        for pass in ["forward", "weights"] {
-            let (Some(direct), Some(gemm_t)) = (
-                recorded(samples, &format!("{pass}_direct/{id}")),
-                recorded(samples, &format!("{pass}_gemm/{id}")),
-            ) else {
+        let flops = s.forward_flops() as f64;
+        for kernel in ConvKernel::ALL {
+            // (seconds, run) of each path at its build width.
+            let mut at_build: Vec<(f64, PathRun)> = Vec::new();
+            for run in PathRun::all()
+                .into_iter()
+                .filter(|r| r.kernel() == kernel && r.supports(s))
+            {
+                for lanes in conv_path_lanes(run, s) {
+                    let Some(t) = recorded(samples, &format!("{}/x{}/{id}", run.name(), lanes.count()))
+                    else {
+                        continue;
+                    };
+                    if lanes == run.build_lanes(s) {
+                        at_build.push((t, run));
+                    }
+                    let shipped = if run.shipped(s) && lanes == run.build_lanes(s) {
+                        "  <- public kernel"
+                    } else {
+                        ""
+                    };
+                    lines.push(format!(
+                        "conv_path {id:<34} {:<20} x{:<2} {:>9.1} us {:>7.1} GFLOP/s{shipped}",
+                        run.name(),
+                        lanes.count(),
+                        t * 1e6,
+                        flops / t / 1e9,
+                    ));
+                }
+            }
+            let Some(&(_, fastest)) = at_build.iter().min_by(|a, b| a.0.total_cmp(&b.0)) else {
                 continue;
             };
-            let t = tally.entry(pass).or_default();
+            let t = tally.entry(kernel.name()).or_default();
             t.1 += 1;
-            if direct < gemm_t {
+            if fastest.shipped(s) {
                 t.0 += 1;
             } else {
-                t.2.push(s.in_c);
+                t.2.push(format!("{id}: {}", fastest.name()));
             }
-            lines.push(format!(
-                "conv_path {id:<22} {pass:<8} direct(api) {:>9.1} us  gemm(local) {:>9.1} us  -> {}",
-                direct * 1e6,
-                gemm_t * 1e6,
-                verdict(direct, gemm_t),
-            ));
         }
     }
     if lines.is_empty() {
@@ -719,30 +754,21 @@ fn report_conv_path(samples: &Samples, shapes: &[Conv2dShape]) {
     }
     println!();
     println!(
-        "conv_path: direct SIMD (the public kernels) vs im2col+GEMM (bench-local), batch {CONV_PATH_BATCH}, \
+        "conv_path: every path through the forced-path entry points, batch {CONV_PATH_BATCH}, \
          median of criterion's samples"
     );
     for line in &lines {
         println!("{line}");
     }
-    for (pass, (won, n, lost)) in &tally {
-        let where_lost = if lost.is_empty() {
+    for (kernel, (won, n, missed)) in &tally {
+        let faster = if missed.is_empty() {
             String::new()
         } else {
-            format!("; GEMM faster at in_c {lost:?}")
+            format!("; faster elsewhere: {missed:?}")
         };
-        println!("conv_path: {pass}: direct faster on {won}/{n} shapes{where_lost}");
+        println!("conv_path: {kernel}: the public kernel's path fastest on {won}/{n} shapes{faster}");
     }
     println!();
-}
-
-/// `direct faster (1.23x)` or `gemm faster (1.23x)`.
-fn verdict(direct: f64, gemm_t: f64) -> String {
-    if direct < gemm_t {
-        format!("direct faster ({:.2}x)", gemm_t / direct)
-    } else {
-        format!("gemm faster ({:.2}x)", direct / gemm_t)
-    }
 }
 
 fn bench_pool(c: &mut Criterion) {

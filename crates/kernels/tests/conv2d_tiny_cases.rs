@@ -1,7 +1,6 @@
-//! Hand-worked tiny cases with their expected values written out: conv (both paths, with
-//! padding and an all-padding border), dense, pool ties and NaN propagation, ReLU with NaN,
-//! softmax with huge logits, cross-entropy where `p_c` underflows, label errors, and SGD.
-//! Each is small enough to check by hand in the comment next to it.
+//! Hand-worked tiny convolutions with their expected values written out (both the direct
+//! and the GEMM paths, with padding and an all-padding border), and im2col / col2im. Each
+//! is small enough to check by hand in the comment next to it.
 
 mod common;
 
@@ -28,7 +27,7 @@ fn conv_grads(s: &Conv2dShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, V
 /// x = [[1,2,3],[4,5,6],[7,8,9]], W = [[1,0],[0,-1]], b = 0.5:
 /// every output is x[i][j] - x[i+1][j+1] + 0.5 = -4 + 0.5 = -3.5.
 #[test]
-fn conv_hand_worked_difference_kernel() {
+fn conv2d_hand_worked_difference_kernel() {
     let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
     let w = [1.0, 0.0, 0.0, -1.0];
     let direct = conv(1, 1, 3, 3, 1, 2, 2, 1, 0);
@@ -47,7 +46,7 @@ fn conv_hand_worked_difference_kernel() {
 /// With dy = ones: dW[u][v] = Σ_{i,j} x[i+u-1][j+v-1] = [[1,3,2],[4,10,6],[3,7,4]],
 /// db = 4, dx[a][b] = Σ_{i,j} W[a-i+1][b-j+1] = [12, 16, 24, 28].
 #[test]
-fn conv_hand_worked_padded_direct() {
+fn conv2d_hand_worked_padded_direct() {
     let s = conv(1, 1, 2, 2, 1, 3, 3, 1, 1);
     assert!(s.uses_direct());
     let x = [1.0, 2.0, 3.0, 4.0];
@@ -66,7 +65,7 @@ fn conv_hand_worked_padded_direct() {
 /// The same with stride 2 (GEMM path): one output, y = 77; dW[u][v] = x[u-1][v-1]
 /// = [[0,0,0],[0,1,2],[0,3,4]]; dx = [W11, W12, W21, W22] = [5, 6, 8, 9].
 #[test]
-fn conv_hand_worked_padded_strided_gemm() {
+fn conv2d_hand_worked_padded_strided_gemm() {
     let s = conv(1, 1, 2, 2, 1, 3, 3, 2, 1);
     assert!(!s.uses_direct());
     let x = [1.0, 2.0, 3.0, 4.0];
@@ -81,7 +80,7 @@ fn conv_hand_worked_padded_strided_gemm() {
 /// A 1x1 kernel with pad 1 on a 1x1 image: a 3x3 output whose border reads only padding
 /// and equals the bias; the centre is 2·3 + 1 = 7. With stride 2 every output is border.
 #[test]
-fn conv_hand_worked_all_padding_border() {
+fn conv2d_hand_worked_all_padding_border() {
     let direct = conv(1, 1, 1, 1, 1, 1, 1, 1, 1);
     assert_eq!(
         conv_run(&direct, &[3.0], &[2.0], Some(&[1.0])),

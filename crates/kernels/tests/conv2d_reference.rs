@@ -1,18 +1,11 @@
-//! Checks of the f64 reference twins themselves (`common/reference.rs`), before the other
-//! suites trust them as the ground truth:
+//! Checks of the conv f64 reference twins themselves (`common/reference.rs`), before the
+//! other conv suites trust them as the ground truth:
 //!
-//! - central finite differences in f64 prove each reference backward formula is the true
-//!   derivative of its reference forward: for `L = Σ r ⊙ f(x)` with a fixed random `r`,
-//!   `(L(x + ε e_i) - L(x - ε e_i)) / 2ε` must equal the analytic `dL/dx_i` that the
-//!   backward twin computes from `dy = r`. Conv, dense, pooling and ReLU are piecewise
-//!   linear, so the difference is exact up to f64 rounding (~1e-13 here) and the tolerance
-//!   is 1e-8; softmax cross-entropy is smooth and its O(ε²) truncation with ε = 1e-5 is
-//!   ~1e-10, tolerance 1e-6;
+//! - central finite differences in f64 prove the reference weight, bias and input
+//!   gradients are the true derivatives of the reference forward (piecewise linear, so
+//!   exact up to f64 rounding; tolerance 1e-8);
 //! - the lowered form agrees with the direct sum: `conv(x) = W · im2col(x) + b`, and
 //!   `col2im` is the adjoint of `im2col` (`<im2col(x), c> = <x, col2im(c)>`).
-//!
-//! Since `forward.rs` and `backward.rs` show the fast kernels match these twins, together
-//! they prove the fast backward kernels are the derivatives of the fast forward kernels.
 
 mod common;
 
@@ -43,7 +36,7 @@ fn conv_fd_shapes() -> Vec<Conv2dShape> {
 /// Proves the reference conv weight, bias and input gradients are the derivatives of the
 /// reference forward (with padding, stride and bias).
 #[test]
-fn reference_conv_gradients_match_finite_differences() {
+fn conv2d_reference_gradients_match_finite_differences() {
     let mut r = rng(101);
     for s in conv_fd_shapes() {
         let x = f64s(&rand_vec(&mut r, s.input_len()));
@@ -84,7 +77,7 @@ fn reference_conv_gradients_match_finite_differences() {
 /// the adjoint of im2col: `<im2col(x), c> = <x, col2im(c)>` (what makes `dx = col2im(Wᵀ dy)`
 /// the input gradient).
 #[test]
-fn reference_lowering_is_consistent() {
+fn conv2d_reference_lowering_is_consistent() {
     let mut r = rng(106);
     let mut shapes = conv_fixed_shapes();
     shapes.extend(conv_random_shapes(107, 10));

@@ -1,0 +1,405 @@
+//! The direct forward paths of stride-1 convolutions ([`ForwardPath::Taps`],
+//! [`ForwardPath::TapPairs`], [`ForwardPath::Grouped`]), on a zero-padded copy of each
+//! image ([`pad_image`]):
+//!
+//! `y[o, i, j] = b[o] + Σ_{c,u,v} W[o, c, u, v] · xp[c, i + u, j + v]`.
+//!
+//! Every path sums each output in tap order from its bias, one lane per output, so they
+//! give bit-identical results at either vector width. The input gradient's
+//! [`InputGradPath::Transposed`](super::InputGradPath::Transposed) runs them too.
+
+use super::padding::pad_image;
+use super::{for_each_image, Conv2dShape, ForwardPath};
+use crate::simd::{Vector, AVX512};
+use wide::f32x8;
+
+/// Output vectors per register tile of [`grouped_tiles`]: 2 with AVX-512 (2 · 8
+/// accumulators, 2 input vectors and the broadcast weights of its 32 registers; 3
+/// vectors, 24 accumulators, measured no faster and spill), 1 with AVX2 (8 + 1 of its 16;
+/// a 2-vector tile spills and runs 25 % slower).
+const FWD_TILE: usize = if AVX512 { 2 } else { 1 };
+
+impl Conv2dShape {
+    /// Weights regrouped for [`ForwardPath::Grouped`]: `[ceil(out_c / 8), taps, 8]`.
+    pub(crate) fn grouped_weight_len(&self) -> usize {
+        self.out_c.div_ceil(8) * 8 * self.col_rows()
+    }
+}
+
+/// A direct forward path over the batch, `V` the widest vector: per image, the padded
+/// copy into its chunk's `padded_len()` part of `scratch`, then the path's kernel. The
+/// scratch holds `chunks · padded_len` values, then for [`ForwardPath::Grouped`] the
+/// regrouped weights ([`ForwardPath::scratch_len`]).
+pub(super) fn forward<V: Vector>(
+    s: &Conv2dShape,
+    path: ForwardPath,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let pl = s.padded_len();
+    let (bufs, grouped) = scratch.split_at_mut(s.chunks() * pl);
+    let grouped = if path == ForwardPath::Grouped {
+        let grouped = &mut grouped[..s.grouped_weight_len()];
+        group_weights(s, weight, grouped);
+        &*grouped
+    } else {
+        &[]
+    };
+    for_each_image(
+        (y, s.out_image_len()),
+        (x, s.in_image_len()),
+        (bufs, pl),
+        |yn, xn, buf| {
+            pad_image(s, xn, buf);
+            forward_image::<V>(s, path, buf, weight, grouped, bias, yn);
+        },
+    );
+}
+
+/// One image of a direct path from its padded copy `xp`.
+///
+/// For the small tap counts `in_c · kh · kw` 1, 4 and 9 (seednet's 1-channel 3x3) a
+/// monomorphised kernel ([`forward_taps`]) loads the input vectors of every tap once per
+/// block of output columns and reuses them for every output channel; every other count
+/// takes the register-tiled [`grouped_tiles`].
+#[inline(never)]
+fn forward_image<V: Vector>(
+    s: &Conv2dShape,
+    path: ForwardPath,
+    xp: &[f32],
+    weight: &[f32],
+    grouped: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let pairs = path == ForwardPath::TapPairs;
+    match (path, s.col_rows()) {
+        (ForwardPath::Grouped, _) => grouped_kw::<V>(s, xp, grouped, bias, y),
+        (ForwardPath::Taps | ForwardPath::TapPairs, 1) => forward_taps::<1, V>(s, xp, weight, bias, y, pairs),
+        (ForwardPath::Taps | ForwardPath::TapPairs, 4) => forward_taps::<4, V>(s, xp, weight, bias, y, pairs),
+        (ForwardPath::Taps | ForwardPath::TapPairs, 9) => forward_taps::<9, V>(s, xp, weight, bias, y, pairs),
+        (path, taps) => unreachable!("{path:?} is not a direct path for {taps} taps"),
+    }
+}
+
+/// Per tap `t = (c·kh + u)·kw + v`: its offset `c·hp·wp + u·wp + v` in the padded copy.
+fn tap_offsets<const T: usize>(s: &Conv2dShape) -> [usize; T] {
+    let (plane, wp) = (s.padded_plane(), s.padded_stride());
+    std::array::from_fn(|t| {
+        let (c, u, v) = (t / (s.kh * s.kw), t / s.kw % s.kh, t % s.kw);
+        c * plane + u * wp + v
+    })
+}
+
+/// [`ForwardPath::Taps`] for `T = in_c · kh · kw` taps: per output row, blocks of
+/// `V::LANES` columns ([`forward_block`]), then 8; the last partial block is computed
+/// whole and stored in part. With `pairs` ([`ForwardPath::TapPairs`], exactly 8 output
+/// channels), rows go in pairs: the `V`-blocks of rows `i` and `i + 1` together
+/// ([`tap_pair_block`]), then the rest of both rows as single blocks; an odd last row
+/// alone. From 18 taps up the tap kernel's `T` input vectors plus 8 accumulators outgrow
+/// the registers, so those take [`ForwardPath::Grouped`] (module docs of `conv`).
+fn forward_taps<const T: usize, V: Vector>(
+    s: &Conv2dShape,
+    xp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    pairs: bool,
+) {
+    debug_assert_eq!(s.col_rows(), T);
+    debug_assert!(!pairs || s.out_c == 8);
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let off = tap_offsets::<T>(s);
+    // Columns `j ..` of output row `i`, one block at a time.
+    let row_from = |y: &mut [f32], i: usize, mut j: usize| {
+        while j + V::LANES <= ow {
+            forward_block::<T, V>(s, xp, weight, bias, y, &off, i, j, V::LANES);
+            j += V::LANES;
+        }
+        while j < ow {
+            forward_block::<T, f32x8>(s, xp, weight, bias, y, &off, i, j, 8.min(ow - j));
+            j += 8;
+        }
+    };
+    let mut i = 0;
+    while i < oh {
+        if pairs && i + 1 < oh {
+            let mut j = 0;
+            while j + V::LANES <= ow {
+                tap_pair_block::<T, V>(s, xp, weight, bias, y, &off, i, j);
+                j += V::LANES;
+            }
+            row_from(y, i, j);
+            row_from(y, i + 1, j);
+            i += 2;
+        } else {
+            row_from(y, i, 0);
+            i += 1;
+        }
+    }
+}
+
+/// Outputs `(i .. i + 2, j .. j + V::LANES)` of the 8 output channels of
+/// [`forward_taps`]: `y[o, i', j'] = b[o] + Σ_t W[o, t] · xp[tap t at (i', j')]`, summed
+/// in tap order (as [`channels_block`] does), 16 accumulators; each tap's two input
+/// vectors are loaded where used, its 8 weights broadcast once for both rows. Index loops
+/// (not iterators) over the accumulators, so every index is a constant once unrolled and
+/// they stay in registers.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[inline(always)]
+fn tap_pair_block<const T: usize, V: Vector>(
+    s: &Conv2dShape,
+    xp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    off: &[usize; T],
+    i: usize,
+    j: usize,
+) {
+    debug_assert_eq!(s.out_c, 8);
+    let (wp, ow) = (s.padded_stride(), s.out_w());
+    let plane = s.out_h() * ow;
+    let base = [i * wp + j, (i + 1) * wp + j];
+    let at = [i * ow + j, (i + 1) * ow + j];
+    let w = &weight[..8 * T];
+    let b: [f32; 8] = std::array::from_fn(|g| bias.map_or(0.0, |b| b[g]));
+    let mut acc: [[V; 8]; 2] = [std::array::from_fn(|g| V::splat(b[g])); 2];
+    for t in 0..T {
+        let xv: [V; 2] = std::array::from_fn(|p| V::load(&xp[off[t] + base[p]..]));
+        for g in 0..8 {
+            let wv = V::splat(w[g * T + t]);
+            for p in 0..2 {
+                acc[p][g] = xv[p].mul_add(wv, acc[p][g]);
+            }
+        }
+    }
+    for g in 0..8 {
+        for p in 0..2 {
+            let o = g * plane + at[p];
+            acc[p][g].store_prefix(&mut y[o..o + V::LANES], V::LANES);
+        }
+    }
+}
+
+/// Outputs `(i, j .. j + n)` of every output channel (`n <= V::LANES`): the input vector
+/// of each tap is loaded once, then channels go in groups of 8/4/1 so several independent
+/// FMA chains hide the FMA latency.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn forward_block<const T: usize, V: Vector>(
+    s: &Conv2dShape,
+    xp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    off: &[usize; T],
+    i: usize,
+    j: usize,
+    n: usize,
+) {
+    let ow = s.out_w();
+    let base = i * s.padded_stride() + j;
+    let xv: [V; T] = std::array::from_fn(|t| V::load(&xp[off[t] + base..]));
+    let (plane, at) = (s.out_h() * ow, i * ow + j);
+    let mut o = 0;
+    while o + 8 <= s.out_c {
+        channels_block::<T, 8, V>(o, &xv, weight, bias, y, plane, at, n);
+        o += 8;
+    }
+    while o + 4 <= s.out_c {
+        channels_block::<T, 4, V>(o, &xv, weight, bias, y, plane, at, n);
+        o += 4;
+    }
+    while o < s.out_c {
+        channels_block::<T, 1, V>(o, &xv, weight, bias, y, plane, at, n);
+        o += 1;
+    }
+}
+
+/// Output channels `o0 .. o0 + G` of one block of output columns at offset `at` of each
+/// `plane`-sized output channel, its first `n` lanes stored: `y = b + Σ_t W[o, t] · xv[t]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn channels_block<const T: usize, const G: usize, V: Vector>(
+    o0: usize,
+    xv: &[V; T],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    plane: usize,
+    at: usize,
+    n: usize,
+) {
+    let w: &[f32] = &weight[o0 * T..(o0 + G) * T];
+    let mut acc: [V; G] = std::array::from_fn(|g| V::splat(bias.map_or(0.0, |b| b[o0 + g])));
+    for t in 0..T {
+        for g in 0..G {
+            acc[g] = xv[t].mul_add(V::splat(w[g * T + t]), acc[g]);
+        }
+    }
+    for (g, a) in acc.into_iter().enumerate() {
+        a.store_prefix(&mut y[(o0 + g) * plane + at..], n);
+    }
+}
+
+/// Regroups `weight` (`[out_c, taps]`) as `[ceil(out_c / 8), taps, 8]`, zero-filling the
+/// channels past `out_c`: the 8 weights one input vector meets are then adjacent.
+fn group_weights(s: &Conv2dShape, weight: &[f32], grouped: &mut [f32]) {
+    let taps = s.col_rows();
+    for (og, block) in grouped.chunks_exact_mut(8 * taps).enumerate() {
+        for (t, lane) in block.chunks_exact_mut(8).enumerate() {
+            for (g, v) in lane.iter_mut().enumerate() {
+                let o = og * 8 + g;
+                *v = if o < s.out_c { weight[o * taps + t] } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// One output vector of a tile: output row `i`, columns `j .. j + n` (`n <= V::LANES`),
+/// `x` = `i · padded_stride + j` (its first tap's input offset in a plane of the padded
+/// copy), `y` = `i · ow + j` (its offset in an output plane).
+#[derive(Clone, Copy)]
+struct OutVec {
+    x: usize,
+    y: usize,
+    n: usize,
+}
+
+/// [`grouped_tiles`] with the common kernel widths as constants (the tap loop unrolled).
+/// Kept out of [`forward_image`], whose tap kernels are then compiled as on their own.
+#[inline(never)]
+fn grouped_kw<V: Vector>(s: &Conv2dShape, xp: &[f32], grouped: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    match s.kw {
+        1 => grouped_tiles::<V>(s, xp, grouped, bias, y, 1),
+        2 => grouped_tiles::<V>(s, xp, grouped, bias, y, 2),
+        3 => grouped_tiles::<V>(s, xp, grouped, bias, y, 3),
+        5 => grouped_tiles::<V>(s, xp, grouped, bias, y, 5),
+        kw => grouped_tiles::<V>(s, xp, grouped, bias, y, kw),
+    }
+}
+
+/// [`ForwardPath::Grouped`] for one image, any tap count, from the padded copy and the
+/// grouped weights ([`group_weights`]), `kw == s.kw`.
+///
+/// Shapes: `xp` one image's padded copy `[in_c, h + 2 pad, padded_stride]`, `grouped`
+/// `[ceil(out_c / 8), in_c · kh · kw, 8]`, `bias` `[out_c]`, `y` one output image
+/// `[out_c, oh, ow]` (overwritten).
+///
+/// Blocking: each output row is cut into `ceil(ow / L)` vectors of `L = V::LANES` columns
+/// (the last one partial: computed whole and stored in part; its extra lanes read on
+/// into the row's slack and are discarded). The vectors of the whole plane, in row-major
+/// order, go in tiles of [`FWD_TILE`] (a 1-vector tile for an odd last one), so a tile
+/// holds two segments of one row (`ow` 32) or the same columns of two consecutive rows
+/// (`ow <= 16`), or straddles a row end. Per group of 8 output channels (outer loop: its
+/// weights stay in L1) and tile, `FWD_TILE · 8` vector accumulators start at the bias;
+/// per tap `(c, u, v)` one input vector per tile vector and 8 broadcast weights feed
+/// `FWD_TILE · 8` independent FMAs (`FWD_TILE + 8` loads). The taps of one kernel row
+/// `(c, u)` come from one bounds-checked slice per tile vector, `kw` constant for the
+/// common widths, so the tap loop has no per-tap checks.
+#[inline(always)]
+fn grouped_tiles<V: Vector>(
+    s: &Conv2dShape,
+    xp: &[f32],
+    grouped: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    kw: usize,
+) {
+    debug_assert_eq!(s.kw, kw);
+    let (oh, ow, wp) = (s.out_h(), s.out_w(), s.padded_stride());
+    let per_row = ow.div_ceil(V::LANES);
+    let count = oh * per_row;
+    let vec_at = |q: usize| {
+        let (i, j) = (q / per_row, q % per_row * V::LANES);
+        OutVec {
+            x: i * wp + j,
+            y: i * ow + j,
+            n: V::LANES.min(ow - j),
+        }
+    };
+    let plane = oh * ow;
+    for (og, wg) in grouped.chunks_exact(8 * s.col_rows()).enumerate() {
+        let b: [f32; 8] = std::array::from_fn(|g| {
+            let o = og * 8 + g;
+            bias.filter(|_| o < s.out_c).map_or(0.0, |b| b[o])
+        });
+        let outs = s.out_c.min(og * 8 + 8) - og * 8;
+        let yg = &mut y[og * 8 * plane..(og * 8 + outs) * plane];
+        let mut q = 0;
+        while q + FWD_TILE <= count {
+            grouped_tile::<V, FWD_TILE>(
+                s,
+                xp,
+                wg,
+                &b,
+                kw,
+                std::array::from_fn(|k| vec_at(q + k)),
+                yg,
+                plane,
+            );
+            q += FWD_TILE;
+        }
+        while q < count {
+            grouped_tile::<V, 1>(s, xp, wg, &b, kw, [vec_at(q)], yg, plane);
+            q += 1;
+        }
+    }
+}
+
+/// One tile of [`grouped_tiles`]: the `P` output vectors `at` of one group of 8 output
+/// channels, `wg` its grouped weights (`[taps, 8]`), `b` its biases, `yg` its output
+/// planes (`plane` values each, only the real channels).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn grouped_tile<V: Vector, const P: usize>(
+    s: &Conv2dShape,
+    xp: &[f32],
+    wg: &[f32],
+    b: &[f32; 8],
+    kw: usize,
+    at: [OutVec; P],
+    yg: &mut [f32],
+    plane: usize,
+) {
+    let (wp, plane_in) = (s.padded_stride(), s.padded_plane());
+    let mut acc: [[V; 8]; P] = [std::array::from_fn(|g| V::splat(b[g])); P];
+    // One row of taps (c, u, v = 0 .. kw) at a time: its kw · 8 weights and, per tile
+    // vector, the kw - 1 + L input values its kw shifted vectors read.
+    let mut w_rows = wg.chunks_exact(kw * 8);
+    for c in 0..s.in_c {
+        for u in 0..s.kh {
+            let w = w_rows.next().expect("in_c · kh rows of taps");
+            let off = c * plane_in + u * wp;
+            let xr: [&[f32]; P] = std::array::from_fn(|p| &xp[off + at[p].x..][..kw - 1 + V::LANES]);
+            for v in 0..kw {
+                let xv: [V; P] = std::array::from_fn(|p| V::load(&xr[p][v..]));
+                let wv = &w[v * 8..v * 8 + 8];
+                for g in 0..8 {
+                    let wgv = V::splat(wv[g]);
+                    for p in 0..P {
+                        acc[p][g] = xv[p].mul_add(wgv, acc[p][g]);
+                    }
+                }
+            }
+        }
+    }
+    for p in 0..P {
+        store_channels(acc[p], yg, plane, at[p]);
+    }
+}
+
+/// Stores one output vector `at` of each channel of a group (`yg`: its real channels'
+/// planes of `plane` values). Not inlined, and given copies of the accumulators, so
+/// the tap loop never indexes its accumulators at run time (which would keep them in
+/// memory).
+#[inline(never)]
+fn store_channels<V: Vector>(acc: [V; 8], yg: &mut [f32], plane: usize, at: OutVec) {
+    for (a, yo) in acc.into_iter().zip(yg.chunks_exact_mut(plane)) {
+        a.store_prefix(&mut yo[at.y..], at.n);
+    }
+}

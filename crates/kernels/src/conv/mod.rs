@@ -1,0 +1,327 @@
+//! 2-D convolution (cross-correlation, as PyTorch's `Conv2d`): forward, weight and bias
+//! gradients, input gradient; im2col / col2im lowering and direct SIMD paths.
+//!
+//! Shapes (all row-major, NCHW, batch first):
+//! - input `x`: `[batch, in_c, h, w]`
+//! - weight `W`: `[out_c, in_c, kh, kw]`, bias `b`: `[out_c]`
+//! - output `y`: `[batch, out_c, oh, ow]` with `oh = (h + 2 pad - kh) / stride + 1`
+//!
+//! `y[n, o, i, j] = b[o] + Σ_{c, u, v} W[o, c, u, v] · x[n, c, i·stride + u - pad, j·stride + v - pad]`
+//! (out-of-range input positions read as zero).
+//!
+//! Lowered form, per image: `col = im2col(x_n)` is `[in_c·kh·kw, oh·ow]`, then
+//! `y_n = W · col + b` (`W` seen as `[out_c, in_c·kh·kw]`). The gradients follow by the
+//! chain rule (the seed's eq. 10-12 with `T = W · input + b`):
+//! `dW = Σ_n dy_n · col_nᵀ`, `db[o] = Σ_{n, i, j} dy[n, o, i, j]`,
+//! `dcol_n = Wᵀ · dy_n`, `dx_n = col2im(dcol_n)`.
+//!
+//! # Paths
+//!
+//! Each kernel has a few code paths ([`ForwardPath`], [`WeightGradPath`],
+//! [`InputGradPath`]); the shape picks one in one place ([`Conv2dShape::forward_path`],
+//! [`Conv2dShape::weight_grad_path`], [`Conv2dShape::input_grad_path`]), and its scratch
+//! size follows from that choice. Figures: `benches/kernels.rs` (group `conv_path` runs
+//! every path at the shapes it serves), AVX-512, batch 32.
+//!
+//! | kernel | path | shapes that take it | why |
+//! | --- | --- | --- | --- |
+//! | forward | [`Taps`](ForwardPath::Taps) (`forward_direct.rs`) | stride 1, `in_c·kh·kw` of 1, 4 or 9 taps, `out_c != 8` (any `out_c` without AVX-512) | loads each tap's input vector once per block of columns and reuses it for every output channel: 5-25 % faster than `Grouped` at 9 taps and fewer |
+//! | forward | [`TapPairs`](ForwardPath::TapPairs) (`forward_direct.rs`) | as `Taps` with exactly 8 output channels, AVX-512 | two rows per block (2 · 8 accumulators): 1.2x at seednet's 1 -> 8, 132 -> 157 GFLOP/s on 1 thread; with 16 or more channels the single row is as fast or faster (1 -> 16: 158 vs 152, 1 -> 32: 170 vs 155) |
+//! | forward | [`Grouped`](ForwardPath::Grouped) (`forward_direct.rs`) | every other stride-1 shape | from 18 taps up the tap kernel's input vectors and accumulators outgrow the registers; the register tiles are 1.25x to 1.6x faster (1 thread: 18 taps 143 -> 180 GFLOP/s, 25 taps 120 -> 150, flowernet's first layer, 27 taps, 152 -> 199) |
+//! | forward | [`Gemm`](ForwardPath::Gemm) (`lowering.rs`) | stride > 1 | the direct kernels read contiguous input columns |
+//! | weight grad | [`Direct3x3`](WeightGradPath::Direct3x3) (`weight_grad_3x3.rs`) | stride 1, 3x3, any channel counts and padding | beats im2col + GEMM at every channel count measured (2 threads: 1.4x at flowernet's 32 to 64 channels, 16x16, up to 7x at seednet's 1 to 8, 50x50) |
+//! | weight grad | [`DirectArea`](WeightGradPath::DirectArea) (`weight_grad_direct.rs`) | stride 1, not 3x3, `in_c <= 3`, `kh·kw` of 1, 4, 9 or 25 | with so few input channels the lowered GEMM has a tiny dimension and starves |
+//! | weight grad | [`DirectRows`](WeightGradPath::DirectRows) (`weight_grad_direct.rs`) | stride 1, not 3x3, `in_c <= 3`, other kernel areas | as `DirectArea`, without a kernel per area |
+//! | weight grad | [`Gemm`](WeightGradPath::Gemm) (`lowering.rs`) | stride > 1, or not 3x3 with `in_c > 3` | with more input channels im2col + GEMM wins |
+//! | input grad | [`Transposed`](InputGradPath::Transposed) (`input_grad.rs`) | stride 1, square kernel, `pad < k` | the forward pass of the flipped, transposed kernel ([`Conv2dShape::forward_path`] of the transposed shape), no im2col or GEMM packing |
+//! | input grad | [`Col2im`](InputGradPath::Col2im) (`lowering.rs`) | everything else: stride > 1, non-square kernels (`1x3`), `pad >= k` | `Wᵀ · dy_n` by GEMM, then col2im |
+//!
+//! The direct paths read a zero-padded copy of each image (`padding.rs`), so their inner
+//! loops have no bounds or padding checks.
+//!
+//! # Vector width
+//!
+//! Every vector path runs at 8 or 16 lanes ([`Lanes`]): the `*_with` entry points take
+//! it, chosen once per call. The public kernels run each path at the width the build
+//! picks (`build_lanes` of each path enum: [`Lanes::BUILD`] for the grouped forward and
+//! the 3x3 weight gradient, whose register tiles follow AVX-512; 16 lanes on every build
+//! for the tap kernels, the other direct weight gradients and the bias plane sums). The
+//! forward paths give bit-identical outputs at either width (one lane per output, summed
+//! in tap order); the weight gradients' sums depend on it. The dot products of
+//! `DirectRows` and the adds of col2im are `simd.rs`'s 8-lane helpers at either width.
+//!
+//! Threads: rayon over fixed chunks of [`BATCH_CHUNK`] images. The weight and bias
+//! gradients are summed per chunk, then over chunks in chunk order, so results are
+//! bit-identical for any number of threads.
+
+mod forward_direct;
+mod input_grad;
+mod lowering;
+mod padding;
+mod paths;
+mod shape;
+mod weight_grad_3x3;
+mod weight_grad_direct;
+
+pub use lowering::{col2im, im2col};
+pub use paths::{ForwardPath, InputGradPath, WeightGradPath};
+pub use shape::Conv2dShape;
+
+use crate::shape::check_len;
+use crate::simd::{self, Lanes, Vector};
+use padding::pad_image;
+use rayon::prelude::*;
+use wide::{f32x16, f32x8};
+
+/// Images per parallel task. Fixed (not derived from the thread count) so that the
+/// per-chunk partial gradient sums, and so the results, do not depend on threads.
+pub const BATCH_CHUNK: usize = 4;
+
+fn check_scratch(what: &str, got: usize, want: usize) {
+    assert!(
+        got >= want,
+        "{what}: scratch has {got} values, needs at least {want}"
+    );
+}
+
+/// Panics unless the forced `path` can serve `s`.
+fn check_path(what: &str, path: impl std::fmt::Debug, supported: bool, s: &Conv2dShape) {
+    assert!(supported, "{what}: path {path:?} cannot serve {s:?}");
+}
+
+/// Calls `f(out_n, in_n, buf)` for every image `n` of a batch, `out` and `inp` holding
+/// `out_len` and `in_len` values per image: one rayon task per [`BATCH_CHUNK`] images,
+/// which runs them in order with its own `buf_len` values of `bufs`.
+fn for_each_image(
+    (out, out_len): (&mut [f32], usize),
+    (inp, in_len): (&[f32], usize),
+    (bufs, buf_len): (&mut [f32], usize),
+    f: impl Fn(&mut [f32], &[f32], &mut [f32]) + Sync,
+) {
+    out.par_chunks_mut(BATCH_CHUNK * out_len)
+        .zip(inp.par_chunks(BATCH_CHUNK * in_len))
+        .zip(bufs.par_chunks_mut(buf_len))
+        .for_each(|((oc, ic), buf)| {
+            for (o, i) in oc.chunks_exact_mut(out_len).zip(ic.chunks_exact(in_len)) {
+                f(o, i, buf);
+            }
+        });
+}
+
+/// Forward convolution, `y = conv(x, W) + b` (module docs give the equation).
+///
+/// `x`: `[batch, in_c, h, w]`, `weight`: `[out_c, in_c, kh, kw]`, `bias`: `[out_c]` or
+/// `None`, `y`: `[batch, out_c, oh, ow]` (overwritten), `scratch`: at least
+/// [`Conv2dShape::forward_scratch_len`] values.
+pub fn conv2d_forward(
+    s: &Conv2dShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let path = s.forward_path();
+    conv2d_forward_with(s, path, path.build_lanes(), x, weight, bias, y, scratch);
+}
+
+/// [`conv2d_forward`] on a forced `path` at `lanes`, for tests and benches. Panics if the
+/// path cannot serve the shape ([`ForwardPath::supports`]); `scratch`: at least
+/// [`ForwardPath::scratch_len`] values.
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_with(
+    s: &Conv2dShape,
+    path: ForwardPath,
+    lanes: Lanes,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    const WHAT: &str = "conv2d_forward";
+    s.check();
+    check_path(WHAT, path, path.supports(s), s);
+    check_len(WHAT, "x", x.len(), s.input_len());
+    check_len(WHAT, "weight", weight.len(), s.weight_len());
+    if let Some(b) = bias {
+        check_len(WHAT, "bias", b.len(), s.out_c);
+    }
+    check_len(WHAT, "y", y.len(), s.output_len());
+    check_scratch(WHAT, scratch.len(), path.scratch_len(s));
+    match (path, lanes) {
+        (ForwardPath::Gemm, _) => lowering::forward(s, x, weight, bias, y, scratch),
+        (_, Lanes::Eight) => forward_direct::forward::<f32x8>(s, path, x, weight, bias, y, scratch),
+        (_, Lanes::Sixteen) => forward_direct::forward::<f32x16>(s, path, x, weight, bias, y, scratch),
+    }
+}
+
+/// Weight and bias gradients: `dW = Σ_n dy_n · col_nᵀ` (`[out_c, in_c, kh, kw]`,
+/// overwritten) and `db[o] = Σ_{n,i,j} dy[n, o, i, j]` (`[out_c]`, overwritten, skipped when
+/// `None`).
+///
+/// `x`: the forward input `[batch, in_c, h, w]`; `dy`: `[batch, out_c, oh, ow]`;
+/// `scratch`: at least [`Conv2dShape::backward_weights_scratch_len`] values. Partial sums
+/// are taken per [`BATCH_CHUNK`] images and added in chunk order (thread-count
+/// independent). The path is [`Conv2dShape::weight_grad_path`] (module docs).
+pub fn conv2d_backward_weights(
+    s: &Conv2dShape,
+    x: &[f32],
+    dy: &[f32],
+    grad_weight: &mut [f32],
+    grad_bias: Option<&mut [f32]>,
+    scratch: &mut [f32],
+) {
+    let path = s.weight_grad_path();
+    conv2d_backward_weights_with(
+        s,
+        path,
+        path.build_lanes(),
+        x,
+        dy,
+        grad_weight,
+        grad_bias,
+        scratch,
+    );
+}
+
+/// [`conv2d_backward_weights`] on a forced `path` at `lanes`, for tests and benches.
+/// Panics if the path cannot serve the shape ([`WeightGradPath::supports`]); `scratch`:
+/// at least [`WeightGradPath::scratch_len`] values.
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_weights_with(
+    s: &Conv2dShape,
+    path: WeightGradPath,
+    lanes: Lanes,
+    x: &[f32],
+    dy: &[f32],
+    grad_weight: &mut [f32],
+    grad_bias: Option<&mut [f32]>,
+    scratch: &mut [f32],
+) {
+    const WHAT: &str = "conv2d_backward_weights";
+    s.check();
+    check_path(WHAT, path, path.supports(s), s);
+    check_len(WHAT, "x", x.len(), s.input_len());
+    check_len(WHAT, "dy", dy.len(), s.output_len());
+    check_len(WHAT, "grad_weight", grad_weight.len(), s.weight_len());
+    if let Some(gb) = &grad_bias {
+        check_len(WHAT, "grad_bias", gb.len(), s.out_c);
+    }
+    check_scratch(WHAT, scratch.len(), path.scratch_len(s));
+    let want_bias = grad_bias.is_some();
+    let partials = match lanes {
+        Lanes::Eight => backward_weights_chunks::<f32x8>(s, path, x, dy, want_bias, scratch),
+        Lanes::Sixteen => backward_weights_chunks::<f32x16>(s, path, x, dy, want_bias, scratch),
+    };
+    let part_len = s.weight_len() + s.out_c;
+    let mut parts = partials.chunks_exact(part_len);
+    let first = parts.next().expect("batch >= 1");
+    let wl = s.weight_len();
+    grad_weight.copy_from_slice(&first[..wl]);
+    let mut gb = grad_bias;
+    if let Some(gb) = gb.as_deref_mut() {
+        gb.copy_from_slice(&first[wl..]);
+    }
+    for part in parts {
+        simd::add_assign(grad_weight, &part[..wl]);
+        if let Some(gb) = gb.as_deref_mut() {
+            simd::add_assign(gb, &part[wl..]);
+        }
+    }
+}
+
+/// The per-chunk partial sums of [`conv2d_backward_weights_with`], in the first
+/// `chunks() · (weight_len + out_c)` values of `scratch` (returned), each chunk's
+/// `[weight gradient, bias gradient]` summed over its images in order; the rest of
+/// `scratch` holds each chunk's lowering buffer ([`WeightGradPath::scratch_len`]).
+fn backward_weights_chunks<'a, V: Vector>(
+    s: &Conv2dShape,
+    path: WeightGradPath,
+    x: &[f32],
+    dy: &[f32],
+    want_bias: bool,
+    scratch: &'a mut [f32],
+) -> &'a [f32] {
+    let (il, ol, wl) = (s.in_image_len(), s.out_image_len(), s.weight_len());
+    let part_len = wl + s.out_c;
+    let (partials, rest) = scratch.split_at_mut(s.chunks() * part_len);
+    let lowered = path.lowered_len(s);
+    let p = s.out_h() * s.out_w();
+    partials
+        .par_chunks_mut(part_len)
+        .zip(x.par_chunks(BATCH_CHUNK * il))
+        .zip(dy.par_chunks(BATCH_CHUNK * ol))
+        .zip(rest[..s.chunks() * lowered].par_chunks_mut(lowered))
+        .for_each(|(((part, xc), dyc), buf)| {
+            let (pw, pb) = part.split_at_mut(wl);
+            pb.fill(0.0);
+            if path == WeightGradPath::Direct3x3 {
+                weight_grad_3x3::backward_weights_chunk::<V>(s, xc, dyc, buf, pw, want_bias.then_some(pb));
+                return;
+            }
+            pw.fill(0.0);
+            for (xn, dyn_) in xc.chunks_exact(il).zip(dyc.chunks_exact(ol)) {
+                if path == WeightGradPath::Gemm {
+                    lowering::backward_weights_image(s, xn, dyn_, buf, pw);
+                } else {
+                    pad_image(s, xn, buf);
+                    weight_grad_direct::backward_weights_image::<V>(s, path, buf, dyn_, pw);
+                }
+                if want_bias {
+                    for (g, row) in pb.iter_mut().zip(dyn_.chunks_exact(p)) {
+                        *g += weight_grad_direct::plane_sum::<V>(row);
+                    }
+                }
+            }
+        });
+    partials
+}
+
+/// Input gradient: `dx_n = col2im(Wᵀ · dy_n)` for every image (`[batch, in_c, h, w]`,
+/// overwritten). A network skips this for its first layer. Where
+/// [`InputGradPath::Transposed`] can serve the shape (stride 1, square kernel,
+/// `pad < k`), it runs as the direct forward pass of the transposed convolution instead
+/// (no im2col, no GEMM packing); non-square kernels and `pad >= k` go through col2im.
+///
+/// `weight`: `[out_c, in_c, kh, kw]`; `dy`: `[batch, out_c, oh, ow]`; `scratch`: at least
+/// [`Conv2dShape::backward_input_scratch_len`] values.
+pub fn conv2d_backward_input(
+    s: &Conv2dShape,
+    weight: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let path = s.input_grad_path();
+    conv2d_backward_input_with(s, path, path.build_lanes(s), weight, dy, dx, scratch);
+}
+
+/// [`conv2d_backward_input`] on a forced `path` at `lanes`, for tests and benches. Panics
+/// if the path cannot serve the shape ([`InputGradPath::supports`]); `scratch`: at least
+/// [`InputGradPath::scratch_len`] values.
+#[doc(hidden)]
+pub fn conv2d_backward_input_with(
+    s: &Conv2dShape,
+    path: InputGradPath,
+    lanes: Lanes,
+    weight: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    scratch: &mut [f32],
+) {
+    const WHAT: &str = "conv2d_backward_input";
+    s.check();
+    check_path(WHAT, path, path.supports(s), s);
+    check_len(WHAT, "weight", weight.len(), s.weight_len());
+    check_len(WHAT, "dy", dy.len(), s.output_len());
+    check_len(WHAT, "dx", dx.len(), s.input_len());
+    check_scratch(WHAT, scratch.len(), path.scratch_len(s));
+    match (path, lanes) {
+        (InputGradPath::Col2im, _) => lowering::backward_input(s, weight, dy, dx, scratch),
+        (_, Lanes::Eight) => input_grad::backward_input_transposed::<f32x8>(s, weight, dy, dx, scratch),
+        (_, Lanes::Sixteen) => input_grad::backward_input_transposed::<f32x16>(s, weight, dy, dx, scratch),
+    }
+}

@@ -1,0 +1,271 @@
+//! The code paths of the three conv kernels, which one a shape takes (chosen here and
+//! nowhere else: [`Conv2dShape::forward_path`], [`Conv2dShape::weight_grad_path`],
+//! [`Conv2dShape::input_grad_path`]), which shapes each can serve, and the scratch each
+//! needs. The module docs of [`conv`](super) give the table and the measurements.
+
+use super::{Conv2dShape, BATCH_CHUNK};
+use crate::simd::{Lanes, AVX512, WIDE_LANES};
+
+// The register tiles of the direct paths (`FWD_TILE`, `DW3X3_GROUP`, [`TAP_PAIRS`]) are
+// sized for the build's widest vector, which is what [`Lanes::BUILD`] runs.
+const _: () = assert!(Lanes::BUILD.count() == WIDE_LANES);
+
+/// A non-3x3 stride-1 weight gradient takes a direct path ([`WeightGradPath::DirectArea`]
+/// or [`WeightGradPath::DirectRows`]) when `in_c <= DIRECT_MAX_IN_C`: with so few input
+/// channels the lowered GEMM has a tiny dimension and starves; with more, im2col + GEMM
+/// wins.
+const DIRECT_MAX_IN_C: usize = 3;
+
+/// Whether the tap kernels pair output rows for exactly 8 output channels
+/// ([`ForwardPath::TapPairs`]): with AVX-512 (2 · 8 accumulators, 2 input vectors per tap;
+/// 1.2x at seednet's 1 -> 8 channels, 132 -> 157 GFLOP/s on 1 thread, batch 32). With 16
+/// or more channels the single-row block, which shares its `T` input vectors across the
+/// channel groups, is as fast or faster (1 -> 16: 158 vs 152, 1 -> 32: 170 vs 155).
+const TAP_PAIRS: bool = AVX512;
+
+/// Tap counts `in_c · kh · kw` with a kernel of their own ([`ForwardPath::Taps`]).
+pub(crate) fn has_tap_kernel(taps: usize) -> bool {
+    matches!(taps, 1 | 4 | 9)
+}
+
+/// Kernel areas `kh · kw` with a kernel of their own ([`WeightGradPath::DirectArea`]).
+pub(crate) fn has_area_kernel(area: usize) -> bool {
+    matches!(area, 1 | 4 | 9 | 25)
+}
+
+/// How [`conv2d_forward`](super::conv2d_forward) computes a shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ForwardPath {
+    /// Stride 1, `in_c · kh · kw` of 1, 4 or 9 taps: a kernel per tap count that loads the
+    /// input vectors of every tap once per block of output columns and reuses them for
+    /// every output channel.
+    Taps,
+    /// [`ForwardPath::Taps`] with the blocks of two output rows together; exactly 8
+    /// output channels.
+    TapPairs,
+    /// Stride 1, any taps: register tiles of 8 output channels from regrouped weights.
+    Grouped,
+    /// Any shape: im2col, then `y = W · col + b` by GEMM.
+    Gemm,
+}
+
+/// How [`conv2d_backward_weights`](super::conv2d_backward_weights) computes a shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WeightGradPath {
+    /// Stride 1, 3x3 kernel: register blocks of output channels whose 9 accumulators per
+    /// channel stay in registers across every image of a chunk.
+    Direct3x3,
+    /// Stride 1, `kh · kw` of 1, 4, 9 or 25: one vector accumulator per tap of one input
+    /// channel, one image at a time.
+    DirectArea,
+    /// Stride 1, any kernel: a SIMD dot product per tap and output row.
+    DirectRows,
+    /// Any shape: im2col, then `dW += dy_n · colᵀ` by GEMM.
+    Gemm,
+}
+
+/// How [`conv2d_backward_input`](super::conv2d_backward_input) computes a shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InputGradPath {
+    /// Stride 1, square kernel, `pad < k`: the direct forward pass of the flipped,
+    /// transposed kernel over `dy` padded by `k - 1 - pad` (the transposed convolution,
+    /// on its own [`Conv2dShape::forward_path`]).
+    Transposed,
+    /// Any shape: `dcol = Wᵀ · dy_n` by GEMM, then col2im.
+    Col2im,
+}
+
+impl Conv2dShape {
+    /// The forward path this shape takes: stride 1 runs directly on the padded input (the
+    /// tap kernels for 1, 4 or 9 taps, in row pairs for 8 output channels with AVX-512;
+    /// the grouped kernel for other tap counts), any other stride through im2col + GEMM.
+    pub fn forward_path(&self) -> ForwardPath {
+        if self.stride != 1 {
+            ForwardPath::Gemm
+        } else if !has_tap_kernel(self.col_rows()) {
+            ForwardPath::Grouped
+        } else if TAP_PAIRS && self.out_c == 8 {
+            ForwardPath::TapPairs
+        } else {
+            ForwardPath::Taps
+        }
+    }
+
+    /// The weight-gradient path this shape takes: every 3x3 stride-1 convolution the 3x3
+    /// kernel; other stride-1 kernels with `in_c <= 3` a direct kernel (per tap
+    /// accumulators for areas 1, 4, 9, 25, else dot products per row); everything else
+    /// im2col + GEMM.
+    pub fn weight_grad_path(&self) -> WeightGradPath {
+        if self.stride != 1 {
+            WeightGradPath::Gemm
+        } else if self.kh == 3 && self.kw == 3 {
+            WeightGradPath::Direct3x3
+        } else if self.in_c > DIRECT_MAX_IN_C {
+            WeightGradPath::Gemm
+        } else if has_area_kernel(self.kh * self.kw) {
+            WeightGradPath::DirectArea
+        } else {
+            WeightGradPath::DirectRows
+        }
+    }
+
+    /// The input-gradient path this shape takes: [`InputGradPath::Transposed`] wherever it
+    /// can serve the shape (stride 1, square kernel, `pad < k`), else col2im. Non-square
+    /// kernels and `pad >= k` go through col2im.
+    pub fn input_grad_path(&self) -> InputGradPath {
+        if InputGradPath::Transposed.supports(self) {
+            InputGradPath::Transposed
+        } else {
+            InputGradPath::Col2im
+        }
+    }
+
+    /// Whether the weight gradient takes a direct path (no im2col). Kept for the test
+    /// helpers that sort shapes by path; [`Conv2dShape::weight_grad_path`] says which.
+    #[doc(hidden)]
+    pub fn uses_direct(&self) -> bool {
+        self.weight_grad_path() != WeightGradPath::Gemm
+    }
+
+    /// The stride-1 convolution whose forward pass is this one's input gradient on
+    /// [`InputGradPath::Transposed`]: `dy` as its input, the weights flipped and
+    /// transposed (`W'[c, o, u, v] = W[o, c, k-1-u, k-1-v]`), padding `k - 1 - pad`:
+    /// `dx[c, y, x] = Σ_{o,u,v} W[o, c, u, v] · dy[o, y + pad - u, x + pad - v]`.
+    /// Only meaningful where that path [supports](InputGradPath::supports) the shape.
+    pub(crate) fn transposed(&self) -> Conv2dShape {
+        Conv2dShape {
+            batch: self.batch,
+            in_c: self.out_c,
+            h: self.out_h(),
+            w: self.out_w(),
+            out_c: self.in_c,
+            kh: self.kh,
+            kw: self.kw,
+            stride: 1,
+            pad: self.kh - 1 - self.pad,
+        }
+    }
+}
+
+impl ForwardPath {
+    /// Every path, for tests and benches.
+    pub const ALL: [ForwardPath; 4] = [
+        ForwardPath::Taps,
+        ForwardPath::TapPairs,
+        ForwardPath::Grouped,
+        ForwardPath::Gemm,
+    ];
+
+    /// Whether this path can compute the shape.
+    pub fn supports(self, s: &Conv2dShape) -> bool {
+        match self {
+            ForwardPath::Taps => s.stride == 1 && has_tap_kernel(s.col_rows()),
+            ForwardPath::TapPairs => s.stride == 1 && has_tap_kernel(s.col_rows()) && s.out_c == 8,
+            ForwardPath::Grouped => s.stride == 1,
+            ForwardPath::Gemm => true,
+        }
+    }
+
+    /// Scratch values this path needs for the shape: one padded image per chunk (plus
+    /// the regrouped weights for [`ForwardPath::Grouped`]), or one im2col matrix per
+    /// chunk.
+    pub fn scratch_len(self, s: &Conv2dShape) -> usize {
+        match self {
+            ForwardPath::Taps | ForwardPath::TapPairs => s.chunks() * s.padded_len(),
+            ForwardPath::Grouped => s.chunks() * s.padded_len() + s.grouped_weight_len(),
+            ForwardPath::Gemm => s.chunks() * s.col_len(),
+        }
+    }
+
+    /// The vector width the public kernel runs this path at. The tap kernels' main blocks
+    /// are 16 lanes on every build (two halves without AVX-512); the grouped kernel's
+    /// register tile follows the build ([`Lanes::BUILD`]). GEMM has no vector code here.
+    pub fn build_lanes(self) -> Lanes {
+        match self {
+            ForwardPath::Taps | ForwardPath::TapPairs => Lanes::Sixteen,
+            ForwardPath::Grouped | ForwardPath::Gemm => Lanes::BUILD,
+        }
+    }
+}
+
+impl WeightGradPath {
+    /// Every path, for tests and benches.
+    pub const ALL: [WeightGradPath; 4] = [
+        WeightGradPath::Direct3x3,
+        WeightGradPath::DirectArea,
+        WeightGradPath::DirectRows,
+        WeightGradPath::Gemm,
+    ];
+
+    /// Whether this path can compute the shape.
+    pub fn supports(self, s: &Conv2dShape) -> bool {
+        match self {
+            WeightGradPath::Direct3x3 => s.stride == 1 && s.kh == 3 && s.kw == 3,
+            WeightGradPath::DirectArea => s.stride == 1 && has_area_kernel(s.kh * s.kw),
+            WeightGradPath::DirectRows => s.stride == 1,
+            WeightGradPath::Gemm => true,
+        }
+    }
+
+    /// Per-chunk lowering buffer: the 3x3 kernel's copies of its images, the padded copy
+    /// of one image (other direct kernels) or the im2col matrix. At least 1, so the
+    /// buffer splits into one chunk per task.
+    pub(crate) fn lowered_len(self, s: &Conv2dShape) -> usize {
+        match self {
+            WeightGradPath::Direct3x3 => (s.batch.min(BATCH_CHUNK) * s.dw3x3_image_scratch_len()).max(1),
+            WeightGradPath::DirectArea | WeightGradPath::DirectRows => s.padded_len(),
+            WeightGradPath::Gemm => s.col_len(),
+        }
+    }
+
+    /// Scratch values this path needs for the shape: per chunk, its partial weight and
+    /// bias gradients and its lowering buffer.
+    pub fn scratch_len(self, s: &Conv2dShape) -> usize {
+        s.chunks() * (s.weight_len() + s.out_c + self.lowered_len(s))
+    }
+
+    /// The vector width the public kernel runs this path at. The 3x3 kernel's strips
+    /// follow the build ([`Lanes::BUILD`]); the other paths' 16-lane blocks (per-tap
+    /// accumulators, the bias gradient's plane sums) are 16 lanes on every build, and
+    /// their sums depend on it.
+    pub fn build_lanes(self) -> Lanes {
+        match self {
+            WeightGradPath::Direct3x3 => Lanes::BUILD,
+            WeightGradPath::DirectArea | WeightGradPath::DirectRows | WeightGradPath::Gemm => Lanes::Sixteen,
+        }
+    }
+}
+
+impl InputGradPath {
+    /// Every path, for tests and benches.
+    pub const ALL: [InputGradPath; 2] = [InputGradPath::Transposed, InputGradPath::Col2im];
+
+    /// Whether this path can compute the shape.
+    pub fn supports(self, s: &Conv2dShape) -> bool {
+        match self {
+            InputGradPath::Transposed => s.stride == 1 && s.kh == s.kw && s.pad < s.kh,
+            InputGradPath::Col2im => true,
+        }
+    }
+
+    /// Scratch values this path needs for the shape: the flipped weights, the transposed
+    /// convolution's forward scratch; or one im2col matrix per chunk.
+    pub fn scratch_len(self, s: &Conv2dShape) -> usize {
+        match self {
+            InputGradPath::Transposed => {
+                let t = s.transposed();
+                s.weight_len() + t.forward_path().scratch_len(&t)
+            }
+            InputGradPath::Col2im => s.chunks() * s.col_len(),
+        }
+    }
+
+    /// The vector width the public kernel runs this path at: the transposed
+    /// convolution's forward path's (col2im has no lane choice).
+    pub fn build_lanes(self, s: &Conv2dShape) -> Lanes {
+        match self {
+            InputGradPath::Transposed => s.transposed().forward_path().build_lanes(),
+            InputGradPath::Col2im => Lanes::BUILD,
+        }
+    }
+}
