@@ -12,13 +12,10 @@ pub const LANES: usize = 8;
 /// the kernels' register tiles and widest blocks follow it.
 pub(crate) const AVX512: bool = cfg!(target_feature = "avx512f");
 
-/// Lanes of the widest vector the kernels use: 16 with AVX-512, else 8.
-pub(crate) const WIDE_LANES: usize = if AVX512 { 16 } else { 8 };
-
 /// The width of the widest vector a kernel's main blocks use. A build runs
 /// [`Lanes::BUILD`]; tests run every vector kernel at both widths on any x86-64 machine
-/// (without AVX-512 an `f32x16` runs as two AVX2 halves), through the kernels' `_lanes`
-/// entry points.
+/// (without AVX-512 an `f32x16` runs as two AVX2 halves), through the kernels' `_lanes` and
+/// `_with` entry points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Lanes {
     /// `f32x8`: one AVX2 register.

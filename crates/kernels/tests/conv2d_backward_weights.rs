@@ -47,7 +47,7 @@ fn conv2d_backward_weights_direct_tap_counts_match_reference() {
     for (k, (in_c, kh, kw)) in TAP_COUNT_CASES.into_iter().enumerate() {
         for pad in [0, 1, 2] {
             let s = conv(3, in_c, 13, 21, 5, kh, kw, 1, pad);
-            assert!(s.uses_direct());
+            assert!(direct_weight_grad(&s));
             check_conv_backward_weights(&s, 13_000 + 10 * k as u64 + pad as u64);
         }
     }

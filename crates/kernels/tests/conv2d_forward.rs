@@ -21,10 +21,10 @@ use petal_kernels::*;
 fn conv2d_forward_matches_reference_on_fixed_shapes() {
     let shapes = conv_fixed_shapes();
     // The list must exercise both paths, padding on the direct path, and strides 2 and 3.
-    assert!(shapes.iter().any(|s| s.uses_direct() && s.pad == 1));
-    assert!(shapes.iter().any(|s| s.uses_direct() && s.pad == 2));
-    assert!(shapes.iter().any(|s| !s.uses_direct() && s.in_c >= 4));
-    assert!(shapes.iter().any(|s| !s.uses_direct() && s.in_c <= 3));
+    assert!(shapes.iter().any(|s| direct_weight_grad(s) && s.pad == 1));
+    assert!(shapes.iter().any(|s| direct_weight_grad(s) && s.pad == 2));
+    assert!(shapes.iter().any(|s| !direct_weight_grad(s) && s.in_c >= 4));
+    assert!(shapes.iter().any(|s| !direct_weight_grad(s) && s.in_c <= 3));
     assert!(shapes.iter().any(|s| s.stride == 2) && shapes.iter().any(|s| s.stride == 3));
     assert!(shapes.iter().any(|s| s.batch == 1) && shapes.iter().any(|s| s.batch % 4 != 0 && s.batch > 4));
     for (k, s) in shapes.iter().enumerate() {
@@ -35,8 +35,8 @@ fn conv2d_forward_matches_reference_on_fixed_shapes() {
 #[test]
 fn conv2d_forward_matches_reference_on_random_shapes() {
     let shapes = conv_random_shapes(2024, 36);
-    assert!(shapes.iter().filter(|s| s.uses_direct()).count() >= 12);
-    assert!(shapes.iter().filter(|s| !s.uses_direct()).count() >= 12);
+    assert!(shapes.iter().filter(|s| direct_weight_grad(s)).count() >= 12);
+    assert!(shapes.iter().filter(|s| !direct_weight_grad(s)).count() >= 12);
     for (k, s) in shapes.iter().enumerate() {
         check_conv_forward(s, 2000 + k as u64);
     }
@@ -74,7 +74,7 @@ fn conv2d_forward_tap_specialisations_match_reference() {
     {
         for pad in [0, 1, 2] {
             let s = conv(3, in_c, 13, 21, 5, kh, kw, 1, pad);
-            assert!(s.uses_direct());
+            assert!(direct_weight_grad(&s));
             check_conv_forward(&s, 14_000 + 10 * k as u64 + pad as u64);
         }
     }

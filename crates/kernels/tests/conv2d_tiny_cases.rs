@@ -31,11 +31,11 @@ fn conv2d_hand_worked_difference_kernel() {
     let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
     let w = [1.0, 0.0, 0.0, -1.0];
     let direct = conv(1, 1, 3, 3, 1, 2, 2, 1, 0);
-    assert!(direct.uses_direct());
+    assert!(direct_weight_grad(&direct));
     assert_eq!(conv_run(&direct, &x, &w, Some(&[0.5])), vec![-3.5; 4]);
     // Stride 2 (the GEMM path): only output (0, 0), the same value.
     let strided = conv(1, 1, 3, 3, 1, 2, 2, 2, 0);
-    assert!(!strided.uses_direct());
+    assert!(!direct_weight_grad(&strided));
     assert_eq!(conv_run(&strided, &x, &w, Some(&[0.5])), vec![-3.5]);
 }
 
@@ -48,7 +48,7 @@ fn conv2d_hand_worked_difference_kernel() {
 #[test]
 fn conv2d_hand_worked_padded_direct() {
     let s = conv(1, 1, 2, 2, 1, 3, 3, 1, 1);
-    assert!(s.uses_direct());
+    assert!(direct_weight_grad(&s));
     let x = [1.0, 2.0, 3.0, 4.0];
     let w: Vec<f32> = (1..=9).map(|v| v as f32).collect();
     assert_eq!(conv_run(&s, &x, &w, None), vec![77.0, 67.0, 47.0, 37.0]);
@@ -67,7 +67,7 @@ fn conv2d_hand_worked_padded_direct() {
 #[test]
 fn conv2d_hand_worked_padded_strided_gemm() {
     let s = conv(1, 1, 2, 2, 1, 3, 3, 2, 1);
-    assert!(!s.uses_direct());
+    assert!(!direct_weight_grad(&s));
     let x = [1.0, 2.0, 3.0, 4.0];
     let w: Vec<f32> = (1..=9).map(|v| v as f32).collect();
     assert_eq!(conv_run(&s, &x, &w, Some(&[-7.0])), vec![70.0]);

@@ -4,11 +4,10 @@
 //! needs. The module docs of [`conv`](super) give the table and the measurements.
 
 use super::{Conv2dShape, BATCH_CHUNK};
-use crate::simd::{Lanes, AVX512, WIDE_LANES};
+use crate::simd::{Lanes, AVX512};
 
 // The register tiles of the direct paths (`FWD_TILE`, `DW3X3_GROUP`, [`TAP_PAIRS`]) are
 // sized for the build's widest vector, which is what [`Lanes::BUILD`] runs.
-const _: () = assert!(Lanes::BUILD.count() == WIDE_LANES);
 
 /// A non-3x3 stride-1 weight gradient takes a direct path ([`WeightGradPath::DirectArea`]
 /// or [`WeightGradPath::DirectRows`]) when `in_c <= DIRECT_MAX_IN_C`: with so few input
@@ -118,13 +117,6 @@ impl Conv2dShape {
         } else {
             InputGradPath::Col2im
         }
-    }
-
-    /// Whether the weight gradient takes a direct path (no im2col). Kept for the test
-    /// helpers that sort shapes by path; [`Conv2dShape::weight_grad_path`] says which.
-    #[doc(hidden)]
-    pub fn uses_direct(&self) -> bool {
-        self.weight_grad_path() != WeightGradPath::Gemm
     }
 
     /// The stride-1 convolution whose forward pass is this one's input gradient on

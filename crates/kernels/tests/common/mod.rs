@@ -9,6 +9,7 @@
 
 pub mod reference;
 
+use petal_kernels::conv::WeightGradPath;
 use petal_kernels::{Conv2dShape, Pool2dShape};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -254,7 +255,7 @@ pub fn pool(batch: usize, c: usize, h: usize, w: usize, k: usize, stride: usize)
 }
 
 /// Hand-picked conv shapes covering every branch of the kernels: the direct paths
-/// (`uses_direct`: 3x3 stride 1 at any `in_c`, other stride-1 kernels with `in_c <= 3`)
+/// (`direct_weight_grad`: 3x3 stride 1 at any `in_c`, other stride-1 kernels with `in_c <= 3`)
 /// with pad 0, 1, 2, non-square and 1x1 kernels, kernels
 /// wider than the unpadded input, outputs made only of padding; the im2col + GEMM path
 /// with `in_c >= 4`, with `in_c <= 3` but stride 2 or 3, with padding; batches of 1 and
@@ -313,7 +314,7 @@ pub fn conv_random_shapes(seed: u64, count: usize) -> Vec<Conv2dShape> {
             stride,
             r.random_range(0..=2),
         );
-        if direct != s.uses_direct() || s.validate().is_err() {
+        if direct != direct_weight_grad(&s) || s.validate().is_err() {
             continue;
         }
         let work = s.output_len() * s.col_rows();
@@ -368,4 +369,9 @@ pub fn pool_random_shapes(seed: u64, count: usize) -> Vec<Pool2dShape> {
         }
     }
     out
+}
+
+/// Whether the weight gradient of `s` takes a direct path (any but im2col + GEMM).
+pub fn direct_weight_grad(s: &Conv2dShape) -> bool {
+    s.weight_grad_path() != WeightGradPath::Gemm
 }
