@@ -15,9 +15,14 @@ use wide::f32x8;
 
 /// Output vectors per register tile of [`grouped_tiles`]: 2 with AVX-512 (2 · 8
 /// accumulators, 2 input vectors and the broadcast weights of its 32 registers; 3
-/// vectors, 24 accumulators, measured no faster and spill), 1 with AVX2 (8 + 1 of its 16;
-/// a 2-vector tile spills and runs 25 % slower).
-const FWD_TILE: usize = if AVX512 { 2 } else { 1 };
+/// vectors, 24 accumulators, measured no faster and spill), 3 with AVX2 (3 · 4
+/// accumulators, 3 input vectors and 1 broadcast weight fill its 16 registers: 7 loads
+/// per 12 FMAs, where the former 1 · 8 tile took 9 per 8).
+const FWD_TILE: usize = if AVX512 { 2 } else { 3 };
+
+/// Output channels per register tile of [`grouped_tiles`]: a whole group of 8 with
+/// AVX-512, half a group (two passes over the tiles) with AVX2.
+const FWD_CHANNELS: usize = if AVX512 { 8 } else { 4 };
 
 impl Conv2dShape {
     /// Weights regrouped for [`ForwardPath::Grouped`]: `[ceil(out_c / 8), taps, 8]`.
@@ -293,14 +298,17 @@ fn grouped_kw<V: Vector>(s: &Conv2dShape, xp: &[f32], grouped: &[f32], bias: Opt
 /// Blocking: each output row is cut into `ceil(ow / L)` vectors of `L = V::LANES` columns
 /// (the last one partial: computed whole and stored in part; its extra lanes read on
 /// into the row's slack and are discarded). The vectors of the whole plane, in row-major
-/// order, go in tiles of [`FWD_TILE`] (a 1-vector tile for an odd last one), so a tile
-/// holds two segments of one row (`ow` 32) or the same columns of two consecutive rows
-/// (`ow <= 16`), or straddles a row end. Per group of 8 output channels (outer loop: its
-/// weights stay in L1) and tile, `FWD_TILE · 8` vector accumulators start at the bias;
-/// per tap `(c, u, v)` one input vector per tile vector and 8 broadcast weights feed
-/// `FWD_TILE · 8` independent FMAs (`FWD_TILE + 8` loads). The taps of one kernel row
-/// `(c, u)` come from one bounds-checked slice per tile vector, `kw` constant for the
-/// common widths, so the tap loop has no per-tap checks.
+/// order, go in tiles of [`FWD_TILE`] (1-vector tiles for the last ones), so a tile
+/// holds segments of one row, the same columns of consecutive rows (`ow <= 16`), or
+/// straddles a row end. Per group of 8 output channels (outer loop: its weights stay in
+/// L1), per pass over [`FWD_CHANNELS`] of its channels (AVX-512: one pass of 8; AVX2: two
+/// of 4, the second skipped for a group of at most 4 real channels) and per tile,
+/// `FWD_TILE · FWD_CHANNELS` vector accumulators start at the bias; per tap `(c, u, v)`
+/// one input vector per tile vector and `FWD_CHANNELS` broadcast weights feed that many
+/// independent FMAs. Each output is still summed from its bias in tap order, so the
+/// tiling does not change a result. The taps of one kernel row `(c, u)` come from one
+/// slice per tile vector, checked once per tile ([`grouped_tile`]), `kw` constant for the
+/// common widths, so the tap loop has no bounds checks.
 #[inline(always)]
 fn grouped_tiles<V: Vector>(
     s: &Conv2dShape,
@@ -330,33 +338,39 @@ fn grouped_tiles<V: Vector>(
         });
         let outs = s.out_c.min(og * 8 + 8) - og * 8;
         let yg = &mut y[og * 8 * plane..(og * 8 + outs) * plane];
-        let mut q = 0;
-        while q + FWD_TILE <= count {
-            grouped_tile::<V, FWD_TILE>(
-                s,
-                xp,
-                wg,
-                &b,
-                kw,
-                std::array::from_fn(|k| vec_at(q + k)),
-                yg,
-                plane,
-            );
-            q += FWD_TILE;
-        }
-        while q < count {
-            grouped_tile::<V, 1>(s, xp, wg, &b, kw, [vec_at(q)], yg, plane);
-            q += 1;
+        // Channel passes `g0 .. g0 + FWD_CHANNELS` of the group (one with AVX-512), only
+        // those holding a real channel.
+        for g0 in (0..outs).step_by(FWD_CHANNELS) {
+            let mut q = 0;
+            while q + FWD_TILE <= count {
+                grouped_tile::<V, FWD_TILE, FWD_CHANNELS>(
+                    s,
+                    xp,
+                    wg,
+                    &b,
+                    kw,
+                    std::array::from_fn(|k| vec_at(q + k)),
+                    yg,
+                    plane,
+                    g0,
+                );
+                q += FWD_TILE;
+            }
+            while q < count {
+                grouped_tile::<V, 1, FWD_CHANNELS>(s, xp, wg, &b, kw, [vec_at(q)], yg, plane, g0);
+                q += 1;
+            }
         }
     }
 }
 
-/// One tile of [`grouped_tiles`]: the `P` output vectors `at` of one group of 8 output
-/// channels, `wg` its grouped weights (`[taps, 8]`), `b` its biases, `yg` its output
-/// planes (`plane` values each, only the real channels).
+/// One tile of [`grouped_tiles`]: the `P` output vectors `at` of the `G` output channels
+/// `g0 .. g0 + G` of one group of 8 (`g0 + G <= 8`), `wg` the group's grouped weights
+/// (`[taps, 8]`), `b` its biases, `yg` its output planes (`plane` values each, only the
+/// real channels).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn grouped_tile<V: Vector, const P: usize>(
+fn grouped_tile<V: Vector, const P: usize, const G: usize>(
     s: &Conv2dShape,
     xp: &[f32],
     wg: &[f32],
@@ -365,9 +379,24 @@ fn grouped_tile<V: Vector, const P: usize>(
     at: [OutVec; P],
     yg: &mut [f32],
     plane: usize,
+    g0: usize,
 ) {
+    assert!(g0 + G <= 8, "channels {g0} + {G} of a group of 8");
     let (wp, plane_in) = (s.padded_stride(), s.padded_plane());
-    let mut acc: [[V; 8]; P] = [std::array::from_fn(|g| V::splat(b[g])); P];
+    // A row of taps (c, u) reads `row_len` values from `c · plane_in + u · wp + at[p].x`;
+    // `last` is the greatest `at[p].x` for which the last row, (in_c - 1, kh - 1), and
+    // so every row lies in `xp`.
+    let row_len = kw - 1 + V::LANES;
+    let last = (|| {
+        let last_row = (s.in_c.checked_sub(1)?.checked_mul(plane_in)?)
+            .checked_add(s.kh.checked_sub(1)?.checked_mul(wp)?)?;
+        xp.len().checked_sub(last_row.checked_add(row_len)?)
+    })()
+    .expect("the padded copy holds every tap row");
+    for o in &at {
+        assert!(o.x <= last, "tile vector at {} reads past the padded copy", o.x);
+    }
+    let mut acc: [[V; G]; P] = [std::array::from_fn(|g| V::splat(b[g0 + g])); P];
     // One row of taps (c, u, v = 0 .. kw) at a time: its kw · 8 weights and, per tile
     // vector, the kw - 1 + L input values its kw shifted vectors read.
     let mut w_rows = wg.chunks_exact(kw * 8);
@@ -375,12 +404,19 @@ fn grouped_tile<V: Vector, const P: usize>(
         for u in 0..s.kh {
             let w = w_rows.next().expect("in_c · kh rows of taps");
             let off = c * plane_in + u * wp;
-            let xr: [&[f32]; P] = std::array::from_fn(|p| &xp[off + at[p].x..][..kw - 1 + V::LANES]);
+            let xr: [&[f32]; P] = std::array::from_fn(|p| {
+                let start = off + at[p].x;
+                // SAFETY: c < in_c and u < kh, so off <= (in_c - 1) · plane_in + (kh - 1) · wp,
+                // and at[p].x <= last = xp.len() - ((in_c - 1) · plane_in + (kh - 1) · wp
+                // + row_len) (asserted above, computed without overflow), so start and
+                // start + row_len do not overflow and start + row_len <= xp.len().
+                unsafe { xp.get_unchecked(start..start + row_len) }
+            });
             for v in 0..kw {
                 let xv: [V; P] = std::array::from_fn(|p| V::load(&xr[p][v..]));
-                let wv = &w[v * 8..v * 8 + 8];
-                for g in 0..8 {
-                    let wgv = V::splat(wv[g]);
+                let wv: &[f32; 8] = w[v * 8..v * 8 + 8].try_into().expect("8 weights per tap");
+                for g in 0..G {
+                    let wgv = V::splat(wv[g0 + g]);
                     for p in 0..P {
                         acc[p][g] = xv[p].mul_add(wgv, acc[p][g]);
                     }
@@ -389,16 +425,16 @@ fn grouped_tile<V: Vector, const P: usize>(
         }
     }
     for p in 0..P {
-        store_channels(acc[p], yg, plane, at[p]);
+        store_channels(acc[p], &mut yg[g0 * plane..], plane, at[p]);
     }
 }
 
-/// Stores one output vector `at` of each channel of a group (`yg`: its real channels'
-/// planes of `plane` values). Not inlined, and given copies of the accumulators, so
-/// the tap loop never indexes its accumulators at run time (which would keep them in
-/// memory).
+/// Stores one output vector `at` of each of `G` channels (`yg`: their planes of `plane`
+/// values, from the first; fewer planes than `G` where the group's real channels end).
+/// Not inlined, and given copies of the accumulators, so the tap loop never indexes its
+/// accumulators at run time (which would keep them in memory).
 #[inline(never)]
-fn store_channels<V: Vector>(acc: [V; 8], yg: &mut [f32], plane: usize, at: OutVec) {
+fn store_channels<V: Vector, const G: usize>(acc: [V; G], yg: &mut [f32], plane: usize, at: OutVec) {
     for (a, yo) in acc.into_iter().zip(yg.chunks_exact_mut(plane)) {
         a.store_prefix(&mut yo[at.y..], at.n);
     }
