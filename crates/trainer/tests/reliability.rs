@@ -1030,7 +1030,7 @@ fn eval_predict_bad_checkpoints_are_one_line_errors() {
             }
             let out = run(cmd);
             let line = error_line(&out);
-            assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+            assert_eq!(stderr_lines(&out).len(), 1, "{}", stderr(&out));
             let prefix = format!("error: checkpoint {}: ", path.display());
             assert!(
                 line.starts_with(&prefix),

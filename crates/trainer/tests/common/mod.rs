@@ -118,6 +118,18 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The SIMD warning a build for less than this CPU has prints first on stderr.
+pub const SIMD_WARNING: &str = "warning: petal-kernels was compiled for";
+
+/// The lines of stderr but the build's SIMD warning.
+pub fn stderr_lines(out: &Output) -> Vec<String> {
+    stderr(out)
+        .lines()
+        .filter(|l| !l.starts_with(SIMD_WARNING))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Asserts a failed command: exit code 1, no panic, and exactly one `error: ` line, the
 /// last on stderr (lines before it may only report skipped files, or be the SIMD warning
 /// of a build for less than this CPU has). Returns that line.
@@ -139,7 +151,7 @@ pub fn error_line(out: &Output) -> String {
     );
     for l in &lines[..lines.len() - 1] {
         assert!(
-            l.starts_with("skipped ") || l.starts_with("warning: petal-kernels was compiled for"),
+            l.starts_with("skipped ") || l.starts_with(SIMD_WARNING),
             "unexpected stderr line `{l}`"
         );
     }
