@@ -352,43 +352,30 @@ fn help_lists_every_command() {
 #[test]
 fn bench_into_a_closed_pipe_ends_quietly_and_says_its_simd_level() {
     use std::os::unix::process::ExitStatusExt;
+    let tiny = [
+        "bench",
+        "--arch",
+        "conv3x3:2,dense:2",
+        "--size",
+        "8",
+        "--seconds",
+        "0.05",
+    ];
     // `trainer bench | head -1`: the reader goes away before the results are printed.
     let mut cmd = trainer();
-    cmd.args(["bench", "--arch", "conv3x3:2,dense:2", "--size", "8"])
-        .args(["--batch-size", "1,2,3", "--seconds", "0.05"]);
+    cmd.args(tiny).args(["--batch-size", "1,2,3"]);
     let mut child = spawn(&mut cmd);
     drop(child.stdout.take());
     let out = wait_output(child);
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
     // The JSON names the build's SIMD level and the CPU's; the header says both.
-    let out = trainer()
-        .args([
-            "bench",
-            "--arch",
-            "conv3x3:2,dense:2",
-            "--size",
-            "8",
-            "--seconds",
-            "0.05",
-            "--json",
-        ])
-        .run();
+    let out = trainer().args(tiny).arg("--json").run();
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let level = petal_kernels::SimdLevel::COMPILED.name();
     assert_eq!(v["simd"], level);
     assert_eq!(v["cpu_simd"], petal_kernels::SimdLevel::detect().name());
-    let out = trainer()
-        .args([
-            "bench",
-            "--arch",
-            "conv3x3:2,dense:2",
-            "--size",
-            "8",
-            "--seconds",
-            "0.05",
-        ])
-        .run();
+    let out = trainer().args(tiny).run();
     assert!(
         stdout(&out).contains(&format!("kernels built for {level}")),
         "{}",
