@@ -7,6 +7,10 @@
 //! | --- | --- | --- |
 //! | [`conv`] | [`conv2d_forward`] (direct SIMD on a padded copy for stride 1, im2col + GEMM otherwise) | [`conv2d_backward_weights`], [`conv2d_backward_input`] |
 //! | [`pool`] | [`max_pool2d_forward`] (with argmax) | [`max_pool2d_backward`] |
+//! | [`avgpool`] | [`avg_pool2d_forward`], [`global_avg_pool_forward`] | [`avg_pool2d_backward`], [`global_avg_pool_backward`] |
+//! | [`norm`] | [`batch_norm_sums`] (batch statistics), [`batch_norm_apply`] (with fused ReLU) | [`batch_norm_backward_sums`] (`dβ`, `dγ`), [`batch_norm_backward_input`] |
+//! | [`dropout`] | [`dropout_forward`] (counter-based mask, [`dropout_keep`]) | [`dropout_backward`] |
+//! | [`add`] | [`add_forward`] (residual join, fused ReLU) | (the gradient passes through) |
 //! | [`dense`] | [`dense_forward`] | [`dense_backward`] ([`dense_backward_weights`], [`dense_backward_input`]) |
 //! | [`activation`] | [`relu_forward`] | [`relu_backward`] |
 //! | [`softmax`] | [`softmax_forward`] | [`softmax_cross_entropy`] (loss and `dL/dlogits`, fused) |
@@ -47,10 +51,15 @@
 //! ```
 
 pub mod activation;
+pub mod add;
+pub mod avgpool;
 pub mod conv;
 pub mod cpu;
 pub mod dense;
+pub mod dropout;
 mod gemm;
+mod lanewise;
+pub mod norm;
 pub mod pool;
 pub mod reference;
 pub mod sgd;
@@ -59,10 +68,19 @@ pub mod simd;
 pub mod softmax;
 
 pub use activation::{relu_backward, relu_backward_inplace, relu_forward, relu_forward_inplace};
+pub use add::{add_forward, add_forward_inplace};
+pub use avgpool::{
+    avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
+};
 pub use conv::{col2im, conv2d_backward_input, conv2d_backward_weights, conv2d_forward, im2col, Conv2dShape};
 pub use cpu::{simd_warning, SimdLevel};
 pub use dense::{dense_backward, dense_backward_input, dense_backward_weights, dense_forward, DenseShape};
+pub use dropout::{dropout_backward, dropout_forward, dropout_keep};
 pub use gemm::gemm_calls;
+pub use norm::{
+    batch_norm_apply, batch_norm_apply_inplace, batch_norm_backward_input, batch_norm_backward_sums,
+    batch_norm_sums, BatchNormShape,
+};
 pub use pool::{max_pool2d_backward, max_pool2d_forward, Pool2dShape};
 pub use sgd::{sgd_step, SgdConfig};
 pub use shape::ShapeError;

@@ -28,6 +28,13 @@
 //! | [`softmax`] | `t [n, classes]` | `p = exp(t - m) / Σ exp(t - m)`, `m` the row max |
 //! | [`softmax_cross_entropy`] | `t [n, classes]`, labels `[n]` → [`CrossEntropy`] | `L_n = log Σ exp(t - m) - (t[c_n] - m)`, mean, `dL/dt = (p - onehot) / n` |
 //! | [`sgd_step`] | `w`, `g`, velocity | PyTorch's SGD: `d = g + wd·w; v = m·v + d; w -= lr·v` |
+//! | [`batch_norm_train`] | `x [n, c, hw]` → `y`, `mean [c]`, `var [c]` | `y = γ (x − mean) / sqrt(var + eps) + β`, batch statistics, `var` biased |
+//! | [`batch_norm_eval`] | `x [n, c, hw]` → `y` | the same with running statistics |
+//! | [`batch_norm_backward`] | `x`, `dy` → `dx`, `dγ`, `dβ` | `dx = γ/(N σ) (N dy − Σdy − x̂ Σ dy·x̂)` |
+//! | [`avg_pool2d_forward`], [`avg_pool2d_backward`] | as max pooling | window mean; `dx += dy / k²` over each window |
+//! | [`global_avg_pool_forward`], [`global_avg_pool_backward`] | `x [n, c, hw]` ↔ `y [n, c]` | plane mean; `dx = dy / hw` |
+//! | [`dropout_forward`], [`dropout_backward`] | element-wise | `x / (1 − p)` where [`dropout_keep`](crate::dropout_keep), else 0 |
+//! | [`add_forward`] | element-wise | `a + b`, then ReLU when `relu` |
 #![allow(clippy::needless_range_loop)]
 
 use crate::{Conv2dShape, DenseShape, Pool2dShape};
@@ -349,5 +356,193 @@ pub fn sgd_step(
             }
             (w2, Some(v2))
         }
+    }
+}
+
+// ---------------------------------------------------------------- batch norm
+
+/// Per-channel mean and biased variance of `x [batch, c, hw]` (two passes).
+fn channel_stats(x: &[f64], batch: usize, c: usize, hw: usize) -> (Vec<f64>, Vec<f64>) {
+    let count = (batch * hw) as f64;
+    let mut mean = vec![0.0; c];
+    let mut var = vec![0.0; c];
+    for ch in 0..c {
+        let values = || (0..batch).flat_map(move |n| (0..hw).map(move |i| x[(n * c + ch) * hw + i]));
+        mean[ch] = values().sum::<f64>() / count;
+        var[ch] = values().map(|v| (v - mean[ch]) * (v - mean[ch])).sum::<f64>() / count;
+    }
+    (mean, var)
+}
+
+/// `y[n, ch, i] = γ[ch] (x − mean[ch]) / sqrt(var[ch] + eps) + β[ch]`.
+#[allow(clippy::too_many_arguments)]
+fn batch_norm_with(
+    x: &[f64],
+    batch: usize,
+    c: usize,
+    hw: usize,
+    gamma: &[f64],
+    beta: &[f64],
+    mean: &[f64],
+    var: &[f64],
+    eps: f64,
+) -> Vec<f64> {
+    let mut y = vec![0.0; batch * c * hw];
+    for n in 0..batch {
+        for ch in 0..c {
+            for i in 0..hw {
+                let p = (n * c + ch) * hw + i;
+                y[p] = gamma[ch] * (x[p] - mean[ch]) / (var[ch] + eps).sqrt() + beta[ch];
+            }
+        }
+    }
+    y
+}
+
+/// Training-mode batch norm of `x [batch, c, hw]`: returns `(y, mean, var)` with the batch
+/// statistics (`var` biased, `Σ (x − mean)² / N`, `N = batch · hw`) and
+/// `y = γ (x − mean) / sqrt(var + eps) + β`.
+pub fn batch_norm_train(
+    x: &[f64],
+    batch: usize,
+    c: usize,
+    hw: usize,
+    gamma: &[f64],
+    beta: &[f64],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mean, var) = channel_stats(x, batch, c, hw);
+    let y = batch_norm_with(x, batch, c, hw, gamma, beta, &mean, &var, eps);
+    (y, mean, var)
+}
+
+/// Inference-mode batch norm: `y = γ (x − running_mean) / sqrt(running_var + eps) + β`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_eval(
+    x: &[f64],
+    batch: usize,
+    c: usize,
+    hw: usize,
+    gamma: &[f64],
+    beta: &[f64],
+    running_mean: &[f64],
+    running_var: &[f64],
+    eps: f64,
+) -> Vec<f64> {
+    batch_norm_with(x, batch, c, hw, gamma, beta, running_mean, running_var, eps)
+}
+
+/// Training-mode batch norm backward (batch statistics, which depend on `x`): returns
+/// `(dx, dγ, dβ)` with `σ = sqrt(var + eps)`, `x̂ = (x − mean) / σ`, `dβ = Σ dy`,
+/// `dγ = Σ dy·x̂` and `dx = γ / (N σ) · (N dy − Σ dy − x̂ Σ dy·x̂)`.
+pub fn batch_norm_backward(
+    x: &[f64],
+    batch: usize,
+    c: usize,
+    hw: usize,
+    gamma: &[f64],
+    eps: f64,
+    dy: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mean, var) = channel_stats(x, batch, c, hw);
+    let count = (batch * hw) as f64;
+    let mut dx = vec![0.0; x.len()];
+    let mut dgamma = vec![0.0; c];
+    let mut dbeta = vec![0.0; c];
+    for ch in 0..c {
+        let sigma = (var[ch] + eps).sqrt();
+        let idx = || (0..batch).flat_map(move |n| (0..hw).map(move |i| (n * c + ch) * hw + i));
+        for p in idx() {
+            dbeta[ch] += dy[p];
+            dgamma[ch] += dy[p] * (x[p] - mean[ch]) / sigma;
+        }
+        for p in idx() {
+            let xhat = (x[p] - mean[ch]) / sigma;
+            dx[p] = gamma[ch] / (count * sigma) * (count * dy[p] - dbeta[ch] - xhat * dgamma[ch]);
+        }
+    }
+    (dx, dgamma, dbeta)
+}
+
+// ---------------------------------------------------------------- average pooling
+
+/// `y[n, c, i, j] = Σ_{u, v < k} x[n, c, i·s + u, j·s + v] / k²`.
+pub fn avg_pool2d_forward(s: &Pool2dShape, x: &[f64]) -> Vec<f64> {
+    let (oh, ow) = pool_out_hw(s);
+    let mut y = vec![0.0; s.batch * s.c * oh * ow];
+    for p in 0..s.batch * s.c {
+        for i in 0..oh {
+            for j in 0..ow {
+                let mut acc = 0.0;
+                for u in 0..s.k {
+                    for v in 0..s.k {
+                        acc += x[(p * s.h + i * s.stride + u) * s.w + j * s.stride + v];
+                    }
+                }
+                y[(p * oh + i) * ow + j] = acc / (s.k * s.k) as f64;
+            }
+        }
+    }
+    y
+}
+
+/// `dx[n, c, i·s + u, j·s + v] += dy[n, c, i, j] / k²` over every window; 0 elsewhere.
+pub fn avg_pool2d_backward(s: &Pool2dShape, dy: &[f64]) -> Vec<f64> {
+    let (oh, ow) = pool_out_hw(s);
+    let mut dx = vec![0.0; s.batch * s.c * s.h * s.w];
+    for p in 0..s.batch * s.c {
+        for i in 0..oh {
+            for j in 0..ow {
+                for u in 0..s.k {
+                    for v in 0..s.k {
+                        dx[(p * s.h + i * s.stride + u) * s.w + j * s.stride + v] +=
+                            dy[(p * oh + i) * ow + j] / (s.k * s.k) as f64;
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// `y[n, c] = Σ_i x[n, c, i] / hw`.
+pub fn global_avg_pool_forward(batch: usize, c: usize, hw: usize, x: &[f64]) -> Vec<f64> {
+    (0..batch * c)
+        .map(|p| x[p * hw..(p + 1) * hw].iter().sum::<f64>() / hw as f64)
+        .collect()
+}
+
+/// `dx[n, c, i] = dy[n, c] / hw`.
+pub fn global_avg_pool_backward(batch: usize, c: usize, hw: usize, dy: &[f64]) -> Vec<f64> {
+    (0..batch * c * hw).map(|q| dy[q / hw] / hw as f64).collect()
+}
+
+// ---------------------------------------------------------------- dropout, residual add
+
+/// `y[i] = x[i] / (1 − p)` where `dropout_keep(seed, first + i, p)`, else 0.
+pub fn dropout_forward(seed: u64, p: f32, first: u64, x: &[f64]) -> Vec<f64> {
+    (0..x.len())
+        .map(|i| {
+            if crate::dropout_keep(seed, first + i as u64, p) {
+                x[i] / (1.0 - p as f64)
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// `dx[i] = dy[i] / (1 − p)` where kept, else 0: the forward's mask.
+pub fn dropout_backward(seed: u64, p: f32, first: u64, dy: &[f64]) -> Vec<f64> {
+    dropout_forward(seed, p, first, dy)
+}
+
+/// `a + b`, then `max(·, 0)` (NaN kept) when `relu`.
+pub fn add_forward(a: &[f64], b: &[f64], relu: bool) -> Vec<f64> {
+    let sum: Vec<f64> = a.iter().zip(b).map(|(x, y)| x + y).collect();
+    if relu {
+        relu_forward(&sum)
+    } else {
+        sum
     }
 }
