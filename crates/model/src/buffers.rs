@@ -13,7 +13,7 @@
 //! methods that hand out a `&mut` slice take `&mut self` and never return it with another
 //! slice of the same buffer (asserted where the caller names the buffers).
 
-use crate::plan::{Plan, Storage, CHUNK};
+use crate::plan::{Dx, Plan, Storage, CHUNK};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -29,6 +29,9 @@ pub(crate) struct Buffers {
     /// Per chunk: the convolution layers' weight and bias gradients of that chunk's images
     /// (`Plan::part_len` values, at each layer's `part_offset`).
     pub parts: Vec<f32>,
+    /// Per chunk: the batch norms' partial sums of that chunk's images (`Plan::stats_len`
+    /// values, at each batch norm's offset), forward (Σx, Σx²) then backward (Σdy, Σdy·x̂).
+    pub stats: Vec<f64>,
     pub probs: Vec<f32>,
     pub losses: Vec<f32>,
     /// Gradient with respect to the network input (only with the input gradient on).
@@ -42,11 +45,15 @@ pub(crate) struct Buffers {
 /// (with no labels, a forward pass only, `labels`, `probs`, `losses` and `part` are
 /// empty), its arena's convolution scratch, and its rows of every layer buffer.
 pub(crate) struct Chunk<'a> {
+    /// Index of the chunk's first image in the batch.
+    pub first: usize,
     pub labels: &'a [usize],
     pub probs: &'a mut [f32],
     pub losses: &'a mut [f32],
     /// The chunk's partial convolution gradients (`Plan::part_len` values).
     pub part: &'a mut [f32],
+    /// The chunk's batch-norm partial sums (`Plan::stats_len` values).
+    pub stats: &'a mut [f64],
     pub scratch: &'a mut [f32],
     pub bufs: ChunkBufs<'a>,
 }
@@ -61,6 +68,7 @@ impl Buffers {
         self.capacity = batch;
         self.layers = LayerBufs::new(plan, Storage::Batch, batch);
         self.parts = vec![0.0; batch.div_ceil(CHUNK) * plan.part_len];
+        self.stats = vec![0.0; batch.div_ceil(CHUNK) * plan.stats_len];
         self.views = Vec::with_capacity(plan.layers.len());
         self.probs = vec![0.0; batch * plan.classes()];
         self.losses = vec![0.0; batch];
@@ -89,6 +97,7 @@ impl Buffers {
             layers,
             arenas,
             parts,
+            stats,
             probs,
             losses,
             input_grad,
@@ -104,22 +113,30 @@ impl Buffers {
                    labels: &[usize],
                    probs: &mut [f32],
                    losses: &mut [f32],
-                   part: &mut [f32]| {
+                   (part, stats): (&mut [f32], &mut [f64])| {
             let first = c * CHUNK;
             let mut arena = arenas.take(|| Arena::new(plan));
             arena.fill_views(plan, views, first);
-            let Arena { views, scratch, .. } = &mut arena;
+            let Arena {
+                views,
+                scratch,
+                dx_tmp,
+                ..
+            } = &mut arena;
             let bufs = ChunkBufs {
                 views,
                 images: x.len() / il,
                 x,
                 input_grad: input_grad.range(first * il, CHUNK * il),
+                tmp: Rows::new(dx_tmp),
             };
             task(Chunk {
+                first,
                 labels,
                 probs,
                 losses,
                 part,
+                stats,
                 scratch,
                 bufs,
             });
@@ -131,16 +148,18 @@ impl Buffers {
             None => x
                 .par_chunks(CHUNK * il)
                 .enumerate()
-                .for_each(|(c, xc)| run(c, xc, &[], &mut [], &mut [], &mut [])),
+                .for_each(|(c, xc)| run(c, xc, &[], &mut [], &mut [], (&mut [], &mut []))),
             Some(labels) => {
-                let (classes, pl) = (plan.classes(), plan.part_len);
+                let (classes, pl, chunks) = (plan.classes(), plan.part_len, batch.div_ceil(CHUNK));
+                let sl = plan.stats_len;
                 x.par_chunks(CHUNK * il)
                     .zip(labels.par_chunks(CHUNK))
                     .zip(probs[..batch * classes].par_chunks_mut(CHUNK * classes))
                     .zip(losses[..batch].par_chunks_mut(CHUNK))
-                    .zip(parts[..batch.div_ceil(CHUNK) * pl].par_chunks_mut(pl))
+                    .zip(parts[..chunks * pl].par_chunks_mut(pl))
+                    .zip(stats[..chunks * sl].par_chunks_mut(sl))
                     .enumerate()
-                    .for_each(|(c, ((((xc, yc), pc), lc), part))| run(c, xc, yc, pc, lc, part));
+                    .for_each(|(c, (((((xc, yc), pc), lc), part), st))| run(c, xc, yc, pc, lc, (part, st)));
             }
         }
     }
@@ -192,6 +211,8 @@ impl LayerBufs {
 struct Arena {
     layers: LayerBufs,
     scratch: Vec<f32>,
+    /// An input gradient to be added to another ([`Dx::Add`]): `CHUNK` images.
+    dx_tmp: Vec<f32>,
     views: Vec<Views>,
 }
 
@@ -201,6 +222,7 @@ impl Arena {
         Arena {
             layers: LayerBufs::new(plan, Storage::Arena, CHUNK),
             scratch: vec![0.0; plan.scratch_len],
+            dx_tmp: vec![0.0; CHUNK * plan.dx_tmp_len],
             views: Vec::with_capacity(plan.layers.len()),
         }
     }
@@ -333,6 +355,8 @@ pub(crate) struct ChunkBufs<'a> {
     images: usize,
     x: &'a [f32],
     input_grad: Rows<f32>,
+    /// The arena's buffer for input gradients to be added ([`Dx::Add`]).
+    tmp: Rows<f32>,
 }
 
 /// A layer's buffers for its backward pass ([`ChunkBufs::backward_io`]).
@@ -341,8 +365,9 @@ pub(crate) struct LayerGrads<'b> {
     pub input: &'b [f32],
     /// The layer's output.
     pub y: &'b [f32],
-    /// The gradient of the loss with respect to the layer's output.
-    pub dy: &'b [f32],
+    /// The gradient of the loss with respect to the layer's output (writable: a layer may
+    /// mask it in place with a fused ReLU).
+    pub dy: &'b mut [f32],
     /// The layer's argmax indices (empty unless it keeps them).
     pub argmax: &'b [u32],
     /// The gradient with respect to the layer's input, when asked for.
@@ -353,6 +378,12 @@ impl ChunkBufs<'_> {
     /// Samples in the chunk.
     pub fn images(&self) -> usize {
         self.images
+    }
+
+    /// Buffer `slot`'s output rows (`len` values per sample) or, for `None`, the network
+    /// input, to read.
+    pub fn input(&self, slot: Option<usize>, len: usize) -> &[f32] {
+        self.read(slot, len)
     }
 
     /// Buffer `slot`'s output rows (`len` values per sample) or, for `None`, the network input.
@@ -412,7 +443,7 @@ impl ChunkBufs<'_> {
         in_len: usize,
         slot: usize,
         out_len: usize,
-        dx: bool,
+        dx: Dx,
     ) -> LayerGrads<'_> {
         assert_ne!(
             from,
@@ -421,20 +452,72 @@ impl ChunkBufs<'_> {
         );
         let (v, n, nin) = (&self.views[slot], self.images * out_len, self.images * in_len);
         // SAFETY: this task's rows (module invariant), `&mut self` borrowed for all the
-        // slices. The only one written, dx, is the gradient of `from != slot` (or of the
-        // network input, a buffer of its own); the others are only read.
+        // slices. Those written are dy, the gradient of `slot`, and dx, the gradient of
+        // `from != slot` (or of the network input, or the arena's tmp: buffers of their
+        // own); the others are only read.
         unsafe {
-            let dx = dx.then(|| match from {
-                Some(j) => self.views[j].grad.prefix(nin).slice_mut(),
-                None => self.input_grad.prefix(nin).slice_mut(),
-            });
+            let dx = match dx {
+                Dx::Skip => None,
+                Dx::Write => Some(self.grad_of(from, nin)),
+                Dx::Add => Some(self.tmp.prefix(nin).slice_mut()),
+            };
             LayerGrads {
                 input: self.read(from, in_len),
                 y: v.out.prefix(n).slice(),
-                dy: v.grad.prefix(n).slice(),
+                dy: v.grad.prefix(n).slice_mut(),
                 argmax: v.argmax.prefix_or_empty(n).slice(),
                 dx,
             }
+        }
+    }
+
+    /// The gradient of buffer `from` (`len` values), or of the network input for `None`.
+    ///
+    /// # Safety
+    /// As [`Rows::slice_mut`]: no other slice of that gradient may be alive.
+    unsafe fn grad_of<'b>(&self, from: Option<usize>, len: usize) -> &'b mut [f32] {
+        // SAFETY: this task's rows (module invariant); exclusivity is the caller's.
+        unsafe {
+            match from {
+                Some(j) => self.views[j].grad.prefix(len).slice_mut(),
+                None => self.input_grad.prefix(len).slice_mut(),
+            }
+        }
+    }
+
+    /// Adds the input gradient a layer wrote to the arena's tmp ([`Dx::Add`], `in_len`
+    /// values per sample) to the gradient of its input `from`.
+    pub fn add_tmp_into(&mut self, from: Option<usize>, in_len: usize) {
+        let n = self.images * in_len;
+        // SAFETY: this task's rows (module invariant), `&mut self` borrowed for both: the
+        // arena's tmp (read) and the gradient of `from` (written), different buffers.
+        let (tmp, g) = unsafe { (self.tmp.prefix(n).slice(), self.grad_of(from, n)) };
+        petal_kernels::simd::add_assign(g, tmp);
+    }
+
+    /// The two inputs `a`, `b` of an add (`len` values per sample) to read, and its own
+    /// buffer `slot` to write.
+    pub fn add_io(
+        &mut self,
+        a: Option<usize>,
+        b: Option<usize>,
+        slot: usize,
+        len: usize,
+    ) -> (&[f32], &[f32], &mut [f32]) {
+        assert!(
+            a != Some(slot) && b != Some(slot),
+            "an add's inputs and output are different buffers"
+        );
+        let n = self.images * len;
+        // SAFETY: this task's rows (module invariant), `&mut self` borrowed for the three
+        // slices: `slot`'s output (written) and two inputs (read, possibly the same
+        // buffer), none of them `slot`.
+        unsafe {
+            (
+                self.read(a, len),
+                self.read(b, len),
+                self.views[slot].out.prefix(n).slice_mut(),
+            )
         }
     }
 }
@@ -468,7 +551,7 @@ mod tests {
                 for (o, row) in out.chunks_exact_mut(3).zip(input.chunks_exact(4)) {
                     o.fill(row[0]);
                 }
-                let g = c.bufs.backward_io(None, 4, slot, 3, true);
+                let g = c.bufs.backward_io(None, 4, slot, 3, Dx::Write);
                 assert_eq!((g.y.len(), g.dy.len()), (n * 3, n * 3));
                 g.dx.expect("input gradient on").fill(g.y[0]);
             });

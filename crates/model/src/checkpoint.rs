@@ -19,7 +19,7 @@
 
 use crate::atomic::write_atomic;
 use crate::error::ModelError;
-use crate::layer::Param;
+use crate::layer::{BatchNorm, Layer, Param};
 use crate::network::{InputShape, Network};
 use crate::spec::parse_spec;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -86,14 +86,44 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn serialize(
-    tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
-    metadata: HashMap<String, String>,
-) -> Result<Vec<u8>, String> {
+/// A tensor to write: name, shape, dtype, little-endian bytes.
+type Tensor = (String, Vec<usize>, Dtype, Vec<u8>);
+
+/// The tensors of a network's `state_dict`, as PyTorch names them: every parameter, and
+/// each batch norm's `running_mean`, `running_var` (f32) and `num_batches_tracked` (i64,
+/// a scalar).
+fn state_tensors(net: &Network) -> Vec<Tensor> {
+    let mut out = Vec::new();
+    for layer in net.layers() {
+        for p in layer.params() {
+            out.push((p.name.clone(), p.shape.clone(), Dtype::F32, f32_bytes(&p.value)));
+        }
+        if let Layer::BatchNorm(bn) = layer {
+            let (pre, c) = (&bn.prefix, bn.c);
+            out.push((
+                format!("{pre}.running_mean"),
+                vec![c],
+                Dtype::F32,
+                f32_bytes(&bn.running_mean),
+            ));
+            out.push((
+                format!("{pre}.running_var"),
+                vec![c],
+                Dtype::F32,
+                f32_bytes(&bn.running_var),
+            ));
+            let tracked = (bn.batches_tracked as i64).to_le_bytes().to_vec();
+            out.push((format!("{pre}.num_batches_tracked"), vec![], Dtype::I64, tracked));
+        }
+    }
+    out
+}
+
+fn serialize(tensors: Vec<Tensor>, metadata: HashMap<String, String>) -> Result<Vec<u8>, String> {
     let views = tensors
         .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes)
+        .map(|(name, shape, dtype, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes)
                 .map(|v| (name.clone(), v))
                 .map_err(|e| e.to_string())
         })
@@ -127,6 +157,20 @@ pub fn save_checkpoint(path: &Path, net: &Network, meta: &CheckpointMeta) -> Res
             format!("tensor `{}` holds a NaN or infinite value", p.name),
         ));
     }
+    for layer in net.layers() {
+        if let Layer::BatchNorm(bn) = layer {
+            let stats = bn.running_mean.iter().chain(&bn.running_var);
+            if stats.into_iter().any(|v| !v.is_finite()) || bn.running_var.iter().any(|&v| v < 0.0) {
+                return Err(ModelError::checkpoint(
+                    path,
+                    format!(
+                        "batch norm `{}` has a NaN, infinite or negative running statistic",
+                        bn.prefix
+                    ),
+                ));
+            }
+        }
+    }
     let n = &meta.normalization;
     let c = net.input_shape().c;
     if n.mean.len() != c || n.std.len() != c {
@@ -148,10 +192,7 @@ pub fn save_checkpoint(path: &Path, net: &Network, meta: &CheckpointMeta) -> Res
             "normalization needs a finite positive scale and std, finite means",
         ));
     }
-    let tensors = net
-        .params()
-        .map(|p| (p.name.clone(), p.shape.clone(), f32_bytes(&p.value)))
-        .collect();
+    let tensors = state_tensors(net);
     let i = net.input_shape();
 
     let mut metadata = HashMap::from([
@@ -260,10 +301,72 @@ fn le_f32(b: &[u8]) -> f32 {
     f32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
-fn fill_params<'p>(
+fn le_i64(b: &[u8]) -> i64 {
+    i64::from_le_bytes(b[..8].try_into().expect("8 bytes, checked"))
+}
+
+/// Where a tensor of the file goes.
+enum Dst<'p> {
+    /// f32 values; `nonneg`: negative values are refused (a running variance).
+    F32(&'p mut [f32], bool),
+    /// An i64 scalar (a batch norm's `num_batches_tracked`), refused when negative.
+    Count(&'p mut u64),
+}
+
+/// A network's parameters (or with `velocity`, their velocities) as [`fill`] destinations;
+/// with `buffers`, each batch norm's running statistics too.
+fn destinations(net: &mut Network, velocity: bool, buffers: bool) -> Vec<(String, Vec<usize>, Dst<'_>)> {
+    let mut out = Vec::new();
+    for layer in net.layers_mut() {
+        let (params, bn): (Vec<&mut Param>, _) = match (buffers, layer) {
+            (
+                true,
+                Layer::BatchNorm(BatchNorm {
+                    weight,
+                    bias,
+                    running_mean,
+                    running_var,
+                    batches_tracked,
+                    prefix,
+                    c,
+                    ..
+                }),
+            ) => {
+                let c = *c;
+                let extra = [
+                    (
+                        format!("{prefix}.running_mean"),
+                        vec![c],
+                        Dst::F32(running_mean, false),
+                    ),
+                    (
+                        format!("{prefix}.running_var"),
+                        vec![c],
+                        Dst::F32(running_var, true),
+                    ),
+                    (
+                        format!("{prefix}.num_batches_tracked"),
+                        vec![],
+                        Dst::Count(batches_tracked),
+                    ),
+                ];
+                (vec![weight, bias], Some(extra))
+            }
+            (_, layer) => (layer.params_mut().collect(), None),
+        };
+        for p in params {
+            let dst = if velocity { &mut p.velocity } else { &mut p.value };
+            out.push((p.name.clone(), p.shape.clone(), Dst::F32(dst, false)));
+        }
+        out.extend(bn.into_iter().flatten());
+    }
+    out
+}
+
+fn fill_params(
     path: &Path,
     st: &SafeTensors<'_>,
-    params: impl Iterator<Item = (&'p str, &'p [usize], &'p mut [f32])>,
+    params: Vec<(String, Vec<usize>, Dst<'_>)>,
 ) -> Result<(), ModelError> {
     let err = |r: String| ModelError::checkpoint(path, r);
     let mut expected = BTreeSet::new();
@@ -271,10 +374,17 @@ fn fill_params<'p>(
     for (name, shape, dst) in params {
         expected.insert(name.to_string());
         let t = st
-            .tensor(name)
+            .tensor(&name)
             .map_err(|_| err(format!("tensor `{name}` is missing")))?;
-        if t.dtype() != Dtype::F32 {
-            return Err(err(format!("tensor `{name}` is {:?}, expected F32", t.dtype())));
+        let want = match dst {
+            Dst::F32(..) => Dtype::F32,
+            Dst::Count(_) => Dtype::I64,
+        };
+        if t.dtype() != want {
+            return Err(err(format!(
+                "tensor `{name}` is {:?}, expected {want:?}",
+                t.dtype()
+            )));
         }
         if t.shape() != shape {
             return Err(err(format!(
@@ -298,27 +408,43 @@ fn fill_params<'p>(
     // network is left exactly as it was.
     for ((name, t), dst) in &pending {
         let data = t.data();
-        if data.len() != dst.len() * 4 {
+        let bytes = match dst {
+            Dst::F32(d, _) => d.len() * 4,
+            Dst::Count(_) => 8,
+        };
+        if data.len() != bytes {
             return Err(err(format!(
-                "tensor `{name}` holds {} bytes, expected {}",
+                "tensor `{name}` holds {} bytes, expected {bytes}",
                 data.len(),
-                dst.len() * 4
             )));
         }
-        if let Some((i, v)) = data
-            .chunks_exact(4)
-            .map(le_f32)
-            .enumerate()
-            .find(|(_, v)| !v.is_finite())
-        {
-            return Err(err(format!(
-                "tensor `{name}` holds {v} at index {i}: a diverged or corrupt network"
-            )));
+        match dst {
+            Dst::F32(_, nonneg) => {
+                let bad = |v: &f32| !v.is_finite() || (*nonneg && *v < 0.0);
+                if let Some((i, v)) = data.chunks_exact(4).map(le_f32).enumerate().find(|(_, v)| bad(v)) {
+                    return Err(err(format!(
+                        "tensor `{name}` holds {v} at index {i}: a diverged or corrupt network"
+                    )));
+                }
+            }
+            Dst::Count(_) => {
+                if le_i64(data) < 0 {
+                    return Err(err(format!(
+                        "tensor `{name}` holds {}: a count cannot be negative",
+                        le_i64(data)
+                    )));
+                }
+            }
         }
     }
     for ((_, t), dst) in pending {
-        for (d, b) in dst.iter_mut().zip(t.data().chunks_exact(4)) {
-            *d = le_f32(b);
+        match dst {
+            Dst::F32(d, _) => {
+                for (d, b) in d.iter_mut().zip(t.data().chunks_exact(4)) {
+                    *d = le_f32(b);
+                }
+            }
+            Dst::Count(d) => *d = le_i64(t.data()) as u64,
         }
     }
     Ok(())
@@ -379,12 +505,7 @@ fn checkpoint_from_bytes(path: &Path, bytes: &[u8]) -> Result<(Network, Checkpoi
     }
     let epoch: u64 = meta_field(path, &meta, "epoch")?;
     let step: u64 = meta_field(path, &meta, "step")?;
-    fill_params(
-        path,
-        &st,
-        net.params_mut()
-            .map(|p: &mut Param| (p.name.as_str(), &p.shape[..], &mut p.value[..])),
-    )?;
+    fill_params(path, &st, destinations(&mut net, false, true))?;
     let extra = meta
         .into_iter()
         .filter(|(k, _)| !RESERVED_KEYS.contains(&k.as_str()))
@@ -405,7 +526,14 @@ fn checkpoint_from_bytes(path: &Path, bytes: &[u8]) -> Result<(Network, Checkpoi
 pub fn save_optimizer_state(path: &Path, net: &Network) -> Result<(), ModelError> {
     let tensors = net
         .params()
-        .map(|p| (p.name.clone(), p.shape.clone(), f32_bytes(&p.velocity)))
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.shape.clone(),
+                Dtype::F32,
+                f32_bytes(&p.velocity),
+            )
+        })
         .collect();
     let metadata = HashMap::from([
         ("format".to_string(), OPTIMIZER_FORMAT.to_string()),
@@ -432,10 +560,5 @@ pub fn load_optimizer_state(path: &Path, net: &mut Network) -> Result<(), ModelE
         }
         None => return Err(ModelError::checkpoint(path, "metadata has no `spec`")),
     }
-    fill_params(
-        path,
-        &st,
-        net.params_mut()
-            .map(|p| (p.name.as_str(), &p.shape[..], &mut p.velocity[..])),
-    )
+    fill_params(path, &st, destinations(net, true, false))
 }

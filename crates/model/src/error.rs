@@ -17,6 +17,8 @@ pub struct SpecError {
 pub enum ModelError {
     #[error(transparent)]
     Spec(#[from] SpecError),
+    #[error("batch norm `{layer}` sees {values} value per channel in this training batch: it needs at least 2 (a batch of 2 or more)")]
+    BatchNormBatch { layer: String, values: usize },
     #[error("input shape {c}x{h}x{w}: every dimension must be at least 1")]
     InputShape { c: usize, h: usize, w: usize },
     #[error("batch of {got} values is not a whole number of {per_image}-value images (input {shape})")]

@@ -19,6 +19,12 @@ pub struct GradCheckOptions {
     /// Gradients smaller than this are compared absolutely: the f32 analytic gradient
     /// carries rounding error relative to the terms it sums, not to its own (small) value.
     pub floor: f64,
+    /// A floor relative to the tensor: gradients smaller than `relative_floor` times the
+    /// tensor's largest analytic gradient are compared absolutely too. An f32 gradient
+    /// that is a sum with cancellation (a weight before a batch norm, whose backward
+    /// subtracts the batch means) carries rounding error relative to its tensor's largest
+    /// terms, not to its own value. 0 (the default): [`GradCheckOptions::floor`] only.
+    pub relative_floor: f64,
     /// Entries probed per tensor (all when the tensor is smaller).
     pub samples_per_tensor: usize,
     /// Seed choosing the probed entries.
@@ -31,6 +37,7 @@ impl Default for GradCheckOptions {
             eps: 1e-6,
             tolerance: 1e-3,
             floor: 1e-6,
+            relative_floor: 0.0,
             samples_per_tensor: 24,
             seed: 0,
         }
@@ -128,6 +135,11 @@ fn compare(
             skipped: 0,
         };
         let layer = owner[pi];
+        let largest = grad.iter().fold(0.0f64, |m, &g| m.max((g as f64).abs()));
+        let opts = &GradCheckOptions {
+            floor: opts.floor.max(opts.relative_floor * largest),
+            ..*opts
+        };
         for i in sample(&mut rng, grad.len(), opts.samples_per_tensor) {
             let orig = params[pi][i];
             params[pi][i] = orig + eps;
@@ -184,6 +196,10 @@ fn compare(
 struct Reference {
     /// Each layer with its input shape.
     layers: Vec<(Layer, Shape)>,
+    /// Each layer's inputs (layer indices, `None` the network input; an add's second).
+    inputs: Vec<(Option<usize>, Option<Option<usize>>)>,
+    /// Each layer's dropout seed in the step checked.
+    seeds: Vec<u64>,
     labels: Vec<usize>,
 }
 
@@ -192,22 +208,29 @@ struct Pass {
     loss: f64,
     /// Max-pool argmax indices and ReLU signs, in order: where the loss has kinks.
     signature: Vec<u64>,
-    /// `acts[l]` is layer `l`'s input; kept so a later pass can start at a later layer.
+    /// `acts[0]` is the input, `acts[l + 1]` layer `l`'s output; kept so a later pass can
+    /// start at a later layer.
     acts: Vec<Vec<f64>>,
 }
 
 impl Reference {
     fn new(net: &Network, labels: &[usize]) -> Self {
         let i = net.input_shape();
-        let mut ins = vec![Shape::Spatial {
+        let input = Shape::Spatial {
             c: i.c,
             h: i.h,
             w: i.w,
-        }];
-        ins.extend(net.shapes().iter().copied());
+        };
+        let inputs = net.layer_inputs();
+        let ins = inputs.iter().map(|(a, _)| a.map_or(input, |j| net.shapes()[j]));
         let layers = net.layers().iter().cloned().zip(ins).collect();
+        let seeds = (0..net.layers().len())
+            .map(|l| net.last_dropout_seed(l))
+            .collect();
         Reference {
             layers,
+            inputs,
+            seeds,
             labels: labels.to_vec(),
         }
     }
@@ -222,7 +245,8 @@ impl Reference {
     }
 
     /// Mean cross-entropy of the batch `x` under `params`, recomputing from layer `from` on
-    /// (`acts[from]` must hold that layer's input from an earlier pass unless `from == 0`).
+    /// (`acts` must hold the outputs of the layers before `from` from an earlier pass
+    /// unless `from == 0`).
     fn forward(&self, params: &[Vec<f64>], x: &[f64], from: usize, mut acts: Vec<Vec<f64>>) -> Pass {
         let b = self.labels.len();
         acts.resize(self.layers.len() + 1, Vec::new());
@@ -231,41 +255,64 @@ impl Reference {
         }
         let mut p = 0;
         let mut signature = Vec::new();
+        let at = |v: Option<usize>| v.map_or(0, |j| j + 1);
         for (li, (layer, ins)) in self.layers.iter().enumerate() {
             let np = layer.params().count();
             let (w, bias) = (params.get(p), params.get(p + 1).filter(|_| np == 2));
             p += np;
             let bias = bias.map(Vec::as_slice);
+            let (a, second) = self.inputs[li];
+            let xin = &acts[at(a)];
             // Max-pool argmaxes enter the signature on every pass, ReLU signs below.
             let out = match layer {
                 Layer::MaxPool2d { shape } => {
-                    let (y, argmax) = pool(&acts[li], b, shape);
+                    let (y, argmax) = pool(xin, b, shape);
                     signature.extend(argmax.iter().map(|&a| a as u64));
                     (li >= from).then_some(y)
                 }
                 _ if li < from => None,
                 Layer::Conv2d { shape, .. } => Some(reference::conv2d_forward(
                     &Conv2dShape { batch: b, ..*shape },
-                    &acts[li],
+                    xin,
                     w.expect("weight"),
                     bias,
                 )),
                 Layer::Dense { shape, .. } => Some(reference::dense_forward(
                     &DenseShape { batch: b, ..*shape },
-                    &acts[li],
+                    xin,
                     w.expect("weight"),
                     bias,
                 )),
-                Layer::Relu => Some(reference::relu_forward(&acts[li])),
-                Layer::Flatten => Some(acts[li].clone()),
+                Layer::AvgPool2d { shape } => Some(reference::avg_pool2d_forward(
+                    &Pool2dShape { batch: b, ..*shape },
+                    xin,
+                )),
+                Layer::GlobalAvgPool { c, hw } => Some(reference::global_avg_pool_forward(b, *c, *hw, xin)),
+                Layer::BatchNorm(bn) => {
+                    let (gamma, beta) = (w.expect("weight"), bias.expect("bias"));
+                    let eps = crate::layer::BN_EPS;
+                    Some(reference::batch_norm_train(xin, b, bn.c, bn.hw, gamma, beta, eps).0)
+                }
+                Layer::Dropout { p } => Some(reference::dropout_forward(
+                    self.seeds[li],
+                    crate::spec::LayerSpec::dropout_p(*p),
+                    0,
+                    xin,
+                )),
+                Layer::Add => {
+                    let other = &acts[at(second.expect("an add has two inputs"))];
+                    Some(reference::add_forward(xin, other, false))
+                }
+                Layer::Relu => Some(reference::relu_forward(xin)),
+                Layer::Flatten => Some(xin.clone()),
             };
+            debug_assert_eq!(acts[at(a)].len(), b * ins.len(), "layer {li} input");
             if let Some(y) = out {
                 acts[li + 1] = y;
             }
             if let Layer::Relu = layer {
                 signature.extend(acts[li + 1].iter().map(|&v| (v > 0.0) as u64));
             }
-            debug_assert_eq!(acts[li].len(), b * ins.len(), "layer {li} input");
         }
         let logits = &acts[self.layers.len()];
         let classes = logits.len() / b;

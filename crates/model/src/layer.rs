@@ -99,8 +99,62 @@ impl Param {
     }
 }
 
-/// One layer of a sequential network. Shape structs are stored for batch 1; the network
-/// sets the batch at each call.
+/// Batch normalisation over the channels of `[c, h, w]` values (PyTorch's `BatchNorm2d`):
+/// `y = γ · (x − μ) / √(σ² + ε) + β` per channel, with the batch's mean μ and biased
+/// variance σ² (over the batch and the `h·w` positions) in training, and the running
+/// statistics in inference. Training updates the running statistics with momentum
+/// [`BN_MOMENTUM`]: `r ← (1 − m)·r + m·v`, the running variance from the unbiased variance
+/// (`σ² · n / (n − 1)`, n values per channel), as PyTorch does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchNorm {
+    /// Channels, and values per channel of one sample (`h · w`).
+    pub c: usize,
+    pub hw: usize,
+    /// γ (`{prefix}.weight`, initialised to 1) and β (`{prefix}.bias`, initialised to 0).
+    pub weight: Param,
+    pub bias: Param,
+    /// `{prefix}.running_mean` (starts at 0) and `{prefix}.running_var` (starts at 1).
+    pub running_mean: Vec<f32>,
+    pub running_var: Vec<f32>,
+    /// `{prefix}.num_batches_tracked`: training batches seen.
+    pub batches_tracked: u64,
+    /// The layer's `state_dict` name prefix (`"1"`, `"3.body.1"`).
+    pub prefix: String,
+}
+
+/// ε added to the variance of a batch norm (PyTorch's default).
+pub const BN_EPS: f64 = 1e-5;
+/// Momentum of a batch norm's running statistics (PyTorch's default).
+pub const BN_MOMENTUM: f32 = 0.1;
+
+impl BatchNorm {
+    pub(crate) fn new(prefix: String, c: usize, hw: usize) -> Self {
+        let mut weight = Param::zeros(format!("{prefix}.weight"), vec![c]);
+        weight.value.fill(1.0);
+        BatchNorm {
+            c,
+            hw,
+            weight,
+            bias: Param::zeros(format!("{prefix}.bias"), vec![c]),
+            running_mean: vec![0.0; c],
+            running_var: vec![1.0; c],
+            batches_tracked: 0,
+            prefix,
+        }
+    }
+    /// Resets the parameters and running statistics to PyTorch's initial values.
+    pub fn reset(&mut self) {
+        self.weight.value.fill(1.0);
+        self.bias.value.fill(0.0);
+        self.running_mean.fill(0.0);
+        self.running_var.fill(1.0);
+        self.batches_tracked = 0;
+    }
+}
+
+/// One layer (one operation) of a network. Shape structs are stored for batch 1; the
+/// network sets the batch at each call. A residual block is several: its body's layers,
+/// its shortcut's, then an [`Layer::Add`]; which values each reads is the network's plan.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Layer {
     /// 2-D convolution, `y = W ⋆ x + b` (`petal_kernels::conv`).
@@ -111,6 +165,14 @@ pub enum Layer {
     },
     /// Max pooling; the gradient flows to each window's maximum (`petal_kernels::pool`).
     MaxPool2d { shape: Pool2dShape },
+    /// Average pooling, divisor `k·k` (`petal_kernels::avgpool`).
+    AvgPool2d { shape: Pool2dShape },
+    /// Global average pooling, `[c, h, w]` to `[c, 1, 1]`.
+    GlobalAvgPool { c: usize, hw: usize },
+    /// Batch normalisation ([`BatchNorm`]).
+    BatchNorm(BatchNorm),
+    /// Dropout with probability `p / DROPOUT_SCALE` in training; the identity in inference.
+    Dropout { p: u32 },
     /// `max(x, 0)`.
     Relu,
     /// `[c, h, w]` to `[c·h·w]` in C,H,W order: a view, no copy.
@@ -121,13 +183,16 @@ pub enum Layer {
         weight: Param,
         bias: Option<Param>,
     },
+    /// The join of a residual block: `y = body(x) + shortcut(x)`.
+    Add,
 }
 
 impl Layer {
-    /// The spec this layer is built from (`plan.rs` builds it from that spec and its
-    /// input shape): [`crate::spec::format_spec`] of these rebuilds the network.
-    pub fn spec(&self) -> LayerSpec {
-        match self {
+    /// The spec of a layer built from one (`plan.rs` builds it from that spec and its
+    /// input shape); `None` for an [`Layer::Add`], which the network's spec writes as the
+    /// `res(...)` around it.
+    pub fn spec(&self) -> Option<LayerSpec> {
+        Some(match self {
             Layer::Conv2d { shape, bias, .. } => LayerSpec::Conv2d {
                 out_c: shape.out_c,
                 kh: shape.kh,
@@ -140,13 +205,21 @@ impl Layer {
                 k: shape.k,
                 stride: shape.stride,
             },
+            Layer::AvgPool2d { shape } => LayerSpec::AvgPool2d {
+                k: shape.k,
+                stride: shape.stride,
+            },
+            Layer::GlobalAvgPool { .. } => LayerSpec::GlobalAvgPool,
+            Layer::BatchNorm(_) => LayerSpec::BatchNorm,
+            Layer::Dropout { p } => LayerSpec::Dropout { p: *p },
             Layer::Relu => LayerSpec::Relu,
             Layer::Flatten => LayerSpec::Flatten,
             Layer::Dense { shape, bias, .. } => LayerSpec::Dense {
                 out: shape.outputs,
                 bias: bias.is_some(),
             },
-        }
+            Layer::Add => return None,
+        })
     }
 
     /// The layer's parameters (weight first, then bias).
@@ -155,6 +228,7 @@ impl Layer {
             Layer::Conv2d { weight, bias, .. } | Layer::Dense { weight, bias, .. } => {
                 (Some(weight), bias.as_ref())
             }
+            Layer::BatchNorm(bn) => (Some(&bn.weight), Some(&bn.bias)),
             _ => (None, None),
         };
         w.into_iter().chain(b)
@@ -166,6 +240,7 @@ impl Layer {
             Layer::Conv2d { weight, bias, .. } | Layer::Dense { weight, bias, .. } => {
                 (Some(weight), bias.as_mut())
             }
+            Layer::BatchNorm(bn) => (Some(&mut bn.weight), Some(&mut bn.bias)),
             _ => (None, None),
         };
         w.into_iter().chain(b)
@@ -173,6 +248,9 @@ impl Layer {
 
     /// Whether the layer has trainable parameters.
     pub fn has_params(&self) -> bool {
-        matches!(self, Layer::Conv2d { .. } | Layer::Dense { .. })
+        matches!(
+            self,
+            Layer::Conv2d { .. } | Layer::Dense { .. } | Layer::BatchNorm(_)
+        )
     }
 }

@@ -54,7 +54,7 @@ pub fn check_buffers<N: AsRef<[Layer]> + ?Sized>(net: &N) -> Result<(), ModelErr
         let what = || {
             format!(
                 "the convolution scratch of one sample (layer {i} `{}` on {}x{}x{})",
-                layer.spec(),
+                layer.spec().map(|s| s.to_string()).unwrap_or_default(),
                 shape.in_c,
                 shape.h,
                 shape.w
@@ -86,11 +86,12 @@ pub(crate) fn add_params(
     position: usize,
     n_params: &mut u128,
 ) -> Result<(), ModelError> {
-    let add = match (*spec, input) {
-        (LayerSpec::Conv2d { out_c, kh, kw, .. }, Shape::Spatial { c, .. }) => {
+    let add = match (spec, input) {
+        (&LayerSpec::Conv2d { out_c, kh, kw, .. }, Shape::Spatial { c, .. }) => {
             out_c as u128 * c as u128 * kh as u128 * kw as u128 + out_c as u128
         }
-        (LayerSpec::Dense { out, .. }, s) => out as u128 * s.len() as u128 + out as u128,
+        (&LayerSpec::Dense { out, .. }, s) => out as u128 * s.len() as u128 + out as u128,
+        (LayerSpec::BatchNorm, Shape::Spatial { c, .. }) => 4 * c as u128,
         _ => 0,
     };
     add_up(n_params, add, MAX_PARAMS, || {

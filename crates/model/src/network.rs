@@ -7,7 +7,7 @@ use crate::error::ModelError;
 use crate::layer::{Layer, Param, Shape};
 use crate::plan::Plan;
 use crate::spec::{format_spec, parse_spec, LayerSpec};
-use crate::step::{reduce_gradients, ChunkStep};
+use crate::step::{finish_bn_backward, finish_bn_forward, reduce_gradients, BnWork, ChunkStep};
 use petal_kernels as k;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -36,11 +36,20 @@ pub struct Network {
     specs: Vec<LayerSpec>,
     /// Each layer's output shape, per sample.
     shapes: Vec<Shape>,
+    /// Each layer's input (and an add's second): layer indices, `None` the network input.
+    inputs: Vec<(Option<usize>, Option<Option<usize>>)>,
     input: InputShape,
     /// Per layer, where its values live and what its step does.
     plan: Plan,
     pub(crate) bufs: Buffers,
     pub(crate) input_grad: bool,
+    /// Per batch norm, the statistics its chunk tasks use.
+    bn_work: Vec<BnWork>,
+    /// Dropout masks: the seed of the run and the training steps taken, which key each
+    /// step's masks; and the seed of the last step's.
+    seed: u64,
+    steps: u64,
+    last_step_seed: u64,
     /// Samples in the last forward pass.
     last_batch: usize,
     /// Samples in the last [`Network::forward_backward`].
@@ -97,14 +106,29 @@ impl Network {
             .expect("flowernet preset is valid")
     }
 
-    /// Builds a network with zero weights from parsed layer specs, inferring every shape
-    /// from `input` and inserting a `flatten` before a `dense` that follows spatial layers.
+    /// Builds a network with zero weights (batch norms at γ = 1, β = 0, running mean 0 and
+    /// variance 1) from parsed layer specs, inferring every shape from `input`, inserting a
+    /// `flatten` before a `dense` that follows spatial layers and a projection shortcut in
+    /// a residual block whose body changes the shape.
     pub fn from_layers(specs: &[LayerSpec], input: InputShape) -> Result<Self, ModelError> {
         let built = crate::plan::build(specs, input)?;
+        let bn_work = built
+            .layers
+            .iter()
+            .filter_map(|l| match l {
+                Layer::BatchNorm(bn) => Some(BnWork::new(bn.c)),
+                _ => None,
+            })
+            .collect();
         Ok(Network {
+            bn_work,
+            seed: 0,
+            steps: 0,
+            last_step_seed: 0,
             layers: built.layers,
             specs: built.specs,
             shapes: built.shapes,
+            inputs: built.inputs,
             input,
             plan: built.plan,
             bufs: Buffers::default(),
@@ -118,11 +142,20 @@ impl Network {
     /// (Kaiming-uniform with `a = √5`): weights and biases uniform in `[-1/√fan_in, 1/√fan_in]`,
     /// `fan_in = in_c · kh · kw` or `in`. Values come from `ChaCha8Rng::seed_from_u64(seed)`
     /// as `(2u - 1) · bound` with `u` uniform in `[0, 1)`, layer by layer, weight then bias:
-    /// the same seed gives the same network on any machine and thread count. Velocities
-    /// are reset to zero.
+    /// the same seed gives the same network on any machine and thread count. Batch norms
+    /// start at γ = 1, β = 0 with running mean 0 and variance 1 (PyTorch's), drawing
+    /// nothing. Velocities are reset to zero. `seed` also keys the dropout masks
+    /// ([`Network::set_dropout_state`]).
     pub fn init(&mut self, seed: u64) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        self.set_dropout_state(seed, 0);
         for layer in &mut self.layers {
+            if let Layer::BatchNorm(bn) = layer {
+                bn.reset();
+                bn.weight.velocity.fill(0.0);
+                bn.bias.velocity.fill(0.0);
+                continue;
+            }
             let fan_in = match layer {
                 Layer::Conv2d { shape, .. } => shape.col_rows(),
                 Layer::Dense { shape, .. } => shape.inputs,
@@ -138,15 +171,37 @@ impl Network {
         }
     }
 
-    /// The layers, in order (including implied `flatten`s).
+    /// Sets what keys the dropout masks: `seed` and the number of training steps taken
+    /// (step `t`'s masks come from both, so a run resumed at step `t` with its seed draws
+    /// what the uninterrupted run drew).
+    pub fn set_dropout_state(&mut self, seed: u64, steps: u64) {
+        self.seed = seed;
+        self.steps = steps;
+    }
+    /// The dropout seed and the training steps taken ([`Network::set_dropout_state`]).
+    pub fn dropout_state(&self) -> (u64, u64) {
+        (self.seed, self.steps)
+    }
+    /// The layers in execution order (including implied `flatten`s; a residual block as
+    /// its body's layers, its shortcut's and an [`Layer::Add`]).
     pub fn layers(&self) -> &[Layer] {
         &self.layers
     }
-    /// The spec of each layer, in order (implied flattens written out).
+    /// The layers mutably (a batch norm's running statistics, for loading).
+    pub fn layers_mut(&mut self) -> &mut [Layer] {
+        &mut self.layers
+    }
+    /// The spec of each top-level layer, in order (implied flattens and projection
+    /// shortcuts written out; a residual block is one).
     pub fn layer_specs(&self) -> &[LayerSpec] {
         &self.specs
     }
-    /// Output shape of each layer, per sample.
+    /// Where each layer reads its input: `(input, second input)`, a layer index or `None`
+    /// for the network input; the second only for an [`Layer::Add`].
+    pub fn layer_inputs(&self) -> Vec<(Option<usize>, Option<Option<usize>>)> {
+        self.inputs.clone()
+    }
+    /// Output shape of each layer (as [`Network::layers`]), per sample.
     pub fn shapes(&self) -> &[Shape] {
         &self.shapes
     }
@@ -219,35 +274,104 @@ impl Network {
         Ok(x.len() / per)
     }
 
-    /// Forward pass over a batch `x` (`[batch, c, h, w]`), keeping what backward needs.
+    /// Inference over a batch `x` (`[batch, c, h, w]`): batch norms with their running
+    /// statistics, dropout off.
     fn forward(&mut self, x: &[f32], batch: usize) {
         self.bufs.ensure(&self.plan, batch, self.input_grad);
         self.last_batch = batch;
-        self.run_chunks(x, batch, None);
+        for (w, &i) in self.bn_work.iter_mut().zip(&self.plan.bns) {
+            if let Layer::BatchNorm(bn) = &self.layers[i] {
+                w.use_running(bn);
+            }
+        }
+        let n = self.layers.len();
+        self.region(x, batch, None, |step, c| step.forward(c, 0..n));
     }
 
-    /// One task per [`CHUNK`] images of `x` (`batch` samples, buffers sized for them):
-    /// forward through every layer, then with `labels` the loss and backward.
-    fn run_chunks(&mut self, x: &[f32], batch: usize, labels: Option<&[usize]>) {
+    /// One parallel region: `task` once per [`CHUNK`] images of `x` (`batch` samples,
+    /// buffers sized for them), with `labels` in training.
+    fn region<F>(&mut self, x: &[f32], batch: usize, labels: Option<&[usize]>, task: F)
+    where
+        F: Fn(&ChunkStep<'_>, &mut crate::buffers::Chunk<'_>) + Sync,
+    {
         let Network {
             layers,
             plan,
             bufs,
+            bn_work,
             input_grad,
+            last_step_seed,
             ..
         } = self;
         let step = ChunkStep {
             layers,
             plan,
+            bn: bn_work,
             input_grad: *input_grad,
             grad_scale: 1.0 / batch as f32,
+            train: labels.is_some(),
+            seed: *last_step_seed,
         };
-        bufs.for_each_chunk(plan, x, labels, |mut c| {
-            step.forward(&mut c);
-            if labels.is_some() {
-                step.backward(&mut c);
-            }
+        bufs.for_each_chunk(plan, x, labels, |mut c| task(&step, &mut c));
+    }
+
+    /// A training pass over `x` (`batch` samples) with `labels`: forward, loss and backward
+    /// through every layer, in one parallel region without batch norms, else in `2m + 1`
+    /// regions with each batch norm's statistics between them (`step.rs`).
+    fn run_training(&mut self, x: &[f32], batch: usize, labels: &[usize]) {
+        let n = self.layers.len();
+        let m = self.plan.bns.len();
+        if m == 0 {
+            self.region(x, batch, Some(labels), |step, c| {
+                step.forward(c, 0..n);
+                step.loss(c);
+                step.backward(c, 0..n);
+            });
+            return;
+        }
+        let mut lo = 0;
+        for j in 0..m {
+            let b = self.plan.bns[j];
+            self.region(x, batch, Some(labels), |step, c| {
+                step.forward(c, lo..b);
+                step.bn_sums(c, j);
+            });
+            self.finish_bn(j, batch, true);
+            lo = b;
+        }
+        self.region(x, batch, Some(labels), |step, c| {
+            step.forward(c, lo..n);
+            step.loss(c);
+            step.backward(c, lo + 1..n);
+            step.bn_backward_sums(c, m - 1);
         });
+        for j in (0..m).rev() {
+            self.finish_bn(j, batch, false);
+            let (lo, hi) = (if j > 0 { self.plan.bns[j - 1] + 1 } else { 0 }, self.plan.bns[j]);
+            self.region(x, batch, Some(labels), |step, c| {
+                step.bn_backward_input(c, j);
+                step.backward(c, lo..hi);
+                if j > 0 {
+                    step.bn_backward_sums(c, j - 1);
+                }
+            });
+        }
+    }
+
+    /// Batch norm `j`'s statistics over the batch, from its chunks' sums: forward (mean,
+    /// variance, running statistics) or backward (dγ, dβ and the means of the input
+    /// gradient).
+    fn finish_bn(&mut self, j: usize, batch: usize, forward: bool) {
+        let i = self.plan.bns[j];
+        let Layer::BatchNorm(bn) = &mut self.layers[i] else {
+            unreachable!("plan.bns lists batch norms")
+        };
+        let (work, stats) = (&mut self.bn_work[j], &self.bufs.stats);
+        if forward {
+            finish_bn_forward(bn, work, stats, &self.plan, j, batch);
+        } else {
+            finish_bn_backward(bn, work, stats, &self.plan, j, batch);
+        }
     }
 
     /// The logits of the last forward pass (training or inference), `[batch, classes]`.
@@ -279,10 +403,13 @@ impl Network {
     fn forward_backward_here(&mut self, x: &[f32], labels: &[usize]) -> Result<f32, ModelError> {
         let batch = self.batch_of(x)?;
         self.check_labels(batch, labels)?;
+        self.check_batch_norm_batch(batch)?;
         self.bufs.ensure(&self.plan, batch, self.input_grad);
         self.last_batch = batch;
         self.last_train_batch = batch;
-        self.run_chunks(x, batch, Some(labels));
+        self.last_step_seed = crate::step::dropout_seed(self.seed, self.steps as usize);
+        self.steps += 1;
+        self.run_training(x, batch, labels);
         reduce_gradients(&mut self.layers, &self.plan, &mut self.bufs, x, batch);
         Ok(k::mean_loss(&self.bufs.losses[..batch]))
     }
@@ -359,6 +486,28 @@ impl Network {
             correct: count_correct(probs, labels, classes),
             batch,
         })
+    }
+
+    /// A batch norm in training needs more than one value per channel (its unbiased
+    /// variance divides by `n − 1`): PyTorch refuses the same.
+    fn check_batch_norm_batch(&self, batch: usize) -> Result<(), ModelError> {
+        for &i in &self.plan.bns {
+            if let Layer::BatchNorm(bn) = &self.layers[i] {
+                if batch * bn.hw < 2 {
+                    return Err(ModelError::BatchNormBatch {
+                        layer: bn.prefix.clone(),
+                        values: batch * bn.hw,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The dropout seed of layer `layer` in the last training step (for a reference pass
+    /// that draws the same masks).
+    pub fn last_dropout_seed(&self, layer: usize) -> u64 {
+        crate::step::dropout_seed(self.last_step_seed, layer)
     }
 
     fn check_labels(&self, batch: usize, labels: &[usize]) -> Result<(), ModelError> {

@@ -1,32 +1,168 @@
-//! One chunk's forward and backward pass over the layer plan, and the reduction of the
-//! chunks' gradients after them.
+//! One chunk's forward and backward pass over a range of the layer plan, the batch-norm
+//! statistics between the ranges, and the reduction of the chunks' gradients after them.
+//!
+//! A network without batch norms runs a training step as one parallel region: each chunk
+//! goes forward through every layer, computes its loss and goes back. A batch norm needs
+//! the statistics of the whole batch, so with batch norms `b₁ < … < bₘ` (layer indices) a
+//! step is `2m + 1` regions, each a range of layers per chunk with a barrier between:
+//! forward `[0, b₁)` then the chunk's sums for `b₁`; for each `j`, forward `[bⱼ, bⱼ₊₁)`
+//! (the batch norm applied with the batch's statistics) then the sums for `bⱼ₊₁`; the last
+//! region goes forward from `bₘ`, computes the loss and goes back to `bₘ`'s backward sums;
+//! then, for `j = m … 1`, `bⱼ`'s input gradient and back to `bⱼ₋₁`'s backward sums. The
+//! sums are added over the chunks in chunk order, so results do not depend on threads.
 
 use crate::buffers::{Buffers, Chunk, LayerGrads};
-use crate::layer::Layer;
-use crate::plan::{Plan, CHUNK};
+use crate::layer::{BatchNorm, Layer, BN_EPS, BN_MOMENTUM};
+use crate::plan::{Dx, LayerPlan, Plan, CHUNK};
 use petal_kernels as k;
 use rayon::prelude::*;
+use std::ops::Range;
+
+/// Per batch norm, the statistics of the current batch (training) or the running ones
+/// (inference) as the chunk tasks use them, `c` values each.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BnWork {
+    /// Batch mean and `1/√(σ² + ε)`.
+    pub mean: Vec<f32>,
+    pub invstd: Vec<f32>,
+    /// `y = x · scale + shift`: `scale = γ · invstd`, `shift = β − mean · scale`.
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+    /// `Σ dy / n` and `Σ dy · x̂ / n` over the batch (n values per channel).
+    pub mean_dy: Vec<f32>,
+    pub mean_dy_xhat: Vec<f32>,
+}
+
+impl BnWork {
+    pub fn new(c: usize) -> Self {
+        let v = vec![0.0; c];
+        BnWork {
+            mean: v.clone(),
+            invstd: v.clone(),
+            scale: v.clone(),
+            shift: v.clone(),
+            mean_dy: v.clone(),
+            mean_dy_xhat: v,
+        }
+    }
+
+    /// Inference: the running statistics' `scale` and `shift`.
+    pub fn use_running(&mut self, bn: &BatchNorm) {
+        for ch in 0..bn.c {
+            let invstd = 1.0 / (bn.running_var[ch] as f64 + BN_EPS).sqrt();
+            self.set(bn, ch, bn.running_mean[ch] as f64, invstd);
+        }
+    }
+
+    fn set(&mut self, bn: &BatchNorm, ch: usize, mean: f64, invstd: f64) {
+        let scale = bn.weight.value[ch] as f64 * invstd;
+        self.mean[ch] = mean as f32;
+        self.invstd[ch] = invstd as f32;
+        self.scale[ch] = scale as f32;
+        self.shift[ch] = (bn.bias.value[ch] as f64 - mean * scale) as f32;
+    }
+}
+
+/// After the forward sums of batch norm `bn` (its chunks' Σx, Σx² in `stats`): the batch's
+/// mean and biased variance into `work`, and the running statistics updated with the
+/// unbiased variance (PyTorch's rule). `batch` samples.
+pub(crate) fn finish_bn_forward(
+    bn: &mut BatchNorm,
+    work: &mut BnWork,
+    stats: &[f64],
+    plan: &Plan,
+    j: usize,
+    batch: usize,
+) {
+    let c = bn.c;
+    let mut sums = [0.0f64; 2];
+    let n = (batch * bn.hw) as f64;
+    let m = BN_MOMENTUM;
+    for ch in 0..c {
+        sums.fill(0.0);
+        for chunk in stats.chunks_exact(plan.stats_len).take(batch.div_ceil(CHUNK)) {
+            let at = plan.stats_offsets[j];
+            sums[0] += chunk[at + ch];
+            sums[1] += chunk[at + c + ch];
+        }
+        let mean = sums[0] / n;
+        let var = (sums[1] / n - mean * mean).max(0.0);
+        work.set(bn, ch, mean, 1.0 / (var + BN_EPS).sqrt());
+        let unbiased = var * n / (n - 1.0);
+        bn.running_mean[ch] = (1.0 - m) * bn.running_mean[ch] + m * mean as f32;
+        bn.running_var[ch] = (1.0 - m) * bn.running_var[ch] + m * unbiased as f32;
+    }
+    bn.batches_tracked += 1;
+}
+
+/// After the backward sums of batch norm `bn` (its chunks' Σdy, Σdy·x̂): `dβ = Σdy`,
+/// `dγ = Σdy·x̂` and their means over the batch's `n` values per channel into `work`.
+pub(crate) fn finish_bn_backward(
+    bn: &mut BatchNorm,
+    work: &mut BnWork,
+    stats: &[f64],
+    plan: &Plan,
+    j: usize,
+    batch: usize,
+) {
+    let c = bn.c;
+    let n = (batch * bn.hw) as f64;
+    for ch in 0..c {
+        let (mut sdy, mut sdyx) = (0.0f64, 0.0f64);
+        for chunk in stats.chunks_exact(plan.stats_len).take(batch.div_ceil(CHUNK)) {
+            let at = plan.stats_offsets[j];
+            sdy += chunk[at + ch];
+            sdyx += chunk[at + c + ch];
+        }
+        bn.bias.grad[ch] = sdy as f32;
+        bn.weight.grad[ch] = sdyx as f32;
+        work.mean_dy[ch] = (sdy / n) as f32;
+        work.mean_dy_xhat[ch] = (sdyx / n) as f32;
+    }
+}
 
 /// What every chunk task of a step reads: the layers (their weights), their plan, and the
 /// step's settings.
 pub(crate) struct ChunkStep<'a> {
     pub layers: &'a [Layer],
     pub plan: &'a Plan,
+    /// Per batch norm, its statistics and coefficients.
+    pub bn: &'a [BnWork],
     /// Whether backward computes the gradient with respect to the network input.
     pub input_grad: bool,
     /// Scale of the loss gradient: `1 / batch`, the loss being the batch mean.
     pub grad_scale: f32,
+    /// A training pass (dropout on) or inference (dropout is the identity).
+    pub train: bool,
+    /// The step's dropout seed ([`dropout_seed`] of it and the layer index keys a mask).
+    pub seed: u64,
+}
+
+/// The dropout seed of layer `layer` in a step whose seed is `step_seed` (a splitmix64
+/// finaliser of both).
+pub(crate) fn dropout_seed(step_seed: u64, layer: usize) -> u64 {
+    let mut z = step_seed ^ (layer as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl ChunkStep<'_> {
-    /// Forward pass of the chunk's images through every layer.
-    pub fn forward(&self, c: &mut Chunk<'_>) {
+    /// Forward pass of the chunk's images through layers `ops`.
+    pub fn forward(&self, c: &mut Chunk<'_>, ops: Range<usize>) {
         let n = c.bufs.images();
-        for (layer, p) in self.layers.iter().zip(&self.plan.layers) {
+        for i in ops {
+            let (layer, p) = (&self.layers[i], &self.plan.layers[i]);
             if !p.runs {
                 continue;
             }
             let slot = p.slot.expect("a layer that runs has a buffer");
+            if let Layer::Add = layer {
+                let b = p.input2.expect("an add has two inputs");
+                let (a, b, out) = c.bufs.add_io(p.input, b, slot, p.out_len);
+                k::add_forward(a, b, p.relu_after, out);
+                continue;
+            }
             let (input, out, argmax) = c.bufs.forward_io(p.input, p.in_len, slot, p.out_len);
             match layer {
                 Layer::Conv2d { shape, weight, bias } => {
@@ -41,22 +177,117 @@ impl ChunkStep<'_> {
                         k::relu_forward_inplace(out);
                     }
                 }
+                Layer::AvgPool2d { shape } => {
+                    k::avg_pool2d_forward(&k::Pool2dShape { batch: n, ..*shape }, input, out);
+                }
+                Layer::GlobalAvgPool { c: ch, hw } => k::global_avg_pool_forward(n, *ch, *hw, input, out),
+                Layer::BatchNorm(bn) => {
+                    let w = &self.bn[p.bn.expect("a batch norm has an index")];
+                    let s = k::BatchNormShape {
+                        batch: n,
+                        c: bn.c,
+                        hw: bn.hw,
+                    };
+                    k::batch_norm_apply(&s, input, &w.scale, &w.shift, p.relu_after, out);
+                }
+                Layer::Dropout { p: prob } if self.train => {
+                    let first = (c.first * p.in_len) as u64;
+                    k::dropout_forward(dropout_seed(self.seed, i), dropout_p(*prob), first, input, out);
+                }
+                Layer::Dropout { .. } => out.copy_from_slice(input),
                 Layer::Relu => k::relu_forward(input, out),
                 Layer::Dense { shape, weight, bias } => {
                     let s = k::DenseShape { batch: n, ..*shape };
                     k::dense_forward(&s, input, &weight.value, bias.as_ref().map(|b| &b.value[..]), out);
                 }
-                Layer::Flatten => unreachable!("a flatten does not run"),
+                Layer::Flatten | Layer::Add => unreachable!("handled above"),
             }
         }
     }
 
-    /// Loss and backward pass of the chunk after [`ChunkStep::forward`]: its probabilities
-    /// and losses, every layer's output gradient, the convolutions' weight gradients of
-    /// these images into `c.part` (the dense layers' are computed over the whole batch
-    /// afterwards: [`reduce_gradients`]) and, when on, the input gradient.
-    pub fn backward(&self, c: &mut Chunk<'_>) {
-        let n = c.labels.len();
+    /// The chunk's forward sums (Σx, Σx² per channel) of batch norm `j`'s input.
+    pub fn bn_sums(&self, c: &mut Chunk<'_>, j: usize) {
+        let (bn, p) = self.bn_layer(j);
+        let s = k::BatchNormShape {
+            batch: c.bufs.images(),
+            c: bn.c,
+            hw: bn.hw,
+        };
+        let at = self.plan.stats_offsets[j];
+        let x = c.bufs.input(p.input, p.in_len);
+        k::batch_norm_sums(&s, x, &mut c.stats[at..at + 2 * bn.c]);
+    }
+
+    /// The chunk's backward sums (Σdy, Σdy·x̂ per channel) of batch norm `j`, after masking
+    /// its output gradient with its fused ReLU.
+    pub fn bn_backward_sums(&self, c: &mut Chunk<'_>, j: usize) {
+        let (bn, p) = self.bn_layer(j);
+        let s = k::BatchNormShape {
+            batch: c.bufs.images(),
+            c: bn.c,
+            hw: bn.hw,
+        };
+        let (at, w) = (self.plan.stats_offsets[j], &self.bn[j]);
+        let slot = p.slot.expect("a batch norm has a buffer");
+        let g = c.bufs.backward_io(p.input, p.in_len, slot, p.out_len, Dx::Skip);
+        let sums = &mut c.stats[at..at + 2 * bn.c];
+        k::batch_norm_backward_sums(&s, g.input, g.y, p.relu_after, &w.mean, &w.invstd, g.dy, sums);
+    }
+
+    /// The chunk's input gradient of batch norm `j`, after [`finish_bn_backward`].
+    pub fn bn_backward_input(&self, c: &mut Chunk<'_>, j: usize) {
+        let (bn, p) = self.bn_layer(j);
+        let mode = self.dx_mode(p.needs_dx, p.input, p.dx);
+        if mode == Dx::Skip {
+            return;
+        }
+        let s = k::BatchNormShape {
+            batch: c.bufs.images(),
+            c: bn.c,
+            hw: bn.hw,
+        };
+        let w = &self.bn[j];
+        let slot = p.slot.expect("a batch norm has a buffer");
+        let g = c.bufs.backward_io(p.input, p.in_len, slot, p.out_len, mode);
+        let dx = g.dx.expect("dx asked for");
+        let gamma = &bn.weight.value;
+        k::batch_norm_backward_input(
+            &s,
+            g.input,
+            g.dy,
+            &w.mean,
+            &w.invstd,
+            gamma,
+            &w.mean_dy,
+            &w.mean_dy_xhat,
+            dx,
+        );
+        if mode == Dx::Add {
+            c.bufs.add_tmp_into(p.input, p.in_len);
+        }
+    }
+
+    fn bn_layer(&self, j: usize) -> (&BatchNorm, &LayerPlan) {
+        let i = self.plan.bns[j];
+        let Layer::BatchNorm(bn) = &self.layers[i] else {
+            unreachable!("plan.bns lists batch norms")
+        };
+        (bn, &self.plan.layers[i])
+    }
+
+    /// How to write the gradient of an input (buffer `input`) planned as `planned`:
+    /// skipped unless a trainable layer comes before it or the input gradient is on.
+    fn dx_mode(&self, needs: bool, input: Option<usize>, planned: Dx) -> Dx {
+        if self.input_grad || (needs && input.is_some()) {
+            planned
+        } else {
+            Dx::Skip
+        }
+    }
+
+    /// The chunk's probabilities, losses and the gradient of its logits (the fused softmax
+    /// cross-entropy, scaled by `grad_scale`).
+    pub fn loss(&self, c: &mut Chunk<'_>) {
         let last = self.plan.last();
         let last_slot = last.slot.expect("the last layer has a buffer");
         let classes = last.out_len;
@@ -71,26 +302,39 @@ impl ChunkStep<'_> {
             dlogits,
         )
         .expect("labels are checked before the step");
-        for (layer, p) in self.layers.iter().zip(&self.plan.layers).rev() {
+    }
+
+    /// Backward pass of the chunk through layers `ops`, last to first (no batch norm among
+    /// them: those run as [`ChunkStep::bn_backward_sums`] and
+    /// [`ChunkStep::bn_backward_input`]): every layer's output gradient, the convolutions'
+    /// weight gradients of these images into `c.part` (the dense layers' are computed over
+    /// the whole batch afterwards: [`reduce_gradients`]) and, when on, the input gradient.
+    pub fn backward(&self, c: &mut Chunk<'_>, ops: Range<usize>) {
+        let n = c.bufs.images();
+        for i in ops.rev() {
+            let (layer, p) = (&self.layers[i], &self.plan.layers[i]);
             if !p.runs {
                 continue;
             }
             let slot = p.slot.expect("a layer that runs has a buffer");
-            if p.fused_relu {
-                // The ReLU before this pool, on the pool's output gradient, in place.
+            if p.fused_relu || (p.relu_after && matches!(layer, Layer::Add)) {
+                // The fused ReLU (before this pool, or after this add) on the layer's
+                // output gradient, in place.
                 let (y, g) = c.bufs.out_and_grad(slot, p.out_len);
                 k::relu_backward_inplace(y, g);
             }
-            // The input gradient: for every layer with the network's input gradient on,
-            // otherwise for those after a trainable layer (whose input is a layer's).
-            let dx = self.input_grad || (p.needs_dx && p.input.is_some());
+            if let Layer::Add = layer {
+                self.add_backward(c, p, slot);
+                continue;
+            }
+            let mode = self.dx_mode(p.needs_dx, p.input, p.dx);
             let LayerGrads {
                 input,
                 y,
                 dy,
                 argmax,
                 dx,
-            } = c.bufs.backward_io(p.input, p.in_len, slot, p.out_len, dx);
+            } = c.bufs.backward_io(p.input, p.in_len, slot, p.out_len, mode);
             match layer {
                 Layer::Conv2d { shape, weight, bias } => {
                     let s = k::Conv2dShape { batch: n, ..*shape };
@@ -105,8 +349,23 @@ impl ChunkStep<'_> {
                 }
                 Layer::MaxPool2d { shape } => {
                     if let Some(dx) = dx {
-                        let s = k::Pool2dShape { batch: n, ..*shape };
-                        k::max_pool2d_backward(&s, dy, argmax, dx);
+                        k::max_pool2d_backward(&k::Pool2dShape { batch: n, ..*shape }, dy, argmax, dx);
+                    }
+                }
+                Layer::AvgPool2d { shape } => {
+                    if let Some(dx) = dx {
+                        k::avg_pool2d_backward(&k::Pool2dShape { batch: n, ..*shape }, dy, dx);
+                    }
+                }
+                Layer::GlobalAvgPool { c: ch, hw } => {
+                    if let Some(dx) = dx {
+                        k::global_avg_pool_backward(n, *ch, *hw, dy, dx);
+                    }
+                }
+                Layer::Dropout { p: prob } => {
+                    if let Some(dx) = dx {
+                        let first = (c.first * p.in_len) as u64;
+                        k::dropout_backward(dropout_seed(self.seed, i), dropout_p(*prob), first, dy, dx);
                     }
                 }
                 Layer::Relu => {
@@ -116,14 +375,42 @@ impl ChunkStep<'_> {
                 }
                 Layer::Dense { shape, weight, .. } => {
                     if let Some(dx) = dx {
-                        let s = k::DenseShape { batch: n, ..*shape };
-                        k::dense_backward_input(&s, &weight.value, dy, dx);
+                        k::dense_backward_input(&k::DenseShape { batch: n, ..*shape }, &weight.value, dy, dx);
                     }
                 }
-                Layer::Flatten => {}
+                Layer::BatchNorm(_) => unreachable!("batch norms run between the ranges"),
+                Layer::Flatten | Layer::Add => {}
+            }
+            if mode == Dx::Add {
+                c.bufs.add_tmp_into(p.input, p.in_len);
             }
         }
     }
+
+    /// An add's backward: its output gradient (masked already) to both inputs' gradients,
+    /// written or added as planned.
+    fn add_backward(&self, c: &mut Chunk<'_>, p: &LayerPlan, slot: usize) {
+        let b = p.input2.expect("an add has two inputs");
+        let edges = [
+            (p.input, self.dx_mode(p.needs_dx, p.input, p.dx)),
+            (b, self.dx_mode(p.needs_dx2, b, p.dx2)),
+        ];
+        for (from, mode) in edges {
+            // The gradient buffer itself (never the tmp): a copy or a sum.
+            let write = if mode == Dx::Skip { Dx::Skip } else { Dx::Write };
+            let g = c.bufs.backward_io(from, p.in_len, slot, p.out_len, write);
+            match (mode, g.dx) {
+                (Dx::Write, Some(dx)) => dx.copy_from_slice(g.dy),
+                (Dx::Add, Some(dx)) => k::simd::add_assign(dx, g.dy),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The probability of a dropout layer (`p` in millionths).
+fn dropout_p(p: u32) -> f32 {
+    crate::spec::LayerSpec::dropout_p(p)
 }
 
 /// After the chunks of a training step on `x` (`batch` samples): sums the convolutions'

@@ -14,10 +14,14 @@ fn batch(net: &Network, n: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
     (x, y)
 }
 
-fn check(mut net: Network, n: usize) {
+fn check(net: Network, n: usize) {
+    check_with(net, n, &GradCheckOptions::default());
+}
+
+fn check_with(mut net: Network, n: usize, opts: &GradCheckOptions) {
     let (x, y) = batch(&net, n, 7);
     let before: Vec<Vec<f32>> = net.params().map(|p| p.value.clone()).collect();
-    let report = gradcheck(&mut net, &x, &y, &GradCheckOptions::default()).unwrap();
+    let report = gradcheck(&mut net, &x, &y, opts).unwrap();
     for t in &report.tensors {
         eprintln!(
             "{:>10}  worst {:.2e}  checked {}  skipped {}",
@@ -76,4 +80,49 @@ fn a_zero_tolerance_fails() {
         ..GradCheckOptions::default()
     };
     assert!(!gradcheck(&mut net, &x, &y, &strict).unwrap().passed());
+}
+
+/// Batch norms (training mode: the batch's statistics), residual blocks with a projection
+/// and with an identity shortcut, global average pooling: an odd 9x9 input, batches that
+/// fill one chunk, part of one, and several. The weights before a batch norm have
+/// gradients that are sums with cancellation (its backward subtracts the batch means): in
+/// f32 they are exact to about 1e-7 of the tensor's largest gradient, so entries below
+/// 1e-4 of it are compared absolutely (`relative_floor`; measured: 1.4e-8 off on an entry
+/// of 1e-5 whose tensor's largest is 0.1). A conv bias right before a batch norm would
+/// have a gradient of exactly 0 (the norm removes per-channel constants), rounding noise
+/// in f32: the convs here have none, as in ResNets.
+#[test]
+fn batch_norm_residual_gap_gradients_match_finite_differences() {
+    let spec = "conv3x3:4/p1/nobias,bn,relu,\
+                res(conv3x3:6/s2/p1/nobias,bn,relu,conv3x3:6/p1/nobias,bn),relu,\
+                res(conv3x3:6/p1/nobias,bn,relu,conv3x3:6/p1/nobias,bn),relu,gap,dense:3";
+    let opts = GradCheckOptions {
+        relative_floor: 1e-4,
+        ..GradCheckOptions::default()
+    };
+    for (n, seed) in [(5, 11), (2, 12), (petal_model::network::CHUNK + 3, 13)] {
+        check_with(
+            Network::from_spec(spec, InputShape { c: 3, h: 9, w: 9 }, seed).unwrap(),
+            n,
+            &opts,
+        );
+    }
+}
+
+/// Average pooling, dropout (its masks those of the step checked), a batch norm straight
+/// on the input, and a residual block starting at the input (its gradient summed from the
+/// body and the identity shortcut).
+#[test]
+fn avgpool_dropout_and_input_blocks_gradients_match_finite_differences() {
+    let spec = "bn,res(conv3x3:2/p1,relu,conv3x3:2/p1),conv3x3:5/p1,relu,avgpool3/s2,dropout:0.3,dense:6,relu,dropout:0.5,dense:4";
+    check(
+        Network::from_spec(spec, InputShape { c: 2, h: 7, w: 8 }, 21).unwrap(),
+        4,
+    );
+}
+
+#[test]
+fn resnet8_gradients_match_finite_differences() {
+    let net = Network::for_classes("resnet8", InputShape { c: 3, h: 8, w: 8 }, 4, 31).unwrap();
+    check(net, 3);
 }

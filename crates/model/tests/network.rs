@@ -342,7 +342,7 @@ fn a_spec_of_only_flattens_is_an_error_not_a_panic() {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("needs at least one conv, maxpool, relu or dense layer"),
+            e.contains("needs at least one layer that computes"),
             "{spec}: {e}"
         );
     }
@@ -427,6 +427,7 @@ fn layer_by_layer(net: &Network, x: &[f32], labels: &[usize]) -> (f32, Vec<f32>,
                 );
                 (y, Vec::new())
             }
+            other => panic!("layer_by_layer runs sequential networks, not {:?}", other.spec()),
         };
         acts.push(out);
         argmaxes.push(argmax);
@@ -483,6 +484,7 @@ fn layer_by_layer(net: &Network, x: &[f32], labels: &[usize]) -> (f32, Vec<f32>,
                 grads.extend(gb);
                 grads.push(gw);
             }
+            other => panic!("layer_by_layer runs sequential networks, not {:?}", other.spec()),
         }
         dy = dx;
     }

@@ -1079,7 +1079,7 @@ fn train_bench_gradcheck_synth_refuse_bad_specs_and_options_before_any_work() {
         // Found by fuzzing (fuzz/corpus/spec): a network of only flattens computes nothing.
         (
             vec!["--arch", "flatten", "--size", "8"],
-            "needs at least one conv, maxpool, relu or dense layer",
+            "needs at least one layer that computes",
         ),
         // synth::draw panics below 8 pixels: refused first.
         (

@@ -1,0 +1,334 @@
+//! The layer plan: layers built from their specs with every shape inferred from the input
+//! (`build.rs`), and, per layer, one [`LayerPlan`] saying where its values live and what
+//! its step does.
+
+mod build;
+
+use crate::error::{ModelError, SpecError};
+use crate::layer::{InputShape, Layer, Shape};
+use crate::limits::{check_buffers, check_input};
+use crate::spec::LayerSpec;
+use build::{At, Ops, Value};
+use petal_kernels::Conv2dShape;
+
+/// Images per task. A training step (or a forward pass) runs each chunk of this many
+/// images through the layers, forward and back, as one rayon task: one parallel region
+/// per step (per batch-norm layer and per direction with batch norms, which need the
+/// whole batch's statistics) instead of one per kernel call, and a chunk's activations stay
+/// in cache from layer to layer. Convolution weight gradients are summed per chunk, then in
+/// chunk order (the kernels' own order: `petal_kernels::conv`), batch-norm statistics
+/// likewise, and dense weight gradients over the whole batch after the chunks, so results
+/// do not depend on the thread count.
+pub const CHUNK: usize = petal_kernels::conv::BATCH_CHUNK;
+
+/// Where a layer's own output (and its gradient and argmax) lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Storage {
+    /// No buffer of its own: a flatten, or a ReLU fused into the layer before it (a batch
+    /// norm, an add) or into the max pool after it, whose output is a buffer of another
+    /// layer ([`LayerPlan::slot`]).
+    None,
+    /// In each chunk task's arena, `CHUNK` images: values used only within the task.
+    Arena,
+    /// In batch buffers that outlive the tasks: the logits, a dense layer's input and
+    /// output (its weight gradient is computed over the whole batch after the tasks), and
+    /// every value of a network with batch norms (whose steps are several parallel regions).
+    Batch,
+}
+
+/// How a layer writes the gradient with respect to one of its inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dx {
+    /// It is not needed (no trainable layer before, input gradient off).
+    Skip,
+    /// The layer is the first (in backward order) of the input's readers: it writes it.
+    Write,
+    /// Another reader wrote it already (a residual block's input): it adds to it.
+    Add,
+}
+
+/// What the network knows about one layer beyond the [`Layer`] itself.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LayerPlan {
+    /// Index of the buffer holding the layer's output: its own index, its input's buffer
+    /// when it has none ([`Storage::None`]), `None` for the network input.
+    pub slot: Option<usize>,
+    /// Index of the buffer holding the layer's input (`None`: the network input).
+    pub input: Option<usize>,
+    /// An [`Layer::Add`]'s second input (the shortcut's output, or the block's input).
+    pub input2: Option<Option<usize>>,
+    /// Values per sample of the layer's input and output.
+    pub in_len: usize,
+    pub out_len: usize,
+    pub storage: Storage,
+    /// Whether the layer computes anything in a chunk step (not a flatten, not a fused
+    /// ReLU).
+    pub runs: bool,
+    /// Whether the layer is a max pool that applies the ReLU before it. Max and ReLU
+    /// commute (`max(relu(x)) = relu(max(x))`, the same window position winning wherever
+    /// the maximum is positive, and the gradient 0 elsewhere either way), so such a ReLU
+    /// runs on the pool's output and gradient, a quarter of the values for 2x2 windows, in
+    /// place.
+    pub fused_relu: bool,
+    /// Whether the layer (a batch norm or an add) applies the ReLU after it to its output,
+    /// and masks its output gradient with it in backward.
+    pub relu_after: bool,
+    /// Whether the layer keeps argmax indices (a max pool).
+    pub argmax: bool,
+    /// Whether a trainable layer comes before the layer's input, so training needs its
+    /// gradient (the input gradient, when on, needs it regardless).
+    pub needs_dx: bool,
+    /// The same for an add's second input.
+    pub needs_dx2: bool,
+    /// How backward writes the gradient of the input (and of `input2`) when it is computed.
+    pub dx: Dx,
+    pub dx2: Dx,
+    /// Offset of a convolution's weight (then bias) gradient in a chunk's partial sums.
+    pub part_offset: usize,
+    /// A batch norm's index among the network's batch norms.
+    pub bn: Option<usize>,
+}
+
+/// The plan of a whole network: one [`LayerPlan`] per layer and the sizes of the buffers.
+#[derive(Clone, Debug)]
+pub(crate) struct Plan {
+    pub layers: Vec<LayerPlan>,
+    /// Values per sample of the network input.
+    pub input_len: usize,
+    /// Convolution scratch per arena (the largest layer's, for `CHUNK` images).
+    pub scratch_len: usize,
+    /// Values of one chunk's partial convolution gradients (at least 1, so the per-chunk
+    /// splits are never empty).
+    pub part_len: usize,
+    /// The batch norms' layer indices, in order.
+    pub bns: Vec<usize>,
+    /// Per batch norm, the offset of its `2c` partial sums in a chunk's statistics, and
+    /// their total (at least 1).
+    pub stats_offsets: Vec<usize>,
+    pub stats_len: usize,
+    /// Values per sample of the largest input gradient added to another ([`Dx::Add`]).
+    pub dx_tmp_len: usize,
+}
+
+impl Plan {
+    /// The plan of the last layer (the logits).
+    pub fn last(&self) -> &LayerPlan {
+        self.layers.last().expect("a network has layers")
+    }
+    /// Values per sample of the logits.
+    pub fn classes(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.out_len)
+    }
+}
+
+/// A network's parts, as [`build`] makes them.
+pub(crate) struct Built {
+    pub layers: Vec<Layer>,
+    /// The top-level specs (implied flattens and projection shortcuts written out).
+    pub specs: Vec<LayerSpec>,
+    /// Each layer's output shape, per sample.
+    pub shapes: Vec<Shape>,
+    /// Each layer's input (a layer index, `None`: the network input), and an add's second.
+    pub inputs: Vec<(Option<usize>, Option<Option<usize>>)>,
+    pub plan: Plan,
+}
+
+/// Builds the layers (zero weights) of `specs` on `input`, inferring every shape and
+/// inserting a `flatten` before a `dense` that follows spatial layers, then plans them.
+/// Sizes past the [`crate::limits`] are refused before they are allocated.
+pub(crate) fn build(specs: &[LayerSpec], input: InputShape) -> Result<Built, ModelError> {
+    // Zero sizes and inputs too large for memory, refused before anything is built.
+    check_input(input)?;
+    let mut ops = Ops::default();
+    let at = At {
+        value: None,
+        shape: Shape::Spatial {
+            c: input.c,
+            h: input.h,
+            w: input.w,
+        },
+        prefix: String::new(),
+        position: None,
+    };
+    let (expanded, out, shape) = ops.add_list(specs, at)?;
+    let last_spec = || specs.last().map(|s| s.to_string()).unwrap_or_default();
+    if let Shape::Spatial { .. } = shape {
+        return Err(SpecError {
+            position: specs.len(),
+            layer: last_spec(),
+            reason: format!(
+                "the network must end in logits (a dense layer), but outputs {shape} feature maps"
+            ),
+        }
+        .into());
+    }
+    let plan = plan(&ops, input);
+    if out.and_then(|v| plan.layers[v].slot).is_none() {
+        // Only flattens: nothing computes, so there is no output to train.
+        return Err(SpecError {
+            position: specs.len().max(1),
+            layer: last_spec(),
+            reason: "the network needs at least one layer that computes (conv, pool, relu, bn, dense...)"
+                .into(),
+        }
+        .into());
+    }
+    // Convolution scratch too large for memory is refused here, not when the first batch
+    // allocates it.
+    check_buffers(&ops.layers)?;
+    Ok(Built {
+        layers: ops.layers,
+        specs: expanded,
+        shapes: ops.shapes,
+        inputs: ops.inputs,
+        plan,
+    })
+}
+
+/// Plans built layers: buffers, fused ReLUs, input gradients, partial-gradient offsets.
+fn plan(ops: &Ops, input: InputShape) -> Plan {
+    let Ops {
+        layers,
+        shapes,
+        inputs,
+        ..
+    } = ops;
+    let n = layers.len();
+    // How many layers read each value (index n: the network input).
+    let mut readers = vec![0usize; n + 1];
+    for &(a, b) in inputs {
+        for v in std::iter::once(a).chain(b) {
+            readers[v.unwrap_or(n)] += 1;
+        }
+    }
+    let only_reader = |v: usize, r: usize| readers[v] == 1 && inputs[r].0 == Some(v);
+    // A ReLU right after a batch norm or an add that only it reads runs inside that layer.
+    let relu_fused_back = |i: usize| {
+        matches!(layers[i], Layer::Relu)
+            && i > 0
+            && matches!(layers[i - 1], Layer::BatchNorm(_) | Layer::Add)
+            && only_reader(i - 1, i)
+    };
+    // Otherwise, a ReLU whose only reader is the max pool right after it runs in the pool.
+    let relu_before_pool = |i: usize| {
+        matches!(layers[i], Layer::Relu)
+            && !relu_fused_back(i)
+            && matches!(layers.get(i + 1), Some(Layer::MaxPool2d { .. }))
+            && only_reader(i, i + 1)
+    };
+    // Whether a trainable layer comes before each value (including the layer itself).
+    let mut trained = vec![false; n];
+    for i in 0..n {
+        let (a, b) = inputs[i];
+        let before = |v: Value| v.is_some_and(|j| trained[j]);
+        trained[i] = layers[i].has_params() || before(a) || b.is_some_and(before);
+    }
+    let has_bn = layers.iter().any(|l| matches!(l, Layer::BatchNorm(_)));
+    let mut plans: Vec<LayerPlan> = Vec::with_capacity(n);
+    let (mut part_offset, mut bns, mut stats_offsets, mut stats_len) = (0, Vec::new(), Vec::new(), 0);
+    for (i, layer) in layers.iter().enumerate() {
+        let slot_of = |v: Value, plans: &[LayerPlan]| v.and_then(|j| plans[j].slot);
+        let (a, b) = inputs[i];
+        let input_slot = slot_of(a, &plans);
+        let runs = !(matches!(layer, Layer::Flatten) || relu_fused_back(i) || relu_before_pool(i));
+        let bn = if let Layer::BatchNorm(bn) = layer {
+            bns.push(i);
+            stats_offsets.push(stats_len);
+            stats_len += 2 * bn.c;
+            Some(bns.len() - 1)
+        } else {
+            None
+        };
+        plans.push(LayerPlan {
+            // A layer that runs has a buffer of its own; the others are views of their
+            // input's buffer (or of the network input).
+            slot: if runs { Some(i) } else { input_slot },
+            input: input_slot,
+            input2: b.map(|v| slot_of(v, &plans)),
+            in_len: a.map_or(input.len(), |j| shapes[j].len()),
+            out_len: shapes[i].len(),
+            storage: match (runs, has_bn) {
+                (false, _) => Storage::None,
+                (true, false) => Storage::Arena,
+                (true, true) => Storage::Batch,
+            },
+            runs,
+            fused_relu: i > 0 && relu_before_pool(i - 1),
+            relu_after: i + 1 < n && relu_fused_back(i + 1),
+            argmax: matches!(layer, Layer::MaxPool2d { .. }),
+            needs_dx: a.is_some_and(|j| trained[j]),
+            needs_dx2: b.flatten().is_some_and(|j| trained[j]),
+            dx: Dx::Skip,
+            dx2: Dx::Skip,
+            part_offset,
+            bn,
+        });
+        if let Layer::Conv2d { .. } = layer {
+            part_offset += layer.params().map(|p| p.value.len()).sum::<usize>();
+        }
+    }
+    // Gradient writers: the first reader of a buffer in backward order (the last in
+    // forward order) writes its gradient, the others add to it. A value's readers all
+    // compute its gradient or none do (it depends only on the value), so this holds
+    // with the input gradient on or off.
+    let mut written = vec![false; n + 1];
+    let mut dx_tmp_len = 0;
+    for i in (0..n).rev() {
+        if !plans[i].runs {
+            continue;
+        }
+        let mut mode = |slot: Option<usize>| {
+            let w = &mut written[slot.unwrap_or(n)];
+            let m = if *w { Dx::Add } else { Dx::Write };
+            *w = true;
+            m
+        };
+        plans[i].dx = mode(plans[i].input);
+        if let Some(s2) = plans[i].input2 {
+            plans[i].dx2 = mode(s2);
+        }
+        if plans[i].dx == Dx::Add {
+            dx_tmp_len = dx_tmp_len.max(plans[i].in_len);
+        }
+    }
+    // Batch buffers for what outlives a chunk's task: a dense layer's input and output,
+    // and the logits.
+    for i in 0..n {
+        if let Layer::Dense { .. } = layers[i] {
+            plans[i].storage = Storage::Batch;
+            if let Some(j) = plans[i].input {
+                plans[j].storage = Storage::Batch;
+            }
+        }
+    }
+    if let Some(j) = plans.last().and_then(|l| l.slot) {
+        plans[j].storage = Storage::Batch;
+    }
+    let scratch_len = layers
+        .iter()
+        .filter_map(|l| match l {
+            Layer::Conv2d { shape, .. } => Some(
+                Conv2dShape {
+                    batch: CHUNK,
+                    ..*shape
+                }
+                .scratch_len(),
+            ),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    Plan {
+        layers: plans,
+        input_len: input.len(),
+        scratch_len,
+        part_len: part_offset.max(1),
+        bns,
+        stats_offsets,
+        stats_len: stats_len.max(1),
+        dx_tmp_len,
+    }
+}
+
+#[cfg(test)]
+mod tests;
