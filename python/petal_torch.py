@@ -444,7 +444,8 @@ def load(checkpoint_path, dtype: torch.dtype = torch.float32):
 
     Rebuilds the network from the file's ``spec`` and ``input_shape`` metadata with
     :func:`build`, then ``load_state_dict(strict=True)``: every tensor name and shape must
-    match. ``num_batches_tracked`` must be a shape-``[]`` int64 tensor, every other tensor
+    match (including every ``num_batches_tracked``, which ``strict`` alone would let be
+    missing). ``num_batches_tracked`` must be a shape-``[]`` int64 tensor, every other tensor
     floating point. Returns ``(model, metadata)`` with the model in ``dtype`` and in eval
     mode (BatchNorm uses the stored running statistics); ``metadata`` is the header's
     string dict, with ``input_shape``, ``classes``, ``normalization``, ``epoch`` and
@@ -477,6 +478,13 @@ def load(checkpoint_path, dtype: torch.dtype = torch.float32):
         elif not t.is_floating_point():
             raise ValueError(f"{path}: tensor {name} is {t.dtype}, expected floating point")
     model = build(meta["spec"], shape).to(dtype)
+    # strict=True alone lets a missing num_batches_tracked through (BatchNorm fills it in
+    # for old checkpoints), so compare the names first.
+    want = set(model.state_dict())
+    missing, extra = sorted(want - set(state)), sorted(set(state) - want)
+    if missing or extra:
+        raise ValueError(f"{path}: tensors do not match the spec `{meta['spec']}`: "
+                         f"missing {missing}, unexpected {extra}")
     model.load_state_dict(state, strict=True)
     return model.eval(), meta
 
