@@ -504,6 +504,17 @@ impl Network {
         Ok(())
     }
 
+    /// The smallest training batch the network accepts: 2 when a batch norm normalises
+    /// `1x1` feature maps (one value per channel and sample), else 1.
+    pub fn min_train_batch(&self) -> usize {
+        let one = |l: &Layer| matches!(l, Layer::BatchNorm(bn) if bn.hw == 1);
+        if self.layers.iter().any(one) {
+            2
+        } else {
+            1
+        }
+    }
+
     /// The dropout seed of layer `layer` in the last training step (for a reference pass
     /// that draws the same masks).
     pub fn last_dropout_seed(&self, layer: usize) -> u64 {

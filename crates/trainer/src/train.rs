@@ -278,6 +278,8 @@ pub fn resume(dir: &Path, classes: &[String], fresh: Network) -> Result<Start, T
         ));
     }
     load_optimizer_state(&dir.join(optimizer_file(meta.step)), &mut net)?;
+    // Dropout masks are keyed by the run's seed and the step: resume where they left off.
+    net.set_dropout_state(fresh.dropout_state().0, meta.step);
     let state: RunState = match meta.extra.get(RUN_STATE_KEY) {
         Some(s) => serde_json::from_str(s)
             .map_err(|e| TrainerError::data(&model, format!("run state `{s}`: {e}")))?,
@@ -461,6 +463,11 @@ pub fn train(
                 y[k] = train.labels[i];
             }
             let n = idx.len();
+            if n < net.min_train_batch() {
+                // A last batch of one image where a batch norm sees one value per channel
+                // (PyTorch refuses it too): skipped, as `drop_last` would.
+                continue;
+            }
             let s = net.train_step(&x[..n * per], &y[..n], &sgd)?;
             if !s.loss.is_finite() {
                 return Err(TrainerError::Diverged {

@@ -7,18 +7,19 @@ use std::path::PathBuf;
 /// Network and input shape options shared by several commands.
 #[derive(Args, Debug, Clone)]
 pub struct ArchArgs {
-    /// `seednet`, `flowernet` (presets: their last layer, `dense:N`, is sized to the
-    /// data's N classes) or a spec such as `conv3x3:8,maxpool2,dense:5` (README: grammar),
-    /// which must end in as many outputs as the data has classes.
+    /// `seednet`, `flowernet`, `resnet8`, `resnet20` (presets: their last layer,
+    /// `dense:N`, is sized to the data's N classes) or a spec such as
+    /// `conv3x3:8,maxpool2,dense:5` (README: grammar), which must end in as many outputs as
+    /// the data has classes.
     #[arg(long, default_value = "seednet")]
     pub arch: String,
-    /// Input side in pixels (default: 50 for seednet, 64 otherwise).
+    /// Input side in pixels (default: 50 for seednet, 32 for the ResNets, 64 otherwise).
     #[arg(long)]
     pub size: Option<usize>,
     /// One input channel (default for seednet).
     #[arg(long, conflicts_with = "rgb")]
     pub grayscale: bool,
-    /// Three input channels (default for flowernet and specs).
+    /// Three input channels (default for flowernet, the ResNets and specs).
     #[arg(long)]
     pub rgb: bool,
 }
@@ -26,14 +27,15 @@ pub struct ArchArgs {
 impl ArchArgs {
     /// The input shape the options describe.
     pub fn input(&self) -> InputShape {
-        let seed = self.arch.trim() == "seednet";
-        let size = self.size.unwrap_or(if seed { 50 } else { 64 });
+        // A preset's own input (seednet 1x50x50, the ResNets 3x32x32), else 3x64x64.
+        let (channels, side) = petal_model::spec::preset_input(&self.arch).unwrap_or((3, 64));
+        let size = self.size.unwrap_or(side);
         let c = if self.grayscale {
             1
-        } else if self.rgb || !seed {
+        } else if self.rgb {
             3
         } else {
-            1
+            channels
         };
         InputShape { c, h: size, w: size }
     }

@@ -89,6 +89,13 @@ pub(super) fn validate(req: &Request) -> Result<Checked, TrainerError> {
         .map_err(petal_model::ModelError::from)?;
     let (classes, data_name) = data_classes(cfg)?;
     let net = network(&cfg.arch, input, Some(classes.len()), &data_name, cfg.seed)?;
+    if cfg.batch_size < net.min_train_batch() {
+        return Err(TrainerError::Usage(format!(
+            "--batch-size {}: a batch norm of this network sees one value per channel and image, it needs a batch of at least {}",
+            cfg.batch_size,
+            net.min_train_batch()
+        )));
+    }
     // A resumed run's config.json records the network its arch resolved to: the two agree
     // unless the file was edited.
     if let Some(spec) = cfg.spec.as_deref().filter(|s| *s != net.spec()) {
@@ -238,7 +245,7 @@ fn timestamp() -> String {
 
 fn arch_slug(arch: &str) -> String {
     match arch.trim() {
-        "seednet" | "flowernet" => arch.trim().to_string(),
+        a if petal_model::spec::preset_names().any(|p| p == a) => a.to_string(),
         _ => "custom".to_string(),
     }
 }
