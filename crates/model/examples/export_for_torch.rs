@@ -1,8 +1,9 @@
 //! Writes a checkpoint of a preset (trained for a few steps on random data), a batch of
-//! inputs and Petal's probabilities for them, for `tests/torch_interop.py` to load into
-//! PyTorch and compare.
+//! inputs and Petal's probabilities for them in inference (`probs`: running statistics)
+//! and training mode (`train_probs`: batch statistics), for `tests/torch_interop.py` to
+//! load into PyTorch and compare.
 //!
-//! `cargo run --release -p petal-model --example export_for_torch -- OUT_DIR [seednet|flowernet|SPEC C H W]`
+//! `cargo run --release -p petal-model --example export_for_torch -- OUT_DIR [PRESET|SPEC C H W]`
 
 use petal_kernels::SgdConfig;
 use petal_model::{save_checkpoint, CheckpointMeta, InputShape, Network, Normalization};
@@ -17,14 +18,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .ok_or("usage: export_for_torch OUT_DIR [ARCH [C H W]]")?,
     );
     let arch = args.get(1).map_or("seednet", String::as_str);
-    let input = match (arch, &args[2.min(args.len())..]) {
-        ("seednet", _) => InputShape { c: 1, h: 50, w: 50 },
-        ("flowernet", _) => InputShape { c: 3, h: 64, w: 64 },
+    let preset = petal_model::spec::preset_input(arch).map(|(c, s)| InputShape { c, h: s, w: s });
+    let input = match (preset, &args[2.min(args.len())..]) {
         (_, [c, h, w, ..]) => InputShape {
             c: c.parse()?,
             h: h.parse()?,
             w: w.parse()?,
         },
+        (Some(input), _) => input,
         _ => return Err("a spec needs C H W".into()),
     };
     std::fs::create_dir_all(&out)?;
@@ -51,12 +52,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     save_checkpoint(&out.join("model.safetensors"), &net, &meta)?;
     let probs = net.predict(&x)?.to_vec();
+    // Training mode on the saved weights: batch statistics (the step's gradients and
+    // running statistics are not saved).
+    net.forward_backward(&x, &y)?;
+    let train_probs = net.probs().to_vec();
     let json = serde_json::json!({
         "spec": net.spec(),
         "input_shape": [input.c, input.h, input.w],
         "batch": batch,
         "input": x,
         "probs": probs,
+        "train_probs": train_probs,
     });
     std::fs::write(out.join("petal_outputs.json"), serde_json::to_string(&json)?)?;
     println!("wrote {}", out.display());
