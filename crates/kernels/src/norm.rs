@@ -356,7 +356,8 @@ fn mask_plane(lanes: Lanes, g: &mut [f32], y: &[f32]) {
 /// (masked by a fused ReLU). Overwrites `dx`.
 ///
 /// Computed as `dx = dy·a + ((x − mean)·b + d)` (two fused multiply-adds) with per-channel
-/// `a = γ·invstd`, `b = −a·invstd·mean_dy_xhat`, `d = −a·mean_dy` (in `f64`, rounded once).
+/// `a = γ·invstd` (rounded to `f32`), `b = −a·invstd·mean_dy_xhat`, `d = −a·mean_dy` (in
+/// `f64` from the rounded `a`, then rounded).
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward_input(
     s: &BatchNormShape,
@@ -424,7 +425,7 @@ pub fn batch_norm_backward_input_lanes(
                 .zip(xc.chunks_exact(s.hw).zip(dyc.chunks_exact(s.hw)));
             for (k, (dxp, (xp, dyp))) in planes_iter.enumerate() {
                 let ch = (t * planes + k) % s.c;
-                let a = gamma[ch] as f64 * invstd[ch] as f64;
+                let a = (gamma[ch] as f64 * invstd[ch] as f64) as f32 as f64;
                 let k = BackCoef {
                     a: a as f32,
                     b: (-a * invstd[ch] as f64 * mean_dy_xhat[ch] as f64) as f32,
