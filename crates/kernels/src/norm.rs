@@ -77,9 +77,20 @@ fn check(what: &str, s: &BatchNormShape, tensors: &[(&str, usize)], channel: &[(
     }
 }
 
-/// Channels per rayon task: enough for [`TASK`] values per image.
-fn channels_per_task(hw: usize) -> usize {
-    TASK.div_ceil(hw.max(1))
+/// Planes (or channels) per rayon task: enough for [`TASK`] values when each holds `len`.
+fn channels_per_task(len: usize) -> usize {
+    TASK.div_ceil(len.max(1))
+}
+
+/// Channels per rayon task of the sum kernels. A task takes its channels' planes image by
+/// image (one contiguous run of `group · hw` values per image, at least 32 KiB where the
+/// channels allow, so the hardware prefetcher streams); there are up to 16 tasks, and one
+/// for a call under [`TASK`] values.
+fn sum_group(s: &BatchNormShape) -> usize {
+    if s.len() <= TASK {
+        return s.c.max(1);
+    }
+    8192usize.div_ceil(s.hw.max(1)).min(s.c.div_ceil(16)).max(1)
 }
 
 /// Per-channel sums of `x` in `f64`, in the order of the module docs: `sums[ch] = Σ x`,
@@ -100,16 +111,22 @@ pub fn batch_norm_sums_lanes(lanes: Lanes, s: &BatchNormShape, x: &[f32], sums: 
         return;
     }
     let (c, hw) = (s.c, s.hw);
-    for img in x.chunks_exact(c * hw) {
-        s1.par_iter_mut()
-            .zip(s2.par_iter_mut())
-            .zip(img.par_chunks(hw))
-            .with_min_len(channels_per_task(hw))
-            .for_each(|((t1, t2), plane)| match lanes {
-                Lanes::Eight => plane_sums::<f32x8>(plane, plane, 0.0, t1, t2),
-                Lanes::Sixteen => plane_sums::<f32x16>(plane, plane, 0.0, t1, t2),
-            });
-    }
+    let group = sum_group(s);
+    s1.par_chunks_mut(group)
+        .zip(s2.par_chunks_mut(group))
+        .enumerate()
+        .for_each(|(g, (t1, t2))| {
+            for n in 0..s.batch {
+                for (k, (t1, t2)) in t1.iter_mut().zip(t2.iter_mut()).enumerate() {
+                    let plane = &x[(n * c + g * group + k) * hw..][..hw];
+
+                    match lanes {
+                        Lanes::Eight => plane_sums::<f32x8>(plane, plane, 0.0, t1, t2),
+                        Lanes::Sixteen => plane_sums::<f32x16>(plane, plane, 0.0, t1, t2),
+                    }
+                }
+            }
+        });
 }
 
 /// `t1 += Σ p`, `t2 += Σ p·(q − m)` over one plane, in the order of the module docs
@@ -299,35 +316,41 @@ pub fn batch_norm_backward_sums_lanes(
         return;
     }
     let (c, hw) = (s.c, s.hw);
-    for (n, (dimg, ximg)) in dy
-        .chunks_exact_mut(c * hw)
-        .zip(x.chunks_exact(c * hw))
+    let group = sum_group(s);
+    let base = SharedMut(dy.as_mut_ptr());
+    s1.par_chunks_mut(group)
+        .zip(s2.par_chunks_mut(group))
         .enumerate()
-    {
-        let yimg = if relu {
-            &y[n * c * hw..(n + 1) * c * hw]
-        } else {
-            &[][..]
-        };
-        s1.par_iter_mut()
-            .zip(s2.par_iter_mut())
-            .zip(dimg.par_chunks_mut(hw).zip(ximg.par_chunks(hw)))
-            .enumerate()
-            .with_min_len(channels_per_task(hw))
-            .for_each(|(ch, ((t1, t2), (dp, xp)))| {
-                if relu {
-                    mask_plane(lanes, dp, &yimg[ch * hw..(ch + 1) * hw]);
+        .for_each(|(g, (t1, t2))| {
+            let base = &base;
+            for n in 0..s.batch {
+                for (k, (t1, t2)) in t1.iter_mut().zip(t2.iter_mut()).enumerate() {
+                    let (ch, start) = (g * group + k, (n * c + g * group + k) * hw);
+                    // SAFETY: `dy` holds `batch · c · hw` values (checked above) and plane
+                    // `(n, ch)` is `start .. start + hw`; task `g` takes only the planes of
+                    // its channels `g · group ..`, so no two tasks' planes overlap.
+                    let dp = unsafe { std::slice::from_raw_parts_mut(base.0.add(start), hw) };
+                    if relu {
+                        mask_plane(lanes, dp, &y[start..start + hw]);
+                    }
+                    let xp = &x[start..start + hw];
+                    match lanes {
+                        Lanes::Eight => plane_sums::<f32x8>(dp, xp, mean[ch], t1, t2),
+                        Lanes::Sixteen => plane_sums::<f32x16>(dp, xp, mean[ch], t1, t2),
+                    }
                 }
-                match lanes {
-                    Lanes::Eight => plane_sums::<f32x8>(dp, xp, mean[ch], t1, t2),
-                    Lanes::Sixteen => plane_sums::<f32x16>(dp, xp, mean[ch], t1, t2),
-                }
-            });
-    }
+            }
+        });
     for (t2, &is) in s2.iter_mut().zip(invstd) {
         *t2 *= is as f64;
     }
 }
+
+/// `dy`'s base pointer, handed to the rayon tasks of [`batch_norm_backward_sums`], which
+/// mask and read disjoint planes of it.
+struct SharedMut(*mut f32);
+// SAFETY: only used by `batch_norm_backward_sums`, whose tasks touch disjoint planes.
+unsafe impl Sync for SharedMut {}
 
 /// `g = 0` where `y <= 0` (or NaN), in place.
 fn mask_plane(lanes: Lanes, g: &mut [f32], y: &[f32]) {

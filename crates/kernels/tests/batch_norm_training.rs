@@ -121,6 +121,12 @@ fn batch_norm_training_step_is_bit_identical_across_thread_counts() {
             c: 2,
             hw: 20_000,
         },
+        // 12 tasks of 3 channels, the last with 1.
+        BatchNormShape {
+            batch: 5,
+            c: 34,
+            hw: 300,
+        },
     ] {
         let p = params(&mut r, s.c);
         let x = activations(&mut r, s.len());
