@@ -25,7 +25,8 @@
 //! plane's last `hw mod 16` values are added to the total one by one in `f64`. So each
 //! `f32` partial holds at most 16 terms (its error is below `15u·Σ|terms|`,
 //! `u = 2^-24`) and the result is the same bit for bit at either vector width and on any
-//! number of threads (channels are split across threads, never one channel's sum).
+//! number of threads (each rayon task takes a group of whole channels over all images, so
+//! one channel's sum is never split).
 
 use crate::lanewise::{relu1, vectors, Lane};
 use crate::shape::check_len;
@@ -82,10 +83,10 @@ fn channels_per_task(len: usize) -> usize {
     TASK.div_ceil(len.max(1))
 }
 
-/// Channels per rayon task of the sum kernels. A task takes its channels' planes image by
-/// image (one contiguous run of `group · hw` values per image, at least 32 KiB where the
-/// channels allow, so the hardware prefetcher streams); there are up to 16 tasks, and one
-/// for a call under [`TASK`] values.
+/// Channels per rayon task of the sum kernels: all of them for a call of at most [`TASK`]
+/// values, else enough for a contiguous run of 32 KiB per image (a task takes its
+/// channels' planes image by image, so the hardware prefetcher streams) but no more than
+/// `c / 16` (rounded up), so calls of 16 channels or more split into at least 16 tasks.
 fn sum_group(s: &BatchNormShape) -> usize {
     if s.len() <= TASK {
         return s.c.max(1);
@@ -119,7 +120,6 @@ pub fn batch_norm_sums_lanes(lanes: Lanes, s: &BatchNormShape, x: &[f32], sums: 
             for n in 0..s.batch {
                 for (k, (t1, t2)) in t1.iter_mut().zip(t2.iter_mut()).enumerate() {
                     let plane = &x[(n * c + g * group + k) * hw..][..hw];
-
                     match lanes {
                         Lanes::Eight => plane_sums::<f32x8>(plane, plane, 0.0, t1, t2),
                         Lanes::Sixteen => plane_sums::<f32x16>(plane, plane, 0.0, t1, t2),
