@@ -272,3 +272,24 @@ fn batch_norm_backward_input_channel_vector_wrong() {
         &mut [0.0; 12],
     );
 }
+
+/// Without the ReLU, `y` is unused: empty or not, the same sums and an untouched `dy`.
+#[test]
+fn batch_norm_backward_sums_without_relu_ignores_y() {
+    let mut r = rng(9700);
+    let s = BatchNormShape {
+        batch: 2,
+        c: 3,
+        hw: 37,
+    };
+    let x = activations(&mut r, s.len());
+    let y = rand_vec(&mut r, s.len());
+    let dy = rand_vec(&mut r, s.len());
+    let (mean, invstd) = ([0.1f32, -0.2, 0.3], [1.5f32, 0.5, 2.0]);
+    let (mut g1, mut g2) = (dy.clone(), dy.clone());
+    let (mut s1, mut s2) = (vec![0.0; 6], vec![0.0; 6]);
+    batch_norm_backward_sums(&s, &x, &y, false, &mean, &invstd, &mut g1, &mut s1);
+    batch_norm_backward_sums(&s, &x, &[], false, &mean, &invstd, &mut g2, &mut s2);
+    assert_eq!((&g1, &s1), (&dy, &s2));
+    assert_eq!(g2, dy);
+}
