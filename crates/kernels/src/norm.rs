@@ -25,7 +25,8 @@
 //! plane's last `hw mod 16` values are added to the total one by one in `f64`. So each
 //! `f32` partial holds at most 16 terms (its error is below `15u·Σ|terms|`,
 //! `u = 2^-24`) and the result is the same bit for bit at either vector width and on any
-//! number of threads (channels are split across threads, never one channel's sum).
+//! number of threads (each rayon task takes a group of whole channels over all images, so
+//! one channel's sum is never split).
 
 use crate::lanewise::{relu1, vectors, Lane};
 use crate::shape::check_len;
@@ -77,9 +78,20 @@ fn check(what: &str, s: &BatchNormShape, tensors: &[(&str, usize)], channel: &[(
     }
 }
 
-/// Channels per rayon task: enough for [`TASK`] values per image.
-fn channels_per_task(hw: usize) -> usize {
-    TASK.div_ceil(hw.max(1))
+/// Planes (or channels) per rayon task: enough for [`TASK`] values when each holds `len`.
+fn channels_per_task(len: usize) -> usize {
+    TASK.div_ceil(len.max(1))
+}
+
+/// Channels per rayon task of the sum kernels: all of them for a call of at most [`TASK`]
+/// values, else enough for a contiguous run of 32 KiB per image (a task takes its
+/// channels' planes image by image, so the hardware prefetcher streams) but no more than
+/// `c / 16` (rounded up), so calls of 16 channels or more split into at least 16 tasks.
+fn sum_group(s: &BatchNormShape) -> usize {
+    if s.len() <= TASK {
+        return s.c.max(1);
+    }
+    8192usize.div_ceil(s.hw.max(1)).min(s.c.div_ceil(16)).max(1)
 }
 
 /// Per-channel sums of `x` in `f64`, in the order of the module docs: `sums[ch] = Σ x`,
@@ -100,16 +112,21 @@ pub fn batch_norm_sums_lanes(lanes: Lanes, s: &BatchNormShape, x: &[f32], sums: 
         return;
     }
     let (c, hw) = (s.c, s.hw);
-    for img in x.chunks_exact(c * hw) {
-        s1.par_iter_mut()
-            .zip(s2.par_iter_mut())
-            .zip(img.par_chunks(hw))
-            .with_min_len(channels_per_task(hw))
-            .for_each(|((t1, t2), plane)| match lanes {
-                Lanes::Eight => plane_sums::<f32x8>(plane, plane, 0.0, t1, t2),
-                Lanes::Sixteen => plane_sums::<f32x16>(plane, plane, 0.0, t1, t2),
-            });
-    }
+    let group = sum_group(s);
+    s1.par_chunks_mut(group)
+        .zip(s2.par_chunks_mut(group))
+        .enumerate()
+        .for_each(|(g, (t1, t2))| {
+            for n in 0..s.batch {
+                for (k, (t1, t2)) in t1.iter_mut().zip(t2.iter_mut()).enumerate() {
+                    let plane = &x[(n * c + g * group + k) * hw..][..hw];
+                    match lanes {
+                        Lanes::Eight => plane_sums::<f32x8>(plane, plane, 0.0, t1, t2),
+                        Lanes::Sixteen => plane_sums::<f32x16>(plane, plane, 0.0, t1, t2),
+                    }
+                }
+            }
+        });
 }
 
 /// `t1 += Σ p`, `t2 += Σ p·(q − m)` over one plane, in the order of the module docs
@@ -299,35 +316,41 @@ pub fn batch_norm_backward_sums_lanes(
         return;
     }
     let (c, hw) = (s.c, s.hw);
-    for (n, (dimg, ximg)) in dy
-        .chunks_exact_mut(c * hw)
-        .zip(x.chunks_exact(c * hw))
+    let group = sum_group(s);
+    let base = SharedMut(dy.as_mut_ptr());
+    s1.par_chunks_mut(group)
+        .zip(s2.par_chunks_mut(group))
         .enumerate()
-    {
-        let yimg = if relu {
-            &y[n * c * hw..(n + 1) * c * hw]
-        } else {
-            &[][..]
-        };
-        s1.par_iter_mut()
-            .zip(s2.par_iter_mut())
-            .zip(dimg.par_chunks_mut(hw).zip(ximg.par_chunks(hw)))
-            .enumerate()
-            .with_min_len(channels_per_task(hw))
-            .for_each(|(ch, ((t1, t2), (dp, xp)))| {
-                if relu {
-                    mask_plane(lanes, dp, &yimg[ch * hw..(ch + 1) * hw]);
+        .for_each(|(g, (t1, t2))| {
+            let base = &base;
+            for n in 0..s.batch {
+                for (k, (t1, t2)) in t1.iter_mut().zip(t2.iter_mut()).enumerate() {
+                    let (ch, start) = (g * group + k, (n * c + g * group + k) * hw);
+                    // SAFETY: `dy` holds `batch · c · hw` values (checked above) and plane
+                    // `(n, ch)` is `start .. start + hw`; task `g` takes only the planes of
+                    // its channels `g · group ..`, so no two tasks' planes overlap.
+                    let dp = unsafe { std::slice::from_raw_parts_mut(base.0.add(start), hw) };
+                    if relu {
+                        mask_plane(lanes, dp, &y[start..start + hw]);
+                    }
+                    let xp = &x[start..start + hw];
+                    match lanes {
+                        Lanes::Eight => plane_sums::<f32x8>(dp, xp, mean[ch], t1, t2),
+                        Lanes::Sixteen => plane_sums::<f32x16>(dp, xp, mean[ch], t1, t2),
+                    }
                 }
-                match lanes {
-                    Lanes::Eight => plane_sums::<f32x8>(dp, xp, mean[ch], t1, t2),
-                    Lanes::Sixteen => plane_sums::<f32x16>(dp, xp, mean[ch], t1, t2),
-                }
-            });
-    }
+            }
+        });
     for (t2, &is) in s2.iter_mut().zip(invstd) {
         *t2 *= is as f64;
     }
 }
+
+/// `dy`'s base pointer, handed to the rayon tasks of [`batch_norm_backward_sums`], which
+/// mask and read disjoint planes of it.
+struct SharedMut(*mut f32);
+// SAFETY: only used by `batch_norm_backward_sums`, whose tasks touch disjoint planes.
+unsafe impl Sync for SharedMut {}
 
 /// `g = 0` where `y <= 0` (or NaN), in place.
 fn mask_plane(lanes: Lanes, g: &mut [f32], y: &[f32]) {
@@ -356,7 +379,8 @@ fn mask_plane(lanes: Lanes, g: &mut [f32], y: &[f32]) {
 /// (masked by a fused ReLU). Overwrites `dx`.
 ///
 /// Computed as `dx = dy·a + ((x − mean)·b + d)` (two fused multiply-adds) with per-channel
-/// `a = γ·invstd`, `b = −a·invstd·mean_dy_xhat`, `d = −a·mean_dy` (in `f64`, rounded once).
+/// `a = γ·invstd` (rounded to `f32`), `b = −a·invstd·mean_dy_xhat`, `d = −a·mean_dy` (in
+/// `f64` from the rounded `a`, then rounded).
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward_input(
     s: &BatchNormShape,
@@ -424,7 +448,7 @@ pub fn batch_norm_backward_input_lanes(
                 .zip(xc.chunks_exact(s.hw).zip(dyc.chunks_exact(s.hw)));
             for (k, (dxp, (xp, dyp))) in planes_iter.enumerate() {
                 let ch = (t * planes + k) % s.c;
-                let a = gamma[ch] as f64 * invstd[ch] as f64;
+                let a = (gamma[ch] as f64 * invstd[ch] as f64) as f32 as f64;
                 let k = BackCoef {
                     a: a as f32,
                     b: (-a * invstd[ch] as f64 * mean_dy_xhat[ch] as f64) as f32,

@@ -523,7 +523,7 @@ pub fn global_avg_pool_backward(batch: usize, c: usize, hw: usize, dy: &[f64]) -
 pub fn dropout_forward(seed: u64, p: f32, first: u64, x: &[f64]) -> Vec<f64> {
     (0..x.len())
         .map(|i| {
-            if crate::dropout_keep(seed, first + i as u64, p) {
+            if crate::dropout_keep(seed, first.wrapping_add(i as u64), p) {
                 x[i] / (1.0 - p as f64)
             } else {
                 0.0

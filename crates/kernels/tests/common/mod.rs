@@ -7,6 +7,7 @@
 //! Every test file pulls this in with `mod common;` and uses only part of it.
 #![allow(dead_code)]
 
+pub mod norm;
 pub mod reference;
 
 use petal_kernels::conv::WeightGradPath;
