@@ -62,6 +62,17 @@ fn check_steady_state() {
             )
             .unwrap(),
         ),
+        (
+            "resnet8 + dropout",
+            Network::from_spec(
+                &petal_model::spec::preset_spec("resnet8", 5)
+                    .unwrap()
+                    .replace("gap,", "gap,dropout:0.2,"),
+                InputShape { c: 3, h: 16, w: 16 },
+                1,
+            )
+            .unwrap(),
+        ),
     ] {
         let batch = 16;
         let x: Vec<f32> = (0..batch * net.input_shape().len())

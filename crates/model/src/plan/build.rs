@@ -143,7 +143,7 @@ impl Ops {
                 "the body outputs {body_shape} but the shortcut {sc_shape}: they must agree to be added"
             )));
         }
-        if body_out == sc_out || body_out == input {
+        if body.iter().all(|l| matches!(l, LayerSpec::Flatten)) {
             return Err(err("the body must compute something (not only a flatten)".into()));
         }
         add_activations(&LayerSpec::Relu, body_shape, position, &mut self.n_acts)?;
