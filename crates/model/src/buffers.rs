@@ -11,7 +11,10 @@
 //! cover disjoint memory (each its own `CHUNK` rows of the batch buffers, its own arena),
 //! and that memory is borrowed by nothing else while the tasks run. Within one task, the
 //! methods that hand out a `&mut` slice take `&mut self` and never return it with another
-//! slice of the same buffer (asserted where the caller names the buffers).
+//! slice of the same buffer (asserted where the caller names the buffers). Layers may
+//! share a gradient buffer (batch buffers only): the plan gives two layers one only when
+//! their gradients are never live at once, so the gradients a method hands out together
+//! (a layer's and its input's) are always different memory (asserted).
 
 use crate::plan::{Dx, Plan, Storage, CHUNK};
 use rayon::prelude::*;
@@ -167,38 +170,61 @@ impl Buffers {
 
 /// The output, gradient and argmax of the layers stored in one place, indexed by layer
 /// (empty for the layers stored elsewhere, and argmax for all but max pools).
+///
+/// Gradients in batch buffers are shared: a layer's gradient lives only from its first
+/// reader's backward to its own, so layers whose gradients are never live at once share
+/// one buffer (`LayerPlan::grad_buf`, `Plan::grad_bufs`); `grads` is indexed by that
+/// buffer. In arenas (`CHUNK` images) each layer has its own.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LayerBufs {
     pub outs: Vec<Vec<f32>>,
-    pub grads: Vec<Vec<f32>>,
+    grads: Vec<Vec<f32>>,
     argmax: Vec<Vec<u32>>,
+    /// Per layer, its index in `grads`.
+    grad_of: Vec<Option<usize>>,
 }
 
 impl LayerBufs {
     /// Buffers for `images` samples of every layer the plan stores in `storage`.
     fn new(plan: &Plan, storage: Storage, images: usize) -> Self {
         let mut b = LayerBufs::default();
-        for l in &plan.layers {
+        let shared = storage == Storage::Batch;
+        if shared {
+            b.grads = plan.grad_bufs.iter().map(|len| vec![0.0; images * len]).collect();
+        }
+        for (i, l) in plan.layers.iter().enumerate() {
             let n = if l.storage == storage {
                 images * l.out_len
             } else {
                 0
             };
             b.outs.push(vec![0.0; n]);
-            b.grads.push(vec![0.0; n]);
             b.argmax.push(if l.argmax { vec![0; n] } else { Vec::new() });
+            if shared {
+                b.grad_of.push(l.grad_buf.filter(|_| n > 0));
+            } else {
+                b.grads.push(vec![0.0; n]);
+                b.grad_of.push(Some(i));
+            }
         }
         b
     }
 
+    /// The gradient of layer `j`'s output (all of its buffer).
+    pub fn grad(&self, j: usize) -> &[f32] {
+        self.grad_of[j].map_or(&[], |g| &self.grads[g])
+    }
+
     /// Refills `views` with each layer's view (no allocation once `views` has the
-    /// capacity).
+    /// capacity). Layers sharing a gradient buffer get views of the same memory: the plan
+    /// gives them one only when their gradients are never live at once.
     fn views(&mut self, views: &mut Vec<Views>) {
         views.clear();
-        let bufs = self.outs.iter_mut().zip(&mut self.grads).zip(&mut self.argmax);
-        views.extend(bufs.map(|((out, grad), argmax)| Views {
+        let grads = &mut self.grads;
+        let bufs = self.outs.iter_mut().zip(&self.grad_of).zip(&mut self.argmax);
+        views.extend(bufs.map(|((out, g), argmax)| Views {
             out: Rows::new(out),
-            grad: Rows::new(grad),
+            grad: g.map_or(Rows::empty(), |g| Rows::new(&mut grads[g])),
             argmax: Rows::new(argmax),
         }));
     }
@@ -235,9 +261,13 @@ impl Arena {
         for ((v, l), b) in self.views.iter_mut().zip(&plan.layers).zip(batch) {
             if l.storage == Storage::Batch {
                 let (at, len) = (first * l.out_len, CHUNK * l.out_len);
+                // A shared gradient buffer is laid out with its largest user's rows, so
+                // that two chunks' rows never overlap whichever layers use it meanwhile
+                // (the chunk tasks of a region run at their own pace).
+                let stride = l.grad_buf.map_or(l.out_len, |g| plan.grad_bufs[g]);
                 *v = Views {
                     out: b.out.range(at, len),
-                    grad: b.grad.range(at, len),
+                    grad: b.grad.range(first * stride, len),
                     argmax: b.argmax.range(at, len),
                 };
             }
@@ -296,6 +326,14 @@ impl<T> Rows<T> {
         Rows {
             ptr: v.as_mut_ptr(),
             len: v.len(),
+        }
+    }
+
+    /// No values.
+    fn empty() -> Self {
+        Rows {
+            ptr: std::ptr::NonNull::dangling().as_ptr(),
+            len: 0,
         }
     }
 
@@ -451,6 +489,12 @@ impl ChunkBufs<'_> {
             "a layer's input and output are different buffers"
         );
         let (v, n, nin) = (&self.views[slot], self.images * out_len, self.images * in_len);
+        if let (Dx::Write, Some(j)) = (dx, from) {
+            assert!(
+                self.views[j].grad.ptr != v.grad.ptr || v.grad.len == 0,
+                "a layer's gradient and its input's are different buffers"
+            );
+        }
         // SAFETY: this task's rows (module invariant), `&mut self` borrowed for all the
         // slices. Those written are dy, the gradient of `slot`, and dx, the gradient of
         // `from != slot` (or of the network input, or the arena's tmp: buffers of their

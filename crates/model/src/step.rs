@@ -454,10 +454,16 @@ pub(crate) fn reduce_gradients(
                     None => x,
                 };
                 let slot = p.slot.expect("a dense layer has a buffer");
+                // A dense layer's gradient buffer is its own (never shared: read here), so
+                // its rows are contiguous `[batch, outputs]`.
+                debug_assert_eq!(
+                    plan.layers[slot].grad_buf.map(|g| plan.grad_bufs[g]),
+                    Some(shape.outputs)
+                );
                 k::dense_backward_weights(
                     &s,
                     input,
-                    &kept.grads[slot][..batch * shape.outputs],
+                    &kept.grad(slot)[..batch * shape.outputs],
                     &mut weight.grad,
                     bias.as_mut().map(|b| &mut b.grad[..]),
                 );

@@ -87,6 +87,9 @@ pub(crate) struct LayerPlan {
     pub part_offset: usize,
     /// A batch norm's index among the network's batch norms.
     pub bn: Option<usize>,
+    /// For a layer stored in batch buffers, the shared gradient buffer its output's
+    /// gradient lives in (`Plan::grad_bufs`).
+    pub grad_buf: Option<usize>,
 }
 
 /// The plan of a whole network: one [`LayerPlan`] per layer and the sizes of the buffers.
@@ -108,6 +111,8 @@ pub(crate) struct Plan {
     pub stats_len: usize,
     /// Values per sample of the largest input gradient added to another ([`Dx::Add`]).
     pub dx_tmp_len: usize,
+    /// Values per sample of each shared gradient buffer of the batch buffers.
+    pub grad_bufs: Vec<usize>,
 }
 
 impl Plan {
@@ -262,6 +267,7 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
             dx2: Dx::Skip,
             part_offset,
             bn,
+            grad_buf: None,
         });
         if let Layer::Conv2d { .. } = layer {
             part_offset += layer.params().map(|p| p.value.len()).sum::<usize>();
@@ -304,6 +310,7 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
     if let Some(j) = plans.last().and_then(|l| l.slot) {
         plans[j].storage = Storage::Batch;
     }
+    let grad_bufs = share_gradients(layers, &mut plans);
     let scratch_len = layers
         .iter()
         .filter_map(|l| match l {
@@ -327,7 +334,71 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
         stats_offsets,
         stats_len: stats_len.max(1),
         dx_tmp_len,
+        grad_bufs,
     }
+}
+
+/// Assigns the gradients of the layers stored in batch buffers to shared buffers; returns
+/// each buffer's values per sample. Layer `i`'s gradient is live from the backward of its
+/// last reader `L` (which writes it first, backward running last to first) to its own: the
+/// interval `[i, L]` of layer indices; a dense layer's stays live to the end (its weight
+/// gradient is computed after the step). Two gradients share a buffer when their intervals
+/// are disjoint; buffers are handed out greedily in backward order, the smallest free one
+/// large enough first.
+fn share_gradients(layers: &[Layer], plans: &mut [LayerPlan]) -> Vec<usize> {
+    let n = plans.len();
+    let mut last = (0..n).collect::<Vec<_>>();
+    for j in 0..n {
+        if !plans[j].runs {
+            continue;
+        }
+        let inputs = std::iter::once(plans[j].input).chain(plans[j].input2);
+        for s in inputs.flatten() {
+            last[s] = last[s].max(j);
+        }
+    }
+    // The logits' gradient is written by the loss, after the last layer.
+    if let Some(j) = plans.last().and_then(|l| l.slot) {
+        last[j] = last[j].max(n);
+    }
+    for (i, l) in layers.iter().enumerate() {
+        if matches!(l, Layer::Dense { .. }) {
+            last[i] = usize::MAX;
+        }
+    }
+    let mut order: Vec<usize> = (0..n).filter(|&i| plans[i].storage == Storage::Batch).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(last[i]));
+    // Per buffer: values per sample, and while in use, the layer after whose backward it
+    // is free (None: free; a dense layer's: never, its gradient being read after the step).
+    let mut bufs: Vec<(usize, Option<usize>)> = Vec::new();
+    for i in order {
+        for b in bufs.iter_mut() {
+            // Free once its layer's backward ran: before layer i's first writer's.
+            if b.1.is_some_and(|t| t > last[i]) {
+                b.1 = None;
+            }
+        }
+        let until = if last[i] == usize::MAX { 0 } else { i };
+        let need = plans[i].out_len;
+        let free = |b: &&mut (usize, Option<usize>)| b.1.is_none();
+        let pick = bufs
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, b)| free(b) && b.0 >= need)
+            .min_by_key(|(_, b)| b.0)
+            .map(|(k, _)| k)
+            .or_else(|| {
+                let largest = bufs.iter_mut().enumerate().filter(|(_, b)| free(b));
+                largest.max_by_key(|(_, b)| b.0).map(|(k, _)| k)
+            });
+        let k = pick.unwrap_or_else(|| {
+            bufs.push((0, None));
+            bufs.len() - 1
+        });
+        bufs[k] = (bufs[k].0.max(need), Some(until));
+        plans[i].grad_buf = Some(k);
+    }
+    bufs.into_iter().map(|(len, _)| len).collect()
 }
 
 #[cfg(test)]

@@ -41,3 +41,61 @@ fn flowernet_plan_fuses_relus_into_pools_and_keeps_only_the_dense_layers_values(
     assert_eq!(p.part_len, conv_params.iter().sum::<usize>());
     assert_eq!(p.classes(), 5);
 }
+
+#[test]
+fn gradients_share_buffers_only_when_never_live_at_once() {
+    for (spec, input) in [
+        (
+            crate::spec::preset_spec("resnet20", 10).unwrap(),
+            InputShape { c: 3, h: 32, w: 32 },
+        ),
+        (
+            "bn,res(conv3x3:4/p1,bn,relu|conv1x1:4),relu,dense:8,relu,dense:3".to_string(),
+            InputShape { c: 2, h: 5, w: 5 },
+        ),
+    ] {
+        let b = build(&parse_spec(&spec).unwrap(), input).unwrap();
+        let p = &b.plan;
+        let n = p.layers.len();
+        // Each layer's gradient interval: from itself to its last reader.
+        let mut last: Vec<usize> = (0..n).collect();
+        for (j, l) in p.layers.iter().enumerate().filter(|(_, l)| l.runs) {
+            for s in std::iter::once(l.input).chain(l.input2).flatten() {
+                last[s] = last[s].max(j);
+            }
+        }
+        let users: Vec<usize> = (0..n).filter(|&i| p.layers[i].grad_buf.is_some()).collect();
+        assert!(users.iter().all(|&i| p.layers[i].storage == Storage::Batch));
+        for &i in &users {
+            let g = p.layers[i].grad_buf.unwrap();
+            assert!(p.grad_bufs[g] >= p.layers[i].out_len, "{spec}: layer {i}");
+            for &j in users.iter().filter(|&&j| j > i) {
+                if p.layers[j].grad_buf == Some(g) {
+                    assert!(
+                        last[i] < j,
+                        "{spec}: layers {i} and {j} share buffer {g} while both live"
+                    );
+                    for d in [i, j] {
+                        assert!(
+                            !matches!(b.layers[d], Layer::Dense { .. }),
+                            "{spec}: a dense layer's is its own"
+                        );
+                    }
+                }
+            }
+        }
+        // The point: in a deep network, far fewer gradient values than layers' outputs.
+        let outs: usize = users.iter().map(|&i| p.layers[i].out_len).sum();
+        let grads: usize = p.grad_bufs.iter().sum();
+        assert!(
+            grads < outs,
+            "{spec}: {grads} gradient values per sample for {outs} outputs"
+        );
+        if n > 50 {
+            assert!(
+                grads * 4 < outs,
+                "{spec}: {grads} gradient values per sample for {outs} outputs"
+            );
+        }
+    }
+}
