@@ -161,12 +161,22 @@ pub fn error_line(out: &Output) -> String {
 /// Weight bit patterns by tensor name.
 pub type Weights = Vec<(String, Vec<u32>)>;
 
-/// Bit patterns of every weight of a checkpoint.
+/// Bit patterns of every weight of a checkpoint, and of every batch norm's running
+/// statistics and batch count (`{prefix}.running`).
 pub fn weights(path: &Path) -> Weights {
     let (net, _) = load_checkpoint(path).unwrap();
-    net.params()
+    let mut w: Weights = net
+        .params()
         .map(|p| (p.name.clone(), p.value.iter().map(|v| v.to_bits()).collect()))
-        .collect()
+        .collect();
+    for l in net.layers() {
+        if let petal_model::Layer::BatchNorm(bn) = l {
+            let stats = bn.running_mean.iter().chain(&bn.running_var).map(|v| v.to_bits());
+            let tracked = [bn.batches_tracked as u32, (bn.batches_tracked >> 32) as u32];
+            w.push((format!("{}.running", bn.prefix), stats.chain(tracked).collect()));
+        }
+    }
+    w
 }
 
 /// Asserts that the run folder `run` ended with the weights `w` bit for bit and the
