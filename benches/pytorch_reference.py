@@ -2,9 +2,12 @@
 """PyTorch reference for Petal's training and inference throughput.
 
 The same networks and training step as `trainer bench`: seednet (conv3x3:8, maxpool2,
-dense 5 on 1x50x50) and flowernet (3 x [conv3x3 pad 1, ReLU, maxpool2] with 16/32/64
-filters, dense 5 on 3x64x64); float32, random data, mean softmax cross-entropy, backward,
-plain SGD (lr 0.005); warm-up, then the median of several timed runs.
+dense 5 on 1x50x50), flowernet (3 x [conv3x3 pad 1, ReLU, maxpool2] with 16/32/64
+filters, dense 5 on 3x64x64), and the CIFAR ResNets resnet8 and resnet20 on 3x32x32
+(built from Petal's preset specs by python/petal_torch.py; batch norms in training mode
+for training, in eval mode for inference); float32, random data, mean softmax
+cross-entropy, backward, plain SGD (lr 0.005); warm-up, then the median of several timed
+runs. ARCH@SIZE (e.g. resnet8@64) changes a preset's input size.
 
     python3 benches/pytorch_reference.py [--arch seednet,flowernet] [--batch 1,32,128]
         [--threads 1,2] [--seconds 2] [--json] [--channels-last]
@@ -35,6 +38,17 @@ import torch.nn as nn
 
 
 def build(arch):
+    if "@" in arch:
+        name, size = arch.split("@")
+        net, (c, _, _) = build(name)
+        if name in ("resnet8", "resnet20"):
+            import petal_torch
+            return petal_torch.build(petal_torch.preset_spec(name, 5), [c, int(size), int(size)]), (c, int(size), int(size))
+        raise SystemExit(f"{arch}: only the ResNets take @SIZE here")
+    if arch in ("resnet8", "resnet20"):
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+        import petal_torch
+        return petal_torch.build(petal_torch.preset_spec(arch, 5), [3, 32, 32]), (3, 32, 32)
     if arch == "seednet":
         net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 24 * 24, 5))
         return net, (1, 50, 50)
@@ -78,11 +92,13 @@ def measure(arch, batch, threads, seconds, channels_last, runs=5):
     loss_fn = nn.CrossEntropyLoss()
 
     def train():
+        net.train()
         opt.zero_grad(set_to_none=True)
         loss_fn(net(x), y).backward()
         opt.step()
 
     def infer():
+        net.eval()
         with torch.inference_mode():
             torch.softmax(net(x), dim=1)
 
@@ -130,8 +146,8 @@ def sgemm_peak(n=2048, reps=5):
 
 def petal(trainer, arch, batch, threads, seconds):
     out = subprocess.run(
-        [trainer, "bench", "--json", "--arch", arch, "--batch-size", str(batch), "--threads", str(threads),
-         "--seconds", str(seconds)],
+        [trainer, "bench", "--json", "--arch", arch.split("@")[0], "--batch-size", str(batch), "--threads",
+         str(threads), "--seconds", str(seconds)] + (["--size", arch.split("@")[1]] if "@" in arch else []),
         check=True, capture_output=True, text=True,
         env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"},
     ).stdout

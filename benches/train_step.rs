@@ -1,11 +1,12 @@
 //! Criterion benches of a whole training step (forward, mean softmax cross-entropy,
-//! backward, plain SGD with lr 0.005) and of inference, for both presets at batch 1, 32
-//! and 128 on rayon's default pool; `Throughput` is images. `trainer bench` measures the
+//! backward, plain SGD with lr 0.005) and of inference, for seednet and flowernet at batch
+//! 1, 32 and 128 and the ResNets (3x32x32) at batch 32 and 128, on rayon's default pool;
+//! `Throughput` is images. `trainer bench` measures the
 //! same step outside criterion, for any spec and thread count.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use petal::kernels::SgdConfig;
-use petal::model::Network;
+use petal::model::{InputShape, Network};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::hint::black_box;
@@ -17,16 +18,22 @@ fn step(c: &mut Criterion) {
         momentum: 0.0,
         weight_decay: 0.0,
     };
-    for (name, make) in [
-        ("seednet", Network::seednet as fn(u64) -> Network),
-        ("flowernet", Network::flowernet),
-    ] {
+    let resnet = |name: &'static str| {
+        move |seed| Network::from_spec(name, InputShape { c: 3, h: 32, w: 32 }, seed).expect("preset")
+    };
+    let nets: [(&str, Box<dyn Fn(u64) -> Network>, &[usize]); 4] = [
+        ("seednet", Box::new(Network::seednet), &[1, 32, 128]),
+        ("flowernet", Box::new(Network::flowernet), &[1, 32, 128]),
+        ("resnet8", Box::new(resnet("resnet8")), &[32, 128]),
+        ("resnet20", Box::new(resnet("resnet20")), &[32, 128]),
+    ];
+    for (name, make, batches) in nets {
         let mut group = c.benchmark_group(format!("train_step/{name}"));
         group
             .sample_size(10)
             .measurement_time(Duration::from_secs(2))
             .warm_up_time(Duration::from_millis(500));
-        for batch in [1usize, 32, 128] {
+        for &batch in batches {
             let mut net = make(0);
             let mut rng = ChaCha8Rng::seed_from_u64(1);
             let x: Vec<f32> = (0..batch * net.input_shape().len())

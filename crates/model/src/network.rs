@@ -45,6 +45,8 @@ pub struct Network {
     pub(crate) input_grad: bool,
     /// Per batch norm, the statistics its chunk tasks use.
     bn_work: Vec<BnWork>,
+    /// Per layer, inference's convolution weights and bias with a batch norm folded in.
+    folded: Vec<Option<(Vec<f32>, Vec<f32>)>>,
     /// Dropout masks: the seed of the run and the training steps taken, which key each
     /// step's masks; and the seed of the last step's.
     seed: u64,
@@ -122,6 +124,7 @@ impl Network {
             .collect();
         Ok(Network {
             bn_work,
+            folded: Vec::new(),
             seed: 0,
             steps: 0,
             last_step_seed: 0,
@@ -284,6 +287,7 @@ impl Network {
                 w.use_running(bn);
             }
         }
+        crate::step::fold_batch_norms(&self.layers, &self.plan, &self.bn_work, &mut self.folded);
         let n = self.layers.len();
         self.region(x, batch, None, |step, c| step.forward(c, 0..n));
     }
@@ -299,6 +303,7 @@ impl Network {
             plan,
             bufs,
             bn_work,
+            folded,
             input_grad,
             last_step_seed,
             ..
@@ -307,6 +312,7 @@ impl Network {
             layers,
             plan,
             bn: bn_work,
+            folded: if labels.is_some() { &[] } else { folded },
             input_grad: *input_grad,
             grad_scale: 1.0 / batch as f32,
             train: labels.is_some(),

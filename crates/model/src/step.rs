@@ -136,6 +136,42 @@ pub(crate) struct ChunkStep<'a> {
     pub train: bool,
     /// The step's dropout seed ([`dropout_seed`] of it and the layer index keys a mask).
     pub seed: u64,
+    /// In inference, per layer, a convolution's weights and bias with the batch norm after
+    /// it folded in (`LayerPlan::fold_into`); empty in training.
+    pub folded: &'a [Option<(Vec<f32>, Vec<f32>)>],
+}
+
+/// Folds each batch norm into the convolution before it where the plan says so: per
+/// output channel `o`, `W'[o] = W[o] · scale[o]` and `b'[o] = b[o] · scale[o] + shift[o]`
+/// with the norm's inference coefficients (`work`, from the running statistics), into
+/// `out` (indexed by layer; sized once, then only refilled).
+pub(crate) fn fold_batch_norms(
+    layers: &[Layer],
+    plan: &Plan,
+    work: &[BnWork],
+    out: &mut Vec<Option<(Vec<f32>, Vec<f32>)>>,
+) {
+    out.resize(layers.len(), None);
+    for (i, p) in plan.layers.iter().enumerate() {
+        let (Some(j), Layer::Conv2d { shape, weight, bias }) = (p.fold_into, &layers[i]) else {
+            continue;
+        };
+        let k = plan.layers[j].bn.expect("folds into a batch norm");
+        let (scale, shift) = (&work[k].scale, &work[k].shift);
+        let (w, b) = out[i].get_or_insert_with(|| (vec![0.0; weight.value.len()], vec![0.0; shape.out_c]));
+        let per = weight.value.len() / shape.out_c;
+        for (o, (wo, src)) in w
+            .chunks_exact_mut(per)
+            .zip(weight.value.chunks_exact(per))
+            .enumerate()
+        {
+            for (d, s) in wo.iter_mut().zip(src) {
+                *d = s * scale[o];
+            }
+            let b0 = bias.as_ref().map_or(0.0, |b| b.value[o]);
+            b[o] = b0 * scale[o] + shift[o];
+        }
+    }
 }
 
 /// The dropout seed of layer `layer` in a step whose seed is `step_seed` (a splitmix64
@@ -157,6 +193,10 @@ impl ChunkStep<'_> {
                 continue;
             }
             let slot = p.slot.expect("a layer that runs has a buffer");
+            if !self.train && (p.folded || p.fold_into.is_some()) {
+                self.forward_folded(c, i);
+                continue;
+            }
             if let Layer::Add = layer {
                 let b = p.input2.expect("an add has two inputs");
                 let (a, b, out) = c.bufs.add_io(p.input, b, slot, p.out_len);
@@ -202,6 +242,27 @@ impl ChunkStep<'_> {
                 }
                 Layer::Flatten | Layer::Add => unreachable!("handled above"),
             }
+        }
+    }
+
+    /// Inference of layer `i`, a convolution with the batch norm after it folded in (which
+    /// writes the norm's output, with the norm's fused ReLU), or that norm (nothing to do).
+    fn forward_folded(&self, c: &mut Chunk<'_>, i: usize) {
+        let p = &self.plan.layers[i];
+        let (Some(j), Layer::Conv2d { shape, .. }) = (p.fold_into, &self.layers[i]) else {
+            return;
+        };
+        let (w, b) = self.folded[i].as_ref().expect("folded weights are prepared");
+        let norm = &self.plan.layers[j];
+        let slot = norm.slot.expect("a batch norm has a buffer");
+        let s = k::Conv2dShape {
+            batch: c.bufs.images(),
+            ..*shape
+        };
+        let (input, out, _) = c.bufs.forward_io(p.input, p.in_len, slot, norm.out_len);
+        k::conv2d_forward(&s, input, w, Some(b), out, c.scratch);
+        if norm.relu_after {
+            k::relu_forward_inplace(out);
         }
     }
 

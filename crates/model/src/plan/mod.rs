@@ -90,6 +90,12 @@ pub(crate) struct LayerPlan {
     /// For a layer stored in batch buffers, the shared gradient buffer its output's
     /// gradient lives in (`Plan::grad_bufs`).
     pub grad_buf: Option<usize>,
+    /// Inference folds a batch norm into the convolution before it (whose output only
+    /// it reads): the convolution, with weights `W·scale` and bias `b·scale + shift` per
+    /// output channel, writes the norm's output (`Some(norm's layer index)`), and the norm
+    /// does not run (`folded`).
+    pub fold_into: Option<usize>,
+    pub folded: bool,
 }
 
 /// The plan of a whole network: one [`LayerPlan`] per layer and the sizes of the buffers.
@@ -268,6 +274,8 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
             part_offset,
             bn,
             grad_buf: None,
+            fold_into: None,
+            folded: false,
         });
         if let Layer::Conv2d { .. } = layer {
             part_offset += layer.params().map(|p| p.value.len()).sum::<usize>();
@@ -311,6 +319,14 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
         plans[j].storage = Storage::Batch;
     }
     let grad_bufs = share_gradients(layers, &mut plans);
+    for j in 1..n {
+        let conv = j - 1;
+        let only = readers[conv] == 1 && inputs[j].0 == Some(conv);
+        if matches!(layers[j], Layer::BatchNorm(_)) && matches!(layers[conv], Layer::Conv2d { .. }) && only {
+            plans[conv].fold_into = Some(j);
+            plans[j].folded = true;
+        }
+    }
     let scratch_len = layers
         .iter()
         .filter_map(|l| match l {
