@@ -19,11 +19,12 @@ pub struct GradCheckOptions {
     /// Gradients smaller than this are compared absolutely: the f32 analytic gradient
     /// carries rounding error relative to the terms it sums, not to its own (small) value.
     pub floor: f64,
-    /// A floor relative to the tensor: gradients smaller than `relative_floor` times the
-    /// tensor's largest analytic gradient are compared absolutely too. An f32 gradient
-    /// that is a sum with cancellation (a weight before a batch norm, whose backward
-    /// subtracts the batch means) carries rounding error relative to its tensor's largest
-    /// terms, not to its own value. 0 (the default): [`GradCheckOptions::floor`] only.
+    /// A floor relative to the network: gradients smaller than `relative_floor` times the
+    /// largest analytic gradient of any parameter are compared absolutely too. An f32
+    /// gradient that is a sum with cancellation (a weight or shift before a batch norm,
+    /// whose backward subtracts the batch means) carries rounding error relative to the
+    /// terms it sums, which are of the network's gradient scale, not to its own (small)
+    /// value. 0 (the default): [`GradCheckOptions::floor`] only.
     pub relative_floor: f64,
     /// Entries probed per tensor (all when the tensor is smaller).
     pub samples_per_tensor: usize,
@@ -126,6 +127,10 @@ fn compare(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut tensors = Vec::new();
     let eps = opts.eps;
+    let largest = analytic
+        .iter()
+        .flat_map(|(_, g)| g)
+        .fold(0.0f64, |m, &g| m.max((g as f64).abs()));
 
     for (pi, (name, grad)) in analytic.iter().enumerate() {
         let mut t = TensorCheck {
@@ -135,7 +140,6 @@ fn compare(
             skipped: 0,
         };
         let layer = owner[pi];
-        let largest = grad.iter().fold(0.0f64, |m, &g| m.max((g as f64).abs()));
         let opts = &GradCheckOptions {
             floor: opts.floor.max(opts.relative_floor * largest),
             ..*opts

@@ -106,3 +106,52 @@ fn train_resnets_resume_bit_for_bit_and_repeat_on_any_thread_count() {
         assert_eq!(both[0], alone[0], "{tag}: inference does not depend on the batch");
     }
 }
+
+#[test]
+fn gradcheck_resnet8_passes_and_names_every_tensor() {
+    let out = trainer()
+        .args([
+            "gradcheck",
+            "--arch",
+            "resnet8",
+            "--size",
+            "8",
+            "--batch-size",
+            "3",
+        ])
+        .run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for name in [
+        "0.weight",
+        "1.weight",
+        "3.body.0.weight",
+        "5.shortcut.1.bias",
+        "11.weight",
+        "input",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(name)),
+            "{name} missing:\n{text}"
+        );
+    }
+    assert!(text.lines().last().unwrap().starts_with("passed"), "{text}");
+    // A batch norm after global pooling sees one value per channel and image.
+    let out = trainer()
+        .args([
+            "gradcheck",
+            "--arch",
+            "conv3x3:4,gap,bn,dense:5",
+            "--size",
+            "6",
+            "--batch-size",
+            "1",
+        ])
+        .run();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        error_line(&out).contains("it needs a batch of at least 2"),
+        "{}",
+        stderr(&out)
+    );
+}
