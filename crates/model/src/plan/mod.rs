@@ -364,12 +364,8 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
 fn share_gradients(layers: &[Layer], plans: &mut [LayerPlan]) -> Vec<usize> {
     let n = plans.len();
     let mut last = (0..n).collect::<Vec<_>>();
-    for j in 0..n {
-        if !plans[j].runs {
-            continue;
-        }
-        let inputs = std::iter::once(plans[j].input).chain(plans[j].input2);
-        for s in inputs.flatten() {
+    for (j, p) in plans.iter().enumerate().filter(|(_, p)| p.runs) {
+        for s in std::iter::once(p.input).chain(p.input2).flatten() {
             last[s] = last[s].max(j);
         }
     }
