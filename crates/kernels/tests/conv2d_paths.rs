@@ -22,7 +22,8 @@ use rand::Rng;
 /// 1, 4 or 9 taps (`Taps`), the same with 8 output channels (`TapPairs`), 3x3 at any
 /// channel count (`Direct3x3`, `Transposed`), areas 1, 4, 25 with `in_c <= 3`
 /// (`DirectArea`), other kernels (`Grouped`, `DirectRows`, `Col2im`), strides 2 and 3
-/// (`Gemm` only).
+/// (`Gemm`, `Polyphase`), and ResNet's stride-2 shapes (1x1 pad 0 and 3x3 pad 1, up to 20
+/// channels: `Polyphase`). `Polyphase` serves every one of them.
 fn path_shapes(seed: u64, count: usize) -> Vec<Conv2dShape> {
     let mut r = rng(seed);
     let mut out = Vec::new();
@@ -66,6 +67,32 @@ fn path_shapes(seed: u64, count: usize) -> Vec<Conv2dShape> {
     out
 }
 
+/// ResNet's stride-2 shapes for the path sweep, alternating 1x1 pad 0 (the projection
+/// shortcut) and 3x3 pad 1: 1 to 20 channels in and out, sides 1 to 19 by 1 to 40, batches 1
+/// to 5.
+fn resnet_stride2_shapes(seed: u64, count: usize) -> Vec<Conv2dShape> {
+    let mut r = rng(seed);
+    let mut out = Vec::new();
+    while out.len() < count {
+        let (k, pad) = if out.len() % 2 == 0 { (1, 0) } else { (3, 1) };
+        let s = conv(
+            r.random_range(1..=5),
+            r.random_range(1..=20),
+            r.random_range(1..=19),
+            r.random_range(1..=40),
+            r.random_range(1..=20),
+            k,
+            k,
+            2,
+            pad,
+        );
+        if s.validate().is_ok() && s.output_len() * s.col_rows() <= 150_000 {
+            out.push(s);
+        }
+    }
+    out
+}
+
 /// `f` in each of `pools`: the results, asserted bit-identical, from the first pool.
 fn in_each_pool(
     what: &str,
@@ -94,10 +121,11 @@ fn pools(threads: &[usize]) -> Vec<rayon::ThreadPool> {
 #[test]
 fn conv2d_every_path_at_both_widths_matches_reference_on_random_shapes() {
     let pools = pools(&[1, 3]);
-    let shapes = path_shapes(31_000, 72);
-    let mut forward_runs = [0usize; 4];
-    let mut weight_runs = [0usize; 4];
-    let mut input_runs = [0usize; 2];
+    let mut shapes = path_shapes(31_000, 72);
+    shapes.extend(resnet_stride2_shapes(33_000, 24));
+    let mut forward_runs = [0usize; ForwardPath::ALL.len()];
+    let mut weight_runs = [0usize; WeightGradPath::ALL.len()];
+    let mut input_runs = [0usize; InputGradPath::ALL.len()];
     for (k, s) in shapes.iter().enumerate() {
         let mut r = rng(32_000 + k as u64);
         let x = rand_vec(&mut r, s.input_len());

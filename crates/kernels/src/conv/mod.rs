@@ -57,9 +57,12 @@
 mod forward_direct;
 mod input_grad;
 mod lowering;
+mod offset_taps;
 mod padding;
 mod paths;
+mod polyphase;
 mod shape;
+mod strided;
 mod weight_grad_3x3;
 mod weight_grad_direct;
 
@@ -152,6 +155,10 @@ pub fn conv2d_forward_with(
     check_scratch(WHAT, scratch.len(), path.scratch_len(s));
     match (path, lanes) {
         (ForwardPath::Gemm, _) => lowering::forward(s, x, weight, bias, y, scratch),
+        (ForwardPath::Polyphase, Lanes::Eight) => strided::forward::<f32x8>(s, x, weight, bias, y, scratch),
+        (ForwardPath::Polyphase, Lanes::Sixteen) => {
+            strided::forward::<f32x16>(s, x, weight, bias, y, scratch)
+        }
         (_, Lanes::Eight) => forward_direct::forward::<f32x8>(s, path, x, weight, bias, y, scratch),
         (_, Lanes::Sixteen) => forward_direct::forward::<f32x16>(s, path, x, weight, bias, y, scratch),
     }
@@ -262,9 +269,15 @@ fn backward_weights_chunks<'a, V: Vector>(
                 weight_grad_3x3::backward_weights_chunk::<V>(s, xc, dyc, buf, pw, want_bias.then_some(pb));
                 return;
             }
-            pw.fill(0.0);
+            if path == WeightGradPath::Polyphase {
+                strided::backward_weights_chunk::<V>(s, xc, dyc, buf, pw);
+            } else {
+                pw.fill(0.0);
+            }
             for (xn, dyn_) in xc.chunks_exact(il).zip(dyc.chunks_exact(ol)) {
-                if path == WeightGradPath::Gemm {
+                if path == WeightGradPath::Polyphase {
+                    // The weight gradient of the whole chunk is done; only the bias's sums.
+                } else if path == WeightGradPath::Gemm {
                     lowering::backward_weights_image(s, xn, dyn_, buf, pw);
                 } else {
                     pad_image(s, xn, buf);
@@ -321,6 +334,12 @@ pub fn conv2d_backward_input_with(
     check_scratch(WHAT, scratch.len(), path.scratch_len(s));
     match (path, lanes) {
         (InputGradPath::Col2im, _) => lowering::backward_input(s, weight, dy, dx, scratch),
+        (InputGradPath::Polyphase, Lanes::Eight) => {
+            strided::backward_input::<f32x8>(s, weight, dy, dx, scratch)
+        }
+        (InputGradPath::Polyphase, Lanes::Sixteen) => {
+            strided::backward_input::<f32x16>(s, weight, dy, dx, scratch)
+        }
         (_, Lanes::Eight) => input_grad::backward_input_transposed::<f32x8>(s, weight, dy, dx, scratch),
         (_, Lanes::Sixteen) => input_grad::backward_input_transposed::<f32x16>(s, weight, dy, dx, scratch),
     }

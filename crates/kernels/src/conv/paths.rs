@@ -3,6 +3,7 @@
 //! [`Conv2dShape::input_grad_path`]), which shapes each can serve, and the scratch each
 //! needs. The module docs of [`conv`](super) give the table and the measurements.
 
+use super::offset_taps::MAX_AREA;
 use super::{Conv2dShape, BATCH_CHUNK};
 use crate::simd::{Lanes, AVX512};
 
@@ -46,6 +47,10 @@ pub enum ForwardPath {
     Grouped,
     /// Any shape: im2col, then `y = W · col + b` by GEMM.
     Gemm,
+    /// Kernel area up to 64, any stride: the input split into its stride phases, so every
+    /// tap reads at a fixed offset; register tiles of 8 output channels over the flat
+    /// output positions (`strided.rs`).
+    Polyphase,
 }
 
 /// How [`conv2d_backward_weights`](super::conv2d_backward_weights) computes a shape.
@@ -61,6 +66,10 @@ pub enum WeightGradPath {
     DirectRows,
     /// Any shape: im2col, then `dW += dy_n · colᵀ` by GEMM.
     Gemm,
+    /// Kernel area up to 64, any stride: each image split into its stride phases, then
+    /// register tiles of output channels by taps over every image of a chunk
+    /// (`strided.rs`).
+    Polyphase,
 }
 
 /// How [`conv2d_backward_input`](super::conv2d_backward_input) computes a shape.
@@ -72,6 +81,10 @@ pub enum InputGradPath {
     Transposed,
     /// Any shape: `dcol = Wᵀ · dy_n` by GEMM, then col2im.
     Col2im,
+    /// Kernel area up to 64, any stride: each stride phase of the input gradient as the
+    /// stride-1 correlation of `dy` with that phase's sub-kernel, on the polyphase
+    /// forward's register tiles, then merged (`strided.rs`).
+    Polyphase,
 }
 
 impl Conv2dShape {
@@ -141,11 +154,12 @@ impl Conv2dShape {
 
 impl ForwardPath {
     /// Every path, for tests and benches.
-    pub const ALL: [ForwardPath; 4] = [
+    pub const ALL: [ForwardPath; 5] = [
         ForwardPath::Taps,
         ForwardPath::TapPairs,
         ForwardPath::Grouped,
         ForwardPath::Gemm,
+        ForwardPath::Polyphase,
     ];
 
     /// Whether this path can compute the shape.
@@ -155,6 +169,7 @@ impl ForwardPath {
             ForwardPath::TapPairs => s.stride == 1 && has_tap_kernel(s.col_rows()) && s.out_c == 8,
             ForwardPath::Grouped => s.stride == 1,
             ForwardPath::Gemm => true,
+            ForwardPath::Polyphase => s.kh * s.kw <= MAX_AREA,
         }
     }
 
@@ -166,6 +181,7 @@ impl ForwardPath {
             ForwardPath::Taps | ForwardPath::TapPairs => s.chunks() * s.padded_len(),
             ForwardPath::Grouped => s.chunks() * s.padded_len() + s.grouped_weight_len(),
             ForwardPath::Gemm => s.chunks() * s.col_len(),
+            ForwardPath::Polyphase => s.chunks() * s.phase_forward_buf_len() + s.grouped_weight_len(),
         }
     }
 
@@ -175,18 +191,19 @@ impl ForwardPath {
     pub fn build_lanes(self) -> Lanes {
         match self {
             ForwardPath::Taps | ForwardPath::TapPairs => Lanes::Sixteen,
-            ForwardPath::Grouped | ForwardPath::Gemm => Lanes::BUILD,
+            ForwardPath::Grouped | ForwardPath::Gemm | ForwardPath::Polyphase => Lanes::BUILD,
         }
     }
 }
 
 impl WeightGradPath {
     /// Every path, for tests and benches.
-    pub const ALL: [WeightGradPath; 4] = [
+    pub const ALL: [WeightGradPath; 5] = [
         WeightGradPath::Direct3x3,
         WeightGradPath::DirectArea,
         WeightGradPath::DirectRows,
         WeightGradPath::Gemm,
+        WeightGradPath::Polyphase,
     ];
 
     /// Whether this path can compute the shape.
@@ -196,6 +213,7 @@ impl WeightGradPath {
             WeightGradPath::DirectArea => s.stride == 1 && has_area_kernel(s.kh * s.kw),
             WeightGradPath::DirectRows => s.stride == 1,
             WeightGradPath::Gemm => true,
+            WeightGradPath::Polyphase => s.kh * s.kw <= MAX_AREA,
         }
     }
 
@@ -207,6 +225,7 @@ impl WeightGradPath {
             WeightGradPath::Direct3x3 => (s.batch.min(BATCH_CHUNK) * s.dw3x3_image_scratch_len()).max(1),
             WeightGradPath::DirectArea | WeightGradPath::DirectRows => s.padded_len(),
             WeightGradPath::Gemm => s.col_len(),
+            WeightGradPath::Polyphase => s.phase_weights_buf_len(),
         }
     }
 
@@ -222,7 +241,7 @@ impl WeightGradPath {
     /// their sums depend on it.
     pub fn build_lanes(self) -> Lanes {
         match self {
-            WeightGradPath::Direct3x3 => Lanes::BUILD,
+            WeightGradPath::Direct3x3 | WeightGradPath::Polyphase => Lanes::BUILD,
             WeightGradPath::DirectArea | WeightGradPath::DirectRows | WeightGradPath::Gemm => Lanes::Sixteen,
         }
     }
@@ -230,13 +249,18 @@ impl WeightGradPath {
 
 impl InputGradPath {
     /// Every path, for tests and benches.
-    pub const ALL: [InputGradPath; 2] = [InputGradPath::Transposed, InputGradPath::Col2im];
+    pub const ALL: [InputGradPath; 3] = [
+        InputGradPath::Transposed,
+        InputGradPath::Col2im,
+        InputGradPath::Polyphase,
+    ];
 
     /// Whether this path can compute the shape.
     pub fn supports(self, s: &Conv2dShape) -> bool {
         match self {
             InputGradPath::Transposed => s.stride == 1 && s.kh == s.kw && s.pad < s.kh,
             InputGradPath::Col2im => true,
+            InputGradPath::Polyphase => s.kh * s.kw <= MAX_AREA,
         }
     }
 
@@ -249,6 +273,7 @@ impl InputGradPath {
                 s.weight_len() + t.forward_path().scratch_len(&t)
             }
             InputGradPath::Col2im => s.chunks() * s.col_len(),
+            InputGradPath::Polyphase => s.chunks() * s.phase_input_buf_len() + s.phase_grad_weights_len(),
         }
     }
 
@@ -257,7 +282,7 @@ impl InputGradPath {
     pub fn build_lanes(self, s: &Conv2dShape) -> Lanes {
         match self {
             InputGradPath::Transposed => s.transposed().forward_path().build_lanes(),
-            InputGradPath::Col2im => Lanes::BUILD,
+            InputGradPath::Col2im | InputGradPath::Polyphase => Lanes::BUILD,
         }
     }
 }
