@@ -13,6 +13,9 @@
 //!   `Conv2dShape::forward_path` and its twins) was the fastest. This is what justifies
 //!   the path table in the `conv` module docs. Each path's result is checked against the
 //!   public kernel's first.
+//! - group `conv_resnet` (`kernels/resnet.rs`): the CIFAR ResNets' stride-2 convolutions
+//!   (3x3 pad 1 and 1x1), batch 16 on 1 thread, GEMM path vs polyphase path, then a table
+//!   of the two alternating round by round.
 //!
 //! Run: `cargo bench --bench kernels` (all, a few minutes on 2 cores),
 //! `cargo bench --bench kernels -- conv_path` (a filter; the table still prints first),
@@ -46,6 +49,9 @@ use petal_kernels::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+
+#[path = "kernels/resnet.rs"]
+mod resnet;
 
 // ---------------------------------------------------------------------------------------
 // Shapes
@@ -1055,7 +1061,7 @@ criterion_group! {
         .sample_size(20)
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500));
-    targets = bench_conv, bench_conv_path, bench_pool, bench_dense, bench_relu, bench_softmax, bench_sgd
+    targets = bench_conv, bench_conv_path, resnet::bench_conv_resnet, bench_pool, bench_dense, bench_relu, bench_softmax, bench_sgd
 }
 
 fn main() {

@@ -207,8 +207,8 @@ fn store_channels<V: Vector, const G: usize>(acc: [V; G], yg: &mut [f32], plane:
 /// `V::LANES`, zero wherever `q` is not a real output), written (not added) to `gw`
 /// (`[out_c, off.len()]`).
 ///
-/// Tiles of [`DW_CHANNELS`] channels by [`DW_TAPS`] taps (the remainders one channel or one
-/// tap at a time) keep their accumulators in registers across every vector of every
+/// Tiles of [`DW_CHANNELS`] channels by [`DW_TAPS`] taps (the remainders one channel at a
+/// time, 4, 2 or 1 taps at a time) keep their accumulators in registers across every vector of every
 /// image; per vector, one `dy` load per channel and one input load per tap.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn weight_grad<V: Vector>(
@@ -230,12 +230,20 @@ pub(super) fn weight_grad<V: Vector>(
         let g = if o + DW_CHANNELS <= out_c { DW_CHANNELS } else { 1 };
         let mut t = 0;
         while t < taps {
-            let k = if t + DW_TAPS <= taps { DW_TAPS } else { 1 };
+            // The widest tile of DW_TAPS, 4, 2 or 1 taps that fits.
+            let k = [DW_TAPS, 4, 2, 1]
+                .into_iter()
+                .find(|&k| t + k <= taps)
+                .unwrap_or(1);
             let a = (images, in_len, plane, out_c);
             match (g, k) {
                 (DW_CHANNELS, DW_TAPS) => dw_tile::<V, DW_CHANNELS, DW_TAPS>(inp, off, dy, a, o, t, gw),
+                (DW_CHANNELS, 4) => dw_tile::<V, DW_CHANNELS, 4>(inp, off, dy, a, o, t, gw),
+                (DW_CHANNELS, 2) => dw_tile::<V, DW_CHANNELS, 2>(inp, off, dy, a, o, t, gw),
                 (DW_CHANNELS, _) => dw_tile::<V, DW_CHANNELS, 1>(inp, off, dy, a, o, t, gw),
                 (_, DW_TAPS) => dw_tile::<V, 1, DW_TAPS>(inp, off, dy, a, o, t, gw),
+                (_, 4) => dw_tile::<V, 1, 4>(inp, off, dy, a, o, t, gw),
+                (_, 2) => dw_tile::<V, 1, 2>(inp, off, dy, a, o, t, gw),
                 _ => dw_tile::<V, 1, 1>(inp, off, dy, a, o, t, gw),
             }
             t += k;

@@ -71,14 +71,33 @@ impl Conv2dShape {
     pub(crate) fn dy_pad_plane(&self) -> usize {
         (self.phase_h() + self.sub_kh(0) - 1) * self.dy_pad_w()
     }
-    /// Values of one image's padded `dy`, then slack.
+    /// Values of one image's padded `dy`, then slack (a row more than the reads need).
     pub(crate) fn dy_pad_len(&self) -> usize {
-        self.out_c * self.dy_pad_plane() + self.kw + PHASE_SLACK
+        self.out_c * self.dy_pad_plane() + self.dy_pad_w() + self.kw + PHASE_SLACK
     }
-    /// Flat positions of a phase of the input gradient, `phase_h · dy_pad_w`, rounded up
-    /// to 16.
+    /// Whether the output rows at the phases' row stride are the output itself
+    /// (`phase_w == ow`, `oh · ow` a multiple of 16, as the 1x1 stride-2 kernel on an even
+    /// side has): then the forward writes `y` and the weight gradient reads `dy` in place.
+    pub(crate) fn phase_rows_exact(&self) -> bool {
+        self.phase_w() == self.out_w() && (self.out_h() * self.out_w()) % 16 == 0
+    }
+    /// Whether the input gradient reads `dy` in place: no padding of `dy` (every sub-kernel
+    /// 1x1, so `stride >= k`) and a phase the size of the output.
+    pub(crate) fn dy_unpadded(&self) -> bool {
+        self.sub_kh(0) == 1
+            && self.sub_kw(0) == 1
+            && self.phase_rows_exact()
+            && self.phase_h() == self.out_h()
+    }
+    /// Rows `a0 .. a1` of phase `p` that hold input rows (`s·a + p - pad` inside `0 .. h`):
+    /// the only ones the input gradient computes.
+    pub(crate) fn phase_grad_rows(&self, p: usize) -> (usize, usize) {
+        inside(self.h, self.stride, self.pad, p, self.phase_h())
+    }
+    /// Flat positions of a phase of the input gradient: its rows that hold input rows (at
+    /// most `ceil(h / s)`) times `dy_pad_w`, rounded up to 16.
     pub(crate) fn phase_grad_plane(&self) -> usize {
-        (self.phase_h() * self.dy_pad_w()).next_multiple_of(16)
+        (self.h.div_ceil(self.stride) * self.dy_pad_w()).next_multiple_of(16)
     }
     /// Taps of phase `(p, q)`'s input gradient, `out_c · sub_kh(p) · sub_kw(q)`.
     pub(crate) fn phase_grad_taps(&self, p: usize, q: usize) -> usize {
@@ -96,7 +115,9 @@ impl Conv2dShape {
     pub(super) fn phase_grad_taps_at(&self, p: usize, q: usize) -> Taps {
         let (ka, kb) = (self.sub_kh(p), self.sub_kw(q));
         let (ea, eb, rw) = (self.sub_kh(0), self.sub_kw(0), self.dy_pad_w());
-        let base = (0..ka * kb).map(|k| (ea - 1 - k / kb) * rw + (eb - 1 - k % kb));
+        // Flat position 0 is row a0 of the phase.
+        let a0 = self.phase_grad_rows(p).0;
+        let base = (0..ka * kb).map(|k| (a0 + ea - 1 - k / kb) * rw + (eb - 1 - k % kb));
         Taps::new(base, self.out_c, self.dy_pad_plane())
     }
 }
@@ -117,30 +138,78 @@ fn inside(n: usize, s: usize, pad: usize, q: usize, len: usize) -> (usize, usize
 
 /// Splits one image `x` (`[in_c, h, w]`) into its phases (`buf`: at least
 /// [`Conv2dShape::phases_len`] values, all written, zeros outside the image and in the
-/// slack).
+/// slack). The phases no tap reads (`p >= kh` or `q >= kw`, as the 1x1 kernel's odd ones)
+/// are only zeroed; with stride 2 each input row goes to its two phases in one pass.
 pub(crate) fn split_phases(s: &Conv2dShape, x: &[f32], buf: &mut [f32]) {
     let (st, pad, w) = (s.stride, s.pad, s.w);
     let (ph, pw) = (s.phase_h(), s.phase_w());
+    let pp = ph * pw;
     let buf = &mut buf[..s.phases_len()];
-    let (planes, slack) = buf.split_at_mut(s.in_c * st * st * ph * pw);
+    let (planes, slack) = buf.split_at_mut(s.in_c * st * st * pp);
     slack.fill(0.0);
-    for (k, plane) in planes.chunks_exact_mut(ph * pw).enumerate() {
-        let (c, p, q) = (k / (st * st), k / st % st, k % st);
-        let src = &x[c * s.h * w..(c + 1) * s.h * w];
+    // One block per (c, p): the planes of its phases q = 0 .. st.
+    for (k, block) in planes.chunks_exact_mut(st * pp).enumerate() {
+        let (c, p) = (k / st, k % st);
         let (a0, a1) = inside(s.h, st, pad, p, ph);
-        let (b0, b1) = inside(w, st, pad, q, pw);
-        plane[..a0 * pw].fill(0.0);
-        plane[a1 * pw..].fill(0.0);
+        if p >= s.kh || a0 >= a1 {
+            block.fill(0.0);
+            continue;
+        }
+        let src = &x[c * s.h * w..(c + 1) * s.h * w];
+        for plane in block.chunks_exact_mut(pp) {
+            plane[..a0 * pw].fill(0.0);
+            plane[a1 * pw..].fill(0.0);
+        }
+        let cols: [(usize, usize); 2] = [0, 1].map(|q| inside(w, st, pad, q, pw));
         for a in a0..a1 {
-            let row = &mut plane[a * pw..(a + 1) * pw];
             let y = st * a + p - pad;
             let xr = &src[y * w..(y + 1) * w];
-            row[..b0].fill(0.0);
-            row[b1..].fill(0.0);
-            let x0 = st * b0 + q - pad;
-            for (k, v) in row[b0..b1].iter_mut().enumerate() {
-                *v = xr[x0 + st * k];
+            if st == 2 {
+                let (q0, q1) = block.split_at_mut(pp);
+                let r1 = (s.kw >= 2).then(|| &mut q1[a * pw..(a + 1) * pw]);
+                split_row_2(xr, pad, &mut q0[a * pw..(a + 1) * pw], r1, cols);
+                continue;
             }
+            for (q, plane) in block.chunks_exact_mut(pp).enumerate() {
+                let row = &mut plane[a * pw..(a + 1) * pw];
+                if q >= s.kw {
+                    row.fill(0.0);
+                    continue;
+                }
+                let (b0, b1) = inside(w, st, pad, q, pw);
+                row[..b0].fill(0.0);
+                row[b1..].fill(0.0);
+                let x0 = st * b0 + q - pad;
+                for (v, &xv) in row[b0..b1].iter_mut().zip(xr[x0..].iter().step_by(st)) {
+                    *v = xv;
+                }
+            }
+        }
+        if st == 2 && s.kw < 2 {
+            block[pp..2 * pp].fill(0.0);
+        }
+    }
+}
+
+/// One input row `xr` into its two stride-2 phase rows `r0` (even padded columns) and `r1`
+/// (odd; `None`: not wanted), zeros where the padded row has padding; `cols`: each
+/// phase's columns that hold input ([`inside`]).
+fn split_row_2(xr: &[f32], pad: usize, r0: &mut [f32], r1: Option<&mut [f32]>, cols: [(usize, usize); 2]) {
+    // Input column x sits in phase (x + pad) % 2 at column (x + pad) / 2.
+    let (b0, b1) = cols[0];
+    r0[..b0].fill(0.0);
+    r0[b1..].fill(0.0);
+    let x0 = 2 * b0 - pad;
+    for (d, pr) in r0[b0..b1].iter_mut().zip(xr[x0..].chunks(2)) {
+        *d = pr[0];
+    }
+    if let Some(r1) = r1 {
+        let (b0, b1) = cols[1];
+        r1[..b0].fill(0.0);
+        r1[b1..].fill(0.0);
+        let x0 = 2 * b0 + 1 - pad;
+        for (d, pr) in r1[b0..b1].iter_mut().zip(xr[x0..].chunks(2)) {
+            *d = pr[0];
         }
     }
 }
@@ -198,7 +267,8 @@ pub(crate) fn pad_dy(s: &Conv2dShape, dy: &[f32], buf: &mut [f32]) {
 }
 
 /// The input gradient `dx` (`[in_c, h, w]`) from the phases' gradients `grads`
-/// (`[s · s phases (p, q)][in_c, phase_grad_plane]`, row stride `dy_pad_w`):
+/// (`[s · s phases (p, q)][in_c, phase_grad_plane]`, row stride `dy_pad_w`, from row `a0`
+/// of [`Conv2dShape::phase_grad_rows`]):
 /// `dx[c, y, x] = dphase(c, (y + pad) % s, (x + pad) % s)[(y + pad) / s, (x + pad) / s]`,
 /// zero for the phases without taps (`empty(p, q)`).
 pub(crate) fn merge_phases(
@@ -211,20 +281,72 @@ pub(crate) fn merge_phases(
     for (c, plane) in dx.chunks_exact_mut(s.h * s.w).enumerate() {
         for (y, row) in plane.chunks_exact_mut(s.w).enumerate() {
             let (p, a) = ((y + pad) % st, (y + pad) / st);
+            let a0 = s.phase_grad_rows(p).0;
+            if st == 2 {
+                let src = [0, 1].map(|q| {
+                    let at = ((p * st + q) * s.in_c + c) * gp + (a - a0) * rw;
+                    (!empty(p, q)).then(|| &grads[at..at + rw])
+                });
+                merge_row_2(row, pad, src);
+                continue;
+            }
             for q in 0..st {
+                // The first column x with (x + pad) % st == q, then every st-th.
                 let x0 = (st + q - pad % st) % st;
-                let cols = row.iter_mut().skip(x0).step_by(st);
-                if empty(p, q) {
-                    cols.for_each(|v| *v = 0.0);
+                if x0 >= row.len() {
                     continue;
                 }
-                let at = ((p * st + q) * s.in_c + c) * gp + a * rw;
-                let b0 = (x0 + pad) / st;
-                let src = &grads[at + b0..];
-                for (v, &g) in cols.zip(src) {
-                    *v = g;
+                let cols = row[x0..].chunks_mut(st);
+                if empty(p, q) {
+                    cols.for_each(|v| v[0] = 0.0);
+                    continue;
+                }
+                let at = ((p * st + q) * s.in_c + c) * gp + (a - a0) * rw + (x0 + pad) / st;
+                for (v, &g) in cols.zip(&grads[at..]) {
+                    v[0] = g;
                 }
             }
         }
+    }
+}
+
+/// One row of `dx` from its two stride-2 phases' rows (`None`: a phase without taps, so
+/// zeros): input column `x` is column `(x + pad) / 2` of phase `(x + pad) % 2`.
+fn merge_row_2(row: &mut [f32], pad: usize, src: [Option<&[f32]>; 2]) {
+    // From column xs on, pairs (phase 0, phase 1) at phase columns bs, bs + 1, ...
+    let xs = (pad % 2).min(row.len());
+    let bs = (xs + pad) / 2;
+    if xs == 1 {
+        row[0] = src[1].map_or(0.0, |o| o[bs - 1]);
+    }
+    let body = &mut row[xs..];
+    let n = body.len() / 2;
+    let (pairs, tail) = body.split_at_mut(2 * n);
+    match src {
+        [Some(e), Some(o)] => {
+            for (pr, (&g0, &g1)) in pairs
+                .chunks_exact_mut(2)
+                .zip(e[bs..bs + n].iter().zip(&o[bs..bs + n]))
+            {
+                pr[0] = g0;
+                pr[1] = g1;
+            }
+        }
+        [Some(e), None] => {
+            for (pr, &g0) in pairs.chunks_exact_mut(2).zip(&e[bs..bs + n]) {
+                pr[0] = g0;
+                pr[1] = 0.0;
+            }
+        }
+        [None, Some(o)] => {
+            for (pr, &g1) in pairs.chunks_exact_mut(2).zip(&o[bs..bs + n]) {
+                pr[0] = 0.0;
+                pr[1] = g1;
+            }
+        }
+        [None, None] => pairs.fill(0.0),
+    }
+    if let [last] = tail {
+        *last = src[0].map_or(0.0, |e| e[bs + n]);
     }
 }

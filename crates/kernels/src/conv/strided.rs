@@ -55,6 +55,10 @@ pub(super) fn forward<V: Vector>(
             let (phases, flat) = buf.split_at_mut(s.phases_len());
             split_phases(s, xn, phases);
             let plane = s.phase_out_plane();
+            if s.phase_rows_exact() {
+                offset_taps::forward::<V>(phases, &taps_at, grouped, bias, s.out_c, yn, plane);
+                return;
+            }
             let flat = &mut flat[..s.out_c * plane];
             offset_taps::forward::<V>(phases, &taps_at, grouped, bias, s.out_c, flat, plane);
             gather_rows(s, flat, yn);
@@ -81,10 +85,15 @@ pub(super) fn backward_weights_chunk<V: Vector>(
     for (xn, bn) in xc.chunks_exact(il).zip(phases.chunks_exact_mut(pl)) {
         split_phases(s, xn, bn);
     }
+    let taps = s.phase_taps();
+    if s.phase_rows_exact() {
+        offset_taps::weight_grad::<V>(images, phases, pl, &taps, dyc, s.out_c, plane, gw);
+        return;
+    }
     for (dyn_, bn) in dyc.chunks_exact(ol).zip(spread.chunks_exact_mut(s.out_c * plane)) {
         spread_dy(s, dyn_, bn);
     }
-    offset_taps::weight_grad::<V>(images, phases, pl, &s.phase_taps(), spread, s.out_c, plane, gw);
+    offset_taps::weight_grad::<V>(images, phases, pl, &taps, spread, s.out_c, plane, gw);
 }
 
 /// Input gradient: per phase `(p, q)`, its sub-kernel's weights, transposed and grouped
@@ -127,7 +136,12 @@ pub(super) fn backward_input<V: Vector>(
         (bufs, bl),
         |dxn, dyn_, buf| {
             let (padded, grads) = buf.split_at_mut(s.dy_pad_len());
-            pad_dy(s, dyn_, padded);
+            let padded: &[f32] = if s.dy_unpadded() {
+                dyn_
+            } else {
+                pad_dy(s, dyn_, padded);
+                padded
+            };
             let mut wrest = weights;
             for (k, g) in grads[..st * st * s.in_c * gp]
                 .chunks_exact_mut(s.in_c * gp)
