@@ -35,9 +35,19 @@ impl Conv2dShape {
     pub(crate) fn phase_plane(&self) -> usize {
         self.phase_h() * self.phase_w()
     }
-    /// Values of one image's phases: `in_c · s · s` planes, then slack.
+    /// The phases `(p, q)` some tap reads: `p < phase_rows()`, `q < phase_cols()`
+    /// (`min(kh, s)`, `min(kw, s)`; the 1x1 kernel reads only phase `(0, 0)`). Only those
+    /// are stored.
+    pub(crate) fn phase_rows(&self) -> usize {
+        self.kh.min(self.stride)
+    }
+    /// See [`Conv2dShape::phase_rows`].
+    pub(crate) fn phase_cols(&self) -> usize {
+        self.kw.min(self.stride)
+    }
+    /// Values of one image's phases: `in_c · phase_rows · phase_cols` planes, then slack.
     pub(crate) fn phases_len(&self) -> usize {
-        self.in_c * self.stride * self.stride * self.phase_plane() + self.kw + PHASE_SLACK
+        self.in_c * self.phase_rows() * self.phase_cols() * self.phase_plane() + self.kw + PHASE_SLACK
     }
     /// Flat positions of an output plane at the phases' row stride, `oh · phase_w`, rounded
     /// up to 16 (so to whole vectors at either width).
@@ -45,14 +55,15 @@ impl Conv2dShape {
         (self.out_h() * self.phase_w()).next_multiple_of(16)
     }
     /// Per tap `t = (c·kh + u)·kw + v`, its offset in the phases of an image:
-    /// `c · s² · phase_plane` plus that of `(u, v)`.
+    /// `c · phase_rows · phase_cols · phase_plane` plus that of `(u, v)`.
     pub(super) fn phase_taps(&self) -> Taps {
         let (s, plane, pw) = (self.stride, self.phase_plane(), self.phase_w());
+        let (np, nq) = (self.phase_rows(), self.phase_cols());
         let base = (0..self.kh * self.kw).map(|k| {
             let (u, v) = (k / self.kw, k % self.kw);
-            ((u % s) * s + v % s) * plane + u / s * pw + v / s
+            ((u % s) * nq + v % s) * plane + u / s * pw + v / s
         });
-        Taps::new(base, self.in_c, s * s * plane)
+        Taps::new(base, self.in_c, np * nq * plane)
     }
 
     /// Rows of a phase's sub-kernel: the `u < kh` with `u % stride == p`.
@@ -136,57 +147,46 @@ fn inside(n: usize, s: usize, pad: usize, q: usize, len: usize) -> (usize, usize
     (b0.min(b1), b1)
 }
 
-/// Splits one image `x` (`[in_c, h, w]`) into its phases (`buf`: at least
+/// Splits one image `x` (`[in_c, h, w]`) into the phases its taps read (`buf`: at least
 /// [`Conv2dShape::phases_len`] values, all written, zeros outside the image and in the
-/// slack). The phases no tap reads (`p >= kh` or `q >= kw`, as the 1x1 kernel's odd ones)
-/// are only zeroed; with stride 2 each input row goes to its two phases in one pass.
+/// slack); with stride 2 each input row goes to its (one or two) phases in one pass.
 pub(crate) fn split_phases(s: &Conv2dShape, x: &[f32], buf: &mut [f32]) {
     let (st, pad, w) = (s.stride, s.pad, s.w);
     let (ph, pw) = (s.phase_h(), s.phase_w());
+    let (np, nq) = (s.phase_rows(), s.phase_cols());
     let pp = ph * pw;
     let buf = &mut buf[..s.phases_len()];
-    let (planes, slack) = buf.split_at_mut(s.in_c * st * st * pp);
+    let (planes, slack) = buf.split_at_mut(s.in_c * np * nq * pp);
     slack.fill(0.0);
-    // One block per (c, p): the planes of its phases q = 0 .. st.
-    for (k, block) in planes.chunks_exact_mut(st * pp).enumerate() {
-        let (c, p) = (k / st, k % st);
+    let cols: [(usize, usize); 2] = [0, 1].map(|q| inside(w, st, pad, q, pw));
+    // One block per (c, p): the planes of its phases q = 0 .. nq.
+    for (k, block) in planes.chunks_exact_mut(nq * pp).enumerate() {
+        let (c, p) = (k / np, k % np);
         let (a0, a1) = inside(s.h, st, pad, p, ph);
-        if p >= s.kh || a0 >= a1 {
-            block.fill(0.0);
-            continue;
-        }
         let src = &x[c * s.h * w..(c + 1) * s.h * w];
         for plane in block.chunks_exact_mut(pp) {
             plane[..a0 * pw].fill(0.0);
-            plane[a1 * pw..].fill(0.0);
+            plane[a1.max(a0) * pw..].fill(0.0);
         }
-        let cols: [(usize, usize); 2] = [0, 1].map(|q| inside(w, st, pad, q, pw));
         for a in a0..a1 {
             let y = st * a + p - pad;
             let xr = &src[y * w..(y + 1) * w];
             if st == 2 {
                 let (q0, q1) = block.split_at_mut(pp);
-                let r1 = (s.kw >= 2).then(|| &mut q1[a * pw..(a + 1) * pw]);
+                let r1 = (nq == 2).then(|| &mut q1[a * pw..(a + 1) * pw]);
                 split_row_2(xr, pad, &mut q0[a * pw..(a + 1) * pw], r1, cols);
                 continue;
             }
             for (q, plane) in block.chunks_exact_mut(pp).enumerate() {
                 let row = &mut plane[a * pw..(a + 1) * pw];
-                if q >= s.kw {
-                    row.fill(0.0);
-                    continue;
-                }
                 let (b0, b1) = inside(w, st, pad, q, pw);
                 row[..b0].fill(0.0);
                 row[b1..].fill(0.0);
                 let x0 = st * b0 + q - pad;
-                for (v, &xv) in row[b0..b1].iter_mut().zip(xr[x0..].iter().step_by(st)) {
-                    *v = xv;
+                for (v, pr) in row[b0..b1].iter_mut().zip(xr[x0..].chunks(st)) {
+                    *v = pr[0];
                 }
             }
-        }
-        if st == 2 && s.kw < 2 {
-            block[pp..2 * pp].fill(0.0);
         }
     }
 }
@@ -278,18 +278,14 @@ pub(crate) fn merge_phases(
     empty: impl Fn(usize, usize) -> bool,
 ) {
     let (st, pad, rw, gp) = (s.stride, s.pad, s.dy_pad_w(), s.phase_grad_plane());
+    if st == 2 {
+        merge_phases_2(s, grads, dx, [0, 1].map(|p| [0, 1].map(|q| empty(p, q))));
+        return;
+    }
     for (c, plane) in dx.chunks_exact_mut(s.h * s.w).enumerate() {
         for (y, row) in plane.chunks_exact_mut(s.w).enumerate() {
             let (p, a) = ((y + pad) % st, (y + pad) / st);
             let a0 = s.phase_grad_rows(p).0;
-            if st == 2 {
-                let src = [0, 1].map(|q| {
-                    let at = ((p * st + q) * s.in_c + c) * gp + (a - a0) * rw;
-                    (!empty(p, q)).then(|| &grads[at..at + rw])
-                });
-                merge_row_2(row, pad, src);
-                continue;
-            }
             for q in 0..st {
                 // The first column x with (x + pad) % st == q, then every st-th.
                 let x0 = (st + q - pad % st) % st;
@@ -306,6 +302,23 @@ pub(crate) fn merge_phases(
                     v[0] = g;
                 }
             }
+        }
+    }
+}
+
+/// [`merge_phases`] for stride 2, a row at a time ([`merge_row_2`]); `empty[p][q]`: phase
+/// `(p, q)` has no taps.
+fn merge_phases_2(s: &Conv2dShape, grads: &[f32], dx: &mut [f32], empty: [[bool; 2]; 2]) {
+    let (pad, rw, gp) = (s.pad, s.dy_pad_w(), s.phase_grad_plane());
+    let a0 = [0, 1].map(|p| s.phase_grad_rows(p).0);
+    for (c, plane) in dx.chunks_exact_mut(s.h * s.w).enumerate() {
+        for (y, row) in plane.chunks_exact_mut(s.w).enumerate() {
+            let (p, a) = ((y + pad) % 2, (y + pad) / 2);
+            let src = [0, 1].map(|q| {
+                let at = ((p * 2 + q) * s.in_c + c) * gp + (a - a0[p]) * rw;
+                (!empty[p][q]).then(|| &grads[at..at + rw])
+            });
+            merge_row_2(row, pad, src);
         }
     }
 }
