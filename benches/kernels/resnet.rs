@@ -21,7 +21,7 @@ const RESNET_SHAPES: [(&str, usize, usize, usize, usize, usize); 4] = [
 ];
 
 /// Alternating rounds of the table, and the least time one timed run of a path takes.
-const ROUNDS: usize = 31;
+const ROUNDS: usize = 41;
 const RUN_SECONDS: f64 = 0.01;
 
 fn resnet_shapes() -> Vec<(String, Conv2dShape)> {

@@ -349,3 +349,44 @@ fn conv2d_is_bit_identical_across_thread_counts() {
         }
     }
 }
+
+/// The CIFAR ResNets' own stride-2 shapes (3x3 pad 1 and 1x1, 16 -> 32 at 32x32, 32 -> 64
+/// at 16x16, then 64 -> 64 at 8x8), batch 5, on every polyphase path at both widths
+/// against the reference, bit-identical in pools of 1 and 3 threads; the forward also bit
+/// for bit equal at both widths.
+#[test]
+fn conv2d_polyphase_paths_match_reference_on_resnet_shapes() {
+    let pools = pools(&[1, 3]);
+    for (k, (in_c, side, out_c)) in [(16, 32, 32), (32, 16, 64), (64, 8, 64)].into_iter().enumerate() {
+        for (kk, pad) in [(3, 1), (1, 0)] {
+            let s = conv(5, in_c, side, side, out_c, kk, kk, 2, pad);
+            let mut r = rng(34_000 + k as u64 * 10 + kk as u64);
+            let x = rand_vec(&mut r, s.input_len());
+            let w = rand_vec(&mut r, s.weight_len());
+            let b = rand_vec(&mut r, s.out_c);
+            let dy = rand_vec(&mut r, s.output_len());
+            let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
+            let want_y = refk::conv2d_forward(&s, &x64, &w64, Some(&f64s(&b)));
+            let (want_w, want_b) = refk::conv2d_backward_weights(&s, &x64, &dy64);
+            let want_x = refk::conv2d_backward_input(&s, &w64, &dy64);
+            let mut first_y: Option<Vec<f32>> = None;
+            for lanes in Lanes::ALL {
+                let what = format!("{s:?} Polyphase {lanes:?}");
+                let out = in_each_pool(&what, &pools, || {
+                    let y = forward_with(&s, ForwardPath::Polyphase, lanes, &x, &w, Some(&b));
+                    let (gw, gb) = weights_with(&s, WeightGradPath::Polyphase, lanes, &x, &dy, true);
+                    let gx = input_with(&s, InputGradPath::Polyphase, lanes, &w, &dy);
+                    vec![y, gw, gb, gx]
+                });
+                assert_close(&format!("forward {what}"), &out[0], &want_y, forward_tol(&s));
+                assert_close(&format!("grad_weight {what}"), &out[1], &want_w, weights_tol(&s));
+                assert_close(&format!("grad_bias {what}"), &out[2], &want_b, weights_tol(&s));
+                assert_close(&format!("grad_input {what}"), &out[3], &want_x, input_tol(&s));
+                match &first_y {
+                    None => first_y = Some(out[0].clone()),
+                    Some(y) => assert_bits_eq(&format!("forward {what} vs 8 lanes"), &out[0], y),
+                }
+            }
+        }
+    }
+}

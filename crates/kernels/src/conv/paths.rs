@@ -23,6 +23,20 @@ const DIRECT_MAX_IN_C: usize = 3;
 /// channel groups, is as fast or faster (1 -> 16: 158 vs 152, 1 -> 32: 170 vs 155).
 const TAP_PAIRS: bool = AVX512;
 
+/// Whether a stride-2 shape is one of the CIFAR ResNets' downsampling convolutions the
+/// polyphase paths were measured on (`benches/kernels/resnet.rs`, group `conv_resnet`:
+/// batch 16, 1 thread, GEMM and polyphase alternating, medians of 41 rounds, on a shared
+/// 2-core AVX-512 machine): a square 1x1 (the projection shortcut) or 3x3 kernel.
+fn resnet_stride_2(s: &Conv2dShape) -> bool {
+    s.stride == 2 && s.kh == s.kw && (s.kh == 1 || s.kh == 3)
+}
+
+/// The polyphase weight gradient wins from this output width up: 1.2x to 1.6x at 16x16
+/// outputs (3x3 16 -> 32 channels 42 -> 53 GFLOP/s, 1x1 27 -> 37), but 0.8x to 0.95x at
+/// 8x8 (3x3 32 -> 64: 55 -> 44), where its flat runs of `oh · ceil(wp / 2)` positions,
+/// rounded to whole vectors, hold 25 % padding and only 5 vectors per image.
+const POLYPHASE_DW_MIN_OW: usize = 16;
+
 /// Tap counts `in_c · kh · kw` with a kernel of their own ([`ForwardPath::Taps`]).
 pub(crate) fn has_tap_kernel(taps: usize) -> bool {
     matches!(taps, 1 | 4 | 9)
@@ -90,9 +104,14 @@ pub enum InputGradPath {
 impl Conv2dShape {
     /// The forward path this shape takes: stride 1 runs directly on the padded input (the
     /// tap kernels for 1, 4 or 9 taps, in row pairs for 8 output channels with AVX-512;
-    /// the grouped kernel for other tap counts), any other stride through im2col + GEMM.
+    /// the grouped kernel for other tap counts); stride 2 with a 1x1 or 3x3 kernel on the
+    /// polyphase path (3x3: 1.15x to 1.5x the GEMM path, 53 -> 63 GFLOP/s at 16 -> 32
+    /// channels, 56 -> 64 at 32 -> 64; 1x1: 0.9x to 1.2x, a tie within the noise, without
+    /// the GEMM's packing allocation); any other stride through im2col + GEMM.
     pub fn forward_path(&self) -> ForwardPath {
-        if self.stride != 1 {
+        if resnet_stride_2(self) {
+            ForwardPath::Polyphase
+        } else if self.stride != 1 {
             ForwardPath::Gemm
         } else if !has_tap_kernel(self.col_rows()) {
             ForwardPath::Grouped
@@ -106,9 +125,12 @@ impl Conv2dShape {
     /// The weight-gradient path this shape takes: every 3x3 stride-1 convolution the 3x3
     /// kernel; other stride-1 kernels with `in_c <= 3` a direct kernel (per tap
     /// accumulators for areas 1, 4, 9, 25, else dot products per row); everything else
-    /// im2col + GEMM.
+    /// im2col + GEMM, but stride 2 with a 1x1 or 3x3 kernel and at least
+    /// [`POLYPHASE_DW_MIN_OW`] output columns the polyphase kernel.
     pub fn weight_grad_path(&self) -> WeightGradPath {
-        if self.stride != 1 {
+        if resnet_stride_2(self) && self.out_w() >= POLYPHASE_DW_MIN_OW {
+            WeightGradPath::Polyphase
+        } else if self.stride != 1 {
             WeightGradPath::Gemm
         } else if self.kh == 3 && self.kw == 3 {
             WeightGradPath::Direct3x3
@@ -123,7 +145,10 @@ impl Conv2dShape {
 
     /// The input-gradient path this shape takes: [`InputGradPath::Transposed`] wherever it
     /// can serve the shape (stride 1, square kernel, `pad < k`), else col2im. Non-square
-    /// kernels and `pad >= k` go through col2im.
+    /// kernels and `pad >= k` go through col2im, and so do the strided shapes:
+    /// [`InputGradPath::Polyphase`] measured no faster than col2im on ResNet's stride-2
+    /// shapes (3x3 at 16x16 outputs 0.8x to 1.2x from run to run; at 8x8 0.85x; 1x1 0.55x
+    /// to 0.9x: a quarter of its phases are the gradient, the rest zeros it writes).
     pub fn input_grad_path(&self) -> InputGradPath {
         if InputGradPath::Transposed.supports(self) {
             InputGradPath::Transposed
