@@ -206,7 +206,7 @@ fn conv2d_paths_are_chosen_by_the_shape() {
             conv(16, 16, 32, 32, 32, 3, 3, 2, 1),
             ForwardPath::Polyphase,
             WeightGradPath::Polyphase,
-            InputGradPath::Col2im,
+            InputGradPath::Polyphase,
         ),
         (
             conv(16, 32, 16, 16, 64, 3, 3, 2, 1),

@@ -37,8 +37,8 @@
 //! | weight grad | [`Polyphase`](WeightGradPath::Polyphase) (`strided.rs`) | stride 2, 1x1 or 3x3, `ow >= 16` | channel-by-tap register tiles over the phases of a chunk's images: 1.2x to 1.6x the GEMM path at 16x16 outputs; at 8x8 0.8x to 0.95x (padding of its flat runs), so those stay on GEMM |
 //! | weight grad | [`Gemm`](WeightGradPath::Gemm) (`lowering.rs`) | other strides > 1, or not 3x3 with `in_c > 3` | with more input channels im2col + GEMM wins |
 //! | input grad | [`Transposed`](InputGradPath::Transposed) (`input_grad.rs`) | stride 1, square kernel, `pad < k` | the forward pass of the flipped, transposed kernel ([`Conv2dShape::forward_path`] of the transposed shape), no im2col or GEMM packing |
-//! | input grad | [`Col2im`](InputGradPath::Col2im) (`lowering.rs`) | everything else: stride > 1, non-square kernels (`1x3`), `pad >= k` | `Wᵀ · dy_n` by GEMM, then col2im |
-//! | input grad | [`Polyphase`](InputGradPath::Polyphase) (`strided.rs`) | none (forced only) | each stride phase of `dx` as a stride-1 correlation of `dy` with that phase's sub-kernel; measured no faster than col2im on ResNet's stride-2 shapes |
+//! | input grad | [`Polyphase`](InputGradPath::Polyphase) (`strided.rs`) | stride 2, 3x3, `ow >= 16` | each stride phase of `dx` as a stride-1 correlation of `dy` with that phase's sub-kernel, on the polyphase forward's tiles: about 1.2x col2im at 16 -> 32 channels, 32x32 input; 0.85x at 8x8 outputs and 0.65x to 0.95x for 1x1, which stay on col2im |
+//! | input grad | [`Col2im`](InputGradPath::Col2im) (`lowering.rs`) | everything else: other strides > 1, non-square kernels (`1x3`), `pad >= k` | `Wᵀ · dy_n` by GEMM, then col2im |
 //!
 //! The direct paths read a zero-padded copy of each image (`padding.rs`), so their inner
 //! loops have no bounds or padding checks; the polyphase paths read its stride phases

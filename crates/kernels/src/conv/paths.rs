@@ -31,7 +31,8 @@ fn resnet_stride_2(s: &Conv2dShape) -> bool {
     s.stride == 2 && s.kh == s.kw && (s.kh == 1 || s.kh == 3)
 }
 
-/// The polyphase weight gradient wins from this output width up: 1.2x to 1.6x at 16x16
+/// The polyphase weight gradient (and, for 3x3, input gradient) wins from this output
+/// width up; the weight gradient: 1.2x to 1.6x at 16x16
 /// outputs (3x3 16 -> 32 channels 42 -> 53 GFLOP/s, 1x1 27 -> 37), but 0.8x to 0.95x at
 /// 8x8 (3x3 32 -> 64: 55 -> 44), where its flat runs of `oh · ceil(wp / 2)` positions,
 /// rounded to whole vectors, hold 25 % padding and only 5 vectors per image.
@@ -144,14 +145,17 @@ impl Conv2dShape {
     }
 
     /// The input-gradient path this shape takes: [`InputGradPath::Transposed`] wherever it
-    /// can serve the shape (stride 1, square kernel, `pad < k`), else col2im. Non-square
-    /// kernels and `pad >= k` go through col2im, and so do the strided shapes:
-    /// [`InputGradPath::Polyphase`] measured no faster than col2im on ResNet's stride-2
-    /// shapes (3x3 at 16x16 outputs 0.8x to 1.2x from run to run; at 8x8 0.85x; 1x1 0.55x
-    /// to 0.9x: a quarter of its phases are the gradient, the rest zeros it writes).
+    /// can serve the shape (stride 1, square kernel, `pad < k`); stride 2 with a 3x3 kernel
+    /// and at least [`POLYPHASE_DW_MIN_OW`] output columns [`InputGradPath::Polyphase`]
+    /// (16 -> 32 channels at 16x16 outputs: 1.16x to 1.27x col2im in three of four runs,
+    /// 51 -> 65 GFLOP/s; at 8x8 0.85x, 25 % of its flat runs padding, and the 1x1 kernel
+    /// 0.65x to 0.95x: three quarters of its phases are zeros it writes); everything else,
+    /// non-square kernels and `pad >= k` included, col2im.
     pub fn input_grad_path(&self) -> InputGradPath {
         if InputGradPath::Transposed.supports(self) {
             InputGradPath::Transposed
+        } else if resnet_stride_2(self) && self.kh == 3 && self.out_w() >= POLYPHASE_DW_MIN_OW {
+            InputGradPath::Polyphase
         } else {
             InputGradPath::Col2im
         }
