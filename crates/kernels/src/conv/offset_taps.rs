@@ -21,19 +21,32 @@ const DW_CHANNELS: usize = if AVX512 { 4 } else { 2 };
 /// Taps per register tile of [`weight_grad`] (see [`DW_CHANNELS`]).
 const DW_TAPS: usize = if AVX512 { 6 } else { 5 };
 
-/// Regroups the weights `w(o, t)` of `out_c` channels and `taps` taps as
-/// `[ceil(out_c / 8), taps, 8]`, zeros past `out_c`: the 8 weights one input vector meets
-/// are then adjacent. `grouped` holds exactly `ceil(out_c / 8) · 8 · taps` values.
-pub(super) fn group_taps(out_c: usize, taps: usize, w: impl Fn(usize, usize) -> f32, grouped: &mut [f32]) {
+/// Regroups the weights of `out_c` channels and `taps` taps, `w(o, t) = weight[o ·
+/// ch_stride + tap_at(t)]`, as `[ceil(out_c / 8), taps, 8]`, zeros past `out_c`: the 8
+/// weights one input vector meets are then adjacent. `grouped` holds exactly
+/// `ceil(out_c / 8) · 8 · taps` values.
+pub(super) fn group_taps(
+    out_c: usize,
+    taps: usize,
+    weight: &[f32],
+    ch_stride: usize,
+    tap_at: impl Fn(usize) -> usize,
+    grouped: &mut [f32],
+) {
     debug_assert_eq!(grouped.len(), out_c.div_ceil(8) * 8 * taps);
     if taps == 0 {
         return;
     }
     for (og, block) in grouped.chunks_exact_mut(8 * taps).enumerate() {
         for (t, lane) in block.chunks_exact_mut(8).enumerate() {
+            let at = tap_at(t);
             for (g, v) in lane.iter_mut().enumerate() {
                 let o = og * 8 + g;
-                *v = if o < out_c { w(o, t) } else { 0.0 };
+                *v = if o < out_c {
+                    weight[o * ch_stride + at]
+                } else {
+                    0.0
+                };
             }
         }
     }

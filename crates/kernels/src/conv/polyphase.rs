@@ -309,16 +309,26 @@ pub(crate) fn merge_phases(
 /// [`merge_phases`] for stride 2, a row at a time ([`merge_row_2`]); `empty[p][q]`: phase
 /// `(p, q)` has no taps.
 fn merge_phases_2(s: &Conv2dShape, grads: &[f32], dx: &mut [f32], empty: [[bool; 2]; 2]) {
-    let (pad, rw, gp) = (s.pad, s.dy_pad_w(), s.phase_grad_plane());
-    let a0 = [0, 1].map(|p| s.phase_grad_rows(p).0);
-    for (c, plane) in dx.chunks_exact_mut(s.h * s.w).enumerate() {
-        for (y, row) in plane.chunks_exact_mut(s.w).enumerate() {
-            let (p, a) = ((y + pad) % 2, (y + pad) / 2);
-            let src = [0, 1].map(|q| {
-                let at = ((p * 2 + q) * s.in_c + c) * gp + (a - a0[p]) * rw;
-                (!empty[p][q]).then(|| &grads[at..at + rw])
-            });
-            merge_row_2(row, pad, src);
+    let (pad, rw, gp, w) = (s.pad, s.dy_pad_w(), s.phase_grad_plane(), s.w);
+    for (c, plane) in dx.chunks_exact_mut(s.h * w).enumerate() {
+        // The rows of each phase p: y = y0, y0 + 2, ... with (y + pad) % 2 == p.
+        for p in 0..2 {
+            let y0 = (p + 2 - pad % 2) % 2;
+            let a0 = s.phase_grad_rows(p).0;
+            let rows = plane.chunks_exact_mut(w).skip(y0).step_by(2);
+            let at = [0, 1].map(|q| ((p * 2 + q) * s.in_c + c) * gp);
+            match empty[p] {
+                [true, true] => rows.for_each(|row| row.fill(0.0)),
+                [e0, e1] => {
+                    for (k, row) in rows.enumerate() {
+                        // Row y = y0 + 2k is phase row (y + pad) / 2 = (y0 + pad) / 2 + k.
+                        let r = ((y0 + pad) / 2 + k - a0) * rw;
+                        let src0 = (!e0).then(|| &grads[at[0] + r..at[0] + r + rw]);
+                        let src1 = (!e1).then(|| &grads[at[1] + r..at[1] + r + rw]);
+                        merge_row_2(row, pad, [src0, src1]);
+                    }
+                }
+            }
         }
     }
 }

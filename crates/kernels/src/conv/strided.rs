@@ -44,7 +44,7 @@ pub(super) fn forward<V: Vector>(
     let (bufs, grouped) = scratch.split_at_mut(s.chunks() * bl);
     let taps = s.col_rows();
     let grouped = &mut grouped[..s.grouped_weight_len()];
-    offset_taps::group_taps(s.out_c, taps, |o, t| weight[o * taps + t], grouped);
+    offset_taps::group_taps(s.out_c, taps, weight, taps, |t| t, grouped);
     let grouped = &*grouped;
     let taps_at = s.phase_taps();
     for_each_image(
@@ -119,11 +119,11 @@ pub(super) fn backward_input<V: Vector>(
             let len = s.in_c.div_ceil(8) * 8 * s.phase_grad_taps(p, q);
             let (mine, later) = weights.split_at_mut(len);
             // Tap (o, a, b) for input channel c: W[o, c, s·a + p, s·b + q].
-            let w = |c: usize, t: usize| {
+            let tap_at = |t: usize| {
                 let (o, a, b) = (t / (ka * kb), t / kb % ka, t % kb);
-                weight[(o * s.in_c + c) * k + (st * a + p) * s.kw + st * b + q]
+                o * s.in_c * k + (st * a + p) * s.kw + st * b + q
             };
-            offset_taps::group_taps(s.in_c, s.phase_grad_taps(p, q), w, mine);
+            offset_taps::group_taps(s.in_c, s.phase_grad_taps(p, q), weight, k, tap_at, mine);
             weights = later;
         }
     }
