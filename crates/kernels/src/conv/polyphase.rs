@@ -312,12 +312,12 @@ fn merge_phases_2(s: &Conv2dShape, grads: &[f32], dx: &mut [f32], empty: [[bool;
     let (pad, rw, gp, w) = (s.pad, s.dy_pad_w(), s.phase_grad_plane(), s.w);
     for (c, plane) in dx.chunks_exact_mut(s.h * w).enumerate() {
         // The rows of each phase p: y = y0, y0 + 2, ... with (y + pad) % 2 == p.
-        for p in 0..2 {
+        for (p, &empty_p) in empty.iter().enumerate() {
             let y0 = (p + 2 - pad % 2) % 2;
             let a0 = s.phase_grad_rows(p).0;
             let rows = plane.chunks_exact_mut(w).skip(y0).step_by(2);
             let at = [0, 1].map(|q| ((p * 2 + q) * s.in_c + c) * gp);
-            match empty[p] {
+            match empty_p {
                 [true, true] => rows.for_each(|row| row.fill(0.0)),
                 [e0, e1] => {
                     for (k, row) in rows.enumerate() {
