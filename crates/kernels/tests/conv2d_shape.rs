@@ -199,7 +199,7 @@ fn conv2d_paths_are_chosen_by_the_shape() {
             conv(1, 1, 9, 9, 3, 3, 3, 2, 1),
             ForwardPath::Polyphase,
             WeightGradPath::Gemm, // ow 5 < 16
-            InputGradPath::Col2im,
+            InputGradPath::Polyphase,
         ),
         // ResNet's stride-2 convs: 3x3 pad 1 and the 1x1 projection, at 32x32 and 16x16.
         (
@@ -212,19 +212,19 @@ fn conv2d_paths_are_chosen_by_the_shape() {
             conv(16, 32, 16, 16, 64, 3, 3, 2, 1),
             ForwardPath::Polyphase,
             WeightGradPath::Gemm, // ow 8 < 16
-            InputGradPath::Col2im,
+            InputGradPath::Polyphase,
         ),
         (
             conv(16, 16, 32, 32, 32, 1, 1, 2, 0),
             ForwardPath::Polyphase,
             WeightGradPath::Polyphase,
-            InputGradPath::Col2im,
+            InputGradPath::Polyphase,
         ),
         (
             conv(16, 32, 16, 16, 64, 1, 1, 2, 0),
             ForwardPath::Polyphase,
-            WeightGradPath::Gemm,
-            InputGradPath::Col2im,
+            WeightGradPath::Polyphase, // 1x1: any width
+            InputGradPath::Polyphase,
         ),
         // Other strided kernels stay on GEMM.
         (

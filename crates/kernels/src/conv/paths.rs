@@ -31,11 +31,11 @@ fn resnet_stride_2(s: &Conv2dShape) -> bool {
     s.stride == 2 && s.kh == s.kw && (s.kh == 1 || s.kh == 3)
 }
 
-/// The polyphase weight gradient (and, for 3x3, input gradient) wins from this output
-/// width up; the weight gradient: 1.2x to 1.6x at 16x16
-/// outputs (3x3 16 -> 32 channels 42 -> 53 GFLOP/s, 1x1 27 -> 37), but 0.8x to 0.95x at
-/// 8x8 (3x3 32 -> 64: 55 -> 44), where its flat runs of `oh · ceil(wp / 2)` positions,
-/// rounded to whole vectors, hold 25 % padding and only 5 vectors per image.
+/// The polyphase weight gradient of a 3x3 stride-2 kernel wins from this output width
+/// up: 1.33x the GEMM path at 16x16 outputs (16 -> 32 channels), but 0.83x at 8x8
+/// (32 -> 64), where its flat runs of `oh · ceil(wp / 2)` positions, rounded to whole
+/// vectors, are 25 % padding and only 5 vectors per image. (The 1x1 kernel's runs have
+/// no padding: 1.6x at 16x16 outputs, 1.03x at 8x8.)
 const POLYPHASE_DW_MIN_OW: usize = 16;
 
 /// Tap counts `in_c · kh · kw` with a kernel of their own ([`ForwardPath::Taps`]).
@@ -106,9 +106,8 @@ impl Conv2dShape {
     /// The forward path this shape takes: stride 1 runs directly on the padded input (the
     /// tap kernels for 1, 4 or 9 taps, in row pairs for 8 output channels with AVX-512;
     /// the grouped kernel for other tap counts); stride 2 with a 1x1 or 3x3 kernel on the
-    /// polyphase path (3x3: 1.15x to 1.5x the GEMM path, 53 -> 63 GFLOP/s at 16 -> 32
-    /// channels, 56 -> 64 at 32 -> 64; 1x1: 0.9x to 1.2x, a tie within the noise, without
-    /// the GEMM's packing allocation); any other stride through im2col + GEMM.
+    /// polyphase path (3x3: 1.2x to 1.3x the GEMM path; 1x1: 0.98x at 32x32 inputs, 1.1x
+    /// at 16x16, and no GEMM packing allocation); any other stride through im2col + GEMM.
     pub fn forward_path(&self) -> ForwardPath {
         if resnet_stride_2(self) {
             ForwardPath::Polyphase
@@ -125,11 +124,11 @@ impl Conv2dShape {
 
     /// The weight-gradient path this shape takes: every 3x3 stride-1 convolution the 3x3
     /// kernel; other stride-1 kernels with `in_c <= 3` a direct kernel (per tap
-    /// accumulators for areas 1, 4, 9, 25, else dot products per row); everything else
-    /// im2col + GEMM, but stride 2 with a 1x1 or 3x3 kernel and at least
-    /// [`POLYPHASE_DW_MIN_OW`] output columns the polyphase kernel.
+    /// accumulators for areas 1, 4, 9, 25, else dot products per row); stride 2 with a 1x1
+    /// kernel, or a 3x3 one with at least [`POLYPHASE_DW_MIN_OW`] output columns, the
+    /// polyphase kernel; everything else im2col + GEMM.
     pub fn weight_grad_path(&self) -> WeightGradPath {
-        if resnet_stride_2(self) && self.out_w() >= POLYPHASE_DW_MIN_OW {
+        if resnet_stride_2(self) && (self.kh == 1 || self.out_w() >= POLYPHASE_DW_MIN_OW) {
             WeightGradPath::Polyphase
         } else if self.stride != 1 {
             WeightGradPath::Gemm
@@ -145,16 +144,14 @@ impl Conv2dShape {
     }
 
     /// The input-gradient path this shape takes: [`InputGradPath::Transposed`] wherever it
-    /// can serve the shape (stride 1, square kernel, `pad < k`); stride 2 with a 3x3 kernel
-    /// and at least [`POLYPHASE_DW_MIN_OW`] output columns [`InputGradPath::Polyphase`]
-    /// (16 -> 32 channels at 16x16 outputs: 1.16x to 1.27x col2im in three of four runs,
-    /// 51 -> 65 GFLOP/s; at 8x8 0.85x, 25 % of its flat runs padding, and the 1x1 kernel
-    /// 0.65x to 0.95x: three quarters of its phases are zeros it writes); everything else,
-    /// non-square kernels and `pad >= k` included, col2im.
+    /// can serve the shape (stride 1, square kernel, `pad < k`); stride 2 with a 1x1 or 3x3
+    /// kernel [`InputGradPath::Polyphase`] (1.4x col2im at 32x32 inputs for both kernels,
+    /// 1.1x for 1x1 at 16x16, a tie for 3x3 at 16x16, without col2im's GEMM packing
+    /// allocation); everything else, non-square kernels and `pad >= k` included, col2im.
     pub fn input_grad_path(&self) -> InputGradPath {
         if InputGradPath::Transposed.supports(self) {
             InputGradPath::Transposed
-        } else if resnet_stride_2(self) && self.kh == 3 && self.out_w() >= POLYPHASE_DW_MIN_OW {
+        } else if resnet_stride_2(self) {
             InputGradPath::Polyphase
         } else {
             InputGradPath::Col2im
