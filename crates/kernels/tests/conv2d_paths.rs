@@ -22,7 +22,8 @@ use rand::Rng;
 /// 1, 4 or 9 taps (`Taps`), the same with 8 output channels (`TapPairs`), 3x3 at any
 /// channel count (`Direct3x3`, `Transposed`), areas 1, 4, 25 with `in_c <= 3`
 /// (`DirectArea`), other kernels (`Grouped`, `DirectRows`, `Col2im`), strides 2 and 3
-/// (`Gemm` only).
+/// (`Gemm`, `Polyphase`), and ResNet's stride-2 shapes (1x1 pad 0 and 3x3 pad 1, up to 20
+/// channels: `Polyphase`). `Polyphase` serves every one of them.
 fn path_shapes(seed: u64, count: usize) -> Vec<Conv2dShape> {
     let mut r = rng(seed);
     let mut out = Vec::new();
@@ -66,6 +67,32 @@ fn path_shapes(seed: u64, count: usize) -> Vec<Conv2dShape> {
     out
 }
 
+/// ResNet's stride-2 shapes for the path sweep, alternating 1x1 pad 0 (the projection
+/// shortcut) and 3x3 pad 1: 1 to 20 channels in and out, sides 1 to 19 by 1 to 40, batches 1
+/// to 5.
+fn resnet_stride2_shapes(seed: u64, count: usize) -> Vec<Conv2dShape> {
+    let mut r = rng(seed);
+    let mut out = Vec::new();
+    while out.len() < count {
+        let (k, pad) = if out.len() % 2 == 0 { (1, 0) } else { (3, 1) };
+        let s = conv(
+            r.random_range(1..=5),
+            r.random_range(1..=20),
+            r.random_range(1..=19),
+            r.random_range(1..=40),
+            r.random_range(1..=20),
+            k,
+            k,
+            2,
+            pad,
+        );
+        if s.validate().is_ok() && s.output_len() * s.col_rows() <= 150_000 {
+            out.push(s);
+        }
+    }
+    out
+}
+
 /// `f` in each of `pools`: the results, asserted bit-identical, from the first pool.
 fn in_each_pool(
     what: &str,
@@ -94,10 +121,11 @@ fn pools(threads: &[usize]) -> Vec<rayon::ThreadPool> {
 #[test]
 fn conv2d_every_path_at_both_widths_matches_reference_on_random_shapes() {
     let pools = pools(&[1, 3]);
-    let shapes = path_shapes(31_000, 72);
-    let mut forward_runs = [0usize; 4];
-    let mut weight_runs = [0usize; 4];
-    let mut input_runs = [0usize; 2];
+    let mut shapes = path_shapes(31_000, 72);
+    shapes.extend(resnet_stride2_shapes(33_000, 24));
+    let mut forward_runs = [0usize; ForwardPath::ALL.len()];
+    let mut weight_runs = [0usize; WeightGradPath::ALL.len()];
+    let mut input_runs = [0usize; InputGradPath::ALL.len()];
     for (k, s) in shapes.iter().enumerate() {
         let mut r = rng(32_000 + k as u64);
         let x = rand_vec(&mut r, s.input_len());
@@ -318,6 +346,47 @@ fn conv2d_is_bit_identical_across_thread_counts() {
                 conv2d_backward_input(&s, &w, &dy, &mut gx, &mut scratch);
                 vec![y, gw, gb, gx]
             });
+        }
+    }
+}
+
+/// The CIFAR ResNets' own stride-2 shapes (3x3 pad 1 and 1x1, 16 -> 32 at 32x32, 32 -> 64
+/// at 16x16, then 64 -> 64 at 8x8), batch 5, on every polyphase path at both widths
+/// against the reference, bit-identical in pools of 1 and 3 threads; the forward also bit
+/// for bit equal at both widths.
+#[test]
+fn conv2d_polyphase_paths_match_reference_on_resnet_shapes() {
+    let pools = pools(&[1, 3]);
+    for (k, (in_c, side, out_c)) in [(16, 32, 32), (32, 16, 64), (64, 8, 64)].into_iter().enumerate() {
+        for (kk, pad) in [(3, 1), (1, 0)] {
+            let s = conv(5, in_c, side, side, out_c, kk, kk, 2, pad);
+            let mut r = rng(34_000 + k as u64 * 10 + kk as u64);
+            let x = rand_vec(&mut r, s.input_len());
+            let w = rand_vec(&mut r, s.weight_len());
+            let b = rand_vec(&mut r, s.out_c);
+            let dy = rand_vec(&mut r, s.output_len());
+            let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
+            let want_y = refk::conv2d_forward(&s, &x64, &w64, Some(&f64s(&b)));
+            let (want_w, want_b) = refk::conv2d_backward_weights(&s, &x64, &dy64);
+            let want_x = refk::conv2d_backward_input(&s, &w64, &dy64);
+            let mut first_y: Option<Vec<f32>> = None;
+            for lanes in Lanes::ALL {
+                let what = format!("{s:?} Polyphase {lanes:?}");
+                let out = in_each_pool(&what, &pools, || {
+                    let y = forward_with(&s, ForwardPath::Polyphase, lanes, &x, &w, Some(&b));
+                    let (gw, gb) = weights_with(&s, WeightGradPath::Polyphase, lanes, &x, &dy, true);
+                    let gx = input_with(&s, InputGradPath::Polyphase, lanes, &w, &dy);
+                    vec![y, gw, gb, gx]
+                });
+                assert_close(&format!("forward {what}"), &out[0], &want_y, forward_tol(&s));
+                assert_close(&format!("grad_weight {what}"), &out[1], &want_w, weights_tol(&s));
+                assert_close(&format!("grad_bias {what}"), &out[2], &want_b, weights_tol(&s));
+                assert_close(&format!("grad_input {what}"), &out[3], &want_x, input_tol(&s));
+                match &first_y {
+                    None => first_y = Some(out[0].clone()),
+                    Some(y) => assert_bits_eq(&format!("forward {what} vs 8 lanes"), &out[0], y),
+                }
+            }
         }
     }
 }

@@ -197,6 +197,50 @@ fn conv2d_paths_are_chosen_by_the_shape() {
         ),
         (
             conv(1, 1, 9, 9, 3, 3, 3, 2, 1),
+            ForwardPath::Polyphase,
+            WeightGradPath::Gemm, // ow 5 < 16
+            InputGradPath::Polyphase,
+        ),
+        // ResNet's stride-2 convs: 3x3 pad 1 and the 1x1 projection, at 32x32 and 16x16.
+        (
+            conv(16, 16, 32, 32, 32, 3, 3, 2, 1),
+            ForwardPath::Polyphase,
+            WeightGradPath::Polyphase,
+            InputGradPath::Polyphase,
+        ),
+        (
+            conv(16, 32, 16, 16, 64, 3, 3, 2, 1),
+            ForwardPath::Polyphase,
+            WeightGradPath::Gemm, // ow 8 < 16
+            InputGradPath::Polyphase,
+        ),
+        (
+            conv(16, 16, 32, 32, 32, 1, 1, 2, 0),
+            ForwardPath::Polyphase,
+            WeightGradPath::Polyphase,
+            InputGradPath::Polyphase,
+        ),
+        (
+            conv(16, 32, 16, 16, 64, 1, 1, 2, 0),
+            ForwardPath::Polyphase,
+            WeightGradPath::Polyphase, // 1x1: any width
+            InputGradPath::Polyphase,
+        ),
+        // Other strided kernels stay on GEMM.
+        (
+            conv(2, 4, 20, 20, 8, 2, 2, 2, 0),
+            ForwardPath::Gemm,
+            WeightGradPath::Gemm,
+            InputGradPath::Col2im,
+        ),
+        (
+            conv(2, 4, 40, 40, 8, 3, 3, 3, 1),
+            ForwardPath::Gemm,
+            WeightGradPath::Gemm,
+            InputGradPath::Col2im,
+        ),
+        (
+            conv(2, 4, 40, 40, 8, 3, 1, 2, 1),
             ForwardPath::Gemm,
             WeightGradPath::Gemm,
             InputGradPath::Col2im,

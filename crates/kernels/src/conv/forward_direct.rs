@@ -18,11 +18,11 @@ use wide::f32x8;
 /// vectors, 24 accumulators, measured no faster and spill), 3 with AVX2 (3 · 4
 /// accumulators, 3 input vectors and 1 broadcast weight fill its 16 registers: 7 loads
 /// per 12 FMAs, where the former 1 · 8 tile took 9 per 8).
-const FWD_TILE: usize = if AVX512 { 2 } else { 3 };
+pub(super) const FWD_TILE: usize = if AVX512 { 2 } else { 3 };
 
 /// Output channels per register tile of [`grouped_tiles`]: a whole group of 8 with
 /// AVX-512, half a group (two passes over the tiles) with AVX2.
-const FWD_CHANNELS: usize = if AVX512 { 8 } else { 4 };
+pub(super) const FWD_CHANNELS: usize = if AVX512 { 8 } else { 4 };
 
 impl Conv2dShape {
     /// Weights regrouped for [`ForwardPath::Grouped`]: `[ceil(out_c / 8), taps, 8]`.

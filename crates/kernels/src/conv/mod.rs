@@ -21,23 +21,30 @@
 //! [`InputGradPath`]); the shape picks one in one place ([`Conv2dShape::forward_path`],
 //! [`Conv2dShape::weight_grad_path`], [`Conv2dShape::input_grad_path`]), and its scratch
 //! size follows from that choice. Figures: `benches/kernels.rs` (group `conv_path` runs
-//! every path at the shapes it serves), AVX-512, batch 32.
+//! every path at the shapes it serves), AVX-512, batch 32; the polyphase rows from group
+//! `conv_resnet` (`benches/kernels/resnet.rs`), batch 16, 1 thread, on a shared machine.
 //!
 //! | kernel | path | shapes that take it | why |
 //! | --- | --- | --- | --- |
 //! | forward | [`Taps`](ForwardPath::Taps) (`forward_direct.rs`) | stride 1, `in_c·kh·kw` of 1, 4 or 9 taps, `out_c != 8` (any `out_c` without AVX-512) | loads each tap's input vector once per block of columns and reuses it for every output channel: 5-25 % faster than `Grouped` at 9 taps and fewer |
 //! | forward | [`TapPairs`](ForwardPath::TapPairs) (`forward_direct.rs`) | as `Taps` with exactly 8 output channels, AVX-512 | two rows per block (2 · 8 accumulators): 1.2x at seednet's 1 -> 8, 132 -> 157 GFLOP/s on 1 thread; with 16 or more channels the single row is as fast or faster (1 -> 16: 158 vs 152, 1 -> 32: 170 vs 155) |
 //! | forward | [`Grouped`](ForwardPath::Grouped) (`forward_direct.rs`) | every other stride-1 shape | from 18 taps up the tap kernel's input vectors and accumulators outgrow the registers; the register tiles are 1.25x to 1.6x faster (1 thread: 18 taps 143 -> 180 GFLOP/s, 25 taps 120 -> 150, flowernet's first layer, 27 taps, 152 -> 199) |
-//! | forward | [`Gemm`](ForwardPath::Gemm) (`lowering.rs`) | stride > 1 | the direct kernels read contiguous input columns |
+//! | forward | [`Polyphase`](ForwardPath::Polyphase) (`strided.rs`) | stride 2, 1x1 or 3x3 kernel (ResNet's downsampling and projection convs) | the input split into its 4 stride phases, so every tap reads contiguous columns at a fixed offset: 3x3 1.2x to 1.3x the GEMM path (batch 16, 1 thread), 1x1 0.98x to 1.1x, and no GEMM packing allocation |
+//! | forward | [`Gemm`](ForwardPath::Gemm) (`lowering.rs`) | other strides > 1 | the direct kernels read contiguous input columns |
 //! | weight grad | [`Direct3x3`](WeightGradPath::Direct3x3) (`weight_grad_3x3.rs`) | stride 1, 3x3, any channel counts and padding | beats im2col + GEMM at every channel count measured (2 threads: 1.4x at flowernet's 32 to 64 channels, 16x16, up to 7x at seednet's 1 to 8, 50x50) |
 //! | weight grad | [`DirectArea`](WeightGradPath::DirectArea) (`weight_grad_direct.rs`) | stride 1, not 3x3, `in_c <= 3`, `kh·kw` of 1, 4, 9 or 25 | with so few input channels the lowered GEMM has a tiny dimension and starves |
 //! | weight grad | [`DirectRows`](WeightGradPath::DirectRows) (`weight_grad_direct.rs`) | stride 1, not 3x3, `in_c <= 3`, other kernel areas | as `DirectArea`, without a kernel per area |
-//! | weight grad | [`Gemm`](WeightGradPath::Gemm) (`lowering.rs`) | stride > 1, or not 3x3 with `in_c > 3` | with more input channels im2col + GEMM wins |
+//! | weight grad | [`Polyphase`](WeightGradPath::Polyphase) (`strided.rs`) | stride 2, 1x1, or 3x3 with `ow >= 16` | channel-by-tap register tiles over the phases of a chunk's images: 1.33x (3x3) and 1.6x (1x1) the GEMM path at 16x16 outputs, 1x1 1.03x at 8x8; 3x3 at 8x8 0.83x (padding of its flat runs), so that stays on GEMM |
+//! | weight grad | [`Gemm`](WeightGradPath::Gemm) (`lowering.rs`) | other strides > 1, or not 3x3 with `in_c > 3` | with more input channels im2col + GEMM wins |
 //! | input grad | [`Transposed`](InputGradPath::Transposed) (`input_grad.rs`) | stride 1, square kernel, `pad < k` | the forward pass of the flipped, transposed kernel ([`Conv2dShape::forward_path`] of the transposed shape), no im2col or GEMM packing |
-//! | input grad | [`Col2im`](InputGradPath::Col2im) (`lowering.rs`) | everything else: stride > 1, non-square kernels (`1x3`), `pad >= k` | `Wᵀ · dy_n` by GEMM, then col2im |
+//! | input grad | [`Polyphase`](InputGradPath::Polyphase) (`strided.rs`) | stride 2, 1x1 or 3x3 | each stride phase of `dx` as a stride-1 correlation of `dy` with that phase's sub-kernel, on the polyphase forward's tiles: 1.4x col2im at 32x32 inputs, 1.0x (3x3) to 1.1x (1x1) at 16x16 |
+//! | input grad | [`Col2im`](InputGradPath::Col2im) (`lowering.rs`) | everything else: other strides > 1, non-square kernels (`1x3`), `pad >= k` | `Wᵀ · dy_n` by GEMM, then col2im |
 //!
 //! The direct paths read a zero-padded copy of each image (`padding.rs`), so their inner
-//! loops have no bounds or padding checks.
+//! loops have no bounds or padding checks; the polyphase paths read its stride phases
+//! (`polyphase.rs`) through tap offsets (`offset_taps.rs`). The polyphase forward sums
+//! each output as the other direct forward paths do (from the bias, in tap order), so it
+//! gives the same bits at either width.
 //!
 //! # Vector width
 //!
@@ -57,9 +64,12 @@
 mod forward_direct;
 mod input_grad;
 mod lowering;
+mod offset_taps;
 mod padding;
 mod paths;
+mod polyphase;
 mod shape;
+mod strided;
 mod weight_grad_3x3;
 mod weight_grad_direct;
 
@@ -152,6 +162,10 @@ pub fn conv2d_forward_with(
     check_scratch(WHAT, scratch.len(), path.scratch_len(s));
     match (path, lanes) {
         (ForwardPath::Gemm, _) => lowering::forward(s, x, weight, bias, y, scratch),
+        (ForwardPath::Polyphase, Lanes::Eight) => strided::forward::<f32x8>(s, x, weight, bias, y, scratch),
+        (ForwardPath::Polyphase, Lanes::Sixteen) => {
+            strided::forward::<f32x16>(s, x, weight, bias, y, scratch)
+        }
         (_, Lanes::Eight) => forward_direct::forward::<f32x8>(s, path, x, weight, bias, y, scratch),
         (_, Lanes::Sixteen) => forward_direct::forward::<f32x16>(s, path, x, weight, bias, y, scratch),
     }
@@ -262,9 +276,15 @@ fn backward_weights_chunks<'a, V: Vector>(
                 weight_grad_3x3::backward_weights_chunk::<V>(s, xc, dyc, buf, pw, want_bias.then_some(pb));
                 return;
             }
-            pw.fill(0.0);
+            if path == WeightGradPath::Polyphase {
+                strided::backward_weights_chunk::<V>(s, xc, dyc, buf, pw);
+            } else {
+                pw.fill(0.0);
+            }
             for (xn, dyn_) in xc.chunks_exact(il).zip(dyc.chunks_exact(ol)) {
-                if path == WeightGradPath::Gemm {
+                if path == WeightGradPath::Polyphase {
+                    // The weight gradient of the whole chunk is done; only the bias's sums.
+                } else if path == WeightGradPath::Gemm {
                     lowering::backward_weights_image(s, xn, dyn_, buf, pw);
                 } else {
                     pad_image(s, xn, buf);
@@ -284,7 +304,9 @@ fn backward_weights_chunks<'a, V: Vector>(
 /// overwritten). A network skips this for its first layer. Where
 /// [`InputGradPath::Transposed`] can serve the shape (stride 1, square kernel,
 /// `pad < k`), it runs as the direct forward pass of the transposed convolution instead
-/// (no im2col, no GEMM packing); non-square kernels and `pad >= k` go through col2im.
+/// (no im2col, no GEMM packing); stride-2 1x1 and 3x3 kernels run per stride phase
+/// ([`InputGradPath::Polyphase`]); other non-square kernels, strides and `pad >= k` go
+/// through col2im.
 ///
 /// `weight`: `[out_c, in_c, kh, kw]`; `dy`: `[batch, out_c, oh, ow]`; `scratch`: at least
 /// [`Conv2dShape::backward_input_scratch_len`] values.
@@ -321,6 +343,12 @@ pub fn conv2d_backward_input_with(
     check_scratch(WHAT, scratch.len(), path.scratch_len(s));
     match (path, lanes) {
         (InputGradPath::Col2im, _) => lowering::backward_input(s, weight, dy, dx, scratch),
+        (InputGradPath::Polyphase, Lanes::Eight) => {
+            strided::backward_input::<f32x8>(s, weight, dy, dx, scratch)
+        }
+        (InputGradPath::Polyphase, Lanes::Sixteen) => {
+            strided::backward_input::<f32x16>(s, weight, dy, dx, scratch)
+        }
         (_, Lanes::Eight) => input_grad::backward_input_transposed::<f32x8>(s, weight, dy, dx, scratch),
         (_, Lanes::Sixteen) => input_grad::backward_input_transposed::<f32x16>(s, weight, dy, dx, scratch),
     }

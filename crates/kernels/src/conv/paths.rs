@@ -3,6 +3,7 @@
 //! [`Conv2dShape::input_grad_path`]), which shapes each can serve, and the scratch each
 //! needs. The module docs of [`conv`](super) give the table and the measurements.
 
+use super::offset_taps::MAX_AREA;
 use super::{Conv2dShape, BATCH_CHUNK};
 use crate::simd::{Lanes, AVX512};
 
@@ -21,6 +22,21 @@ const DIRECT_MAX_IN_C: usize = 3;
 /// or more channels the single-row block, which shares its `T` input vectors across the
 /// channel groups, is as fast or faster (1 -> 16: 158 vs 152, 1 -> 32: 170 vs 155).
 const TAP_PAIRS: bool = AVX512;
+
+/// Whether a stride-2 shape is one of the CIFAR ResNets' downsampling convolutions the
+/// polyphase paths were measured on (`benches/kernels/resnet.rs`, group `conv_resnet`:
+/// batch 16, 1 thread, GEMM and polyphase alternating, medians of 41 rounds, on a shared
+/// 2-core AVX-512 machine): a square 1x1 (the projection shortcut) or 3x3 kernel.
+fn resnet_stride_2(s: &Conv2dShape) -> bool {
+    s.stride == 2 && s.kh == s.kw && (s.kh == 1 || s.kh == 3)
+}
+
+/// The polyphase weight gradient of a 3x3 stride-2 kernel wins from this output width
+/// up: 1.33x the GEMM path at 16x16 outputs (16 -> 32 channels), but 0.83x at 8x8
+/// (32 -> 64), where its flat runs of `oh · ceil(wp / 2)` positions, rounded to whole
+/// vectors, are 25 % padding and only 5 vectors per image. (The 1x1 kernel's runs have
+/// no padding: 1.6x at 16x16 outputs, 1.03x at 8x8.)
+const POLYPHASE_DW_MIN_OW: usize = 16;
 
 /// Tap counts `in_c · kh · kw` with a kernel of their own ([`ForwardPath::Taps`]).
 pub(crate) fn has_tap_kernel(taps: usize) -> bool {
@@ -46,6 +62,10 @@ pub enum ForwardPath {
     Grouped,
     /// Any shape: im2col, then `y = W · col + b` by GEMM.
     Gemm,
+    /// Kernel area up to 64, any stride: the input split into its stride phases, so every
+    /// tap reads at a fixed offset; register tiles of 8 output channels over the flat
+    /// output positions (`strided.rs`).
+    Polyphase,
 }
 
 /// How [`conv2d_backward_weights`](super::conv2d_backward_weights) computes a shape.
@@ -61,6 +81,10 @@ pub enum WeightGradPath {
     DirectRows,
     /// Any shape: im2col, then `dW += dy_n · colᵀ` by GEMM.
     Gemm,
+    /// Kernel area up to 64, any stride: each image split into its stride phases, then
+    /// register tiles of output channels by taps over every image of a chunk
+    /// (`strided.rs`).
+    Polyphase,
 }
 
 /// How [`conv2d_backward_input`](super::conv2d_backward_input) computes a shape.
@@ -72,14 +96,22 @@ pub enum InputGradPath {
     Transposed,
     /// Any shape: `dcol = Wᵀ · dy_n` by GEMM, then col2im.
     Col2im,
+    /// Kernel area up to 64, any stride: each stride phase of the input gradient as the
+    /// stride-1 correlation of `dy` with that phase's sub-kernel, on the polyphase
+    /// forward's register tiles, then merged (`strided.rs`).
+    Polyphase,
 }
 
 impl Conv2dShape {
     /// The forward path this shape takes: stride 1 runs directly on the padded input (the
     /// tap kernels for 1, 4 or 9 taps, in row pairs for 8 output channels with AVX-512;
-    /// the grouped kernel for other tap counts), any other stride through im2col + GEMM.
+    /// the grouped kernel for other tap counts); stride 2 with a 1x1 or 3x3 kernel on the
+    /// polyphase path (3x3: 1.2x to 1.3x the GEMM path; 1x1: 0.98x at 32x32 inputs, 1.1x
+    /// at 16x16, and no GEMM packing allocation); any other stride through im2col + GEMM.
     pub fn forward_path(&self) -> ForwardPath {
-        if self.stride != 1 {
+        if resnet_stride_2(self) {
+            ForwardPath::Polyphase
+        } else if self.stride != 1 {
             ForwardPath::Gemm
         } else if !has_tap_kernel(self.col_rows()) {
             ForwardPath::Grouped
@@ -92,10 +124,13 @@ impl Conv2dShape {
 
     /// The weight-gradient path this shape takes: every 3x3 stride-1 convolution the 3x3
     /// kernel; other stride-1 kernels with `in_c <= 3` a direct kernel (per tap
-    /// accumulators for areas 1, 4, 9, 25, else dot products per row); everything else
-    /// im2col + GEMM.
+    /// accumulators for areas 1, 4, 9, 25, else dot products per row); stride 2 with a 1x1
+    /// kernel, or a 3x3 one with at least [`POLYPHASE_DW_MIN_OW`] output columns, the
+    /// polyphase kernel; everything else im2col + GEMM.
     pub fn weight_grad_path(&self) -> WeightGradPath {
-        if self.stride != 1 {
+        if resnet_stride_2(self) && (self.kh == 1 || self.out_w() >= POLYPHASE_DW_MIN_OW) {
+            WeightGradPath::Polyphase
+        } else if self.stride != 1 {
             WeightGradPath::Gemm
         } else if self.kh == 3 && self.kw == 3 {
             WeightGradPath::Direct3x3
@@ -109,11 +144,15 @@ impl Conv2dShape {
     }
 
     /// The input-gradient path this shape takes: [`InputGradPath::Transposed`] wherever it
-    /// can serve the shape (stride 1, square kernel, `pad < k`), else col2im. Non-square
-    /// kernels and `pad >= k` go through col2im.
+    /// can serve the shape (stride 1, square kernel, `pad < k`); stride 2 with a 1x1 or 3x3
+    /// kernel [`InputGradPath::Polyphase`] (1.4x col2im at 32x32 inputs for both kernels,
+    /// 1.1x for 1x1 at 16x16, a tie for 3x3 at 16x16, without col2im's GEMM packing
+    /// allocation); everything else, non-square kernels and `pad >= k` included, col2im.
     pub fn input_grad_path(&self) -> InputGradPath {
         if InputGradPath::Transposed.supports(self) {
             InputGradPath::Transposed
+        } else if resnet_stride_2(self) {
+            InputGradPath::Polyphase
         } else {
             InputGradPath::Col2im
         }
@@ -141,11 +180,12 @@ impl Conv2dShape {
 
 impl ForwardPath {
     /// Every path, for tests and benches.
-    pub const ALL: [ForwardPath; 4] = [
+    pub const ALL: [ForwardPath; 5] = [
         ForwardPath::Taps,
         ForwardPath::TapPairs,
         ForwardPath::Grouped,
         ForwardPath::Gemm,
+        ForwardPath::Polyphase,
     ];
 
     /// Whether this path can compute the shape.
@@ -155,6 +195,7 @@ impl ForwardPath {
             ForwardPath::TapPairs => s.stride == 1 && has_tap_kernel(s.col_rows()) && s.out_c == 8,
             ForwardPath::Grouped => s.stride == 1,
             ForwardPath::Gemm => true,
+            ForwardPath::Polyphase => s.kh * s.kw <= MAX_AREA,
         }
     }
 
@@ -166,6 +207,7 @@ impl ForwardPath {
             ForwardPath::Taps | ForwardPath::TapPairs => s.chunks() * s.padded_len(),
             ForwardPath::Grouped => s.chunks() * s.padded_len() + s.grouped_weight_len(),
             ForwardPath::Gemm => s.chunks() * s.col_len(),
+            ForwardPath::Polyphase => s.chunks() * s.phase_forward_buf_len() + s.grouped_weight_len(),
         }
     }
 
@@ -175,18 +217,19 @@ impl ForwardPath {
     pub fn build_lanes(self) -> Lanes {
         match self {
             ForwardPath::Taps | ForwardPath::TapPairs => Lanes::Sixteen,
-            ForwardPath::Grouped | ForwardPath::Gemm => Lanes::BUILD,
+            ForwardPath::Grouped | ForwardPath::Gemm | ForwardPath::Polyphase => Lanes::BUILD,
         }
     }
 }
 
 impl WeightGradPath {
     /// Every path, for tests and benches.
-    pub const ALL: [WeightGradPath; 4] = [
+    pub const ALL: [WeightGradPath; 5] = [
         WeightGradPath::Direct3x3,
         WeightGradPath::DirectArea,
         WeightGradPath::DirectRows,
         WeightGradPath::Gemm,
+        WeightGradPath::Polyphase,
     ];
 
     /// Whether this path can compute the shape.
@@ -196,6 +239,7 @@ impl WeightGradPath {
             WeightGradPath::DirectArea => s.stride == 1 && has_area_kernel(s.kh * s.kw),
             WeightGradPath::DirectRows => s.stride == 1,
             WeightGradPath::Gemm => true,
+            WeightGradPath::Polyphase => s.kh * s.kw <= MAX_AREA,
         }
     }
 
@@ -207,6 +251,7 @@ impl WeightGradPath {
             WeightGradPath::Direct3x3 => (s.batch.min(BATCH_CHUNK) * s.dw3x3_image_scratch_len()).max(1),
             WeightGradPath::DirectArea | WeightGradPath::DirectRows => s.padded_len(),
             WeightGradPath::Gemm => s.col_len(),
+            WeightGradPath::Polyphase => s.phase_weights_buf_len(),
         }
     }
 
@@ -222,7 +267,7 @@ impl WeightGradPath {
     /// their sums depend on it.
     pub fn build_lanes(self) -> Lanes {
         match self {
-            WeightGradPath::Direct3x3 => Lanes::BUILD,
+            WeightGradPath::Direct3x3 | WeightGradPath::Polyphase => Lanes::BUILD,
             WeightGradPath::DirectArea | WeightGradPath::DirectRows | WeightGradPath::Gemm => Lanes::Sixteen,
         }
     }
@@ -230,13 +275,18 @@ impl WeightGradPath {
 
 impl InputGradPath {
     /// Every path, for tests and benches.
-    pub const ALL: [InputGradPath; 2] = [InputGradPath::Transposed, InputGradPath::Col2im];
+    pub const ALL: [InputGradPath; 3] = [
+        InputGradPath::Transposed,
+        InputGradPath::Col2im,
+        InputGradPath::Polyphase,
+    ];
 
     /// Whether this path can compute the shape.
     pub fn supports(self, s: &Conv2dShape) -> bool {
         match self {
             InputGradPath::Transposed => s.stride == 1 && s.kh == s.kw && s.pad < s.kh,
             InputGradPath::Col2im => true,
+            InputGradPath::Polyphase => s.kh * s.kw <= MAX_AREA,
         }
     }
 
@@ -249,6 +299,7 @@ impl InputGradPath {
                 s.weight_len() + t.forward_path().scratch_len(&t)
             }
             InputGradPath::Col2im => s.chunks() * s.col_len(),
+            InputGradPath::Polyphase => s.chunks() * s.phase_input_buf_len() + s.phase_grad_weights_len(),
         }
     }
 
@@ -257,7 +308,7 @@ impl InputGradPath {
     pub fn build_lanes(self, s: &Conv2dShape) -> Lanes {
         match self {
             InputGradPath::Transposed => s.transposed().forward_path().build_lanes(),
-            InputGradPath::Col2im => Lanes::BUILD,
+            InputGradPath::Col2im | InputGradPath::Polyphase => Lanes::BUILD,
         }
     }
 }
