@@ -12,6 +12,9 @@ use rand_chacha::ChaCha8Rng;
 use std::hint::black_box;
 use std::time::Duration;
 
+/// Builds a network from a seed.
+type MakeNet = Box<dyn Fn(u64) -> Network>;
+
 fn step(c: &mut Criterion) {
     let sgd = SgdConfig {
         lr: 0.005,
@@ -21,7 +24,7 @@ fn step(c: &mut Criterion) {
     let resnet = |name: &'static str| {
         move |seed| Network::from_spec(name, InputShape { c: 3, h: 32, w: 32 }, seed).expect("preset")
     };
-    let nets: [(&str, Box<dyn Fn(u64) -> Network>, &[usize]); 4] = [
+    let nets: [(&str, MakeNet, &[usize]); 4] = [
         ("seednet", Box::new(Network::seednet), &[1, 32, 128]),
         ("flowernet", Box::new(Network::flowernet), &[1, 32, 128]),
         ("resnet8", Box::new(resnet("resnet8")), &[32, 128]),
