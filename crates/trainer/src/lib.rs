@@ -1,7 +1,7 @@
 //! # petal-trainer
 //!
 //! The library behind the `trainer` binary: synthetic flowers ([`synth`]), image-folder
-//! loading ([`data`]), the training loop and its run folder ([`train`]), reports
+//! loading ([`data`]), learning-rate schedules ([`schedule`]), the training loop and its run folder ([`train`]), reports
 //! ([`report`]), benchmarks ([`mod@bench`]) and the command line ([`cli`]).
 
 pub mod bench;
@@ -9,6 +9,7 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod report;
+pub mod schedule;
 pub mod synth;
 pub mod train;
 
