@@ -21,7 +21,8 @@ fn step(c: &mut Criterion) {
     let resnet = |name: &'static str| {
         move |seed| Network::from_spec(name, InputShape { c: 3, h: 32, w: 32 }, seed).expect("preset")
     };
-    let nets: [(&str, Box<dyn Fn(u64) -> Network>, &[usize]); 4] = [
+    type Build = Box<dyn Fn(u64) -> Network>;
+    let nets: [(&str, Build, &[usize]); 4] = [
         ("seednet", Box::new(Network::seednet), &[1, 32, 128]),
         ("flowernet", Box::new(Network::flowernet), &[1, 32, 128]),
         ("resnet8", Box::new(resnet("resnet8")), &[32, 128]),

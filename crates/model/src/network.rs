@@ -5,7 +5,7 @@
 use crate::buffers::Buffers;
 use crate::error::ModelError;
 use crate::layer::{Layer, Param, Shape};
-use crate::optim::{Optimizer, OptimizerKind, TrainConfig};
+use crate::optim::{OptimizerKind, TrainConfig};
 use crate::plan::Plan;
 use crate::spec::{format_spec, parse_spec, LayerSpec};
 use crate::step::{finish_bn_backward, finish_bn_forward, reduce_gradients, BnWork, ChunkStep};
@@ -58,10 +58,10 @@ pub struct Network {
     /// Samples in the last [`Network::forward_backward`].
     last_train_batch: usize,
     /// Label smoothing ε of the training loss ([`Network::set_label_smoothing`]).
-    label_smoothing: f32,
+    pub(crate) label_smoothing: f32,
     /// The optimizer whose state the parameters hold, and its steps taken (AdamW's `t`).
-    optimizer: OptimizerKind,
-    optimizer_steps: u64,
+    pub(crate) optimizer: OptimizerKind,
+    pub(crate) optimizer_steps: u64,
 }
 
 /// A network's layers in order, for [`crate::limits::check_buffers`].
@@ -195,29 +195,6 @@ impl Network {
     /// The dropout seed and the training steps taken ([`Network::set_dropout_state`]).
     pub fn dropout_state(&self) -> (u64, u64) {
         (self.seed, self.steps)
-    }
-    /// The optimizer whose state the parameters hold (SGD until an AdamW step or
-    /// [`Network::set_optimizer_state`]).
-    pub fn optimizer_kind(&self) -> OptimizerKind {
-        self.optimizer
-    }
-    /// Optimizer steps taken since [`Network::init`] (AdamW's `t` of the last step).
-    pub fn optimizer_steps(&self) -> u64 {
-        self.optimizer_steps
-    }
-    /// Sets which optimizer's state the parameters hold and its steps taken (for loading a
-    /// run's optimizer state): AdamW allocates its moments (zero) where absent.
-    pub fn set_optimizer_state(&mut self, kind: OptimizerKind, steps: u64) {
-        self.optimizer = kind;
-        self.optimizer_steps = steps;
-        if kind == OptimizerKind::AdamW {
-            self.params_mut().for_each(Param::ensure_moments);
-        }
-    }
-    /// Sets the label smoothing ε (in `[0, 1]`) of the training loss: targets
-    /// `(1 − ε)·onehot + ε/K` (`petal_kernels::softmax`). 0, the default, is the one-hot loss.
-    pub fn set_label_smoothing(&mut self, eps: f32) {
-        self.label_smoothing = eps;
     }
     /// The layers in execution order (including implied `flatten`s; a residual block as
     /// its body's layers, its shortcut's and an [`Layer::Add`]).
@@ -454,43 +431,6 @@ impl Network {
         self.run_training(x, batch, labels);
         reduce_gradients(&mut self.layers, &self.plan, &mut self.bufs, x, batch);
         Ok(k::mean_loss(&self.bufs.losses[..batch]))
-    }
-
-    /// One SGD step on every parameter from the gradients of the last
-    /// [`Network::forward_backward`] (PyTorch's rule: see `petal_kernels::sgd`).
-    pub fn sgd_step(&mut self, cfg: &k::SgdConfig) {
-        for p in self.params_mut() {
-            let v: &mut [f32] = if cfg.momentum == 0.0 {
-                &mut []
-            } else {
-                &mut p.velocity
-            };
-            k::sgd_step(cfg, &mut p.value, &p.grad, v);
-        }
-    }
-
-    /// One step of `opt` on every parameter from the gradients of the last
-    /// [`Network::forward_backward`] (`crate::optim` gives the rules). Plain SGD is
-    /// [`Network::sgd_step`]; AdamW allocates its moments on its first step. Counts the step
-    /// (AdamW's `t`).
-    pub fn optimizer_step(&mut self, opt: &Optimizer) {
-        self.optimizer = opt.kind();
-        self.optimizer_steps += 1;
-        let t = self.optimizer_steps;
-        match opt {
-            Optimizer::Sgd { cfg, nesterov: false } => self.sgd_step(cfg),
-            Optimizer::Sgd { cfg, nesterov: true } => {
-                for p in self.params_mut() {
-                    k::sgd_nesterov_step(cfg, &mut p.value, &p.grad, &mut p.velocity);
-                }
-            }
-            Optimizer::AdamW(cfg) => {
-                for p in self.params_mut() {
-                    p.ensure_moments();
-                    k::adamw_step(cfg, t, &mut p.value, &p.grad, &mut p.exp_avg, &mut p.exp_avg_sq);
-                }
-            }
-        }
     }
 
     /// Forward, backward and SGD step on one batch; returns its loss and correct count.

@@ -364,11 +364,11 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
 fn share_gradients(layers: &[Layer], plans: &mut [LayerPlan]) -> Vec<usize> {
     let n = plans.len();
     let mut last = (0..n).collect::<Vec<_>>();
-    for j in 0..n {
-        if !plans[j].runs {
+    for (j, p) in plans.iter().enumerate() {
+        if !p.runs {
             continue;
         }
-        let inputs = std::iter::once(plans[j].input).chain(plans[j].input2);
+        let inputs = std::iter::once(p.input).chain(p.input2);
         for s in inputs.flatten() {
             last[s] = last[s].max(j);
         }
