@@ -15,6 +15,8 @@
 //! | [`activation`] | [`relu_forward`] | [`relu_backward`] |
 //! | [`softmax`] | [`softmax_forward`] | [`softmax_cross_entropy`] (loss and `dL/dlogits`, fused) |
 //! | [`sgd`] | [`sgd_step`] (momentum, weight decay) | |
+//! | [`nesterov`] | [`sgd_nesterov_step`] (Nesterov momentum) | |
+//! | [`adamw`] | [`adamw_step`] (AdamW, decoupled weight decay) | |
 //!
 //! [`reference`](mod@reference) holds slow `f64` twins of every kernel (straight loops over the same
 //! equations), for tests and gradient checks.
@@ -51,6 +53,7 @@
 //! ```
 
 pub mod activation;
+pub mod adamw;
 pub mod add;
 pub mod avgpool;
 pub mod conv;
@@ -59,6 +62,7 @@ pub mod dense;
 pub mod dropout;
 mod gemm;
 mod lanewise;
+pub mod nesterov;
 pub mod norm;
 pub mod pool;
 pub mod reference;
@@ -68,6 +72,7 @@ pub mod simd;
 pub mod softmax;
 
 pub use activation::{relu_backward, relu_backward_inplace, relu_forward, relu_forward_inplace};
+pub use adamw::{adamw_step, AdamWConfig};
 pub use add::{add_forward, add_forward_inplace};
 pub use avgpool::{
     avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
@@ -77,6 +82,7 @@ pub use cpu::{simd_warning, SimdLevel};
 pub use dense::{dense_backward, dense_backward_input, dense_backward_weights, dense_forward, DenseShape};
 pub use dropout::{dropout_backward, dropout_forward, dropout_keep};
 pub use gemm::gemm_calls;
+pub use nesterov::sgd_nesterov_step;
 pub use norm::{
     batch_norm_apply, batch_norm_apply_inplace, batch_norm_backward_input, batch_norm_backward_sums,
     batch_norm_sums, BatchNormShape,
@@ -85,6 +91,6 @@ pub use pool::{max_pool2d_backward, max_pool2d_forward, Pool2dShape};
 pub use sgd::{sgd_step, SgdConfig};
 pub use shape::ShapeError;
 pub use softmax::{
-    mean_loss, softmax_cross_entropy, softmax_cross_entropy_loss, softmax_cross_entropy_rows,
-    softmax_forward, LabelError,
+    mean_loss, smoothed_cross_entropy_rows, softmax_cross_entropy, softmax_cross_entropy_loss,
+    softmax_cross_entropy_rows, softmax_forward, LabelError,
 };

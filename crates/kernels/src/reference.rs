@@ -28,6 +28,9 @@
 //! | [`softmax`] | `t [n, classes]` | `p = exp(t - m) / Σ exp(t - m)`, `m` the row max |
 //! | [`softmax_cross_entropy`] | `t [n, classes]`, labels `[n]` → [`CrossEntropy`] | `L_n = log Σ exp(t - m) - (t[c_n] - m)`, mean, `dL/dt = (p - onehot) / n` |
 //! | [`sgd_step`] | `w`, `g`, velocity | PyTorch's SGD: `d = g + wd·w; v = m·v + d; w -= lr·v` |
+//! | [`sgd_nesterov_step`] | `w`, `g`, velocity | `d = g + wd·w; v = m·v + d; w -= lr·(d + m·v)` |
+//! | [`adamw_step`] | `w`, `g`, `m`, `v`, step `t` | `w ·= 1 − lr·wd; m = β1 m + (1−β1) g; v = β2 v + (1−β2) g²; w −= lr·m̂/(√v̂ + eps)` |
+//! | [`smoothed_cross_entropy`] | `t [n, classes]`, labels, ε | `q = (1−ε)·onehot + ε/K`; `L_n = −Σ_k q_k log p_k`; `dL/dt = (p − q) / n` |
 //! | [`batch_norm_train`] | `x [n, c, hw]` → `y`, `mean [c]`, `var [c]` | `y = γ (x − mean) / sqrt(var + eps) + β`, batch statistics, `var` biased |
 //! | [`batch_norm_eval`] | `x [n, c, hw]` → `y` | the same with running statistics |
 //! | [`batch_norm_backward`] | `x`, `dy` → `dx`, `dγ`, `dβ` | `dx = γ/(N σ) (N dy − Σdy − x̂ Σ dy·x̂)` |
@@ -36,6 +39,9 @@
 //! | [`dropout_forward`], [`dropout_backward`] | element-wise | `x / (1 − p)` where [`dropout_keep`](crate::dropout_keep), else 0 |
 //! | [`add_forward`] | element-wise | `a + b`, then ReLU when `relu` |
 #![allow(clippy::needless_range_loop)]
+
+mod recipe;
+pub use recipe::{adamw_step, sgd_nesterov_step, smoothed_cross_entropy};
 
 use crate::{Conv2dShape, DenseShape, Pool2dShape};
 

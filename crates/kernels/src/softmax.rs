@@ -20,6 +20,16 @@
 //! that is `∂L_n/∂t[n, i] = p[n, i] - onehot(c_n)[i]`; the mean over the batch divides by
 //! `B`: `∂L/∂t[n, i] = (p[n, i] - onehot(c_n)[i]) / B`. The fused form never divides by
 //! `p_c`, so it is exact where the unfused eq. (3) would divide by an underflowed 0.
+//!
+//! Label smoothing (PyTorch's `CrossEntropyLoss(label_smoothing = ε)`): the target is the
+//! distribution `q_i = (1 − ε)·onehot(c)[i] + ε/K` over the `K` classes instead of the one-hot,
+//! and `L_n = −Σ_i q_i log p_i`. With `log p_i = t_i − m − log Σ_k exp(t_k − m)` this is
+//! `L_n = (1 − ε)·(−log p_c) + ε · (1/K) Σ_i (−log p_i)` (PyTorch's form: the one-hot loss
+//! plus ε times the mean over classes). Its gradient: `∂(−log p_j)/∂t_i = p_i − [i = j]`
+//! (the derivation above with `j` for `c`), so by linearity
+//! `∂L_n/∂t_i = Σ_j q_j (p_i − [i = j]) = p_i Σ_j q_j − q_i = p_i − q_i` (since `Σ_j q_j = 1`),
+//! and over the batch mean `∂L/∂t[n, i] = (p[n, i] − q_n[i]) / B`. ε = 0 gives back the
+//! one-hot loss and gradient; [`smoothed_cross_entropy_rows`] then calls the one-hot code.
 
 /// A label that names no class.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,6 +152,57 @@ pub fn softmax_cross_entropy_rows(
             *gi = pi * grad_scale;
         }
         g[c] = (p[c] - 1.0) * grad_scale;
+    }
+    Ok(())
+}
+
+/// [`softmax_cross_entropy_rows`] with label smoothing `smoothing` (ε, in `[0, 1]`):
+/// writes `probs`, `losses` (`(1 − ε)·(−log p_c) + ε·mean_i(−log p_i)`) and
+/// `grad_logits = (p − q) · grad_scale` with `q = (1 − ε)·onehot + ε/K` (module docs derive
+/// it). `smoothing == 0` runs [`softmax_cross_entropy_rows`] itself, bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn smoothed_cross_entropy_rows(
+    logits: &[f32],
+    labels: &[usize],
+    classes: usize,
+    smoothing: f32,
+    grad_scale: f32,
+    probs: &mut [f32],
+    losses: &mut [f32],
+    grad_logits: &mut [f32],
+) -> Result<(), LabelError> {
+    if smoothing == 0.0 {
+        return softmax_cross_entropy_rows(logits, labels, classes, grad_scale, probs, losses, grad_logits);
+    }
+    check_shapes(
+        "smoothed_cross_entropy",
+        logits.len(),
+        classes,
+        &[
+            ("labels", labels.len(), 1),
+            ("probs", probs.len(), classes),
+            ("losses", losses.len(), 1),
+            ("grad_logits", grad_logits.len(), classes),
+        ],
+    );
+    check_labels(labels, classes)?;
+    let off = smoothing / classes as f32;
+    let on = 1.0 - smoothing + off;
+    for ((((t, p), g), &c), loss) in logits
+        .chunks_exact(classes)
+        .zip(probs.chunks_exact_mut(classes))
+        .zip(grad_logits.chunks_exact_mut(classes))
+        .zip(labels)
+        .zip(losses.iter_mut())
+    {
+        let (log_sum, m) = softmax_row(t, p);
+        let nll = log_sum - (t[c] - m);
+        let all: f32 = t.iter().map(|&ti| log_sum - (ti - m)).sum();
+        *loss = (1.0 - smoothing) * nll + smoothing * (all / classes as f32);
+        for (gi, &pi) in g.iter_mut().zip(p.iter()) {
+            *gi = (pi - off) * grad_scale;
+        }
+        g[c] = (p[c] - on) * grad_scale;
     }
     Ok(())
 }

@@ -14,8 +14,9 @@
 //! | `normalization` | JSON `{"scale": 1/255, "mean": [..], "std": [..]}`: `x = (pixel · scale - mean[c]) / std[c]` |
 //! | `epoch`, `step` | completed epochs and optimizer steps |
 //!
-//! The optimizer state (SGD velocities) goes in its own file, with the same tensor names
-//! and `format = petal-sgd-state`. Every file is written atomically.
+//! The optimizer state goes in its own file (`optim_state.rs`): SGD velocities with the
+//! same tensor names and `format = petal-sgd-state`, or AdamW's moments and step count
+//! (`format = petal-adamw-state`). Every file is written atomically.
 
 use crate::atomic::write_atomic;
 use crate::error::ModelError;
@@ -29,8 +30,10 @@ use std::path::Path;
 
 /// `format` of a model checkpoint.
 pub const CHECKPOINT_FORMAT: &str = "petal-checkpoint";
-/// `format` of an optimizer-state file.
+/// `format` of an SGD optimizer-state file (velocities).
 pub const OPTIMIZER_FORMAT: &str = "petal-sgd-state";
+/// `format` of an AdamW optimizer-state file (moments and step count).
+pub const ADAMW_FORMAT: &str = "petal-adamw-state";
 /// The one version this build writes and reads.
 pub const FORMAT_VERSION: &str = "1";
 /// Largest file the loaders read (a network is at most 2^28 f32 values, 1 GiB).
@@ -82,12 +85,12 @@ pub const RESERVED_KEYS: [&str; 8] = [
     "step",
 ];
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
+pub(crate) fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 /// A tensor to write: name, shape, dtype, little-endian bytes.
-type Tensor = (String, Vec<usize>, Dtype, Vec<u8>);
+pub(crate) type Tensor = (String, Vec<usize>, Dtype, Vec<u8>);
 
 /// The tensors of a network's `state_dict`, as PyTorch names them: every parameter, and
 /// each batch norm's `running_mean`, `running_var` (f32) and `num_batches_tracked` (i64,
@@ -119,7 +122,7 @@ fn state_tensors(net: &Network) -> Vec<Tensor> {
     out
 }
 
-fn serialize(tensors: Vec<Tensor>, metadata: HashMap<String, String>) -> Result<Vec<u8>, String> {
+pub(crate) fn serialize(tensors: Vec<Tensor>, metadata: HashMap<String, String>) -> Result<Vec<u8>, String> {
     let views = tensors
         .iter()
         .map(|(name, shape, dtype, bytes)| {
@@ -217,7 +220,7 @@ fn json<T: Serialize + ?Sized>(v: &T) -> String {
 /// Reads a checkpoint or optimizer file: a regular file (a FIFO or device is refused
 /// before it is opened, so it can neither block nor stream forever) of at most
 /// [`MAX_FILE_BYTES`], checked again while reading.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, ModelError> {
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, ModelError> {
     use std::io::Read;
     let cannot = |e: std::io::Error| ModelError::checkpoint(path, format!("cannot read: {e}"));
     let meta = std::fs::metadata(path).map_err(cannot)?;
@@ -248,7 +251,7 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, ModelError> {
     Ok(bytes)
 }
 
-fn parse_file<'a>(
+pub(crate) fn parse_file<'a>(
     path: &Path,
     bytes: &'a [u8],
     format: &str,
@@ -283,7 +286,7 @@ fn parse_file<'a>(
     Ok((st, meta))
 }
 
-fn meta_field<T: serde::de::DeserializeOwned>(
+pub(crate) fn meta_field<T: serde::de::DeserializeOwned>(
     path: &Path,
     meta: &HashMap<String, String>,
     key: &str,
@@ -306,7 +309,7 @@ fn le_i64(b: &[u8]) -> i64 {
 }
 
 /// Where a tensor of the file goes.
-enum Dst<'p> {
+pub(crate) enum Dst<'p> {
     /// f32 values; `nonneg`: negative values are refused (a running variance).
     F32(&'p mut [f32], bool),
     /// An i64 scalar (a batch norm's `num_batches_tracked`), refused when negative.
@@ -363,7 +366,7 @@ fn destinations(net: &mut Network, velocity: bool, buffers: bool) -> Vec<(String
     out
 }
 
-fn fill_params(
+pub(crate) fn fill_params(
     path: &Path,
     st: &SafeTensors<'_>,
     params: Vec<(String, Vec<usize>, Dst<'_>)>,
@@ -520,45 +523,4 @@ fn checkpoint_from_bytes(path: &Path, bytes: &[u8]) -> Result<(Network, Checkpoi
             extra,
         },
     ))
-}
-
-/// Writes the SGD velocities of `net` to `path` atomically.
-pub fn save_optimizer_state(path: &Path, net: &Network) -> Result<(), ModelError> {
-    let tensors = net
-        .params()
-        .map(|p| {
-            (
-                p.name.clone(),
-                p.shape.clone(),
-                Dtype::F32,
-                f32_bytes(&p.velocity),
-            )
-        })
-        .collect();
-    let metadata = HashMap::from([
-        ("format".to_string(), OPTIMIZER_FORMAT.to_string()),
-        ("format_version".to_string(), FORMAT_VERSION.to_string()),
-        ("spec".to_string(), net.spec()),
-    ]);
-    let bytes = serialize(tensors, metadata).map_err(|e| ModelError::checkpoint(path, e))?;
-    write_atomic(path, &bytes).map_err(|e| ModelError::io(path, e))
-}
-
-/// Reads SGD velocities written by [`save_optimizer_state`] into `net`, checking that they
-/// belong to the same architecture.
-pub fn load_optimizer_state(path: &Path, net: &mut Network) -> Result<(), ModelError> {
-    let bytes = read_bounded(path)?;
-    let (st, meta) = parse_file(path, &bytes, OPTIMIZER_FORMAT)?;
-    let spec = net.spec();
-    match meta.get("spec") {
-        Some(s) if *s == spec => {}
-        Some(s) => {
-            return Err(ModelError::checkpoint(
-                path,
-                format!("optimizer state is for `{s}`, the network is `{spec}`"),
-            ))
-        }
-        None => return Err(ModelError::checkpoint(path, "metadata has no `spec`")),
-    }
-    fill_params(path, &st, destinations(net, true, false))
 }

@@ -74,7 +74,8 @@ impl fmt::Display for Shape {
     }
 }
 
-/// A trainable tensor with its gradient and SGD velocity (all the same length).
+/// A trainable tensor with its gradient and optimizer state: the SGD velocity (the value's
+/// length), and AdamW's moments (the value's length once AdamW has stepped, else empty).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Param {
     /// PyTorch `state_dict` name: `"{layer index}.weight"` or `"{layer index}.bias"`.
@@ -84,9 +85,27 @@ pub struct Param {
     pub value: Vec<f32>,
     pub grad: Vec<f32>,
     pub velocity: Vec<f32>,
+    /// AdamW's first moment `m` (PyTorch's `exp_avg`); empty unless AdamW.
+    pub exp_avg: Vec<f32>,
+    /// AdamW's second moment `v` (PyTorch's `exp_avg_sq`); empty unless AdamW.
+    pub exp_avg_sq: Vec<f32>,
 }
 
 impl Param {
+    /// Resets the optimizer state: zero velocity, no AdamW moments.
+    pub(crate) fn reset_optimizer_state(&mut self) {
+        self.velocity.fill(0.0);
+        self.exp_avg = Vec::new();
+        self.exp_avg_sq = Vec::new();
+    }
+    /// Allocates AdamW's moments (zero) when they are not.
+    pub(crate) fn ensure_moments(&mut self) {
+        let n = self.value.len();
+        if self.exp_avg.len() != n || self.exp_avg_sq.len() != n {
+            self.exp_avg = vec![0.0; n];
+            self.exp_avg_sq = vec![0.0; n];
+        }
+    }
     pub(crate) fn zeros(name: String, shape: Vec<usize>) -> Self {
         let n = shape.iter().product();
         Param {
@@ -95,6 +114,8 @@ impl Param {
             value: vec![0.0; n],
             grad: vec![0.0; n],
             velocity: vec![0.0; n],
+            exp_avg: Vec::new(),
+            exp_avg_sq: Vec::new(),
         }
     }
 }

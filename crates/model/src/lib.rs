@@ -11,11 +11,13 @@
 //!   ([`Network::from_spec`], grammar in [`spec`]), with every shape inferred from the input,
 //!   typed errors naming the layer that does not fit, and sizes past the [`limits`] refused
 //!   before they are allocated. Training
-//!   ([`Network::train_step`] = [`Network::forward_backward`] + [`Network::sgd_step`]) and
+//!   ([`Network::train_step`] = [`Network::forward_backward`] + [`Network::sgd_step`];
+//!   [`Network::train_step_with`] takes any [`Optimizer`] (SGD, Nesterov, AdamW) and label
+//!   smoothing, [`optim`]) and
 //!   inference ([`Network::predict`]) reuse buffers sized once per batch size: a
 //!   steady-state step allocates nothing but `matrixmultiply`'s packing buffers.
 //! - [`checkpoint`]: safetensors files PyTorch's `nn.Sequential` loads, with metadata;
-//!   optimizer state beside them; atomic writes.
+//!   optimizer state beside them ([`optim_state`]); atomic writes.
 //! - [`gradcheck()`]: analytic gradients against central finite differences.
 //!
 //! ```
@@ -41,16 +43,17 @@ pub mod gradcheck;
 pub mod layer;
 pub mod limits;
 pub mod network;
+pub mod optim;
+pub mod optim_state;
 mod plan;
 pub mod spec;
 mod step;
 
-pub use checkpoint::{
-    load_checkpoint, load_optimizer_state, save_checkpoint, save_optimizer_state, CheckpointMeta,
-    Normalization,
-};
+pub use checkpoint::{load_checkpoint, save_checkpoint, CheckpointMeta, Normalization};
 pub use error::{ModelError, SpecError};
 pub use gradcheck::{gradcheck, GradCheckOptions, GradCheckReport, TensorCheck};
 pub use layer::{InputShape, Layer, Param, Shape};
 pub use network::{Network, StepStats};
+pub use optim::{AdamWConfig, Optimizer, OptimizerKind, SgdConfig, TrainConfig};
+pub use optim_state::{load_optimizer_state, save_optimizer_state};
 pub use spec::{format_spec, parse_spec, LayerSpec};

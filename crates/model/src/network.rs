@@ -5,6 +5,7 @@
 use crate::buffers::Buffers;
 use crate::error::ModelError;
 use crate::layer::{Layer, Param, Shape};
+use crate::optim::{OptimizerKind, TrainConfig};
 use crate::plan::Plan;
 use crate::spec::{format_spec, parse_spec, LayerSpec};
 use crate::step::{finish_bn_backward, finish_bn_forward, reduce_gradients, BnWork, ChunkStep};
@@ -56,6 +57,11 @@ pub struct Network {
     last_batch: usize,
     /// Samples in the last [`Network::forward_backward`].
     last_train_batch: usize,
+    /// Label smoothing ε of the training loss ([`Network::set_label_smoothing`]).
+    pub(crate) label_smoothing: f32,
+    /// The optimizer whose state the parameters hold, and its steps taken (AdamW's `t`).
+    pub(crate) optimizer: OptimizerKind,
+    pub(crate) optimizer_steps: u64,
 }
 
 /// A network's layers in order, for [`crate::limits::check_buffers`].
@@ -138,6 +144,9 @@ impl Network {
             input_grad: false,
             last_batch: 0,
             last_train_batch: 0,
+            label_smoothing: 0.0,
+            optimizer: OptimizerKind::Sgd,
+            optimizer_steps: 0,
         })
     }
 
@@ -147,16 +156,18 @@ impl Network {
     /// as `(2u - 1) · bound` with `u` uniform in `[0, 1)`, layer by layer, weight then bias:
     /// the same seed gives the same network on any machine and thread count. Batch norms
     /// start at γ = 1, β = 0 with running mean 0 and variance 1 (PyTorch's), drawing
-    /// nothing. Velocities are reset to zero. `seed` also keys the dropout masks
+    /// nothing. Optimizer state is reset (velocities zero, no AdamW moments, step count 0,
+    /// the kind kept). `seed` also keys the dropout masks
     /// ([`Network::set_dropout_state`]).
     pub fn init(&mut self, seed: u64) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         self.set_dropout_state(seed, 0);
+        self.optimizer_steps = 0;
         for layer in &mut self.layers {
             if let Layer::BatchNorm(bn) = layer {
                 bn.reset();
-                bn.weight.velocity.fill(0.0);
-                bn.bias.velocity.fill(0.0);
+                bn.weight.reset_optimizer_state();
+                bn.bias.reset_optimizer_state();
                 continue;
             }
             let fan_in = match layer {
@@ -169,7 +180,7 @@ impl Network {
                 for v in &mut p.value {
                     *v = (2.0 * rng.random::<f32>() - 1.0) * bound;
                 }
-                p.velocity.fill(0.0);
+                p.reset_optimizer_state();
             }
         }
     }
@@ -306,6 +317,7 @@ impl Network {
             folded,
             input_grad,
             last_step_seed,
+            label_smoothing,
             ..
         } = self;
         let step = ChunkStep {
@@ -317,6 +329,7 @@ impl Network {
             grad_scale: 1.0 / batch as f32,
             train: labels.is_some(),
             seed: *last_step_seed,
+            label_smoothing: *label_smoothing,
         };
         bufs.for_each_chunk(plan, x, labels, |mut c| task(&step, &mut c));
     }
@@ -420,26 +433,27 @@ impl Network {
         Ok(k::mean_loss(&self.bufs.losses[..batch]))
     }
 
-    /// One SGD step on every parameter from the gradients of the last
-    /// [`Network::forward_backward`] (PyTorch's rule: see `petal_kernels::sgd`).
-    pub fn sgd_step(&mut self, cfg: &k::SgdConfig) {
-        for p in self.params_mut() {
-            let v: &mut [f32] = if cfg.momentum == 0.0 {
-                &mut []
-            } else {
-                &mut p.velocity
-            };
-            k::sgd_step(cfg, &mut p.value, &p.grad, v);
-        }
-    }
-
     /// Forward, backward and SGD step on one batch; returns its loss and correct count.
+    /// ([`Network::train_step_with`] with this SGD and no label smoothing.)
     pub fn train_step(
         &mut self,
         x: &[f32],
         labels: &[usize],
         cfg: &k::SgdConfig,
     ) -> Result<StepStats, ModelError> {
+        self.train_step_with(x, labels, &TrainConfig::from(*cfg))
+    }
+
+    /// Forward, backward (with `cfg`'s label smoothing) and a step of `cfg`'s optimizer on
+    /// one batch; returns its loss (label-smoothed when ε > 0) and correct count.
+    pub fn train_step_with(
+        &mut self,
+        x: &[f32],
+        labels: &[usize],
+        cfg: &TrainConfig,
+    ) -> Result<StepStats, ModelError> {
+        self.label_smoothing = cfg.label_smoothing;
+        let opt = cfg.optimizer;
         on_pool(|| {
             let loss = self.forward_backward_here(x, labels)?;
             let correct = count_correct(
@@ -447,7 +461,7 @@ impl Network {
                 labels,
                 self.classes(),
             );
-            self.sgd_step(cfg);
+            self.optimizer_step(&opt);
             Ok(StepStats {
                 loss,
                 correct,

@@ -136,6 +136,8 @@ pub(crate) struct ChunkStep<'a> {
     pub train: bool,
     /// The step's dropout seed ([`dropout_seed`] of it and the layer index keys a mask).
     pub seed: u64,
+    /// Label smoothing ε of the loss (0: one-hot targets).
+    pub label_smoothing: f32,
     /// In inference, per layer, a convolution's weights and bias with the batch norm after
     /// it folded in (`LayerPlan::fold_into`); empty in training.
     pub folded: &'a [Option<(Vec<f32>, Vec<f32>)>],
@@ -347,16 +349,17 @@ impl ChunkStep<'_> {
     }
 
     /// The chunk's probabilities, losses and the gradient of its logits (the fused softmax
-    /// cross-entropy, scaled by `grad_scale`).
+    /// cross-entropy, label-smoothed by `label_smoothing`, scaled by `grad_scale`).
     pub fn loss(&self, c: &mut Chunk<'_>) {
         let last = self.plan.last();
         let last_slot = last.slot.expect("the last layer has a buffer");
         let classes = last.out_len;
         let (logits, dlogits) = c.bufs.out_and_grad(last_slot, classes);
-        k::softmax_cross_entropy_rows(
+        k::smoothed_cross_entropy_rows(
             logits,
             c.labels,
             classes,
+            self.label_smoothing,
             self.grad_scale,
             c.probs,
             c.losses,

@@ -1,14 +1,16 @@
 //! # petal-trainer
 //!
 //! The library behind the `trainer` binary: synthetic flowers ([`synth`]), image-folder
-//! loading ([`data`]), the training loop and its run folder ([`train`]), reports
+//! loading ([`data`]), the optimizer and loss options ([`recipe`]), learning-rate schedules ([`schedule`]), the training loop and its run folder ([`train`]), reports
 //! ([`report`]), benchmarks ([`mod@bench`]) and the command line ([`cli`]).
 
 pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod recipe;
 pub mod report;
+pub mod schedule;
 pub mod synth;
 pub mod train;
 

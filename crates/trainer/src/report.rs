@@ -22,6 +22,9 @@ pub struct EpochMetrics {
     pub seconds: f64,
     /// Optimizer steps completed at the end of the epoch.
     pub step: u64,
+    /// The learning rate of the epoch's last step (absent in runs made before schedules).
+    #[serde(default)]
+    pub lr: Option<f64>,
 }
 
 impl EpochMetrics {
@@ -282,6 +285,7 @@ mod tests {
                 images_per_sec: 1000.0,
                 seconds: 1.0,
                 step: 10 * e as u64,
+                lr: Some(0.1),
             })
             .collect();
         plot_curves(&p, &m, "test").unwrap();

@@ -13,8 +13,8 @@
 
 use crate::data::Dataset;
 use crate::error::TrainerError;
+use crate::recipe::Recipe;
 use crate::report::{plot_curves, Confusion, EpochMetrics};
-use petal_kernels::SgdConfig;
 use petal_model::{
     load_checkpoint, load_optimizer_state, save_checkpoint, save_optimizer_state, CheckpointMeta, Network,
     Normalization,
@@ -55,6 +55,11 @@ pub struct RunConfig {
     pub val_split: f64,
     /// Synthetic flowers per class (training + validation) when `data` is `None`.
     pub synth_per_class: usize,
+    /// Optimizer, schedule and label smoothing (flattened: `optimizer`, `nesterov`,
+    /// `beta1`, `beta2`, `eps`, `lr_schedule`, `warmup_epochs`, `lr_milestones`,
+    /// `lr_gamma`, `label_smoothing`; each defaults to the plain recipe when absent).
+    #[serde(flatten)]
+    pub recipe: Recipe,
 }
 
 /// Paths in `config.json`: a JSON string when the path is UTF-8, else (Unix) the array of
@@ -235,7 +240,8 @@ impl Start {
     }
 }
 
-/// Loads the checkpoint, its optimizer state and the metrics of a run folder, checking
+/// Loads the checkpoint, its optimizer state (of `fresh`'s [`Network::optimizer_kind`])
+/// and the metrics of a run folder, checking
 /// that they belong together. A run stopped before its first checkpoint (killed during
 /// epoch 1) has none: it starts again from `fresh`, the network its seed gives, which is
 /// the network it started from. Temporary files of writes that a killed process left
@@ -277,6 +283,8 @@ pub fn resume(dir: &Path, classes: &[String], fresh: Network) -> Result<Start, T
             ),
         ));
     }
+    // The optimizer state of `fresh`'s kind (the run's optimizer): a file of another is refused.
+    net.set_optimizer_state(fresh.optimizer_kind(), 0);
     load_optimizer_state(&dir.join(optimizer_file(meta.step)), &mut net)?;
     // Dropout masks are keyed by the run's seed and the step: resume where they left off.
     net.set_dropout_state(fresh.dropout_state().0, meta.step);
@@ -353,10 +361,10 @@ fn check_finite(
     dir: &Path,
     last: Option<(u64, u64)>,
 ) -> Result<(), TrainerError> {
-    match net
-        .params()
-        .find(|p| !p.value.iter().chain(&p.velocity).all(|v| v.is_finite()))
-    {
+    match net.params().find(|p| {
+        let state = p.velocity.iter().chain(&p.exp_avg).chain(&p.exp_avg_sq);
+        !p.value.iter().chain(state).all(|v| v.is_finite())
+    }) {
         Some(p) => Err(TrainerError::Diverged {
             epoch,
             step,
@@ -440,16 +448,14 @@ pub fn train(
         mut history,
         checkpoint: mut last,
     } = start;
-    let sgd = SgdConfig {
-        lr: cfg.lr,
-        momentum: cfg.momentum,
-        weight_decay: cfg.weight_decay,
-    };
     let per = train.shape.len();
     // A batch larger than the training set is the whole set: the same batches, without
     // buffers sized for images that do not exist.
     let b = cfg.batch_size.clamp(1, train.len().max(1));
     let steps = train.len().div_ceil(b);
+    // The rate of each step: a pure function of its place in the run.
+    let schedule = cfg.recipe.schedule(cfg.lr, cfg.epochs, steps);
+    let mut lr = schedule.lr_at(first_epoch * steps + state.batch_in_epoch.saturating_sub(1));
     let mut x = vec![0.0f32; b * per];
     let mut y = vec![0usize; b];
     let title = format!("{} on {} images", net.spec(), train.len());
@@ -468,7 +474,9 @@ pub fn train(
                 // (PyTorch refuses it too): skipped, as `drop_last` would.
                 continue;
             }
-            let s = net.train_step(&x[..n * per], &y[..n], &sgd)?;
+            lr = schedule.lr_at(epoch * steps + bi);
+            let step_cfg = cfg.recipe.train_config(lr as f32, cfg.momentum, cfg.weight_decay);
+            let s = net.train_step_with(&x[..n * per], &y[..n], &step_cfg)?;
             if !s.loss.is_finite() {
                 return Err(TrainerError::Diverged {
                     epoch: epoch + 1,
@@ -511,6 +519,7 @@ pub fn train(
             images_per_sec: state.seen as f64 / state.seconds.max(1e-9),
             seconds: state.seconds,
             step,
+            lr: Some(lr),
         };
         append_metrics(dir, &m)?;
         state = RunState::default();

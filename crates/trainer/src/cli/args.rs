@@ -56,13 +56,51 @@ pub struct TrainArgs {
     pub epochs: Option<usize>,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.02)]
-    pub lr: f32,
+    /// Learning rate (the base rate of --lr-schedule; onecycle's maximum) [default: 0.02
+    /// for sgd, 0.001 for adamw].
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// `sgd` (PyTorch's SGD) or `adamw` (PyTorch's AdamW, amsgrad off).
+    #[arg(long, default_value = "sgd", value_name = "NAME")]
+    pub optimizer: String,
+    /// SGD momentum (sgd only).
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f32,
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f32,
+    /// Nesterov momentum (sgd with --momentum above 0).
+    #[arg(long)]
+    pub nesterov: bool,
+    /// AdamW's β1, in [0, 1).
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f32,
+    /// AdamW's β2, in [0, 1).
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f32,
+    /// AdamW's ε, added to the square root of the second moment.
+    #[arg(long, default_value_t = 1e-8)]
+    pub eps: f32,
+    /// Weight decay: L2 added to the gradient (sgd), decoupled `w *= 1 - lr·wd` (adamw)
+    /// [default: 0 for sgd, 0.01 for adamw].
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Learning-rate schedule, per step: `constant`; `step` (× --lr-gamma at each of
+    /// --lr-milestones); `cosine` (to 0, after --warmup-epochs of linear warmup from
+    /// lr·1e-3); `onecycle` (PyTorch's OneCycleLR: up from lr/25 over 30 % of the steps,
+    /// then down to lr/25/1e4; momentum not cycled).
+    #[arg(long, default_value = "constant", value_name = "NAME")]
+    pub lr_schedule: String,
+    /// Linear warmup of the cosine schedule, in epochs (fractions allowed: rounded to steps).
+    #[arg(long, default_value_t = 0.0, value_name = "EPOCHS")]
+    pub warmup_epochs: f64,
+    /// Epochs at which the step schedule multiplies the rate by --lr-gamma (e.g. 30,60).
+    #[arg(long, value_delimiter = ',', value_name = "EPOCHS")]
+    pub lr_milestones: Vec<usize>,
+    /// Factor of the step schedule at each milestone.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr_gamma: f64,
+    /// Label smoothing ε of the training loss, in [0, 1] (PyTorch's CrossEntropyLoss
+    /// label_smoothing: targets (1 - ε)·onehot + ε/classes).
+    #[arg(long, default_value_t = 0.0, value_name = "EPSILON")]
+    pub label_smoothing: f32,
     /// Fraction of each class held out for validation (without --val).
     #[arg(long, default_value_t = 0.2)]
     pub val_split: f64,

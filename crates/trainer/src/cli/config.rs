@@ -7,6 +7,8 @@ use super::network::{check_size, network};
 use super::MAX_SYNTH_SIDE;
 use crate::data::{class_folders, training_class_folders};
 use crate::error::TrainerError;
+use crate::recipe::{OptimizerName, Recipe};
+use crate::schedule::ScheduleKind;
 use crate::synth::CLASSES;
 use crate::train::{self, RunConfig};
 use petal_model::{InputShape, Network};
@@ -34,20 +36,46 @@ impl Request {
             });
         }
         let input = a.arch.input();
+        let optimizer = OptimizerName::parse(&a.optimizer).ok_or_else(|| {
+            TrainerError::Usage(format!(
+                "--optimizer `{}` is not one of {}",
+                a.optimizer,
+                OptimizerName::NAMES.join(", ")
+            ))
+        })?;
+        let lr_schedule = ScheduleKind::parse(&a.lr_schedule).ok_or_else(|| {
+            TrainerError::Usage(format!(
+                "--lr-schedule `{}` is not one of {}",
+                a.lr_schedule,
+                ScheduleKind::NAMES.join(", ")
+            ))
+        })?;
         let cfg = RunConfig {
             arch: a.arch.arch.clone(),
             spec: None,
             input: [input.c, input.h, input.w],
             epochs: a.epochs.unwrap_or(5),
             batch_size: a.batch_size,
-            lr: a.lr,
+            lr: a.lr.unwrap_or(optimizer.default_lr()),
             momentum: a.momentum,
-            weight_decay: a.weight_decay,
+            weight_decay: a.weight_decay.unwrap_or(optimizer.default_weight_decay()),
             seed: a.seed,
             data: a.data.clone(),
             val: a.val.clone(),
             val_split: a.val_split,
             synth_per_class: a.synth_per_class,
+            recipe: Recipe {
+                optimizer,
+                nesterov: a.nesterov,
+                beta1: a.beta1,
+                beta2: a.beta2,
+                eps: a.eps,
+                lr_schedule,
+                warmup_epochs: a.warmup_epochs,
+                lr_milestones: a.lr_milestones.clone(),
+                lr_gamma: a.lr_gamma,
+                label_smoothing: a.label_smoothing,
+            },
         };
         let dir = a.out.clone().unwrap_or_else(|| {
             PathBuf::from("runs").join(format!("{}-{}", timestamp(), arch_slug(&cfg.arch)))
@@ -70,7 +98,8 @@ pub(super) struct Checked {
 
 /// Every check of a run configuration, new or resumed, in this order (the first failure
 /// is the error): the options (`--batch-size`, `--epochs`, `--val-split`, `--lr`,
-/// `--momentum`, `--weight-decay`, `--size`); the spec's grammar; the class folders' names
+/// `--momentum`, `--weight-decay`, then the recipe's: betas, ε, schedule, warmup,
+/// milestones, label smoothing, `--nesterov`; and `--size`); the spec's grammar; the class folders' names
 /// (nothing decoded yet); the network sized to those classes, and for a resumed run its
 /// agreement with the `spec` that `config.json` records; last, for the synthetic flowers,
 /// their size and whether the set fits in memory. (That comes after the network: a
@@ -155,7 +184,7 @@ fn check_options(cfg: &RunConfig) -> Result<(), TrainerError> {
             )));
         }
     }
-    Ok(())
+    cfg.recipe.check(cfg.epochs, cfg.momentum)
 }
 
 /// The synthetic flowers are square, 8 to [`MAX_SYNTH_SIDE`] pixels a side, and the whole

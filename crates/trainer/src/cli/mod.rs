@@ -34,7 +34,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a network on an image folder or the synthetic flowers (the default command).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Accuracy, per-class precision/recall and confusion matrix of a checkpoint on a folder.
     Eval(EvalArgs),
     /// Top classes with probabilities for each image.
@@ -67,7 +67,7 @@ pub enum Exit {
 pub fn run(cli: Cli) -> Result<Exit, TrainerError> {
     match cli.command {
         None => train::run(cli.train),
-        Some(Command::Train(a)) => train::run(a),
+        Some(Command::Train(a)) => train::run(*a),
         Some(Command::Eval(a)) => eval::run(a),
         Some(Command::Predict(a)) => predict::run(a),
         Some(Command::Bench(a)) => bench::run(a),

@@ -101,8 +101,10 @@ fn load_data(cfg: &RunConfig, classes: &[String]) -> Result<(Dataset, Dataset), 
 
 /// The start of training: for a resumed run its folder's checkpoint (or `net` when it has
 /// none yet); for a new one `net`, in a new run folder holding `config.json`.
-fn open_run(req: &Request, cfg: &RunConfig, tr: &Dataset, net: Network) -> Result<Start, TrainerError> {
+fn open_run(req: &Request, cfg: &RunConfig, tr: &Dataset, mut net: Network) -> Result<Start, TrainerError> {
     let dir = &req.dir;
+    // The optimizer whose state the run's optimizer files hold (checked on resume).
+    net.set_optimizer_state(cfg.recipe.optimizer_kind(), 0);
     if !req.resuming {
         train::create_run_dir(dir)?;
         train::write_config(dir, cfg)?;
