@@ -176,7 +176,7 @@ def main():
     for arch, b, t in configs:
         ours = petal(a.trainer, arch, b, t, a.seconds) if a.compare else None
         theirs = [measure(arch, b, t, a.seconds, False)]
-        if a.channels_last and arch == "flowernet":
+        if a.channels_last and arch.split("@")[0] in ("flowernet", "resnet8", "resnet20"):
             theirs.append(measure(arch, b, t, a.seconds, True))
         for r in theirs:
             if a.json:
