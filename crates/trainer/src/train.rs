@@ -17,7 +17,7 @@ use crate::recipe::Recipe;
 use crate::report::{plot_curves, Confusion, EpochMetrics};
 use petal_model::{
     load_checkpoint, load_optimizer_state, save_checkpoint, save_optimizer_state, CheckpointMeta, Network,
-    Normalization,
+    Normalization, OptimizerKind,
 };
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -286,6 +286,10 @@ pub fn resume(dir: &Path, classes: &[String], fresh: Network) -> Result<Start, T
     // The optimizer state of `fresh`'s kind (the run's optimizer): a file of another is refused.
     net.set_optimizer_state(fresh.optimizer_kind(), 0);
     load_optimizer_state(&dir.join(optimizer_file(meta.step)), &mut net)?;
+    if net.optimizer_kind() == OptimizerKind::Sgd {
+        // SGD's file holds no step count (its rule needs none): the checkpoint's.
+        net.set_optimizer_state(OptimizerKind::Sgd, meta.step);
+    }
     // Dropout masks are keyed by the run's seed and the step: resume where they left off.
     net.set_dropout_state(fresh.dropout_state().0, meta.step);
     let state: RunState = match meta.extra.get(RUN_STATE_KEY) {
