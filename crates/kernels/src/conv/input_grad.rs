@@ -3,14 +3,14 @@
 //! of [`Conv2dShape::transposed`] (no im2col, no GEMM packing). The other shapes take
 //! [`InputGradPath::Col2im`](super::InputGradPath::Col2im) (`lowering.rs`).
 
-use super::{forward_direct, Conv2dShape};
-use crate::simd::Vector;
+use super::forward_direct::{self, halves::HalfLoad};
+use super::Conv2dShape;
 
 /// `dx = conv(dy, W')` with `W'[c, o, u, v] = W[o, c, k-1-u, k-1-v]` written to the first
 /// `weight_len()` values of `scratch`, the rest the transposed convolution's forward
 /// scratch ([`InputGradPath::scratch_len`](super::InputGradPath::scratch_len)), on that
 /// convolution's own forward path.
-pub(super) fn backward_input_transposed<V: Vector>(
+pub(super) fn backward_input_transposed<V: HalfLoad>(
     s: &Conv2dShape,
     weight: &[f32],
     dy: &[f32],
