@@ -48,12 +48,29 @@ pub(super) fn forward<V: HalfLoad>(
     y: &mut [f32],
     scratch: &mut [f32],
 ) {
+    if path == ForwardPath::Grouped {
+        let grouped = &mut scratch[s.chunks() * s.padded_len()..][..s.grouped_weight_len()];
+        group_weights(s, weight, grouped);
+    }
+    forward_regrouped::<V>(s, path, x, weight, bias, y, scratch);
+}
+
+/// [`forward`] with [`ForwardPath::Grouped`]'s regrouped weights already in `scratch`
+/// (after the padded copies; `weight` then unused): the transposed input gradient writes
+/// them flipped in one pass.
+pub(super) fn forward_regrouped<V: HalfLoad>(
+    s: &Conv2dShape,
+    path: ForwardPath,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
     let pl = s.padded_len();
     let (bufs, grouped) = scratch.split_at_mut(s.chunks() * pl);
     let grouped = if path == ForwardPath::Grouped {
-        let grouped = &mut grouped[..s.grouped_weight_len()];
-        group_weights(s, weight, grouped);
-        &*grouped
+        &grouped[..s.grouped_weight_len()]
     } else {
         &[]
     };
@@ -259,11 +276,18 @@ fn channels_block<const T: usize, const G: usize, V: Vector>(
 /// channels past `out_c`: the 8 weights one input vector meets are then adjacent.
 fn group_weights(s: &Conv2dShape, weight: &[f32], grouped: &mut [f32]) {
     let taps = s.col_rows();
+    // Each channel's weights read in order, written 8 apart within its group's block.
     for (og, block) in grouped.chunks_exact_mut(8 * taps).enumerate() {
-        for (t, lane) in block.chunks_exact_mut(8).enumerate() {
-            for (g, v) in lane.iter_mut().enumerate() {
-                let o = og * 8 + g;
-                *v = if o < s.out_c { weight[o * taps + t] } else { 0.0 };
+        let outs = s.out_c.min(og * 8 + 8) - og * 8;
+        if outs < 8 {
+            block.fill(0.0);
+        }
+        for (g, wo) in weight[og * 8 * taps..(og * 8 + outs) * taps]
+            .chunks_exact(taps)
+            .enumerate()
+        {
+            for (lane, &w) in block.chunks_exact_mut(8).zip(wo) {
+                lane[g] = w;
             }
         }
     }

@@ -4,12 +4,13 @@
 //! [`InputGradPath::Col2im`](super::InputGradPath::Col2im) (`lowering.rs`).
 
 use super::forward_direct::{self, halves::HalfLoad};
-use super::Conv2dShape;
+use super::{Conv2dShape, ForwardPath};
 
 /// `dx = conv(dy, W')` with `W'[c, o, u, v] = W[o, c, k-1-u, k-1-v]` written to the first
 /// `weight_len()` values of `scratch`, the rest the transposed convolution's forward
 /// scratch ([`InputGradPath::scratch_len`](super::InputGradPath::scratch_len)), on that
-/// convolution's own forward path.
+/// convolution's own forward path. On [`ForwardPath::Grouped`] the flipped weights go
+/// straight into that path's regrouped layout (one pass over the weights, not two).
 pub(super) fn backward_input_transposed<V: HalfLoad>(
     s: &Conv2dShape,
     weight: &[f32],
@@ -18,8 +19,27 @@ pub(super) fn backward_input_transposed<V: HalfLoad>(
     scratch: &mut [f32],
 ) {
     let t = s.transposed();
+    let path = t.forward_path();
     let (flipped, rest) = scratch.split_at_mut(s.weight_len());
     let k = s.kh * s.kw;
+    if path == ForwardPath::Grouped {
+        // W'[c, o, uv'] at [c / 8, (o · k + uv') · 8 + c % 8] of `[ceil(in_c / 8), out_c · k, 8]`.
+        let taps = t.col_rows();
+        let grouped = &mut rest[t.chunks() * t.padded_len()..][..t.grouped_weight_len()];
+        if s.in_c % 8 != 0 {
+            grouped[s.in_c / 8 * 8 * taps..].fill(0.0);
+        }
+        for (o, wo) in weight.chunks_exact(s.in_c * k).enumerate() {
+            for (c, wc) in wo.chunks_exact(k).enumerate() {
+                let block = &mut grouped[c / 8 * 8 * taps + o * k * 8..][..k * 8];
+                for (uv, &w) in wc.iter().enumerate() {
+                    block[(k - 1 - uv) * 8 + c % 8] = w;
+                }
+            }
+        }
+        forward_direct::forward_regrouped::<V>(&t, path, dy, &[], None, dx, rest);
+        return;
+    }
     for o in 0..s.out_c {
         for c in 0..s.in_c {
             for uv in 0..k {
@@ -27,5 +47,5 @@ pub(super) fn backward_input_transposed<V: HalfLoad>(
             }
         }
     }
-    forward_direct::forward::<V>(&t, t.forward_path(), dy, flipped, None, dx, rest);
+    forward_direct::forward::<V>(&t, path, dy, flipped, None, dx, rest);
 }
