@@ -29,11 +29,16 @@ pub(super) fn backward_input_transposed<V: HalfLoad>(
         if s.in_c % 8 != 0 {
             grouped[s.in_c / 8 * 8 * taps..].fill(0.0);
         }
-        for (o, wo) in weight.chunks_exact(s.in_c * k).enumerate() {
-            for (c, wc) in wo.chunks_exact(k).enumerate() {
-                let block = &mut grouped[c / 8 * 8 * taps + o * k * 8..][..k * 8];
-                for (uv, &w) in wc.iter().enumerate() {
-                    block[(k - 1 - uv) * 8 + c % 8] = w;
+        // Per group of 8 input channels and output channel, an 8 x k block of `weight`
+        // (contiguous) to a k x 8 block of `grouped` (contiguous), the taps reversed.
+        for (cg, gc) in grouped.chunks_exact_mut(8 * taps).enumerate() {
+            let cs = s.in_c.min(cg * 8 + 8) - cg * 8;
+            for (o, dst) in gc.chunks_exact_mut(8 * k).enumerate() {
+                let src = &weight[(o * s.in_c + cg * 8) * k..][..cs * k];
+                for (g, wc) in src.chunks_exact(k).enumerate() {
+                    for (uv, &w) in wc.iter().enumerate() {
+                        dst[(k - 1 - uv) * 8 + g] = w;
+                    }
                 }
             }
         }
