@@ -330,23 +330,24 @@ fn grouped_kw<V: HalfLoad>(
 /// `[out_c, oh, ow]` (overwritten).
 ///
 /// Blocking: each output row is cut into `ceil(ow / L)` vectors of `L = V::LANES` columns
-/// (the last one partial: computed whole and stored in part; its extra lanes read on
-/// into the row's slack and are discarded). Rows exactly half a vector wide (8x8 planes
-/// with 16 lanes) go two to a vector instead, its halves loaded from two rows of the
-/// padded copy ([`HalfLoad`]) and stored as one (the rows are contiguous in `y`), an odd
-/// last row alone: no lane is wasted (AVX-512, 64 -> 64 channels at 8x8, batch 4, one
-/// thread under load: forward 35 -> 57 GFLOP/s, input gradient 32 -> 53). The vectors of
-/// the whole plane, in row-major order, go in tiles of [`FWD_TILE`] (1-vector tiles for
-/// the last ones), so a tile holds segments of one row, the same columns of consecutive
-/// rows (`ow <= 16`), or straddles a row end. Per group of 8 output channels (outer loop: its weights stay in
-/// L1), per pass over [`FWD_CHANNELS`] of its channels (AVX-512: one pass of 8; AVX2: two
-/// of 4, the second skipped for a group of at most 4 real channels) and per tile,
-/// `FWD_TILE · FWD_CHANNELS` vector accumulators start at the bias; per tap `(c, u, v)`
-/// one input vector per tile vector and `FWD_CHANNELS` broadcast weights feed that many
-/// independent FMAs. Each output is still summed from its bias in tap order, so the
-/// tiling does not change a result. The taps of one kernel row `(c, u)` come from one
-/// slice per tile vector, checked once per tile ([`grouped_tile`]), `kw` constant for the
-/// common widths, so the tap loop has no bounds checks.
+/// (the last one partial: computed whole and stored in part; its extra lanes read on into
+/// the row's slack and are discarded). Rows exactly half a vector wide (8x8 planes with
+/// 16 lanes) go two to a vector instead, its halves loaded from two rows of the padded
+/// copy ([`HalfLoad`]) and stored as one (the rows are contiguous in `y`), an odd last
+/// row alone: no lane is wasted (AVX-512, 64 -> 64 channels at 8x8, batch 4, one thread,
+/// 25 alternated runs under load, median / best: forward 35 / 52 -> 60 / 88 GFLOP/s,
+/// input gradient 33 / 50 -> 56 / 84). The vectors of the whole plane, in row-major
+/// order, go in tiles of [`FWD_TILE`] (1-vector tiles for the last ones), so a tile holds
+/// segments of one row, the same columns of consecutive rows (`ow <= 16`), or straddles a
+/// row end. Per group of 8 output channels (outer loop: its weights stay in L1), per pass
+/// over [`FWD_CHANNELS`] of its channels (AVX-512: one pass of 8; AVX2: two of 4, the
+/// second skipped for a group of at most 4 real channels) and per tile, `FWD_TILE ·
+/// FWD_CHANNELS` vector accumulators start at the bias; per tap `(c, u, v)` one input
+/// vector per tile vector and `FWD_CHANNELS` broadcast weights feed that many independent
+/// FMAs. Each output is still summed from its bias in tap order, so the tiling does not
+/// change a result. The taps of one kernel row `(c, u)` come from one slice per tile
+/// vector, checked once per tile ([`grouped_tile`]), `kw` constant for the common widths,
+/// so the tap loop has no bounds checks.
 #[inline(always)]
 fn grouped_tiles<V: HalfLoad>(
     s: &Conv2dShape,

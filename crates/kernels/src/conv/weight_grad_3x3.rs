@@ -320,11 +320,12 @@ fn dw3x3_pass<V: Vector, const G: usize, const BIAS: bool>(
 }
 
 /// One strip of `R::COLS` output columns of one image, input columns from `xj` of the
-/// plane `xcs[0]` (and with [`Paired`] rows, `xcs[1]` in the upper lanes; row stride `xr`), `dy` columns from `dj` of the planes `dyo` (row stride
-/// `dr`): `acc[g][3u + v] += dy[o0 + g, i, ..] · xc[i + u, xj + v ..]` over every output row
-/// `i`, walked as input rows `r = i + u` (see [`backward_weights_chunk`]), and with
-/// `BIAS`, `bacc[g] += dy[o0 + g, i, ..]`. The first two and last two input rows meet fewer
-/// `dy` rows and run as their own steps.
+/// plane `xcs[0]` (and with [`Paired`] rows, `xcs[1]` in the upper lanes; row stride
+/// `xr`), `dy` columns from `dj` of the planes `dyo` (row stride `dr`): `acc[g][3u + v]
+/// += dy[o0 + g, i, ..] · xc[i + u, xj + v ..]` over every output row `i`, walked as
+/// input rows `r = i + u` (see [`backward_weights_chunk`]), and with `BIAS`, `bacc[g] +=
+/// dy[o0 + g, i, ..]`. The first two and last two input rows meet fewer `dy` rows and run
+/// as their own steps.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn dw3x3_strip<V: Vector, R: StripRows<V>, const G: usize, const BIAS: bool>(
@@ -451,7 +452,8 @@ impl<V: HalfLoad> StripRows<V> for Paired {
 /// so each lane sums exactly what the lane of an 8-lane strip ([`dw3x3_pass`] on `f32x8`)
 /// would, in the same order: `sums[k]` (channel `c + k`) and with `BIAS` `bias` (the lower
 /// halves) are bit for bit the 8-lane pass's, with no lane idle (AVX-512, 64 -> 64 at
-/// 8x8, batch 4, one thread under load: 49 -> 60 GFLOP/s).
+/// 8x8, batch 4, one thread, 25 alternated runs under load, median / best: 51 / 76 ->
+/// 57 / 85 GFLOP/s).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn dw3x3_pair<const G: usize, const BIAS: bool>(
