@@ -8,9 +8,13 @@
 //! give bit-identical results at either vector width. The input gradient's
 //! [`InputGradPath::Transposed`](super::InputGradPath::Transposed) runs them too.
 
+#[path = "halves.rs"]
+pub(super) mod halves;
+
 use super::padding::pad_image;
 use super::{for_each_image, Conv2dShape, ForwardPath};
 use crate::simd::{Vector, AVX512};
+use halves::HalfLoad;
 use wide::f32x8;
 
 /// Output vectors per register tile of [`grouped_tiles`]: 2 with AVX-512 (2 · 8
@@ -35,7 +39,26 @@ impl Conv2dShape {
 /// copy into its chunk's `padded_len()` part of `scratch`, then the path's kernel. The
 /// scratch holds `chunks · padded_len` values, then for [`ForwardPath::Grouped`] the
 /// regrouped weights ([`ForwardPath::scratch_len`]).
-pub(super) fn forward<V: Vector>(
+pub(super) fn forward<V: HalfLoad>(
+    s: &Conv2dShape,
+    path: ForwardPath,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    if path == ForwardPath::Grouped {
+        let grouped = &mut scratch[s.chunks() * s.padded_len()..][..s.grouped_weight_len()];
+        group_weights(s, weight, grouped);
+    }
+    forward_regrouped::<V>(s, path, x, weight, bias, y, scratch);
+}
+
+/// [`forward`] with [`ForwardPath::Grouped`]'s regrouped weights already in `scratch`
+/// (after the padded copies; `weight` then unused): the transposed input gradient writes
+/// them flipped in one pass.
+pub(super) fn forward_regrouped<V: HalfLoad>(
     s: &Conv2dShape,
     path: ForwardPath,
     x: &[f32],
@@ -47,9 +70,7 @@ pub(super) fn forward<V: Vector>(
     let pl = s.padded_len();
     let (bufs, grouped) = scratch.split_at_mut(s.chunks() * pl);
     let grouped = if path == ForwardPath::Grouped {
-        let grouped = &mut grouped[..s.grouped_weight_len()];
-        group_weights(s, weight, grouped);
-        &*grouped
+        &grouped[..s.grouped_weight_len()]
     } else {
         &[]
     };
@@ -71,7 +92,7 @@ pub(super) fn forward<V: Vector>(
 /// block of output columns and reuses them for every output channel; every other count
 /// takes the register-tiled [`grouped_tiles`].
 #[inline(never)]
-fn forward_image<V: Vector>(
+fn forward_image<V: HalfLoad>(
     s: &Conv2dShape,
     path: ForwardPath,
     xp: &[f32],
@@ -255,11 +276,18 @@ fn channels_block<const T: usize, const G: usize, V: Vector>(
 /// channels past `out_c`: the 8 weights one input vector meets are then adjacent.
 fn group_weights(s: &Conv2dShape, weight: &[f32], grouped: &mut [f32]) {
     let taps = s.col_rows();
+    // Each channel's weights read in order, written 8 apart within its group's block.
     for (og, block) in grouped.chunks_exact_mut(8 * taps).enumerate() {
-        for (t, lane) in block.chunks_exact_mut(8).enumerate() {
-            for (g, v) in lane.iter_mut().enumerate() {
-                let o = og * 8 + g;
-                *v = if o < s.out_c { weight[o * taps + t] } else { 0.0 };
+        let outs = s.out_c.min(og * 8 + 8) - og * 8;
+        if outs < 8 {
+            block.fill(0.0);
+        }
+        for (g, wo) in weight[og * 8 * taps..(og * 8 + outs) * taps]
+            .chunks_exact(taps)
+            .enumerate()
+        {
+            for (lane, &w) in block.chunks_exact_mut(8).zip(wo) {
+                lane[g] = w;
             }
         }
     }
@@ -278,7 +306,13 @@ struct OutVec {
 /// [`grouped_tiles`] with the common kernel widths as constants (the tap loop unrolled).
 /// Kept out of [`forward_image`], whose tap kernels are then compiled as on their own.
 #[inline(never)]
-fn grouped_kw<V: Vector>(s: &Conv2dShape, xp: &[f32], grouped: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+fn grouped_kw<V: HalfLoad>(
+    s: &Conv2dShape,
+    xp: &[f32],
+    grouped: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
     match s.kw {
         1 => grouped_tiles::<V>(s, xp, grouped, bias, y, 1),
         2 => grouped_tiles::<V>(s, xp, grouped, bias, y, 2),
@@ -296,21 +330,26 @@ fn grouped_kw<V: Vector>(s: &Conv2dShape, xp: &[f32], grouped: &[f32], bias: Opt
 /// `[out_c, oh, ow]` (overwritten).
 ///
 /// Blocking: each output row is cut into `ceil(ow / L)` vectors of `L = V::LANES` columns
-/// (the last one partial: computed whole and stored in part; its extra lanes read on
-/// into the row's slack and are discarded). The vectors of the whole plane, in row-major
-/// order, go in tiles of [`FWD_TILE`] (1-vector tiles for the last ones), so a tile
-/// holds segments of one row, the same columns of consecutive rows (`ow <= 16`), or
-/// straddles a row end. Per group of 8 output channels (outer loop: its weights stay in
-/// L1), per pass over [`FWD_CHANNELS`] of its channels (AVX-512: one pass of 8; AVX2: two
-/// of 4, the second skipped for a group of at most 4 real channels) and per tile,
-/// `FWD_TILE · FWD_CHANNELS` vector accumulators start at the bias; per tap `(c, u, v)`
-/// one input vector per tile vector and `FWD_CHANNELS` broadcast weights feed that many
-/// independent FMAs. Each output is still summed from its bias in tap order, so the
-/// tiling does not change a result. The taps of one kernel row `(c, u)` come from one
-/// slice per tile vector, checked once per tile ([`grouped_tile`]), `kw` constant for the
-/// common widths, so the tap loop has no bounds checks.
+/// (the last one partial: computed whole and stored in part; its extra lanes read on into
+/// the row's slack and are discarded). Rows exactly half a vector wide (8x8 planes with
+/// 16 lanes) go two to a vector instead, its halves loaded from two rows of the padded
+/// copy ([`HalfLoad`]) and stored as one (the rows are contiguous in `y`), an odd last
+/// row alone: no lane is wasted (AVX-512, 64 -> 64 channels at 8x8, batch 4, one thread,
+/// 25 alternated runs under load, median / best: forward 35 / 52 -> 60 / 88 GFLOP/s,
+/// input gradient 33 / 50 -> 56 / 84). The vectors of the whole plane, in row-major
+/// order, go in tiles of [`FWD_TILE`] (1-vector tiles for the last ones), so a tile holds
+/// segments of one row, the same columns of consecutive rows (`ow <= 16`), or straddles a
+/// row end. Per group of 8 output channels (outer loop: its weights stay in L1), per pass
+/// over [`FWD_CHANNELS`] of its channels (AVX-512: one pass of 8; AVX2: two of 4, the
+/// second skipped for a group of at most 4 real channels) and per tile, `FWD_TILE ·
+/// FWD_CHANNELS` vector accumulators start at the bias; per tap `(c, u, v)` one input
+/// vector per tile vector and `FWD_CHANNELS` broadcast weights feed that many independent
+/// FMAs. Each output is still summed from its bias in tap order, so the tiling does not
+/// change a result. The taps of one kernel row `(c, u)` come from one slice per tile
+/// vector, checked once per tile ([`grouped_tile`]), `kw` constant for the common widths,
+/// so the tap loop has no bounds checks.
 #[inline(always)]
-fn grouped_tiles<V: Vector>(
+fn grouped_tiles<V: HalfLoad>(
     s: &Conv2dShape,
     xp: &[f32],
     grouped: &[f32],
@@ -320,9 +359,19 @@ fn grouped_tiles<V: Vector>(
 ) {
     debug_assert_eq!(s.kw, kw);
     let (oh, ow, wp) = (s.out_h(), s.out_w(), s.padded_stride());
+    // Rows half a vector wide go in pairs: one vector holds rows `2q` and `2q + 1`
+    // (contiguous in the output), an odd last row a vector of its own.
+    let paired = 2 * ow == V::LANES;
     let per_row = ow.div_ceil(V::LANES);
-    let count = oh * per_row;
+    let count = if paired { oh / 2 } else { oh * per_row };
     let vec_at = |q: usize| {
+        if paired {
+            return OutVec {
+                x: 2 * q * wp,
+                y: 2 * q * ow,
+                n: V::LANES,
+            };
+        }
         let (i, j) = (q / per_row, q % per_row * V::LANES);
         OutVec {
             x: i * wp + j,
@@ -341,36 +390,57 @@ fn grouped_tiles<V: Vector>(
         // Channel passes `g0 .. g0 + FWD_CHANNELS` of the group (one with AVX-512), only
         // those holding a real channel.
         for g0 in (0..outs).step_by(FWD_CHANNELS) {
-            let mut q = 0;
-            while q + FWD_TILE <= count {
-                grouped_tile::<V, FWD_TILE, FWD_CHANNELS>(
-                    s,
-                    xp,
-                    wg,
-                    &b,
-                    kw,
-                    std::array::from_fn(|k| vec_at(q + k)),
-                    yg,
-                    plane,
-                    g0,
-                );
-                q += FWD_TILE;
-            }
-            while q < count {
-                grouped_tile::<V, 1, FWD_CHANNELS>(s, xp, wg, &b, kw, [vec_at(q)], yg, plane, g0);
-                q += 1;
+            let ctx = (s, xp, wg, &b, kw);
+            if paired {
+                grouped_run::<V, true>(ctx, count, vec_at, yg, plane, g0);
+                if oh % 2 == 1 {
+                    let i = oh - 1;
+                    let at = [OutVec {
+                        x: i * wp,
+                        y: i * ow,
+                        n: ow,
+                    }];
+                    grouped_tile::<V, 1, FWD_CHANNELS, false>(s, xp, wg, &b, kw, at, yg, plane, g0);
+                }
+            } else {
+                grouped_run::<V, false>(ctx, count, vec_at, yg, plane, g0);
             }
         }
+    }
+}
+
+/// The `count` output vectors `vec_at(0 .. count)` of [`grouped_tiles`] for channels
+/// `g0 .. g0 + FWD_CHANNELS`: tiles of [`FWD_TILE`], then single vectors. `ctx`: the
+/// shape, padded copy, the group's weights and biases, and `kw`.
+#[inline(always)]
+fn grouped_run<V: HalfLoad, const PAIRED: bool>(
+    (s, xp, wg, b, kw): (&Conv2dShape, &[f32], &[f32], &[f32; 8], usize),
+    count: usize,
+    vec_at: impl Fn(usize) -> OutVec,
+    yg: &mut [f32],
+    plane: usize,
+    g0: usize,
+) {
+    let mut q = 0;
+    while q + FWD_TILE <= count {
+        let at = std::array::from_fn(|k| vec_at(q + k));
+        grouped_tile::<V, FWD_TILE, FWD_CHANNELS, PAIRED>(s, xp, wg, b, kw, at, yg, plane, g0);
+        q += FWD_TILE;
+    }
+    while q < count {
+        grouped_tile::<V, 1, FWD_CHANNELS, PAIRED>(s, xp, wg, b, kw, [vec_at(q)], yg, plane, g0);
+        q += 1;
     }
 }
 
 /// One tile of [`grouped_tiles`]: the `P` output vectors `at` of the `G` output channels
 /// `g0 .. g0 + G` of one group of 8 (`g0 + G <= 8`), `wg` the group's grouped weights
 /// (`[taps, 8]`), `b` its biases, `yg` its output planes (`plane` values each, only the
-/// real channels).
+/// real channels). With `PAIRED`, each vector's upper half is the next row's (input
+/// rows one `padded_stride` further on, [`HalfLoad::load_halves`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn grouped_tile<V: Vector, const P: usize, const G: usize>(
+fn grouped_tile<V: HalfLoad, const P: usize, const G: usize, const PAIRED: bool>(
     s: &Conv2dShape,
     xp: &[f32],
     wg: &[f32],
@@ -383,14 +453,17 @@ fn grouped_tile<V: Vector, const P: usize, const G: usize>(
 ) {
     assert!(g0 + G <= 8, "channels {g0} + {G} of a group of 8");
     let (wp, plane_in) = (s.padded_stride(), s.padded_plane());
-    // A row of taps (c, u) reads `row_len` values from `c · plane_in + u · wp + at[p].x`;
-    // `last` is the greatest `at[p].x` for which the last row, (in_c - 1, kh - 1), and
-    // so every row lies in `xp`.
-    let row_len = kw - 1 + V::LANES;
+    // A row of taps (c, u) reads `row_len` values from `c · plane_in + u · wp + at[p].x`
+    // (and with `PAIRED` as many from `wp` further on: `reach` in all); `last` is the
+    // greatest `at[p].x` for which the last row, (in_c - 1, kh - 1), and so every row
+    // lies in `xp`.
+    let row_len = kw - 1 + if PAIRED { V::LANES / 2 } else { V::LANES };
+    let second = if PAIRED { wp } else { 0 };
     let last = (|| {
         let last_row = (s.in_c.checked_sub(1)?.checked_mul(plane_in)?)
             .checked_add(s.kh.checked_sub(1)?.checked_mul(wp)?)?;
-        xp.len().checked_sub(last_row.checked_add(row_len)?)
+        let reach = row_len.checked_add(second)?;
+        xp.len().checked_sub(last_row.checked_add(reach)?)
     })()
     .expect("the padded copy holds every tap row");
     for o in &at {
@@ -398,22 +471,34 @@ fn grouped_tile<V: Vector, const P: usize, const G: usize>(
     }
     let mut acc: [[V; G]; P] = [std::array::from_fn(|g| V::splat(b[g0 + g])); P];
     // One row of taps (c, u, v = 0 .. kw) at a time: its kw · 8 weights and, per tile
-    // vector, the kw - 1 + L input values its kw shifted vectors read.
+    // vector, the kw - 1 + L input values its kw shifted vectors read (two runs of
+    // kw - 1 + L / 2, `wp` apart, with `PAIRED`).
     let mut w_rows = wg.chunks_exact(kw * 8);
     for c in 0..s.in_c {
         for u in 0..s.kh {
             let w = w_rows.next().expect("in_c · kh rows of taps");
             let off = c * plane_in + u * wp;
-            let xr: [&[f32]; P] = std::array::from_fn(|p| {
+            let xr: [[&[f32]; 2]; P] = std::array::from_fn(|p| {
                 let start = off + at[p].x;
                 // SAFETY: c < in_c and u < kh, so off <= (in_c - 1) · plane_in + (kh - 1) · wp,
                 // and at[p].x <= last = xp.len() - ((in_c - 1) · plane_in + (kh - 1) · wp
-                // + row_len) (asserted above, computed without overflow), so start and
-                // start + row_len do not overflow and start + row_len <= xp.len().
-                unsafe { xp.get_unchecked(start..start + row_len) }
+                // + second + row_len) (asserted above, computed without overflow), so
+                // start + second + row_len does not overflow and is at most xp.len().
+                unsafe {
+                    [
+                        xp.get_unchecked(start..start + row_len),
+                        xp.get_unchecked(start + second..start + second + row_len),
+                    ]
+                }
             });
             for v in 0..kw {
-                let xv: [V; P] = std::array::from_fn(|p| V::load(&xr[p][v..]));
+                let xv: [V; P] = std::array::from_fn(|p| {
+                    if PAIRED {
+                        V::load_halves(&xr[p][0][v..], &xr[p][1][v..])
+                    } else {
+                        V::load(&xr[p][0][v..])
+                    }
+                });
                 let wv: &[f32; 8] = w[v * 8..v * 8 + 8].try_into().expect("8 weights per tap");
                 for g in 0..G {
                     let wgv = V::splat(wv[g0 + g]);

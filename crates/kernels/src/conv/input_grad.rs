@@ -3,14 +3,15 @@
 //! of [`Conv2dShape::transposed`] (no im2col, no GEMM packing). The other shapes take
 //! [`InputGradPath::Col2im`](super::InputGradPath::Col2im) (`lowering.rs`).
 
-use super::{forward_direct, Conv2dShape};
-use crate::simd::Vector;
+use super::forward_direct::{self, halves::HalfLoad};
+use super::{Conv2dShape, ForwardPath};
 
 /// `dx = conv(dy, W')` with `W'[c, o, u, v] = W[o, c, k-1-u, k-1-v]` written to the first
 /// `weight_len()` values of `scratch`, the rest the transposed convolution's forward
 /// scratch ([`InputGradPath::scratch_len`](super::InputGradPath::scratch_len)), on that
-/// convolution's own forward path.
-pub(super) fn backward_input_transposed<V: Vector>(
+/// convolution's own forward path. On [`ForwardPath::Grouped`] the flipped weights go
+/// straight into that path's regrouped layout (one pass over the weights, not two).
+pub(super) fn backward_input_transposed<V: HalfLoad>(
     s: &Conv2dShape,
     weight: &[f32],
     dy: &[f32],
@@ -18,8 +19,32 @@ pub(super) fn backward_input_transposed<V: Vector>(
     scratch: &mut [f32],
 ) {
     let t = s.transposed();
+    let path = t.forward_path();
     let (flipped, rest) = scratch.split_at_mut(s.weight_len());
     let k = s.kh * s.kw;
+    if path == ForwardPath::Grouped {
+        // W'[c, o, uv'] at [c / 8, (o · k + uv') · 8 + c % 8] of `[ceil(in_c / 8), out_c · k, 8]`.
+        let taps = t.col_rows();
+        let grouped = &mut rest[t.chunks() * t.padded_len()..][..t.grouped_weight_len()];
+        if s.in_c % 8 != 0 {
+            grouped[s.in_c / 8 * 8 * taps..].fill(0.0);
+        }
+        // Per group of 8 input channels and output channel, an 8 x k block of `weight`
+        // (contiguous) to a k x 8 block of `grouped` (contiguous), the taps reversed.
+        for (cg, gc) in grouped.chunks_exact_mut(8 * taps).enumerate() {
+            let cs = s.in_c.min(cg * 8 + 8) - cg * 8;
+            for (o, dst) in gc.chunks_exact_mut(8 * k).enumerate() {
+                let src = &weight[(o * s.in_c + cg * 8) * k..][..cs * k];
+                for (g, wc) in src.chunks_exact(k).enumerate() {
+                    for (uv, &w) in wc.iter().enumerate() {
+                        dst[(k - 1 - uv) * 8 + g] = w;
+                    }
+                }
+            }
+        }
+        forward_direct::forward_regrouped::<V>(&t, path, dy, &[], None, dx, rest);
+        return;
+    }
     for o in 0..s.out_c {
         for c in 0..s.in_c {
             for uv in 0..k {
@@ -27,5 +52,5 @@ pub(super) fn backward_input_transposed<V: Vector>(
             }
         }
     }
-    forward_direct::forward::<V>(&t, t.forward_path(), dy, flipped, None, dx, rest);
+    forward_direct::forward::<V>(&t, path, dy, flipped, None, dx, rest);
 }
