@@ -8,13 +8,10 @@
 //! give bit-identical results at either vector width. The input gradient's
 //! [`InputGradPath::Transposed`](super::InputGradPath::Transposed) runs them too.
 
-#[path = "halves.rs"]
-pub(super) mod halves;
-
+use super::halves::HalfLoad;
 use super::padding::pad_image;
 use super::{for_each_image, Conv2dShape, ForwardPath};
 use crate::simd::{Vector, AVX512};
-use halves::HalfLoad;
 use wide::f32x8;
 
 /// Output vectors per register tile of [`grouped_tiles`]: 2 with AVX-512 (2 · 8

@@ -3,7 +3,8 @@
 //! of [`Conv2dShape::transposed`] (no im2col, no GEMM packing). The other shapes take
 //! [`InputGradPath::Col2im`](super::InputGradPath::Col2im) (`lowering.rs`).
 
-use super::forward_direct::{self, halves::HalfLoad};
+use super::forward_direct;
+use super::halves::HalfLoad;
 use super::{Conv2dShape, ForwardPath};
 
 /// `dx = conv(dy, W')` with `W'[c, o, u, v] = W[o, c, k-1-u, k-1-v]` written to the first

@@ -62,6 +62,7 @@
 //! bit-identical for any number of threads.
 
 mod forward_direct;
+mod halves;
 mod input_grad;
 mod lowering;
 mod offset_taps;

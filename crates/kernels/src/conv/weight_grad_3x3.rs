@@ -1,7 +1,7 @@
 //! [`WeightGradPath::Direct3x3`](super::WeightGradPath::Direct3x3): the register-blocked
 //! weight (and bias) gradient of 3x3 stride-1 convolutions, over the images of one chunk.
 
-use super::forward_direct::halves::HalfLoad;
+use super::halves::HalfLoad;
 use super::padding::pad_image;
 use super::Conv2dShape;
 use crate::simd::{Vector, AVX512};
