@@ -55,6 +55,9 @@ pub struct RunConfig {
     pub val_split: f64,
     /// Synthetic flowers per class (training + validation) when `data` is `None`.
     pub synth_per_class: usize,
+    /// Stop when the validation accuracy has not improved for this many epochs.
+    #[serde(default)]
+    pub patience: Option<usize>,
     /// Optimizer, schedule and label smoothing (flattened: `optimizer`, `nesterov`,
     /// `beta1`, `beta2`, `eps`, `lr_schedule`, `warmup_epochs`, `lr_milestones`,
     /// `lr_gamma`, `label_smoothing`; each defaults to the plain recipe when absent).
@@ -128,8 +131,12 @@ pub struct RunState {
 /// How a call to [`train`] ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    /// All epochs done; the validation (or training) confusion matrix.
-    Finished { confusion: Confusion },
+    /// All epochs done, or stopped by `--patience` (`early`: why); the validation (or
+    /// training) confusion matrix.
+    Finished {
+        confusion: Confusion,
+        early: Option<String>,
+    },
     /// Ctrl-C: stopped after a step, checkpoint written at this epoch and step.
     Interrupted { epoch: usize, step: u64 },
 }
@@ -147,6 +154,8 @@ impl Progress for Quiet {}
 
 /// Names of the files in a run folder.
 pub const MODEL_FILE: &str = "model.safetensors";
+/// The checkpoint of the epoch with the best validation accuracy (the first of equals).
+pub const BEST_FILE: &str = "best.safetensors";
 pub const CONFIG_FILE: &str = "config.json";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const CURVES_FILE: &str = "curves.png";
@@ -393,17 +402,7 @@ fn save(
 ) -> Result<(), TrainerError> {
     let opt = dir.join(optimizer_file(step));
     save_optimizer_state(&opt, net)?;
-    let meta = CheckpointMeta {
-        classes: classes.to_vec(),
-        normalization: Normalization::unit(net.input_shape().c),
-        epoch: epoch as u64,
-        step,
-        extra: [(
-            RUN_STATE_KEY.to_string(),
-            serde_json::to_string(state).expect("state"),
-        )]
-        .into(),
-    };
+    let meta = checkpoint_meta(net.input_shape().c, classes, epoch, step, Some(state));
     save_checkpoint(&dir.join(MODEL_FILE), net, &meta)?;
     *last = Some((epoch as u64, step));
     // The checkpoint now names `step`: optimizer files of other steps are stale.
@@ -417,6 +416,58 @@ fn save(
         }
     }
     Ok(())
+}
+
+/// A run's checkpoint metadata at `epoch` and `step` (with the run state of an epoch in
+/// progress for the last checkpoint; none for the best one).
+fn checkpoint_meta(
+    channels: usize,
+    classes: &[String],
+    epoch: usize,
+    step: u64,
+    state: Option<&RunState>,
+) -> CheckpointMeta {
+    CheckpointMeta {
+        classes: classes.to_vec(),
+        normalization: Normalization::unit(channels),
+        epoch: epoch as u64,
+        step,
+        extra: state
+            .map(|s| {
+                (
+                    RUN_STATE_KEY.to_string(),
+                    serde_json::to_string(s).expect("state"),
+                )
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// The epoch (1-based) with the best validation accuracy so far and that accuracy; the
+/// first of equals.
+fn best_accuracy(history: &[EpochMetrics]) -> Option<(usize, f64)> {
+    history
+        .iter()
+        .filter_map(|m| m.val_accuracy.map(|a| (m.epoch, a)))
+        .fold(None, |best, (e, a)| match best {
+            Some((_, b)) if b >= a => best,
+            _ => Some((e, a)),
+        })
+}
+
+/// Why training stops under `--patience`: the validation accuracy has not improved for
+/// `patience` epochs (counted from the best epoch to the last one).
+fn patience_stop(patience: Option<usize>, history: &[EpochMetrics]) -> Option<String> {
+    let p = patience?;
+    let (best, acc) = best_accuracy(history)?;
+    let last = history.last()?.epoch;
+    (last - best >= p).then(|| {
+        format!(
+            "stopped after epoch {last}: the validation accuracy has not improved for {p} epochs (best {:.1} % at epoch {best}, in {BEST_FILE})",
+            acc * 100.0
+        )
+    })
 }
 
 fn append_metrics(dir: &Path, m: &EpochMetrics) -> Result<(), TrainerError> {
@@ -463,7 +514,13 @@ pub fn train(
     let mut x = vec![0.0f32; b * per];
     let mut y = vec![0usize; b];
     let title = format!("{} on {} images", net.spec(), train.len());
+    let mut early = None;
     for epoch in first_epoch..cfg.epochs {
+        // A resumed run that had stopped early stops again at once.
+        if let Some(why) = patience_stop(cfg.patience, &history) {
+            early = Some(why);
+            break;
+        }
         let order = epoch_order(cfg.seed, epoch, train.len());
         progress.epoch_start(epoch + 1, cfg.epochs, steps);
         for (bi, idx) in order.chunks(b).enumerate().skip(state.batch_in_epoch) {
@@ -527,10 +584,23 @@ pub fn train(
         };
         append_metrics(dir, &m)?;
         state = RunState::default();
+        let improved = match (val_acc, best_accuracy(&history)) {
+            (Some(a), Some((_, b))) => a > b,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if improved {
+            let meta = checkpoint_meta(net.input_shape().c, &train.classes, epoch + 1, step, None);
+            save_checkpoint(&dir.join(BEST_FILE), &net, &meta)?;
+        }
         save(dir, &net, &train.classes, epoch + 1, step, &state, &mut last)?;
         history.push(m.clone());
         plot_curves(&dir.join(CURVES_FILE), &history, &title)?;
         progress.epoch_end(&m, cfg.epochs);
+        if let Some(why) = patience_stop(cfg.patience, &history).filter(|_| epoch + 1 < cfg.epochs) {
+            early = Some(why);
+            break;
+        }
         if interrupt.load(Ordering::SeqCst) && epoch + 1 < cfg.epochs {
             return Ok((
                 net,
@@ -560,5 +630,5 @@ pub fn train(
         let p = dir.join(name);
         petal_model::atomic::write_atomic(&p, bytes).map_err(|e| TrainerError::io(&p, e))?;
     }
-    Ok((net, history, Outcome::Finished { confusion }))
+    Ok((net, history, Outcome::Finished { confusion, early }))
 }

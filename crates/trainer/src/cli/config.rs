@@ -64,6 +64,7 @@ impl Request {
             val: a.val.clone(),
             val_split: a.val_split,
             synth_per_class: a.synth_per_class,
+            patience: a.patience,
             recipe: Recipe {
                 optimizer,
                 nesterov: a.nesterov,
@@ -172,6 +173,16 @@ fn check_options(cfg: &RunConfig) -> Result<(), TrainerError> {
             "--val-split {} is not in [0, 1)",
             cfg.val_split
         )));
+    }
+    match cfg.patience {
+        Some(0) => return Err(TrainerError::Usage("--patience must be at least 1 epoch".into())),
+        Some(_) if cfg.val.is_none() && cfg.val_split == 0.0 => {
+            return Err(TrainerError::Usage(
+                "--patience watches the validation accuracy: it needs --val DIR or a --val-split above 0"
+                    .into(),
+            ))
+        }
+        _ => {}
     }
     for (name, v) in [
         ("--lr", cfg.lr),

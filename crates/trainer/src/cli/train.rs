@@ -137,7 +137,10 @@ fn report(outcome: Outcome, dir: &Path, va: &Dataset, t: Instant) -> Exit {
             );
             Exit::Interrupted
         }
-        Outcome::Finished { confusion } => {
+        Outcome::Finished { confusion, early } => {
+            if let Some(why) = early {
+                println!("{why}");
+            }
             let set = if va.is_empty() { "training" } else { "validation" };
             println!("\n{set} confusion matrix:\n{}", confusion.table());
             println!(
