@@ -12,7 +12,7 @@
 
 use crate::error::TrainerError;
 use image::{imageops::FilterType, DynamicImage, ImageFormat, ImageReader, Limits};
-use petal_model::InputShape;
+use petal_model::{InputShape, Normalization};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -42,6 +42,9 @@ pub struct Dataset {
     pub shape: InputShape,
     /// Source of each image (empty for generated data).
     pub paths: Vec<PathBuf>,
+    /// The per-channel mean and deviation the images were normalised with
+    /// ([`Dataset::normalize`]); `None`: values as decoded, in `[0, 1]`.
+    pub mean_std: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl Dataset {
@@ -66,6 +69,56 @@ impl Dataset {
         }
         counts
     }
+    /// The checkpoint `normalization` of these images: `[0, 1]` values, then the mean and
+    /// deviation they were normalised with, if any.
+    pub fn normalization(&self) -> Normalization {
+        let mut n = Normalization::unit(self.shape.c);
+        if let Some((mean, std)) = &self.mean_std {
+            n.mean.clone_from(mean);
+            n.std.clone_from(std);
+        }
+        n
+    }
+
+    /// Per-channel mean and standard deviation (population) of the images' values, summed
+    /// in f64 image by image: what `--normalize` subtracts and divides by. A constant
+    /// channel gets a deviation of 1 (nothing to scale).
+    pub fn channel_stats(&self) -> (Vec<f32>, Vec<f32>) {
+        let (c, plane) = (self.shape.c, self.shape.h * self.shape.w);
+        let mut sums = vec![(0.0f64, 0.0f64); c];
+        for img in self.images.chunks_exact(self.shape.len().max(1)) {
+            for (ch, p) in img.chunks_exact(plane.max(1)).enumerate() {
+                let (s, ss) = p
+                    .iter()
+                    .fold((0.0, 0.0), |(s, ss), &v| (s + v as f64, ss + (v as f64).powi(2)));
+                sums[ch].0 += s;
+                sums[ch].1 += ss;
+            }
+        }
+        let n = (self.len() * plane).max(1) as f64;
+        sums.iter()
+            .map(|&(s, ss)| {
+                let mean = s / n;
+                let sd = (ss / n - mean * mean).max(0.0).sqrt();
+                (mean as f32, if sd > 1e-12 { sd as f32 } else { 1.0 })
+            })
+            .unzip()
+    }
+
+    /// Normalises every image in place, per channel: `(x − mean) / std` (the transform
+    /// `eval` and `predict` apply from a checkpoint's `normalization`).
+    pub fn normalize(&mut self, mean: &[f32], std: &[f32]) {
+        self.mean_std = Some((mean.to_vec(), std.to_vec()));
+        let plane = self.shape.h * self.shape.w;
+        for img in self.images.chunks_exact_mut(self.shape.len().max(1)) {
+            for (ch, p) in img.chunks_exact_mut(plane.max(1)).enumerate() {
+                for v in p {
+                    *v = (*v - mean[ch]) / std[ch];
+                }
+            }
+        }
+    }
+
     /// The images at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Dataset {
         let mut images = Vec::with_capacity(indices.len() * self.shape.len());
@@ -82,6 +135,7 @@ impl Dataset {
             } else {
                 indices.iter().map(|&i| self.paths[i].clone()).collect()
             },
+            mean_std: self.mean_std.clone(),
         }
     }
     /// Splits off a validation set: `fraction` of every class (at least one image of each
@@ -306,6 +360,7 @@ pub fn load_image_folder(
         classes: names,
         shape,
         paths: kept_paths,
+        mean_std: None,
     };
     for (c, (name, path)) in folders.iter().enumerate() {
         let label = data.classes.iter().position(|n| n == name).unwrap_or(c);

@@ -17,7 +17,7 @@ use crate::recipe::Recipe;
 use crate::report::{plot_curves, Confusion, EpochMetrics};
 use petal_model::{
     load_checkpoint, load_optimizer_state, save_checkpoint, save_optimizer_state, CheckpointMeta, Network,
-    Normalization, OptimizerKind,
+    OptimizerKind,
 };
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -58,6 +58,9 @@ pub struct RunConfig {
     /// Stop when the validation accuracy has not improved for this many epochs.
     #[serde(default)]
     pub patience: Option<usize>,
+    /// Normalise inputs with the training set's per-channel mean and deviation.
+    #[serde(default)]
+    pub normalize: bool,
     /// Optimizer, schedule and label smoothing (flattened: `optimizer`, `nesterov`,
     /// `beta1`, `beta2`, `eps`, `lr_schedule`, `warmup_epochs`, `lr_milestones`,
     /// `lr_gamma`, `label_smoothing`; each defaults to the plain recipe when absent).
@@ -394,7 +397,7 @@ fn check_finite(
 fn save(
     dir: &Path,
     net: &Network,
-    classes: &[String],
+    train: &Dataset,
     epoch: usize,
     step: u64,
     state: &RunState,
@@ -402,7 +405,7 @@ fn save(
 ) -> Result<(), TrainerError> {
     let opt = dir.join(optimizer_file(step));
     save_optimizer_state(&opt, net)?;
-    let meta = checkpoint_meta(net.input_shape().c, classes, epoch, step, Some(state));
+    let meta = checkpoint_meta(train, epoch, step, Some(state));
     save_checkpoint(&dir.join(MODEL_FILE), net, &meta)?;
     *last = Some((epoch as u64, step));
     // The checkpoint now names `step`: optimizer files of other steps are stale.
@@ -420,16 +423,10 @@ fn save(
 
 /// A run's checkpoint metadata at `epoch` and `step` (with the run state of an epoch in
 /// progress for the last checkpoint; none for the best one).
-fn checkpoint_meta(
-    channels: usize,
-    classes: &[String],
-    epoch: usize,
-    step: u64,
-    state: Option<&RunState>,
-) -> CheckpointMeta {
+fn checkpoint_meta(train: &Dataset, epoch: usize, step: u64, state: Option<&RunState>) -> CheckpointMeta {
     CheckpointMeta {
-        classes: classes.to_vec(),
-        normalization: Normalization::unit(channels),
+        classes: train.classes.clone(),
+        normalization: train.normalization(),
         epoch: epoch as u64,
         step,
         extra: state
@@ -560,7 +557,7 @@ pub fn train(
             );
             if interrupt.load(Ordering::SeqCst) && state.batch_in_epoch < steps {
                 check_finite(&net, epoch + 1, step, dir, last)?;
-                save(dir, &net, &train.classes, epoch, step, &state, &mut last)?;
+                save(dir, &net, train, epoch, step, &state, &mut last)?;
                 return Ok((net, history, Outcome::Interrupted { epoch, step }));
             }
         }
@@ -590,10 +587,10 @@ pub fn train(
             (None, _) => false,
         };
         if improved {
-            let meta = checkpoint_meta(net.input_shape().c, &train.classes, epoch + 1, step, None);
+            let meta = checkpoint_meta(train, epoch + 1, step, None);
             save_checkpoint(&dir.join(BEST_FILE), &net, &meta)?;
         }
-        save(dir, &net, &train.classes, epoch + 1, step, &state, &mut last)?;
+        save(dir, &net, train, epoch + 1, step, &state, &mut last)?;
         history.push(m.clone());
         plot_curves(&dir.join(CURVES_FILE), &history, &title)?;
         progress.epoch_end(&m, cfg.epochs);

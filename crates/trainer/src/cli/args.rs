@@ -107,6 +107,10 @@ pub struct TrainArgs {
     /// Synthetic flowers per class, training and validation together (without --data).
     #[arg(long, default_value_t = 500)]
     pub synth_per_class: usize,
+    /// Normalise inputs per channel with the training set's mean and standard deviation
+    /// (measured before training, stored in the checkpoints; eval and predict apply them).
+    #[arg(long)]
+    pub normalize: bool,
     /// Stop when the validation accuracy has not improved for N epochs (the run keeps the
     /// best epoch's weights in best.safetensors either way).
     #[arg(long, value_name = "N")]

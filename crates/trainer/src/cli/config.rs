@@ -65,6 +65,7 @@ impl Request {
             val_split: a.val_split,
             synth_per_class: a.synth_per_class,
             patience: a.patience,
+            normalize: a.normalize,
             recipe: Recipe {
                 optimizer,
                 nesterov: a.nesterov,

@@ -20,7 +20,14 @@ pub(super) fn run(a: TrainArgs) -> Result<Exit, TrainerError> {
     let req = Request::from_args(&a)?;
     let checked = config::validate(&req)?;
     let cfg = checked.cfg;
-    let (tr, va) = load_data(&cfg, &checked.classes)?;
+    let (mut tr, mut va) = load_data(&cfg, &checked.classes)?;
+    if cfg.normalize {
+        // The training set's statistics, for both sets (and, through the checkpoints,
+        // eval and predict); recomputed the same on --resume.
+        let (mean, std) = tr.channel_stats();
+        tr.normalize(&mean, &std);
+        va.normalize(&mean, &std);
+    }
     let start = open_run(&req, &cfg, &tr, checked.net)?;
     print_start(&start, &cfg);
     let interrupt = interrupt_flag();
@@ -64,6 +71,7 @@ fn load_data(cfg: &RunConfig, classes: &[String]) -> Result<(Dataset, Dataset), 
                 classes: CLASSES.iter().map(|s| s.to_string()).collect(),
                 shape,
                 paths: Vec::new(),
+                mean_std: None,
             };
             let (tr, va) = all.split(cfg.val_split, cfg.seed);
             println!(
