@@ -1,8 +1,10 @@
 //! # petal-trainer
 //!
-//! The library behind the `trainer` binary: synthetic flowers ([`synth`]), training-image augmentation ([`augment`]), image-folder
-//! loading ([`data`]), the optimizer and loss options ([`recipe`]), learning-rate schedules ([`schedule`]), the training loop and its run folder ([`train`]), reports
-//! ([`report`]), benchmarks ([`mod@bench`]) and the command line ([`cli`]).
+//! The library behind the `trainer` binary: synthetic flowers ([`synth`]), image-folder
+//! loading ([`data`]), training-image augmentation ([`augment`]), the optimizer and loss
+//! options ([`recipe`]), learning-rate schedules ([`schedule`]), the training loop and its
+//! run folder ([`train`]), reports ([`report`]), benchmarks ([`mod@bench`]) and the command
+//! line ([`cli`]).
 
 pub mod augment;
 pub mod bench;
