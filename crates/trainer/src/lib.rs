@@ -1,9 +1,12 @@
 //! # petal-trainer
 //!
 //! The library behind the `trainer` binary: synthetic flowers ([`synth`]), image-folder
-//! loading ([`data`]), the optimizer and loss options ([`recipe`]), learning-rate schedules ([`schedule`]), the training loop and its run folder ([`train`]), reports
-//! ([`report`]), benchmarks ([`mod@bench`]) and the command line ([`cli`]).
+//! loading ([`data`]), training-image augmentation ([`augment`]), the optimizer and loss
+//! options ([`recipe`]), learning-rate schedules ([`schedule`]), the training loop and its
+//! run folder ([`train`]), reports ([`report`]), benchmarks ([`mod@bench`]) and the command
+//! line ([`cli`]).
 
+pub mod augment;
 pub mod bench;
 pub mod cli;
 pub mod data;

@@ -11,6 +11,7 @@
 //! optimizer file of its own step. `metrics.jsonl` lines are appended before the
 //! checkpoint; on resume, lines past the checkpoint's epoch are dropped.
 
+use crate::augment::Augment;
 use crate::data::Dataset;
 use crate::error::TrainerError;
 use crate::recipe::Recipe;
@@ -66,6 +67,10 @@ pub struct RunConfig {
     /// `lr_gamma`, `label_smoothing`; each defaults to the plain recipe when absent).
     #[serde(flatten)]
     pub recipe: Recipe,
+    /// Augmentation of the training images (`--augment`); absent in configurations from
+    /// before it existed, which resume without.
+    #[serde(default)]
+    pub augment: Augment,
 }
 
 /// Paths in `config.json`: a JSON string when the path is UTF-8, else (Unix) the array of
@@ -523,7 +528,14 @@ pub fn train(
         for (bi, idx) in order.chunks(b).enumerate().skip(state.batch_in_epoch) {
             let t0 = Instant::now();
             for (k, &i) in idx.iter().enumerate() {
-                x[k * per..(k + 1) * per].copy_from_slice(train.image(i));
+                let slot = &mut x[k * per..(k + 1) * per];
+                if cfg.augment.is_on() {
+                    // Drawn from (seed, epoch, image index) alone: see `augment`.
+                    let draw = cfg.augment.draw(cfg.seed, epoch, i);
+                    cfg.augment.apply(draw, train.image(i), slot, cfg.input);
+                } else {
+                    slot.copy_from_slice(train.image(i));
+                }
                 y[k] = train.labels[i];
             }
             let n = idx.len();

@@ -101,6 +101,13 @@ pub struct TrainArgs {
     /// label_smoothing: targets (1 - ε)·onehot + ε/classes).
     #[arg(long, default_value_t = 0.0, value_name = "EPSILON")]
     pub label_smoothing: f32,
+    /// Augmentation of the training images (never validation), a comma list: `flip`
+    /// (horizontal flip with probability 0.5, PyTorch's RandomHorizontalFlip), `crop` or
+    /// `crop:N` (zero-pad N pixels on each side, default 4, then a random window of the
+    /// image's size: PyTorch's RandomCrop(size, padding=N)). Draws depend only on the
+    /// seed, epoch and image, so runs repeat on any thread count and resume exactly.
+    #[arg(long, value_name = "LIST")]
+    pub augment: Option<String>,
     /// Fraction of each class held out for validation (without --val).
     #[arg(long, default_value_t = 0.2)]
     pub val_split: f64,

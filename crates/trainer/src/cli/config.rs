@@ -5,6 +5,7 @@
 use super::args::TrainArgs;
 use super::network::{check_size, network};
 use super::MAX_SYNTH_SIDE;
+use crate::augment::Augment;
 use crate::data::{class_folders, training_class_folders};
 use crate::error::TrainerError;
 use crate::recipe::{OptimizerName, Recipe};
@@ -50,6 +51,10 @@ impl Request {
                 ScheduleKind::NAMES.join(", ")
             ))
         })?;
+        let augment = match &a.augment {
+            Some(list) => Augment::parse(list)?,
+            None => Augment::default(),
+        };
         let cfg = RunConfig {
             arch: a.arch.arch.clone(),
             spec: None,
@@ -78,6 +83,7 @@ impl Request {
                 lr_gamma: a.lr_gamma,
                 label_smoothing: a.label_smoothing,
             },
+            augment,
         };
         let dir = a.out.clone().unwrap_or_else(|| {
             PathBuf::from("runs").join(format!("{}-{}", timestamp(), arch_slug(&cfg.arch)))
@@ -101,7 +107,7 @@ pub(super) struct Checked {
 /// Every check of a run configuration, new or resumed, in this order (the first failure
 /// is the error): the options (`--batch-size`, `--epochs`, `--val-split`, `--lr`,
 /// `--momentum`, `--weight-decay`, then the recipe's: betas, ε, schedule, warmup,
-/// milestones, label smoothing, `--nesterov`; and `--size`); the spec's grammar; the class folders' names
+/// milestones, label smoothing, `--nesterov`; the `--augment` crop padding; and `--size`); the spec's grammar; the class folders' names
 /// (nothing decoded yet); the network sized to those classes, and for a resumed run its
 /// agreement with the `spec` that `config.json` records; last, for the synthetic flowers,
 /// their size and whether the set fits in memory. (That comes after the network: a
@@ -196,7 +202,8 @@ fn check_options(cfg: &RunConfig) -> Result<(), TrainerError> {
             )));
         }
     }
-    cfg.recipe.check(cfg.epochs, cfg.momentum)
+    cfg.recipe.check(cfg.epochs, cfg.momentum)?;
+    cfg.augment.check(cfg.input)
 }
 
 /// The synthetic flowers are square, 8 to [`MAX_SYNTH_SIDE`] pixels a side, and the whole

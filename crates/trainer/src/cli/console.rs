@@ -38,13 +38,18 @@ pub(super) fn print_load(dir: &Path, data: &Dataset, report: &LoadReport, t: Ins
 /// Prints what is about to be trained, and how.
 pub(super) fn print_start(start: &Start, cfg: &RunConfig) {
     println!(
-        "training {} ({} parameters) on {} threads: {} epochs, batch {}, {}",
+        "training {} ({} parameters) on {} threads: {} epochs, batch {}, {}{}",
         start.net.spec(),
         thousands(start.net.param_count() as f64),
         rayon::current_num_threads(),
         cfg.epochs,
         cfg.batch_size,
-        cfg.recipe.describe(cfg.lr, cfg.momentum, cfg.weight_decay)
+        cfg.recipe.describe(cfg.lr, cfg.momentum, cfg.weight_decay),
+        if cfg.augment.is_on() {
+            format!(", augment {}", cfg.augment.describe())
+        } else {
+            String::new()
+        }
     );
 }
 
