@@ -598,11 +598,12 @@ pub fn train(
             (Some(_), None) => true,
             (None, _) => false,
         };
+        save(dir, &net, train, epoch + 1, step, &state, &mut last)?;
+        // After the run's own checkpoint: a failure here leaves the run resumable.
         if improved {
             let meta = checkpoint_meta(train, epoch + 1, step, None);
             save_checkpoint(&dir.join(BEST_FILE), &net, &meta)?;
         }
-        save(dir, &net, train, epoch + 1, step, &state, &mut last)?;
         history.push(m.clone());
         plot_curves(&dir.join(CURVES_FILE), &history, &title)?;
         progress.epoch_end(&m, cfg.epochs);
