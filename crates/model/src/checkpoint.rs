@@ -455,7 +455,7 @@ pub(crate) fn fill_params(
 
 /// Reads a checkpoint written by [`save_checkpoint`]: rebuilds the network from its spec
 /// and input shape, checks every tensor, and returns it with its metadata. Velocities are
-/// zero (see [`load_optimizer_state`]). Every error names `path` and what is wrong.
+/// zero (see [`crate::load_optimizer_state`]). Every error names `path` and what is wrong.
 pub fn load_checkpoint(path: &Path) -> Result<(Network, CheckpointMeta), ModelError> {
     let bytes = read_bounded(path)?;
     checkpoint_from_bytes(path, &bytes)

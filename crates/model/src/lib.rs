@@ -1,13 +1,17 @@
 //! # petal-model
 //!
-//! Layers composed into sequential networks on top of `petal-kernels`:
+//! Layers composed into networks on top of `petal-kernels`:
 //!
-//! - [`Layer`]s: `Conv2d`, `MaxPool2d`, `Relu`, `Flatten`, `Dense`. The loss is the fused
-//!   softmax cross-entropy applied to the last layer's output (the logits), so the seed's
-//!   "Softmax_layer" is a `Dense` layer followed by that loss.
+//! - [`Layer`]s: `Conv2d`, `MaxPool2d`, `AvgPool2d`, `GlobalAvgPool`, `BatchNorm`
+//!   ([`BatchNorm`]: PyTorch's `BatchNorm2d`, batch statistics in training, running ones in
+//!   inference), `Dropout`, `Relu`, `Flatten`, `Dense`, and `Add`, the join of a residual
+//!   block (whose body and shortcut are layers of their own, in execution order:
+//!   [`Network::layer_inputs`]). The loss is the fused softmax cross-entropy applied to the
+//!   last layer's output (the logits), so the seed's "Softmax_layer" is a `Dense` layer
+//!   followed by that loss.
 //! - [`Network`]: built from code ([`Network::from_layers`]), from the presets
-//!   ([`Network::seednet`], [`Network::flowernet`]; [`Network::for_classes`] sizes a preset
-//!   to any class count) or from a one-line spec
+//!   ([`Network::seednet`], [`Network::flowernet`]; [`Network::for_classes`] sizes any
+//!   preset, `resnet8` and `resnet20` included, to any class count) or from a one-line spec
 //!   ([`Network::from_spec`], grammar in [`spec`]), with every shape inferred from the input,
 //!   typed errors naming the layer that does not fit, and sizes past the [`limits`] refused
 //!   before they are allocated. Training
@@ -52,7 +56,7 @@ mod step;
 pub use checkpoint::{load_checkpoint, save_checkpoint, CheckpointMeta, Normalization};
 pub use error::{ModelError, SpecError};
 pub use gradcheck::{gradcheck, GradCheckOptions, GradCheckReport, TensorCheck};
-pub use layer::{InputShape, Layer, Param, Shape};
+pub use layer::{BatchNorm, InputShape, Layer, Param, Shape};
 pub use network::{Network, StepStats};
 pub use optim::{AdamWConfig, Optimizer, OptimizerKind, SgdConfig, TrainConfig};
 pub use optim_state::{load_optimizer_state, save_optimizer_state};

@@ -125,7 +125,7 @@ impl Conv2dShape {
     /// The weight-gradient path this shape takes: every 3x3 stride-1 convolution the 3x3
     /// kernel; other stride-1 kernels with `in_c <= 3` a direct kernel (per tap
     /// accumulators for areas 1, 4, 9, 25, else dot products per row); stride 2 with a 1x1
-    /// kernel, or a 3x3 one with at least [`POLYPHASE_DW_MIN_OW`] output columns, the
+    /// kernel, or a 3x3 one with at least `POLYPHASE_DW_MIN_OW` (16) output columns, the
     /// polyphase kernel; everything else im2col + GEMM.
     pub fn weight_grad_path(&self) -> WeightGradPath {
         if resnet_stride_2(self) && (self.kh == 1 || self.out_w() >= POLYPHASE_DW_MIN_OW) {
