@@ -335,11 +335,13 @@ fn main() {
         size: 50,
         rgb: false,
         seed: args.seed,
+        difficulty: Default::default(),
     };
     let rgb = SynthConfig {
         size: 64,
         rgb: true,
         seed: args.seed,
+        difficulty: Default::default(),
     };
     speed(&gray, 1000);
     speed(&rgb, 400);

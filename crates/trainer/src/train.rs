@@ -62,6 +62,9 @@ pub struct RunConfig {
     /// Normalise inputs with the training set's per-channel mean and deviation.
     #[serde(default)]
     pub normalize: bool,
+    /// The synthetic set's difficulty when `data` is `None`.
+    #[serde(default)]
+    pub synth_difficulty: crate::synth::Difficulty,
     /// Optimizer, schedule and label smoothing (flattened: `optimizer`, `nesterov`,
     /// `beta1`, `beta2`, `eps`, `lr_schedule`, `warmup_epochs`, `lr_milestones`,
     /// `lr_gamma`, `label_smoothing`; each defaults to the plain recipe when absent).

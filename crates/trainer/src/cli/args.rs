@@ -114,6 +114,9 @@ pub struct TrainArgs {
     /// Synthetic flowers per class, training and validation together (without --data).
     #[arg(long, default_value_t = 500)]
     pub synth_per_class: usize,
+    /// The synthetic set without --data: `easy` (default) or `hard` (see `trainer synth`).
+    #[arg(long, default_value = "easy", value_name = "LEVEL")]
+    pub synth_difficulty: String,
     /// Normalise inputs per channel with the training set's mean and standard deviation
     /// (measured before training, stored in the checkpoints; eval and predict apply them).
     #[arg(long)]
@@ -219,4 +222,8 @@ pub struct SynthArgs {
     pub grayscale: bool,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// `easy` (the default set) or `hard` (smaller flowers anywhere near the middle, a
+    /// flower of another class behind, leaves over it, more noise).
+    #[arg(long, default_value = "easy", value_name = "LEVEL")]
+    pub difficulty: String,
 }

@@ -71,6 +71,13 @@ impl Request {
             synth_per_class: a.synth_per_class,
             patience: a.patience,
             normalize: a.normalize,
+            synth_difficulty: crate::synth::Difficulty::parse(&a.synth_difficulty).ok_or_else(|| {
+                TrainerError::Usage(format!(
+                    "--synth-difficulty `{}` is not one of {}",
+                    a.synth_difficulty,
+                    crate::synth::Difficulty::NAMES.join(", ")
+                ))
+            })?,
             recipe: Recipe {
                 optimizer,
                 nesterov: a.nesterov,

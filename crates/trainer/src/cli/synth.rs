@@ -3,7 +3,7 @@
 use super::args::SynthArgs;
 use super::{Exit, MAX_SYNTH_SIDE};
 use crate::error::TrainerError;
-use crate::synth::{self, SynthConfig, CLASSES};
+use crate::synth::{self, Difficulty, SynthConfig, CLASSES};
 use crate::train;
 use std::time::Instant;
 
@@ -17,10 +17,18 @@ pub(super) fn run(a: SynthArgs) -> Result<Exit, TrainerError> {
         TrainerError::RunExists(p) => TrainerError::data(p, "is not empty: choose a new --out"),
         e => e,
     })?;
+    let difficulty = Difficulty::parse(&a.difficulty).ok_or_else(|| {
+        TrainerError::Usage(format!(
+            "--difficulty `{}` is not one of {}",
+            a.difficulty,
+            Difficulty::NAMES.join(", ")
+        ))
+    })?;
     let cfg = SynthConfig {
         size: a.size,
         rgb: !a.grayscale,
         seed: a.seed,
+        difficulty,
     };
     let t = Instant::now();
     let c = cfg.channels();

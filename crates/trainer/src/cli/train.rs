@@ -63,6 +63,7 @@ fn load_data(cfg: &RunConfig, classes: &[String]) -> Result<(Dataset, Dataset), 
                 size: shape.h,
                 rgb: shape.c == 3,
                 seed: cfg.seed,
+                difficulty: cfg.synth_difficulty,
             };
             let (images, labels) = synth::dataset(&sc, cfg.synth_per_class, 0);
             let all = Dataset {

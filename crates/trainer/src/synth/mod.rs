@@ -46,12 +46,41 @@ pub const CLASSES: [&str; 5] = ["daisy", "dandelion", "rose", "sunflower", "tuli
 /// What to draw: image side `size` (square), RGB or grayscale, and the data set seed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SynthConfig {
+    /// Easy (the default set) or hard ([`Difficulty`]).
+    pub difficulty: Difficulty,
     /// Side of the square images in pixels (at least 8).
     pub size: usize,
     /// Three channels (RGB) when true, one (luminance) when false.
     pub rgb: bool,
     /// Seed of the data set: every image is a pure function of `(seed, class, index)`.
     pub seed: u64,
+}
+
+/// How hard the synthetic set is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Difficulty {
+    /// The default set: one large flower (30-45 % of the side) near the middle.
+    #[default]
+    Easy,
+    /// Smaller flowers (17-30 % of the side) anywhere within ±22 % of the middle, a smaller
+    /// flower of another class behind it, one or two leaf-coloured blobs over it, a wider
+    /// gain range and up to twice the pixel noise. The same `(seed, class, index)` draws
+    /// the same flower as the easy set, then adds these.
+    Hard,
+}
+
+impl Difficulty {
+    /// The names `--difficulty` and `--synth-difficulty` take.
+    pub const NAMES: [&'static str; 2] = ["easy", "hard"];
+    /// Parses a name of [`Difficulty::NAMES`].
+    pub fn parse(name: &str) -> Option<Difficulty> {
+        match name.trim() {
+            "easy" => Some(Difficulty::Easy),
+            "hard" => Some(Difficulty::Hard),
+            _ => None,
+        }
+    }
 }
 
 impl SynthConfig {

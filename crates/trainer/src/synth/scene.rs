@@ -3,8 +3,8 @@
 
 use super::flowers::Flower;
 use super::noise::{mix64, unit, vnoise};
-use super::primitives::{hsv, lerp3, scale, smoothstep, uni, Rgb3};
-use super::SynthConfig;
+use super::primitives::{cover, hsv, lerp3, over, scale, smoothstep, uni, Rgb3};
+use super::{Difficulty, SynthConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::f32::consts::TAU;
@@ -27,8 +27,37 @@ const LIGHT: (f32, f32) = (0.0, 0.3);
 /// Range of the standard deviation of the pixel noise.
 const NOISE: (f32, f32) = (0.01, 0.06);
 
+/// The hard set's flower radius (half-image units: 17-30 % of the side), centre jitter
+/// (±22 %) and noise range.
+const HARD_RADIUS: (f32, f32) = (0.35, 0.6);
+const HARD_JITTER: f32 = 0.45;
+const HARD_NOISE: (f32, f32) = (0.03, 0.12);
+const HARD_GAIN: (f32, f32) = (0.5, 1.3);
+
+/// A flower placed in the image: centre and the map from image to flower units.
+struct Placement {
+    cx: f32,
+    cy: f32,
+    cos: f32,
+    sin: f32,
+    inv_r: f32,
+    flower: Flower,
+}
+
+/// A leaf-coloured ellipse painted over the flower (hard set).
+struct Blob {
+    cx: f32,
+    cy: f32,
+    inv_a: f32,
+    inv_b: f32,
+    colour: Rgb3,
+}
+
 /// Everything random about one image, drawn from its `(seed, class, index)`.
 pub(super) struct Scene {
+    /// Hard set: a flower of another class behind the main one, and blobs over it.
+    behind: Option<Placement>,
+    blobs: [Option<Blob>; 2],
     /// Flower centre in image units ([-1, 1] across the image).
     cx: f32,
     cy: f32,
@@ -73,9 +102,17 @@ impl Scene {
         } else {
             uni(&mut rng, 0.0, TAU)
         };
-        let radius = uni(&mut rng, RADIUS.0, RADIUS.1);
-        let cx = uni(&mut rng, -CENTRE_JITTER, CENTRE_JITTER);
-        let mut cy = uni(&mut rng, -CENTRE_JITTER, CENTRE_JITTER);
+        let hard = cfg.difficulty == Difficulty::Hard;
+        // The hard set draws the same numbers over other ranges, so the easy set's
+        // images stay exactly as they were.
+        let (radius, jitter) = if hard {
+            (HARD_RADIUS, HARD_JITTER)
+        } else {
+            (RADIUS, CENTRE_JITTER)
+        };
+        let radius = uni(&mut rng, radius.0, radius.1);
+        let cx = uni(&mut rng, -jitter, jitter);
+        let mut cy = uni(&mut rng, -jitter, jitter);
         if upright {
             // The cup sits above the middle, leaving room for the stem.
             cy -= 0.25 * radius;
@@ -85,7 +122,11 @@ impl Scene {
         let bg_a = background_colour(&mut rng);
         let bg_b = background_colour(&mut rng);
         let wb = WHITE_BALANCE;
-        let g = uni(&mut rng, GAIN.0, GAIN.1);
+        let g = if hard {
+            uni(&mut rng, HARD_GAIN.0, HARD_GAIN.1)
+        } else {
+            uni(&mut rng, GAIN.0, GAIN.1)
+        };
         let gain = [
             g * uni(&mut rng, 1.0 - wb, 1.0 + wb),
             g * uni(&mut rng, 1.0 - wb, 1.0 + wb),
@@ -93,7 +134,28 @@ impl Scene {
         ];
         let light = uni(&mut rng, LIGHT.0, LIGHT.1);
         let light_dir = uni(&mut rng, 0.0, TAU);
+        // In the order the easy set has always drawn them.
+        let bg_seed = rng.random();
+        let bg_freq = uni(&mut rng, 1.0, 2.5);
+        let grass = uni(&mut rng, 0.05, 0.3);
+        let grass_freq = uni(&mut rng, 6.0, 14.0);
+        let grass_slant = uni(&mut rng, -0.4, 0.4);
+        let offset = uni(&mut rng, OFFSET.0, OFFSET.1);
+        let noise = if hard {
+            uni(&mut rng, HARD_NOISE.0, HARD_NOISE.1)
+        } else {
+            uni(&mut rng, NOISE.0, NOISE.1)
+        };
+        let noise_seed = rng.random();
+        // Hard set only, drawn after everything else.
+        let (behind, blobs) = if hard {
+            clutter(&mut rng, class, cx, cy, radius)
+        } else {
+            (None, [None, None])
+        };
         Scene {
+            behind,
+            blobs,
             cx,
             cy,
             cos: angle.cos(),
@@ -103,17 +165,17 @@ impl Scene {
             flower,
             bg_a,
             bg_b,
-            bg_seed: rng.random(),
-            bg_freq: uni(&mut rng, 1.0, 2.5),
-            grass: uni(&mut rng, 0.05, 0.3),
-            grass_freq: uni(&mut rng, 6.0, 14.0),
-            grass_slant: uni(&mut rng, -0.4, 0.4),
+            bg_seed,
+            bg_freq,
+            grass,
+            grass_freq,
+            grass_slant,
             gain,
-            offset: uni(&mut rng, OFFSET.0, OFFSET.1),
+            offset,
             light_x: light * light_dir.cos(),
             light_y: light * light_dir.sin(),
-            noise: uni(&mut rng, NOISE.0, NOISE.1),
-            noise_seed: rng.random(),
+            noise,
+            noise_seed,
         }
     }
 
@@ -142,7 +204,21 @@ impl Scene {
         let u = (dx * self.cos + dy * self.sin) * self.inv_r;
         let v = (dy * self.cos - dx * self.sin) * self.inv_r * self.inv_squash;
         let pix_seed = mix64(self.noise_seed ^ ((py * size + px) as u64));
+        if let Some(b) = &self.behind {
+            let (dx, dy) = (x - b.cx, y - b.cy);
+            let (u, v) = (
+                (dx * b.cos + dy * b.sin) * b.inv_r,
+                (dy * b.cos - dx * b.sin) * b.inv_r,
+            );
+            b.flower.paint(u, v, inv * b.inv_r, pix_seed, &mut col);
+        }
         self.flower.paint(u, v, inv * self.inv_r, pix_seed, &mut col);
+        for b in self.blobs.iter().flatten() {
+            let (du, dv) = ((x - b.cx) * b.inv_a, (y - b.cy) * b.inv_b);
+            // Signed distance to the ellipse's edge, roughly in image units.
+            let sd = ((du * du + dv * dv).sqrt() - 1.0) / b.inv_a.max(b.inv_b);
+            over(&mut col, b.colour, cover(sd, inv));
+        }
         let light = 1.0 + self.light_x * x + self.light_y * y;
         let mut out = [0.0; 3];
         for (c, o) in out.iter_mut().enumerate() {
@@ -153,4 +229,44 @@ impl Scene {
         }
         out
     }
+}
+
+/// The hard set's clutter around a flower of `class` at `(cx, cy)` with radius `radius`: a
+/// smaller flower of another class behind it, off its centre, and one or two leaf-coloured
+/// blobs over its edge.
+fn clutter(
+    rng: &mut ChaCha8Rng,
+    class: usize,
+    cx: f32,
+    cy: f32,
+    radius: f32,
+) -> (Option<Placement>, [Option<Blob>; 2]) {
+    let other = (class + 1 + rng.random_range(0..4)) % 5;
+    let angle = uni(rng, 0.0, TAU);
+    let dist = uni(rng, 0.6, 1.0);
+    let r = radius * uni(rng, 0.45, 0.7);
+    let turn = uni(rng, 0.0, TAU);
+    let flower = Flower::new(other, rng);
+    let behind = Placement {
+        cx: cx + dist * angle.cos(),
+        cy: cy + dist * angle.sin(),
+        cos: turn.cos(),
+        sin: turn.sin(),
+        inv_r: 1.0 / r,
+        flower,
+    };
+    let count = 1 + (rng.random::<f32>() < 0.5) as usize;
+    let mut blobs = [None, None];
+    for b in blobs.iter_mut().take(count) {
+        let a = uni(rng, 0.0, TAU);
+        let d = radius * uni(rng, 0.5, 1.0);
+        *b = Some(Blob {
+            cx: cx + d * a.cos(),
+            cy: cy + d * a.sin(),
+            inv_a: 1.0 / (radius * uni(rng, 0.25, 0.45)),
+            inv_b: 1.0 / (radius * uni(rng, 0.15, 0.3)),
+            colour: background_colour(rng),
+        });
+    }
+    (Some(behind), blobs)
 }

@@ -3,7 +3,12 @@
 use super::*;
 
 fn cfg(size: usize, rgb: bool) -> SynthConfig {
-    SynthConfig { size, rgb, seed: 7 }
+    SynthConfig {
+        size,
+        rgb,
+        seed: 7,
+        difficulty: Difficulty::Easy,
+    }
 }
 
 fn drawn(cfg: &SynthConfig, class: usize, index: u64) -> Vec<f32> {
@@ -137,4 +142,34 @@ fn bad_length_panics() {
 #[should_panic(expected = "minimum of 8")]
 fn small_size_panics() {
     draw(&cfg(7, false), 0, 0, &mut [0.0; 49]);
+}
+
+#[test]
+fn the_hard_set_adds_clutter_to_the_same_draws_and_stays_deterministic() {
+    for rgb in [false, true] {
+        let easy = cfg(48, rgb);
+        let hard = SynthConfig {
+            difficulty: Difficulty::Hard,
+            ..easy
+        };
+        for class in 0..5 {
+            let h = drawn(&hard, class, 11);
+            assert_eq!(h, drawn(&hard, class, 11), "class {class}: deterministic");
+            assert!(h.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
+            let e = drawn(&easy, class, 11);
+            let differ = h.iter().zip(&e).filter(|(a, b)| (*a - *b).abs() > 0.05).count();
+            assert!(
+                differ > h.len() / 10,
+                "class {class}: only {differ} values differ from the easy image"
+            );
+        }
+        // A data set is the same as drawing each image alone (any thread count).
+        let (images, labels) = dataset(&hard, 3, 5);
+        for (j, img) in images.chunks_exact(hard.sample_len()).enumerate() {
+            assert_eq!(img, &drawn(&hard, labels[j], 5 + j as u64 / 5)[..], "sample {j}");
+        }
+    }
+    assert_eq!(Difficulty::parse(" hard "), Some(Difficulty::Hard));
+    assert_eq!(Difficulty::parse("easy"), Some(Difficulty::Easy));
+    assert_eq!(Difficulty::parse("medium"), None);
 }
