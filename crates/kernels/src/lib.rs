@@ -15,7 +15,7 @@
 //! | [`activation`] | [`relu_forward`] | [`relu_backward`] |
 //! | [`softmax`] | [`softmax_forward`] | [`softmax_cross_entropy`] (loss and `dL/dlogits`, fused) |
 //! | [`sgd`] | [`sgd_step`] (momentum, weight decay) | |
-//! | [`nesterov`] | [`sgd_nesterov_step`] (Nesterov momentum) | |
+//! | [`sgd`] | [`sgd_nesterov_step`] (Nesterov momentum, the same loop as `sgd_step`) | |
 //! | [`adamw`] | [`adamw_step`] (AdamW, decoupled weight decay) | |
 //!
 //! [`reference`](mod@reference) holds slow `f64` twins of every kernel (straight loops over the same
@@ -62,7 +62,6 @@ pub mod dense;
 pub mod dropout;
 mod gemm;
 mod lanewise;
-pub mod nesterov;
 pub mod norm;
 pub mod pool;
 pub mod reference;
@@ -82,12 +81,12 @@ pub use cpu::{simd_warning, SimdLevel};
 pub use dense::{dense_backward, dense_backward_input, dense_backward_weights, dense_forward, DenseShape};
 pub use dropout::{dropout_backward, dropout_forward, dropout_keep};
 pub use gemm::gemm_calls;
-pub use nesterov::sgd_nesterov_step;
 pub use norm::{
     batch_norm_apply, batch_norm_apply_inplace, batch_norm_backward_input, batch_norm_backward_sums,
     batch_norm_sums, BatchNormShape,
 };
 pub use pool::{max_pool2d_backward, max_pool2d_forward, Pool2dShape};
+pub use sgd::sgd_nesterov_step;
 pub use sgd::{sgd_step, SgdConfig};
 pub use shape::ShapeError;
 pub use softmax::{

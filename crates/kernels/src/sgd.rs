@@ -56,9 +56,40 @@ pub fn sgd_step(cfg: &SgdConfig, params: &mut [f32], grads: &[f32], velocity: &m
             });
         return;
     }
+    momentum_step::<false>("sgd_step", cfg, params, grads, velocity);
+}
+
+/// One SGD step with Nesterov momentum (PyTorch's `SGD(nesterov=True)`): as [`sgd_step`]
+/// with momentum, but stepping along `d + μ·v` instead of `v`: `d = g + weight_decay · w`;
+/// `v = μ·v + d`; `w = w − lr · (d + μ·v)`. (PyTorch's first step sets `v = d`, which
+/// `μ·0 + d` is exactly.) `params`, `grads` and `velocity` have the same length.
+pub fn sgd_nesterov_step(cfg: &SgdConfig, params: &mut [f32], grads: &[f32], velocity: &mut [f32]) {
+    assert!(
+        params.len() == grads.len(),
+        "sgd_nesterov_step: params has {} values, grads has {}",
+        params.len(),
+        grads.len()
+    );
+    momentum_step::<true>("sgd_nesterov_step", cfg, params, grads, velocity);
+}
+
+/// The momentum update of [`sgd_step`] (`NESTEROV` false: step along `v`) and
+/// [`sgd_nesterov_step`] (true: along `d + μ·v`), element-wise in blocks of [`BLOCK`].
+fn momentum_step<const NESTEROV: bool>(
+    name: &str,
+    cfg: &SgdConfig,
+    params: &mut [f32],
+    grads: &[f32],
+    velocity: &mut [f32],
+) {
+    let SgdConfig {
+        lr,
+        momentum,
+        weight_decay: wd,
+    } = *cfg;
     assert!(
         velocity.len() == params.len(),
-        "sgd_step: velocity has {} values, params has {} (momentum {momentum})",
+        "{name}: velocity has {} values, params has {} (momentum {momentum})",
         velocity.len(),
         params.len()
     );
@@ -76,7 +107,8 @@ pub fn sgd_step(cfg: &SgdConfig, params: &mut [f32], grads: &[f32], velocity: &m
                 let d = w.mul_add(wdv, load(gv));
                 let nv = load(vv).mul_add(mv, d);
                 store(vv, nv);
-                store(pv, nv.mul_add(lrv, w));
+                let step = if NESTEROV { nv.mul_add(mv, d) } else { nv };
+                store(pv, step.mul_add(lrv, w));
             }
             for ((pv, &gv), vv) in pc
                 .into_remainder()
@@ -86,7 +118,8 @@ pub fn sgd_step(cfg: &SgdConfig, params: &mut [f32], grads: &[f32], velocity: &m
             {
                 let d = fma(*pv, wd, gv);
                 *vv = fma(*vv, momentum, d);
-                *pv = fma(*vv, -lr, *pv);
+                let step = if NESTEROV { fma(*vv, momentum, d) } else { *vv };
+                *pv = fma(step, -lr, *pv);
             }
         });
 }

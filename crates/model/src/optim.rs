@@ -3,7 +3,7 @@
 //!
 //! - SGD (`petal_kernels::sgd`): `d = g + wd·w; v = μ·v + d; w −= lr·v`, per parameter
 //!   with its `velocity`.
-//! - SGD with Nesterov momentum (`petal_kernels::nesterov`): the same velocity, then
+//! - SGD with Nesterov momentum (`petal_kernels::sgd_nesterov_step`): the same velocity, then
 //!   `w −= lr·(d + μ·v)`.
 //! - AdamW (`petal_kernels::adamw`): `w ·= 1 − lr·wd; m = β1·m + (1−β1)·g;
 //!   v = β2·v + (1−β2)·g²; w −= lr·m̂/(√v̂ + eps)` with `m̂ = m/(1−β1ᵗ)`, `v̂ = v/(1−β2ᵗ)`,
