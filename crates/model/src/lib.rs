@@ -50,6 +50,7 @@ pub mod network;
 pub mod optim;
 pub mod optim_state;
 mod plan;
+pub mod shard;
 pub mod spec;
 mod step;
 
@@ -60,4 +61,5 @@ pub use layer::{BatchNorm, InputShape, Layer, Param, Shape};
 pub use network::{Network, StepStats};
 pub use optim::{AdamWConfig, Optimizer, OptimizerKind, SgdConfig, TrainConfig};
 pub use optim_state::{load_optimizer_state, save_optimizer_state};
+pub use shard::{Collective, Shard};
 pub use spec::{format_spec, parse_spec, LayerSpec};

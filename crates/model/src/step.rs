@@ -11,11 +11,11 @@
 //! then, for `j = m … 1`, `bⱼ`'s input gradient and back to `bⱼ₋₁`'s backward sums. The
 //! sums are added over the chunks in chunk order, so results do not depend on threads.
 
-use crate::buffers::{Buffers, Chunk, LayerGrads};
+use crate::buffers::{Chunk, LayerGrads};
 use crate::layer::{BatchNorm, Layer, BN_EPS, BN_MOMENTUM};
 use crate::plan::{Dx, LayerPlan, Plan, CHUNK};
+use crate::shard::{subtrees, tree_sum, Collective, LeafNodes, Leaves, Shard, ShardWork};
 use petal_kernels as k;
-use rayon::prelude::*;
 use std::ops::Range;
 
 /// Per batch norm, the statistics of the current batch (training) or the running ones
@@ -63,28 +63,36 @@ impl BnWork {
     }
 }
 
+/// A batch norm's per-chunk partial sums: chunk `i`'s `2c` values at
+/// `data[i·stride + at..]`, for every chunk of the batch in order.
+pub(crate) struct BnSums<'a> {
+    pub data: &'a [f64],
+    pub stride: usize,
+    pub at: usize,
+}
+
+impl BnSums<'_> {
+    /// The sums of values `ch` and `c + ch` over the batch's chunks, in chunk order.
+    fn total(&self, batch: usize, c: usize, ch: usize) -> (f64, f64) {
+        let mut sums = (0.0f64, 0.0f64);
+        for chunk in self.data.chunks_exact(self.stride).take(batch.div_ceil(CHUNK)) {
+            sums.0 += chunk[self.at + ch];
+            sums.1 += chunk[self.at + c + ch];
+        }
+        sums
+    }
+}
+
 /// After the forward sums of batch norm `bn` (its chunks' Σx, Σx² in `stats`): the batch's
 /// mean and biased variance into `work`, and the running statistics updated with the
 /// unbiased variance (PyTorch's rule). `batch` samples.
-pub(crate) fn finish_bn_forward(
-    bn: &mut BatchNorm,
-    work: &mut BnWork,
-    stats: &[f64],
-    plan: &Plan,
-    j: usize,
-    batch: usize,
-) {
+pub(crate) fn finish_bn_forward(bn: &mut BatchNorm, work: &mut BnWork, stats: &BnSums<'_>, batch: usize) {
     let c = bn.c;
-    let mut sums = [0.0f64; 2];
     let n = (batch * bn.hw) as f64;
     let m = BN_MOMENTUM;
     for ch in 0..c {
-        sums.fill(0.0);
-        for chunk in stats.chunks_exact(plan.stats_len).take(batch.div_ceil(CHUNK)) {
-            let at = plan.stats_offsets[j];
-            sums[0] += chunk[at + ch];
-            sums[1] += chunk[at + c + ch];
-        }
+        let (s0, s1) = stats.total(batch, c, ch);
+        let sums = [s0, s1];
         let mean = sums[0] / n;
         let var = (sums[1] / n - mean * mean).max(0.0);
         work.set(bn, ch, mean, 1.0 / (var + BN_EPS).sqrt());
@@ -97,23 +105,11 @@ pub(crate) fn finish_bn_forward(
 
 /// After the backward sums of batch norm `bn` (its chunks' Σdy, Σdy·x̂): `dβ = Σdy`,
 /// `dγ = Σdy·x̂` and their means over the batch's `n` values per channel into `work`.
-pub(crate) fn finish_bn_backward(
-    bn: &mut BatchNorm,
-    work: &mut BnWork,
-    stats: &[f64],
-    plan: &Plan,
-    j: usize,
-    batch: usize,
-) {
+pub(crate) fn finish_bn_backward(bn: &mut BatchNorm, work: &mut BnWork, stats: &BnSums<'_>, batch: usize) {
     let c = bn.c;
     let n = (batch * bn.hw) as f64;
     for ch in 0..c {
-        let (mut sdy, mut sdyx) = (0.0f64, 0.0f64);
-        for chunk in stats.chunks_exact(plan.stats_len).take(batch.div_ceil(CHUNK)) {
-            let at = plan.stats_offsets[j];
-            sdy += chunk[at + ch];
-            sdyx += chunk[at + c + ch];
-        }
+        let (sdy, sdyx) = stats.total(batch, c, ch);
         bn.bias.grad[ch] = sdy as f32;
         bn.weight.grad[ch] = sdyx as f32;
         work.mean_dy[ch] = (sdy / n) as f32;
@@ -138,6 +134,9 @@ pub(crate) struct ChunkStep<'a> {
     pub seed: u64,
     /// Label smoothing ε of the loss (0: one-hot targets).
     pub label_smoothing: f32,
+    /// Index in the global batch of this process's first sample (a shard's; keys the
+    /// dropout masks by global sample index).
+    pub sample_offset: usize,
     /// In inference, per layer, a convolution's weights and bias with the batch norm after
     /// it folded in (`LayerPlan::fold_into`); empty in training.
     pub folded: &'a [Option<(Vec<f32>, Vec<f32>)>],
@@ -233,7 +232,7 @@ impl ChunkStep<'_> {
                     k::batch_norm_apply(&s, input, &w.scale, &w.shift, p.relu_after, out);
                 }
                 Layer::Dropout { p: prob } if self.train => {
-                    let first = (c.first * p.in_len) as u64;
+                    let first = ((self.sample_offset + c.first) * p.in_len) as u64;
                     k::dropout_forward(dropout_seed(self.seed, i), dropout_p(*prob), first, input, out);
                 }
                 Layer::Dropout { .. } => out.copy_from_slice(input),
@@ -428,7 +427,7 @@ impl ChunkStep<'_> {
                 }
                 Layer::Dropout { p: prob } => {
                     if let Some(dx) = dx {
-                        let first = (c.first * p.in_len) as u64;
+                        let first = ((self.sample_offset + c.first) * p.in_len) as u64;
                         k::dropout_backward(dropout_seed(self.seed, i), dropout_p(*prob), first, dy, dx);
                     }
                 }
@@ -437,9 +436,14 @@ impl ChunkStep<'_> {
                         k::relu_backward(y, dy, dx);
                     }
                 }
-                Layer::Dense { shape, weight, .. } => {
+                Layer::Dense { shape, weight, bias } => {
+                    let s = k::DenseShape { batch: n, ..*shape };
+                    let (wl, at) = (weight.value.len(), p.part_offset);
+                    let bl = bias.as_ref().map_or(0, |b| b.value.len());
+                    let (gw, gb) = c.part[at..at + wl + bl].split_at_mut(wl);
+                    k::dense_backward_weights(&s, input, dy, gw, bias.as_ref().map(|_| gb));
                     if let Some(dx) = dx {
-                        k::dense_backward_input(&k::DenseShape { batch: n, ..*shape }, &weight.value, dy, dx);
+                        k::dense_backward_input(&s, &weight.value, dy, dx);
                     }
                 }
                 Layer::BatchNorm(_) => unreachable!("batch norms run between the ranges"),
@@ -477,62 +481,69 @@ fn dropout_p(p: u32) -> f32 {
     crate::spec::LayerSpec::dropout_p(p)
 }
 
-/// After the chunks of a training step on `x` (`batch` samples): sums the convolutions'
-/// per-chunk gradients in chunk order into their parameters, and computes the dense
-/// layers' weight gradients over the whole batch.
+/// After the chunks of a training step: the batch's gradient of every convolution and
+/// dense layer, the sum of the chunks' partial gradients (`parts`, this process's chunks
+/// of `shard`) over the fixed summation tree (`shard.rs`), gathered from the other
+/// processes through `comm` when there are any; copied into the parameters' `grad`.
 pub(crate) fn reduce_gradients(
     layers: &mut [Layer],
     plan: &Plan,
-    bufs: &mut Buffers,
-    x: &[f32],
-    batch: usize,
+    parts: &[f32],
+    shard: Shard,
+    comm: Option<&dyn Collective>,
+    work: &mut ShardWork,
 ) {
-    const BLOCK: usize = 4096;
-    let chunks = batch.div_ceil(CHUNK);
-    let Buffers {
-        layers: kept, parts, ..
-    } = bufs;
     let pl = plan.part_len;
-    let (first, rest) = parts[..chunks * pl].split_at_mut(pl);
-    let rest = &*rest;
-    first.par_chunks_mut(BLOCK).enumerate().for_each(|(b, sum)| {
-        for c in 0..chunks - 1 {
-            let at = c * pl + b * BLOCK;
-            k::simd::add_assign(sum, &rest[at..at + sum.len()]);
+    let n = shard.batch.div_ceil(CHUNK);
+    let chunks = Leaves {
+        data: parts,
+        len: pl,
+        nodes: LeafNodes::Chunks { first: shard.first },
+    };
+    work.grad_sum.resize(pl, 0.0);
+    match comm.filter(|c| c.ranks() > 1) {
+        None => tree_sum(&chunks, 0..n, &mut work.grad_sum),
+        Some(comm) => {
+            // This process's largest subtrees, summed; then every process's, gathered.
+            let ShardWork {
+                nodes,
+                counts,
+                send,
+                recv,
+                grad_sum,
+                ..
+            } = work;
+            nodes.clear();
+            counts.clear();
+            for r in 0..comm.ranks() {
+                let before = nodes.len();
+                subtrees(n, Shard::split(shard.batch, comm.ranks(), r).chunks(), nodes);
+                counts.push((nodes.len() - before) * pl);
+            }
+            let mine = counts[..comm.rank()].iter().sum::<usize>() / pl;
+            let own = counts[comm.rank()] / pl;
+            send.resize(own * pl, 0.0);
+            for (node, out) in nodes[mine..mine + own].iter().zip(send.chunks_exact_mut(pl)) {
+                tree_sum(&chunks, node.clone(), out);
+            }
+            recv.resize(nodes.len() * pl, 0.0);
+            comm.all_gather_f32(send, counts, recv);
+            let gathered = Leaves {
+                data: recv,
+                len: pl,
+                nodes: LeafNodes::Nodes(nodes),
+            };
+            tree_sum(&gathered, 0..n, grad_sum);
         }
-    });
+    }
     for (layer, p) in layers.iter_mut().zip(&plan.layers) {
-        match layer {
-            Layer::Conv2d { weight, bias, .. } => {
-                let mut at = p.part_offset;
-                for param in std::iter::once(weight).chain(bias.as_mut()) {
-                    let n = param.grad.len();
-                    param.grad.copy_from_slice(&first[at..at + n]);
-                    at += n;
-                }
+        if let Layer::Conv2d { weight, bias, .. } | Layer::Dense { weight, bias, .. } = layer {
+            let mut at = p.part_offset;
+            for param in std::iter::once(weight).chain(bias.as_mut()) {
+                let len = param.grad.len();
+                param.grad.copy_from_slice(&work.grad_sum[at..at + len]);
+                at += len;
             }
-            Layer::Dense { shape, weight, bias } => {
-                let s = k::DenseShape { batch, ..*shape };
-                let input: &[f32] = match p.input {
-                    Some(j) => &kept.outs[j][..batch * shape.inputs],
-                    None => x,
-                };
-                let slot = p.slot.expect("a dense layer has a buffer");
-                // A dense layer's gradient buffer is its own (never shared: read here), so
-                // its rows are contiguous `[batch, outputs]`.
-                debug_assert_eq!(
-                    plan.layers[slot].grad_buf.map(|g| plan.grad_bufs[g]),
-                    Some(shape.outputs)
-                );
-                k::dense_backward_weights(
-                    &s,
-                    input,
-                    &kept.grad(slot)[..batch * shape.outputs],
-                    &mut weight.grad,
-                    bias.as_mut().map(|b| &mut b.grad[..]),
-                );
-            }
-            _ => {}
         }
     }
 }

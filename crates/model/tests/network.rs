@@ -5,6 +5,7 @@ mod common;
 
 use common::shape;
 use petal_kernels::SgdConfig;
+use petal_model::network::CHUNK;
 use petal_model::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -455,9 +456,18 @@ fn layer_by_layer(net: &Network, x: &[f32], labels: &[usize]) -> (f32, Vec<f32>,
             Layer::Conv2d { shape, weight, bias } => {
                 let s = k::Conv2dShape { batch, ..*shape };
                 let mut scratch = vec![0.0; s.scratch_len()];
-                let mut gw = vec![0.0; weight.value.len()];
-                let mut gb = bias.as_ref().map(|b| vec![0.0; b.value.len()]);
-                k::conv2d_backward_weights(&s, input, &dy, &mut gw, gb.as_deref_mut(), &mut scratch);
+                let (gw, gb) = chunk_tree(
+                    batch,
+                    input,
+                    &dy,
+                    weight.value.len(),
+                    bias.as_ref().map(|b| b.value.len()),
+                    |n, x, dy, gw, gb| {
+                        let s = k::Conv2dShape { batch: n, ..*shape };
+                        let mut scratch = vec![0.0; s.scratch_len()];
+                        k::conv2d_backward_weights(&s, x, dy, gw, gb, &mut scratch);
+                    },
+                );
                 k::conv2d_backward_input(&s, &weight.value, &dy, &mut dx, &mut scratch);
                 grads.extend(gb);
                 grads.push(gw);
@@ -470,17 +480,17 @@ fn layer_by_layer(net: &Network, x: &[f32], labels: &[usize]) -> (f32, Vec<f32>,
             Layer::Flatten => dx.copy_from_slice(&dy),
             Layer::Dense { shape, weight, bias } => {
                 let s = k::DenseShape { batch, ..*shape };
-                let mut gw = vec![0.0; weight.value.len()];
-                let mut gb = bias.as_ref().map(|b| vec![0.0; b.value.len()]);
-                k::dense_backward(
-                    &s,
+                let (gw, gb) = chunk_tree(
+                    batch,
                     input,
-                    &weight.value,
                     &dy,
-                    &mut gw,
-                    gb.as_deref_mut(),
-                    Some(&mut dx),
+                    weight.value.len(),
+                    bias.as_ref().map(|b| b.value.len()),
+                    |n, x, dy, gw, gb| {
+                        k::dense_backward_weights(&k::DenseShape { batch: n, ..*shape }, x, dy, gw, gb);
+                    },
                 );
+                k::dense_backward_input(&s, &weight.value, &dy, &mut dx);
                 grads.extend(gb);
                 grads.push(gw);
             }
@@ -490,6 +500,52 @@ fn layer_by_layer(net: &Network, x: &[f32], labels: &[usize]) -> (f32, Vec<f32>,
     }
     grads.reverse();
     (loss, probs, grads, dy)
+}
+
+/// A layer's weight (and bias) gradient as the network defines it: the kernel run on each
+/// chunk of `CHUNK` images (`grads(n, x, dy, gw, gb)`), the chunks' gradients summed over
+/// the pairwise tree (`[lo, hi)` = `[lo, mid)` + `[mid, hi)`, `mid = lo + (hi - lo) / 2`).
+#[allow(clippy::type_complexity)]
+fn chunk_tree(
+    batch: usize,
+    x: &[f32],
+    dy: &[f32],
+    wl: usize,
+    bl: Option<usize>,
+    grads: impl Fn(usize, &[f32], &[f32], &mut [f32], Option<&mut [f32]>),
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    let (xl, dl) = (x.len() / batch, dy.len() / batch);
+    let chunk = |c: usize| {
+        let rows = c * CHUNK..((c + 1) * CHUNK).min(batch);
+        let mut gw = vec![0.0; wl];
+        let mut gb = bl.map(|n| vec![0.0; n]);
+        grads(
+            rows.len(),
+            &x[rows.start * xl..rows.end * xl],
+            &dy[rows.start * dl..rows.end * dl],
+            &mut gw,
+            gb.as_deref_mut(),
+        );
+        (gw, gb)
+    };
+    fn tree(
+        lo: usize,
+        hi: usize,
+        chunk: &dyn Fn(usize) -> (Vec<f32>, Option<Vec<f32>>),
+    ) -> (Vec<f32>, Option<Vec<f32>>) {
+        if hi - lo == 1 {
+            return chunk(lo);
+        }
+        let m = lo + (hi - lo) / 2;
+        let (mut a, mut ab) = tree(lo, m, chunk);
+        let (b, bb) = tree(m, hi, chunk);
+        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+        if let (Some(ab), Some(bb)) = (ab.as_mut(), bb) {
+            ab.iter_mut().zip(&bb).for_each(|(a, b)| *a += b);
+        }
+        (a, ab)
+    }
+    tree(0, batch.div_ceil(CHUNK), &chunk)
 }
 
 #[test]

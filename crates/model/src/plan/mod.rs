@@ -83,7 +83,8 @@ pub(crate) struct LayerPlan {
     /// How backward writes the gradient of the input (and of `input2`) when it is computed.
     pub dx: Dx,
     pub dx2: Dx,
-    /// Offset of a convolution's weight (then bias) gradient in a chunk's partial sums.
+    /// Offset of a convolution's or dense layer's weight (then bias) gradient in a
+    /// chunk's partial gradients.
     pub part_offset: usize,
     /// A batch norm's index among the network's batch norms.
     pub bn: Option<usize>,
@@ -106,7 +107,7 @@ pub(crate) struct Plan {
     pub input_len: usize,
     /// Convolution scratch per arena (the largest layer's, for `CHUNK` images).
     pub scratch_len: usize,
-    /// Values of one chunk's partial convolution gradients (at least 1, so the per-chunk
+    /// Values of one chunk's partial convolution and dense gradients (at least 1, so the per-chunk
     /// splits are never empty).
     pub part_len: usize,
     /// The batch norms' layer indices, in order.
@@ -277,7 +278,7 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
             fold_into: None,
             folded: false,
         });
-        if let Layer::Conv2d { .. } = layer {
+        if let Layer::Conv2d { .. } | Layer::Dense { .. } = layer {
             part_offset += layer.params().map(|p| p.value.len()).sum::<usize>();
         }
     }
@@ -305,20 +306,11 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
             dx_tmp_len = dx_tmp_len.max(plans[i].in_len);
         }
     }
-    // Batch buffers for what outlives a chunk's task: a dense layer's input and output,
-    // and the logits.
-    for i in 0..n {
-        if let Layer::Dense { .. } = layers[i] {
-            plans[i].storage = Storage::Batch;
-            if let Some(j) = plans[i].input {
-                plans[j].storage = Storage::Batch;
-            }
-        }
-    }
+    // Batch buffers for what outlives a chunk's task: the logits.
     if let Some(j) = plans.last().and_then(|l| l.slot) {
         plans[j].storage = Storage::Batch;
     }
-    let grad_bufs = share_gradients(layers, &mut plans);
+    let grad_bufs = share_gradients(&mut plans);
     for j in 1..n {
         let conv = j - 1;
         let only = readers[conv] == 1 && inputs[j].0 == Some(conv);
@@ -357,11 +349,10 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
 /// Assigns the gradients of the layers stored in batch buffers to shared buffers; returns
 /// each buffer's values per sample. Layer `i`'s gradient is live from the backward of its
 /// last reader `L` (which writes it first, backward running last to first) to its own: the
-/// interval `[i, L]` of layer indices; a dense layer's stays live to the end (its weight
-/// gradient is computed after the step). Two gradients share a buffer when their intervals
+/// interval `[i, L]` of layer indices. Two gradients share a buffer when their intervals
 /// are disjoint; buffers are handed out greedily in backward order, the smallest free one
 /// large enough first.
-fn share_gradients(layers: &[Layer], plans: &mut [LayerPlan]) -> Vec<usize> {
+fn share_gradients(plans: &mut [LayerPlan]) -> Vec<usize> {
     let n = plans.len();
     let mut last = (0..n).collect::<Vec<_>>();
     for (j, p) in plans.iter().enumerate().filter(|(_, p)| p.runs) {
@@ -373,15 +364,10 @@ fn share_gradients(layers: &[Layer], plans: &mut [LayerPlan]) -> Vec<usize> {
     if let Some(j) = plans.last().and_then(|l| l.slot) {
         last[j] = last[j].max(n);
     }
-    for (i, l) in layers.iter().enumerate() {
-        if matches!(l, Layer::Dense { .. }) {
-            last[i] = usize::MAX;
-        }
-    }
     let mut order: Vec<usize> = (0..n).filter(|&i| plans[i].storage == Storage::Batch).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(last[i]));
     // Per buffer: values per sample, and while in use, the layer after whose backward it
-    // is free (None: free; a dense layer's: never, its gradient being read after the step).
+    // is free (None: free).
     let mut bufs: Vec<(usize, Option<usize>)> = Vec::new();
     for i in order {
         for b in bufs.iter_mut() {
@@ -390,7 +376,6 @@ fn share_gradients(layers: &[Layer], plans: &mut [LayerPlan]) -> Vec<usize> {
                 b.1 = None;
             }
         }
-        let until = if last[i] == usize::MAX { 0 } else { i };
         let need = plans[i].out_len;
         let free = |b: &&mut (usize, Option<usize>)| b.1.is_none();
         let pick = bufs
@@ -407,7 +392,7 @@ fn share_gradients(layers: &[Layer], plans: &mut [LayerPlan]) -> Vec<usize> {
             bufs.push((0, None));
             bufs.len() - 1
         });
-        bufs[k] = (bufs[k].0.max(need), Some(until));
+        bufs[k] = (bufs[k].0.max(need), Some(i));
         plans[i].grad_buf = Some(k);
     }
     bufs.into_iter().map(|(len, _)| len).collect()

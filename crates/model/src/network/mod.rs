@@ -5,17 +5,21 @@
 use crate::buffers::Buffers;
 use crate::error::ModelError;
 use crate::layer::{Layer, Param, Shape};
-use crate::optim::{OptimizerKind, TrainConfig};
+use crate::optim::OptimizerKind;
 use crate::plan::Plan;
+use crate::shard::{Shard, ShardWork};
 use crate::spec::{format_spec, parse_spec, LayerSpec};
-use crate::step::{finish_bn_backward, finish_bn_forward, reduce_gradients, BnWork, ChunkStep};
+use crate::step::BnWork;
 use petal_kernels as k;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use training::{count_correct, on_pool};
 
 pub use crate::layer::InputShape;
 pub use crate::limits::{MAX_ACTIVATIONS_PER_SAMPLE, MAX_PARAMS};
 pub use crate::plan::CHUNK;
+
+mod training;
 
 /// Loss and correct predictions of one training batch.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -46,6 +50,8 @@ pub struct Network {
     pub(crate) input_grad: bool,
     /// Per batch norm, the statistics its chunk tasks use.
     bn_work: Vec<BnWork>,
+    /// Buffers of the gradient's reduction (and the exchange between processes).
+    shard_work: ShardWork,
     /// Per layer, inference's convolution weights and bias with a batch norm folded in.
     folded: Vec<Option<(Vec<f32>, Vec<f32>)>>,
     /// Dropout masks: the seed of the run and the training steps taken, which key each
@@ -130,6 +136,7 @@ impl Network {
             .collect();
         Ok(Network {
             bn_work,
+            shard_work: ShardWork::default(),
             folded: Vec::new(),
             seed: 0,
             steps: 0,
@@ -300,97 +307,7 @@ impl Network {
         }
         crate::step::fold_batch_norms(&self.layers, &self.plan, &self.bn_work, &mut self.folded);
         let n = self.layers.len();
-        self.region(x, batch, None, |step, c| step.forward(c, 0..n));
-    }
-
-    /// One parallel region: `task` once per [`CHUNK`] images of `x` (`batch` samples,
-    /// buffers sized for them), with `labels` in training.
-    fn region<F>(&mut self, x: &[f32], batch: usize, labels: Option<&[usize]>, task: F)
-    where
-        F: Fn(&ChunkStep<'_>, &mut crate::buffers::Chunk<'_>) + Sync,
-    {
-        let Network {
-            layers,
-            plan,
-            bufs,
-            bn_work,
-            folded,
-            input_grad,
-            last_step_seed,
-            label_smoothing,
-            ..
-        } = self;
-        let step = ChunkStep {
-            layers,
-            plan,
-            bn: bn_work,
-            folded: if labels.is_some() { &[] } else { folded },
-            input_grad: *input_grad,
-            grad_scale: 1.0 / batch as f32,
-            train: labels.is_some(),
-            seed: *last_step_seed,
-            label_smoothing: *label_smoothing,
-        };
-        bufs.for_each_chunk(plan, x, labels, |mut c| task(&step, &mut c));
-    }
-
-    /// A training pass over `x` (`batch` samples) with `labels`: forward, loss and backward
-    /// through every layer, in one parallel region without batch norms, else in `2m + 1`
-    /// regions with each batch norm's statistics between them (`step.rs`).
-    fn run_training(&mut self, x: &[f32], batch: usize, labels: &[usize]) {
-        let n = self.layers.len();
-        let m = self.plan.bns.len();
-        if m == 0 {
-            self.region(x, batch, Some(labels), |step, c| {
-                step.forward(c, 0..n);
-                step.loss(c);
-                step.backward(c, 0..n);
-            });
-            return;
-        }
-        let mut lo = 0;
-        for j in 0..m {
-            let b = self.plan.bns[j];
-            self.region(x, batch, Some(labels), |step, c| {
-                step.forward(c, lo..b);
-                step.bn_sums(c, j);
-            });
-            self.finish_bn(j, batch, true);
-            lo = b;
-        }
-        self.region(x, batch, Some(labels), |step, c| {
-            step.forward(c, lo..n);
-            step.loss(c);
-            step.backward(c, lo + 1..n);
-            step.bn_backward_sums(c, m - 1);
-        });
-        for j in (0..m).rev() {
-            self.finish_bn(j, batch, false);
-            let (lo, hi) = (if j > 0 { self.plan.bns[j - 1] + 1 } else { 0 }, self.plan.bns[j]);
-            self.region(x, batch, Some(labels), |step, c| {
-                step.bn_backward_input(c, j);
-                step.backward(c, lo..hi);
-                if j > 0 {
-                    step.bn_backward_sums(c, j - 1);
-                }
-            });
-        }
-    }
-
-    /// Batch norm `j`'s statistics over the batch, from its chunks' sums: forward (mean,
-    /// variance, running statistics) or backward (dγ, dβ and the means of the input
-    /// gradient).
-    fn finish_bn(&mut self, j: usize, batch: usize, forward: bool) {
-        let i = self.plan.bns[j];
-        let Layer::BatchNorm(bn) = &mut self.layers[i] else {
-            unreachable!("plan.bns lists batch norms")
-        };
-        let (work, stats) = (&mut self.bn_work[j], &self.bufs.stats);
-        if forward {
-            finish_bn_forward(bn, work, stats, &self.plan, j, batch);
-        } else {
-            finish_bn_backward(bn, work, stats, &self.plan, j, batch);
-        }
+        self.region(x, Shard::whole(batch), None, |step, c| step.forward(c, 0..n));
     }
 
     /// The logits of the last forward pass (training or inference), `[batch, classes]`.
@@ -404,70 +321,6 @@ impl Network {
     /// The class probabilities of the last forward pass, `[batch, classes]`.
     pub fn probs(&self) -> &[f32] {
         &self.bufs.probs[..self.last_batch * self.classes()]
-    }
-
-    /// Per-sample losses of the last [`Network::forward_backward`], `[batch]`.
-    pub fn losses(&self) -> &[f32] {
-        &self.bufs.losses[..self.last_train_batch.min(self.bufs.losses.len())]
-    }
-
-    /// Forward and backward over one batch: `x` is `[batch, c, h, w]`, `labels` `[batch]`.
-    /// Fills every parameter's `grad` with the gradient of the mean softmax cross-entropy
-    /// and returns that mean loss. The first trainable layer computes no input gradient
-    /// (unless [`Network::set_input_grad`] is on).
-    pub fn forward_backward(&mut self, x: &[f32], labels: &[usize]) -> Result<f32, ModelError> {
-        on_pool(|| self.forward_backward_here(x, labels))
-    }
-
-    fn forward_backward_here(&mut self, x: &[f32], labels: &[usize]) -> Result<f32, ModelError> {
-        let batch = self.batch_of(x)?;
-        self.check_labels(batch, labels)?;
-        self.check_batch_norm_batch(batch)?;
-        self.bufs.ensure(&self.plan, batch, self.input_grad);
-        self.last_batch = batch;
-        self.last_train_batch = batch;
-        self.last_step_seed = crate::step::dropout_seed(self.seed, self.steps as usize);
-        self.steps += 1;
-        self.run_training(x, batch, labels);
-        reduce_gradients(&mut self.layers, &self.plan, &mut self.bufs, x, batch);
-        Ok(k::mean_loss(&self.bufs.losses[..batch]))
-    }
-
-    /// Forward, backward and SGD step on one batch; returns its loss and correct count.
-    /// ([`Network::train_step_with`] with this SGD and no label smoothing.)
-    pub fn train_step(
-        &mut self,
-        x: &[f32],
-        labels: &[usize],
-        cfg: &k::SgdConfig,
-    ) -> Result<StepStats, ModelError> {
-        self.train_step_with(x, labels, &TrainConfig::from(*cfg))
-    }
-
-    /// Forward, backward (with `cfg`'s label smoothing) and a step of `cfg`'s optimizer on
-    /// one batch; returns its loss (label-smoothed when ε > 0) and correct count.
-    pub fn train_step_with(
-        &mut self,
-        x: &[f32],
-        labels: &[usize],
-        cfg: &TrainConfig,
-    ) -> Result<StepStats, ModelError> {
-        self.label_smoothing = cfg.label_smoothing;
-        let opt = cfg.optimizer;
-        on_pool(|| {
-            let loss = self.forward_backward_here(x, labels)?;
-            let correct = count_correct(
-                &self.bufs.probs[..labels.len() * self.classes()],
-                labels,
-                self.classes(),
-            );
-            self.optimizer_step(&opt);
-            Ok(StepStats {
-                loss,
-                correct,
-                batch: labels.len(),
-            })
-        })
     }
 
     /// Class probabilities `[batch, classes]` of the samples in `x` (`[batch, c, h, w]`).
@@ -506,22 +359,6 @@ impl Network {
             correct: count_correct(probs, labels, classes),
             batch,
         })
-    }
-
-    /// A batch norm in training needs more than one value per channel (its unbiased
-    /// variance divides by `n − 1`): PyTorch refuses the same.
-    fn check_batch_norm_batch(&self, batch: usize) -> Result<(), ModelError> {
-        for &i in &self.plan.bns {
-            if let Layer::BatchNorm(bn) = &self.layers[i] {
-                if batch * bn.hw < 2 {
-                    return Err(ModelError::BatchNormBatch {
-                        layer: bn.prefix.clone(),
-                        values: batch * bn.hw,
-                    });
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Values per sample the training buffers hold: the outputs kept for backward (batch
@@ -573,27 +410,4 @@ impl Network {
         }
         Ok(())
     }
-}
-
-/// Runs `f` on a thread of rayon's current pool. Called from outside the pool (a plain
-/// `main`), every parallel loop of a step would otherwise be handed to the pool and waited
-/// for separately (a thread wake-up per kernel call: a third of seednet's step time when
-/// measured); this hands over the whole step once. On a pool thread it runs `f` inline.
-fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| f())
-}
-
-fn count_correct(probs: &[f32], labels: &[usize], classes: usize) -> usize {
-    probs
-        .chunks_exact(classes)
-        .zip(labels)
-        .filter(|(p, &c)| {
-            // A row with a NaN (a diverged network) counts as wrong, not as class 0.
-            let best = p
-                .iter()
-                .enumerate()
-                .fold(0, |b, (i, &v)| if v > p[b] { i } else { b });
-            best == c && !p.iter().any(|v| v.is_nan())
-        })
-        .count()
 }

@@ -1,0 +1,319 @@
+//! A training step: forward, loss, backward in parallel regions over chunks
+//! ([`CHUNK`](crate::plan::CHUNK) images) of the batch,
+//! the batch norms' statistics between them, and the gradient's reduction; on one process
+//! or on one shard of a batch split over several ([`Network::train_step_shard`]).
+
+use super::{Network, StepStats};
+use crate::error::ModelError;
+use crate::layer::Layer;
+use crate::optim::TrainConfig;
+use crate::shard::{Collective, Shard};
+use crate::step::{finish_bn_backward, finish_bn_forward, reduce_gradients, BnSums, ChunkStep};
+use petal_kernels as k;
+
+impl Network {
+    /// One parallel region: `task` once per [`CHUNK`] images of `x` (this process's
+    /// samples of `shard`, buffers sized for them), with `labels` in training.
+    pub(super) fn region<F>(&mut self, x: &[f32], shard: Shard, labels: Option<&[usize]>, task: F)
+    where
+        F: Fn(&ChunkStep<'_>, &mut crate::buffers::Chunk<'_>) + Sync,
+    {
+        if x.is_empty() {
+            return; // a shard with no chunk of this batch
+        }
+        let Network {
+            layers,
+            plan,
+            bufs,
+            bn_work,
+            folded,
+            input_grad,
+            last_step_seed,
+            label_smoothing,
+            ..
+        } = self;
+        let step = ChunkStep {
+            layers,
+            plan,
+            bn: bn_work,
+            folded: if labels.is_some() { &[] } else { folded },
+            input_grad: *input_grad,
+            grad_scale: 1.0 / shard.batch as f32,
+            train: labels.is_some(),
+            seed: *last_step_seed,
+            label_smoothing: *label_smoothing,
+            sample_offset: shard.samples().start,
+        };
+        bufs.for_each_chunk(plan, x, labels, |mut c| task(&step, &mut c));
+    }
+
+    /// A training pass over `x` (this process's samples of `shard`) with `labels`:
+    /// forward, loss and backward through every layer, in one parallel region without
+    /// batch norms, else in `2m + 1` regions with each batch norm's statistics (over the
+    /// whole batch, gathered through `comm`) between them (`step.rs`).
+    fn run_training(&mut self, x: &[f32], shard: Shard, labels: &[usize], comm: Option<&dyn Collective>) {
+        let n = self.layers.len();
+        let m = self.plan.bns.len();
+        if m == 0 {
+            self.region(x, shard, Some(labels), |step, c| {
+                step.forward(c, 0..n);
+                step.loss(c);
+                step.backward(c, 0..n);
+            });
+            return;
+        }
+        let mut lo = 0;
+        for j in 0..m {
+            let b = self.plan.bns[j];
+            self.region(x, shard, Some(labels), |step, c| {
+                step.forward(c, lo..b);
+                step.bn_sums(c, j);
+            });
+            self.finish_bn(j, shard, comm, true);
+            lo = b;
+        }
+        self.region(x, shard, Some(labels), |step, c| {
+            step.forward(c, lo..n);
+            step.loss(c);
+            step.backward(c, lo + 1..n);
+            step.bn_backward_sums(c, m - 1);
+        });
+        for j in (0..m).rev() {
+            self.finish_bn(j, shard, comm, false);
+            let (lo, hi) = (if j > 0 { self.plan.bns[j - 1] + 1 } else { 0 }, self.plan.bns[j]);
+            self.region(x, shard, Some(labels), |step, c| {
+                step.bn_backward_input(c, j);
+                step.backward(c, lo..hi);
+                if j > 0 {
+                    step.bn_backward_sums(c, j - 1);
+                }
+            });
+        }
+    }
+
+    /// Batch norm `j`'s statistics over the batch, from its chunks' sums (every chunk's,
+    /// gathered through `comm` when the batch is split): forward (mean, variance, running
+    /// statistics) or backward (dγ, dβ and the means of the input gradient).
+    fn finish_bn(&mut self, j: usize, shard: Shard, comm: Option<&dyn Collective>, forward: bool) {
+        let i = self.plan.bns[j];
+        let Layer::BatchNorm(bn) = &mut self.layers[i] else {
+            unreachable!("plan.bns lists batch norms")
+        };
+        let (stride, at) = (self.plan.stats_len, self.plan.stats_offsets[j]);
+        let stats = match comm.filter(|c| c.ranks() > 1) {
+            None => BnSums {
+                data: &self.bufs.stats,
+                stride,
+                at,
+            },
+            Some(comm) => {
+                // Every chunk's 2c sums, in chunk order: rank r's chunks are its shard's.
+                let w = &mut self.shard_work;
+                let len = 2 * bn.c;
+                w.stats_send.clear();
+                for chunk in self.bufs.stats.chunks_exact(stride).take(shard.count) {
+                    w.stats_send.extend_from_slice(&chunk[at..at + len]);
+                }
+                w.counts.clear();
+                w.counts.extend(
+                    (0..comm.ranks()).map(|r| Shard::split(shard.batch, comm.ranks(), r).count * len),
+                );
+                w.stats_all.resize(w.counts.iter().sum(), 0.0);
+                comm.all_gather_f64(&w.stats_send, &w.counts, &mut w.stats_all);
+                BnSums {
+                    data: &w.stats_all,
+                    stride: len,
+                    at: 0,
+                }
+            }
+        };
+        let work = &mut self.bn_work[j];
+        if forward {
+            finish_bn_forward(bn, work, &stats, shard.batch);
+        } else {
+            finish_bn_backward(bn, work, &stats, shard.batch);
+        }
+    }
+
+    /// Per-sample losses of the last [`Network::forward_backward`], `[batch]`.
+    pub fn losses(&self) -> &[f32] {
+        &self.bufs.losses[..self.last_train_batch.min(self.bufs.losses.len())]
+    }
+
+    /// Forward and backward over one batch: `x` is `[batch, c, h, w]`, `labels` `[batch]`.
+    /// Fills every parameter's `grad` with the gradient of the mean softmax cross-entropy
+    /// and returns that mean loss. The first trainable layer computes no input gradient
+    /// (unless [`Network::set_input_grad`] is on).
+    pub fn forward_backward(&mut self, x: &[f32], labels: &[usize]) -> Result<f32, ModelError> {
+        let shard = Shard::whole(self.batch_of(x)?);
+        on_pool(|| self.forward_backward_shard(x, labels, shard, None)).map(|(loss, _)| loss)
+    }
+
+    /// [`Network::forward_backward`] of this process's samples `x` of `shard` (the
+    /// gradient, the batch norms' statistics and the loss those of the whole batch, the
+    /// other shards' parts gathered through `comm`); returns the batch's mean loss and
+    /// correct count.
+    fn forward_backward_shard(
+        &mut self,
+        x: &[f32],
+        labels: &[usize],
+        shard: Shard,
+        comm: Option<&dyn Collective>,
+    ) -> Result<(f32, usize), ModelError> {
+        let local = shard.samples().len();
+        if x.len() != local * self.input.len() {
+            return Err(ModelError::BatchShape {
+                got: x.len(),
+                per_image: self.input.len(),
+                shape: format!("{} ({local} samples of the batch's {})", self.input, shard.batch),
+            });
+        }
+        self.check_labels(local, labels)?;
+        self.check_batch_norm_batch(shard.batch)?;
+        self.bufs.ensure(&self.plan, local, self.input_grad);
+        self.last_batch = local;
+        self.last_train_batch = local;
+        self.last_step_seed = crate::step::dropout_seed(self.seed, self.steps as usize);
+        self.steps += 1;
+        self.run_training(x, shard, labels, comm);
+        let pl = self.plan.part_len;
+        let parts = &self.bufs.parts[..shard.count * pl];
+        reduce_gradients(
+            &mut self.layers,
+            &self.plan,
+            parts,
+            shard,
+            comm,
+            &mut self.shard_work,
+        );
+        let classes = self.classes();
+        let correct = count_correct(&self.bufs.probs[..local * classes], labels, classes);
+        let losses = &self.bufs.losses[..local];
+        match comm.filter(|c| c.ranks() > 1) {
+            None => Ok((k::mean_loss(losses), correct)),
+            Some(comm) => {
+                let w = &mut self.shard_work;
+                let ranks = comm.ranks();
+                w.counts.clear();
+                w.counts
+                    .extend((0..ranks).map(|r| Shard::split(shard.batch, ranks, r).samples().len()));
+                w.losses.resize(shard.batch, 0.0);
+                comm.all_gather_f32(losses, &w.counts, &mut w.losses);
+                w.counts.clear();
+                w.counts.resize(ranks, 1);
+                w.correct.resize(ranks, 0.0);
+                comm.all_gather_f64(&[correct as f64], &w.counts, &mut w.correct);
+                let total = w.correct.iter().sum::<f64>() as usize;
+                Ok((k::mean_loss(&w.losses), total))
+            }
+        }
+    }
+
+    /// Forward, backward and SGD step on one batch; returns its loss and correct count.
+    /// ([`Network::train_step_with`] with this SGD and no label smoothing.)
+    pub fn train_step(
+        &mut self,
+        x: &[f32],
+        labels: &[usize],
+        cfg: &k::SgdConfig,
+    ) -> Result<StepStats, ModelError> {
+        self.train_step_with(x, labels, &TrainConfig::from(*cfg))
+    }
+
+    /// Forward, backward (with `cfg`'s label smoothing) and a step of `cfg`'s optimizer on
+    /// one batch; returns its loss (label-smoothed when ε > 0) and correct count.
+    pub fn train_step_with(
+        &mut self,
+        x: &[f32],
+        labels: &[usize],
+        cfg: &TrainConfig,
+    ) -> Result<StepStats, ModelError> {
+        let shard = Shard::whole(self.batch_of(x)?);
+        self.step_shard(x, labels, cfg, shard, None)
+    }
+
+    /// [`Network::train_step_with`] on one shard of a batch split over processes
+    /// (data-parallel training): `x` and `labels` are this process's samples of the
+    /// global batch (`shard.samples()`, from [`Shard::split`] of the global batch size,
+    /// the number of processes and this one's rank), `comm` reaches the other processes.
+    /// Every process must make the same call with its own shard. The returned loss and
+    /// correct count are the global batch's, and every process ends the step with the
+    /// same weights, bit for bit the weights one process gets from
+    /// [`Network::train_step_with`] on the whole batch (`shard.rs` says why).
+    pub fn train_step_shard(
+        &mut self,
+        x: &[f32],
+        labels: &[usize],
+        cfg: &TrainConfig,
+        shard: Shard,
+        comm: &dyn Collective,
+    ) -> Result<StepStats, ModelError> {
+        assert!(
+            shard == Shard::split(shard.batch, comm.ranks(), comm.rank()),
+            "train_step_shard: {shard:?} is not rank {}'s of {} ranks",
+            comm.rank(),
+            comm.ranks()
+        );
+        self.step_shard(x, labels, cfg, shard, Some(comm))
+    }
+
+    fn step_shard(
+        &mut self,
+        x: &[f32],
+        labels: &[usize],
+        cfg: &TrainConfig,
+        shard: Shard,
+        comm: Option<&dyn Collective>,
+    ) -> Result<StepStats, ModelError> {
+        self.label_smoothing = cfg.label_smoothing;
+        let opt = cfg.optimizer;
+        on_pool(|| {
+            let (loss, correct) = self.forward_backward_shard(x, labels, shard, comm)?;
+            self.optimizer_step(&opt);
+            Ok(StepStats {
+                loss,
+                correct,
+                batch: shard.batch,
+            })
+        })
+    }
+
+    /// A batch norm in training needs more than one value per channel (its unbiased
+    /// variance divides by `n − 1`): PyTorch refuses the same.
+    fn check_batch_norm_batch(&self, batch: usize) -> Result<(), ModelError> {
+        for &i in &self.plan.bns {
+            if let Layer::BatchNorm(bn) = &self.layers[i] {
+                if batch * bn.hw < 2 {
+                    return Err(ModelError::BatchNormBatch {
+                        layer: bn.prefix.clone(),
+                        values: batch * bn.hw,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `f` on a thread of rayon's current pool. Called from outside the pool (a plain
+/// `main`), every parallel loop of a step would otherwise be handed to the pool and waited
+/// for separately (a thread wake-up per kernel call: a third of seednet's step time when
+/// measured); this hands over the whole step once. On a pool thread it runs `f` inline.
+pub(super) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
+pub(super) fn count_correct(probs: &[f32], labels: &[usize], classes: usize) -> usize {
+    probs
+        .chunks_exact(classes)
+        .zip(labels)
+        .filter(|(p, &c)| {
+            // A row with a NaN (a diverged network) counts as wrong, not as class 0.
+            let best = p
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, &v)| if v > p[b] { i } else { b });
+            best == c && !p.iter().any(|v| v.is_nan())
+        })
+        .count()
+}
