@@ -94,6 +94,9 @@ fn state(net: &Network) -> Vec<u32> {
     bits
 }
 
+/// A rank's network after training and its steps' (loss bits, correct count).
+type RankResult = (Network, Vec<(u32, usize)>);
+
 /// Trains `net` on `data` split over `ranks` thread ranks; returns each rank's network
 /// and per-step (loss, correct) and the values gathered by all ranks.
 fn train_sharded(
@@ -101,7 +104,7 @@ fn train_sharded(
     data: &[(Vec<f32>, Vec<usize>)],
     cfg: &TrainConfig,
     ranks: usize,
-) -> (Vec<(Network, Vec<(u32, usize)>)>, usize) {
+) -> (Vec<RankResult>, usize) {
     let shared = Arc::new(Shared {
         barrier: Barrier::new(ranks),
         slots: Mutex::new(vec![Vec::new(); ranks]),

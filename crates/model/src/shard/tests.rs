@@ -69,7 +69,7 @@ fn tree_sums_from_any_split_equal_the_whole_tree_bit_for_bit() {
                 };
                 let before = nodes.len();
                 subtrees(n, s.chunks(), &mut nodes);
-                for node in nodes[before..].to_vec() {
+                for node in nodes[before..].iter().cloned() {
                     let mut out = vec![0.0; len];
                     tree_sum(&local, node, &mut out);
                     sums.extend(out);
