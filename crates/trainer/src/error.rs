@@ -30,6 +30,9 @@ pub enum TrainerError {
     },
     #[error("{0}")]
     Usage(String),
+    /// In a run over several processes, another rank failed (it printed why).
+    #[error("rank {rank} failed (its error is printed above); every rank stops")]
+    OtherRank { rank: usize },
 }
 
 fn last_checkpoint(dir: &std::path::Path, last: Option<(u64, u64)>) -> String {

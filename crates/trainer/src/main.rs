@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use petal_trainer::cli::{run, Cli, Exit};
+use petal_trainer::dist::World;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -13,17 +14,27 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    // The MPI job this process is a rank of (a build with the `mpi` feature started by
+    // mpirun), or this process alone.
+    let world = World::from_launcher();
     // A build that does not use the CPU's vector units says so, once, before any work.
-    if let Some(w) = petal_kernels::simd_warning() {
+    if let Some(w) = petal_kernels::simd_warning().filter(|_| world.is_root()) {
         eprintln!("warning: {w}");
     }
-    match run(cli) {
+    let code = match run(cli, &world) {
         Ok(Exit::Ok) => ExitCode::SUCCESS,
         Ok(Exit::Interrupted) => ExitCode::from(130),
         Ok(Exit::Failed) => ExitCode::from(1),
+        Err(e) if world.ranks() > 1 => {
+            eprintln!("error: rank {} of {}: {e}", world.rank(), world.ranks());
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
         }
-    }
+    };
+    // Finalises MPI (every rank gets here: errors are agreed on before they end a rank).
+    drop(world);
+    code
 }

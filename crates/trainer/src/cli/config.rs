@@ -263,7 +263,7 @@ fn data_classes(cfg: &RunConfig) -> Result<(Vec<String>, String), TrainerError> 
             ));
         }
         let missing: Vec<&String> = names.iter().filter(|n| !val.contains(n)).collect();
-        if !missing.is_empty() {
+        if !missing.is_empty() && !super::console::quiet() {
             eprintln!(
                 "note: validation folder {} has no images of {missing:?}; its {} classes keep the training folder's labels",
                 vdir.display(),

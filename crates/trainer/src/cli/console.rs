@@ -11,10 +11,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Set on the ranks of a multi-process run other than 0, which print nothing but errors.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Makes this process print no notes ([`quiet`]).
+pub(super) fn set_quiet() {
+    QUIET.store(true, Ordering::Relaxed);
+}
+
+/// Whether this process keeps its notes to itself (a rank other than 0).
+pub(super) fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
 /// Prints the files of `report` that were skipped (stderr) and a summary of `data`, loaded
 /// from `dir` since `t`.
 pub(super) fn print_load(dir: &Path, data: &Dataset, report: &LoadReport, t: Instant) {
-    for (p, why) in &report.skipped {
+    for (p, why) in report.skipped.iter().filter(|_| !quiet()) {
         eprintln!("skipped {}: {why}", p.display());
     }
     let counts: Vec<String> = data
@@ -35,12 +48,17 @@ pub(super) fn print_load(dir: &Path, data: &Dataset, report: &LoadReport, t: Ins
     );
 }
 
-/// Prints what is about to be trained, and how.
-pub(super) fn print_start(start: &Start, cfg: &RunConfig) {
+/// Prints what is about to be trained, and how (on `ranks` processes).
+pub(super) fn print_start(start: &Start, cfg: &RunConfig, ranks: usize) {
     println!(
-        "training {} ({} parameters) on {} threads: {} epochs, batch {}, {}{}",
+        "training {} ({} parameters) on {}{} threads: {} epochs, batch {}, {}{}",
         start.net.spec(),
         thousands(start.net.param_count() as f64),
+        if ranks > 1 {
+            format!("{ranks} processes x ")
+        } else {
+            String::new()
+        },
         rayon::current_num_threads(),
         cfg.epochs,
         cfg.batch_size,

@@ -17,6 +17,7 @@ mod train;
 
 pub use args::{ArchArgs, BenchArgs, EvalArgs, GradcheckArgs, PredictArgs, SynthArgs, TrainArgs};
 
+use crate::dist::World;
 use crate::error::TrainerError;
 use clap::{Parser, Subcommand};
 
@@ -64,10 +65,16 @@ pub enum Exit {
     Failed,
 }
 
-pub fn run(cli: Cli) -> Result<Exit, TrainerError> {
+/// Runs a command. Over several processes (`world`, an MPI job), `train` runs on every
+/// rank; the other commands run on rank 0 while the others end at once.
+pub fn run(cli: Cli, world: &World) -> Result<Exit, TrainerError> {
+    let train = matches!(cli.command, None | Some(Command::Train(_)));
+    if !train && !world.is_root() {
+        return Ok(Exit::Ok);
+    }
     match cli.command {
-        None => train::run(cli.train),
-        Some(Command::Train(a)) => train::run(*a),
+        None => train::run(cli.train, world),
+        Some(Command::Train(a)) => train::run(*a, world),
         Some(Command::Eval(a)) => eval::run(a),
         Some(Command::Predict(a)) => predict::run(a),
         Some(Command::Bench(a)) => bench::run(a),

@@ -6,6 +6,7 @@ use super::config::{self, input_shape, Request};
 use super::console::{interrupt_flag, print_load, print_start, Console};
 use super::Exit;
 use crate::data::{load_image_folder, Dataset};
+use crate::dist::{self, World};
 use crate::error::TrainerError;
 use crate::synth::{self, SynthConfig, CLASSES};
 use crate::train::{self, Outcome, RunConfig, Start};
@@ -15,12 +16,23 @@ use std::time::Instant;
 
 /// Trains a new run, or continues one with `--resume`; Ctrl-C stops it with a checkpoint
 /// ([`Exit::Interrupted`]).
-pub(super) fn run(a: TrainArgs) -> Result<Exit, TrainerError> {
+///
+/// Over several processes (`world`), every rank runs this with rank 0's request (a resumed
+/// run's `config.json` is on rank 0's disk), loads the data itself, checks that it loaded
+/// what rank 0 did, and starts from rank 0's state; only rank 0 prints and writes the run
+/// folder (`dist`).
+pub(super) fn run(a: TrainArgs, world: &World) -> Result<Exit, TrainerError> {
     set_threads(a.threads)?;
-    let req = Request::from_args(&a)?;
-    let checked = config::validate(&req)?;
+    if !world.is_root() {
+        quiet_rank();
+    }
+    let req = shared_request(world.agree(Request::from_args(&a)), world)?;
+    let checked = world.agree(config::validate(&req))?;
     let cfg = checked.cfg;
-    let (mut tr, mut va) = load_data(&cfg, &checked.classes)?;
+    let (mut tr, mut va) = world.agree(load_data(&cfg, &checked.classes))?;
+    let counts = |v: &[u64]| format!("{} images", v[1]);
+    world.check_same("training set", dist::fingerprint(&tr), counts)?;
+    world.check_same("validation set", dist::fingerprint(&va), counts)?;
     if cfg.normalize {
         // The training set's statistics, for both sets (and, through the checkpoints,
         // eval and predict); recomputed the same on --resume.
@@ -28,13 +40,48 @@ pub(super) fn run(a: TrainArgs) -> Result<Exit, TrainerError> {
         tr.normalize(&mean, &std);
         va.normalize(&mean, &std);
     }
-    let start = open_run(&req, &cfg, &tr, checked.net)?;
-    print_start(&start, &cfg);
+    let start = open_run(&req, &cfg, &tr, checked.net, world)?;
+    print_start(&start, &cfg, world.ranks());
     let interrupt = interrupt_flag();
     let mut console = Console::new(&interrupt);
     let t = Instant::now();
-    let (_, _, outcome) = train::train(&cfg, start, &tr, &va, &req.dir, &interrupt, &mut console)?;
+    let (_, _, outcome) = train::train(&cfg, start, &tr, &va, &req.dir, &interrupt, &mut console, world)?;
     Ok(report(outcome, &req.dir, &va, t))
+}
+
+/// Rank 0's request on every rank (`request` is each rank's own reading of the options;
+/// rank 0's also names the run folder and, resuming, holds its `config.json`).
+fn shared_request(request: Result<Request, TrainerError>, world: &World) -> Result<Request, TrainerError> {
+    let req = request?;
+    if world.ranks() == 1 {
+        return Ok(req);
+    }
+    let mut bytes =
+        serde_json::to_vec(&(&req.cfg, req.dir.to_string_lossy(), req.resuming)).expect("request serializes");
+    world.broadcast(&mut bytes);
+    let (cfg, dir, resuming): (RunConfig, String, bool) = serde_json::from_slice(&bytes)
+        .map_err(|e| TrainerError::Usage(format!("the request rank 0 sent is not valid: {e}")))?;
+    Ok(Request {
+        cfg,
+        // Rank 0's run folder (written by rank 0 alone; named in messages).
+        dir: if world.is_root() { req.dir } else { dir.into() },
+        resuming,
+    })
+}
+
+/// A rank other than 0 prints nothing but errors: its standard output goes nowhere, and
+/// its notes (skipped files, classes missing from the validation folder) are not printed.
+fn quiet_rank() {
+    super::console::set_quiet();
+    #[cfg(unix)]
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: both are open descriptors; dup2 replaces descriptor 1 atomically, and
+        // Rust's stdout handle keeps writing to descriptor 1.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 1);
+        }
+    }
 }
 
 fn set_threads(threads: Option<usize>) -> Result<(), TrainerError> {
@@ -110,10 +157,40 @@ fn load_data(cfg: &RunConfig, classes: &[String]) -> Result<(Dataset, Dataset), 
 
 /// The start of training: for a resumed run its folder's checkpoint (or `net` when it has
 /// none yet); for a new one `net`, in a new run folder holding `config.json`.
-fn open_run(req: &Request, cfg: &RunConfig, tr: &Dataset, mut net: Network) -> Result<Start, TrainerError> {
-    let dir = &req.dir;
+/// Over several ranks, rank 0 opens the folder and a resumed run's state goes from it to
+/// the others.
+fn open_run(
+    req: &Request,
+    cfg: &RunConfig,
+    tr: &Dataset,
+    mut net: Network,
+    world: &World,
+) -> Result<Start, TrainerError> {
     // The optimizer whose state the run's optimizer files hold (checked on resume).
     net.set_optimizer_state(cfg.recipe.optimizer_kind(), 0);
+    if world.ranks() == 1 {
+        return open_folder(req, cfg, tr, net);
+    }
+    let fresh = net.clone();
+    let opened = if world.is_root() {
+        open_folder(req, cfg, tr, net).map(Some)
+    } else {
+        Ok(None)
+    };
+    let opened = world.agree(opened)?;
+    if !req.resuming {
+        return Ok(Start::fresh(fresh));
+    }
+    let mut bytes = match opened {
+        Some(mut start) => dist::encode_start(&mut start),
+        None => Vec::new(),
+    };
+    world.broadcast(&mut bytes);
+    world.agree(dist::decode_start(&bytes, fresh))
+}
+
+fn open_folder(req: &Request, cfg: &RunConfig, tr: &Dataset, net: Network) -> Result<Start, TrainerError> {
+    let dir = &req.dir;
     if !req.resuming {
         train::create_run_dir(dir)?;
         train::write_config(dir, cfg)?;

@@ -11,15 +11,19 @@
 //! optimizer file of its own step. `metrics.jsonl` lines are appended before the
 //! checkpoint; on resume, lines past the checkpoint's epoch are dropped.
 
+mod evaluate;
+mod resume;
+
+pub use evaluate::{evaluate, evaluate_on};
+pub use resume::resume;
+
 use crate::augment::Augment;
 use crate::data::Dataset;
+use crate::dist::World;
 use crate::error::TrainerError;
 use crate::recipe::Recipe;
 use crate::report::{plot_curves, Confusion, EpochMetrics};
-use petal_model::{
-    load_checkpoint, load_optimizer_state, save_checkpoint, save_optimizer_state, CheckpointMeta, Network,
-    OptimizerKind,
-};
+use petal_model::{save_checkpoint, save_optimizer_state, CheckpointMeta, Network, Shard};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -186,25 +190,6 @@ pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
     idx
 }
 
-/// Loss, accuracy and confusion of `net` on `data`, in batches of `batch`.
-pub fn evaluate(net: &mut Network, data: &Dataset, batch: usize) -> Result<(f64, Confusion), TrainerError> {
-    let mut confusion = Confusion::new(&data.classes);
-    let per = data.shape.len();
-    // A batch larger than the set is the whole set (and allocates no more).
-    let batch = batch.clamp(1, data.len().max(1));
-    let mut loss = 0.0;
-    for (x, y) in data.images.chunks(batch * per).zip(data.labels.chunks(batch)) {
-        let s = net.evaluate(x, y)?;
-        loss += s.loss as f64 * y.len() as f64;
-        let k = net.classes();
-        for (p, &t) in net.probs().chunks_exact(k).zip(y) {
-            let best = (0..k).fold(0, |b, i| if p[i] > p[b] { i } else { b });
-            confusion.add(t, best);
-        }
-    }
-    Ok((loss / data.len().max(1) as f64, confusion))
-}
-
 /// Creates a fresh run folder, refusing one that already holds files.
 pub fn create_run_dir(out: &Path) -> Result<(), TrainerError> {
     if out.exists() {
@@ -256,121 +241,6 @@ impl Start {
             state: RunState::default(),
             history: Vec::new(),
             checkpoint: None,
-        }
-    }
-}
-
-/// Loads the checkpoint, its optimizer state (of `fresh`'s [`Network::optimizer_kind`])
-/// and the metrics of a run folder, checking
-/// that they belong together. A run stopped before its first checkpoint (killed during
-/// epoch 1) has none: it starts again from `fresh`, the network its seed gives, which is
-/// the network it started from. Temporary files of writes that a killed process left
-/// unfinished are removed; so is a last line of `metrics.jsonl` that such a process left
-/// half-written (it belongs to an epoch whose checkpoint never landed).
-pub fn resume(dir: &Path, classes: &[String], fresh: Network) -> Result<Start, TrainerError> {
-    remove_stale_temp_files(dir);
-    let model = dir.join(MODEL_FILE);
-    let metrics = dir.join(METRICS_FILE);
-    if let Err(e) = std::fs::symlink_metadata(&model) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            return Err(TrainerError::io(&model, e));
-        }
-        // Nothing was checkpointed: every metrics line is of an epoch that never landed.
-        if metrics.exists() {
-            petal_model::atomic::write_atomic(&metrics, b"").map_err(|e| TrainerError::io(&metrics, e))?;
-        }
-        return Ok(Start::fresh(fresh));
-    }
-    let (mut net, meta) = load_checkpoint(&model)?;
-    if meta.classes != classes {
-        return Err(TrainerError::data(
-            dir,
-            format!(
-                "the checkpoint's classes {:?} differ from the data's {classes:?}",
-                meta.classes
-            ),
-        ));
-    }
-    if net.spec() != fresh.spec() || net.input_shape() != fresh.input_shape() {
-        return Err(TrainerError::data(
-            &model,
-            format!(
-                "holds `{}` on {}, but config.json asks for `{}` on {}",
-                net.spec(),
-                net.input_shape(),
-                fresh.spec(),
-                fresh.input_shape()
-            ),
-        ));
-    }
-    // The optimizer state of `fresh`'s kind (the run's optimizer): a file of another is refused.
-    net.set_optimizer_state(fresh.optimizer_kind(), 0);
-    load_optimizer_state(&dir.join(optimizer_file(meta.step)), &mut net)?;
-    if net.optimizer_kind() == OptimizerKind::Sgd {
-        // SGD's file holds no step count (its rule needs none): the checkpoint's.
-        net.set_optimizer_state(OptimizerKind::Sgd, meta.step);
-    }
-    // Dropout masks are keyed by the run's seed and the step: resume where they left off.
-    net.set_dropout_state(fresh.dropout_state().0, meta.step);
-    let state: RunState = match meta.extra.get(RUN_STATE_KEY) {
-        Some(s) => serde_json::from_str(s)
-            .map_err(|e| TrainerError::data(&model, format!("run state `{s}`: {e}")))?,
-        None => RunState::default(),
-    };
-    let mut history = Vec::new();
-    let mut kept = String::new();
-    let mut dropped = false;
-    match std::fs::read_to_string(&metrics) {
-        Ok(text) => {
-            let torn = !text.is_empty() && !text.ends_with('\n');
-            let lines: Vec<&str> = text.lines().collect();
-            for (i, line) in lines.iter().enumerate() {
-                if line.trim().is_empty() || (torn && i + 1 == lines.len()) {
-                    dropped = true;
-                    continue;
-                }
-                let m: EpochMetrics = serde_json::from_str(line)
-                    .map_err(|e| TrainerError::data(&metrics, format!("line {}: {e}", i + 1)))?;
-                if m.epoch as u64 <= meta.epoch {
-                    history.push(m);
-                    kept.push_str(line);
-                    kept.push('\n');
-                } else {
-                    dropped = true;
-                }
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(TrainerError::io(&metrics, e)),
-    }
-    // Drop lines of an epoch whose checkpoint never landed (the file is left as it is
-    // when there are none).
-    if dropped {
-        petal_model::atomic::write_atomic(&metrics, kept.as_bytes())
-            .map_err(|e| TrainerError::io(&metrics, e))?;
-    }
-    Ok(Start {
-        net,
-        epoch: meta.epoch as usize,
-        step: meta.step,
-        state,
-        history,
-        checkpoint: Some((meta.epoch, meta.step)),
-    })
-}
-
-/// Removes the temporary files (`.NAME.tmp-PID`, see `petal_model::atomic`) that a process
-/// killed in the middle of a write left in `dir`. Best effort: a file that cannot be
-/// removed is left.
-fn remove_stale_temp_files(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.contains(".tmp-") && e.file_type().is_ok_and(|t| t.is_file()) {
-            let _ = std::fs::remove_file(e.path());
         }
     }
 }
@@ -499,6 +369,7 @@ pub fn train(
     dir: &Path,
     interrupt: &AtomicBool,
     progress: &mut dyn Progress,
+    world: &World,
 ) -> Result<(Network, Vec<EpochMetrics>, Outcome), TrainerError> {
     let Start {
         mut net,
@@ -528,8 +399,17 @@ pub fn train(
         }
         let order = epoch_order(cfg.seed, epoch, train.len());
         progress.epoch_start(epoch + 1, cfg.epochs, steps);
-        for (bi, idx) in order.chunks(b).enumerate().skip(state.batch_in_epoch) {
+        for (bi, batch) in order.chunks(b).enumerate().skip(state.batch_in_epoch) {
             let t0 = Instant::now();
+            let n = batch.len();
+            if n < net.min_train_batch() {
+                // A last batch of one image where a batch norm sees one value per channel
+                // (PyTorch refuses it too): skipped, as `drop_last` would.
+                continue;
+            }
+            // This rank's samples of the batch (all of it in one process).
+            let shard = Shard::split(n, world.ranks(), world.rank());
+            let idx = &batch[shard.samples()];
             for (k, &i) in idx.iter().enumerate() {
                 let slot = &mut x[k * per..(k + 1) * per];
                 if cfg.augment.is_on() {
@@ -541,15 +421,15 @@ pub fn train(
                 }
                 y[k] = train.labels[i];
             }
-            let n = idx.len();
-            if n < net.min_train_batch() {
-                // A last batch of one image where a batch norm sees one value per channel
-                // (PyTorch refuses it too): skipped, as `drop_last` would.
-                continue;
-            }
+            let m = idx.len();
             lr = schedule.lr_at(epoch * steps + bi);
             let step_cfg = cfg.recipe.train_config(lr as f32, cfg.momentum, cfg.weight_decay);
-            let s = net.train_step_with(&x[..n * per], &y[..n], &step_cfg)?;
+            let (x, y) = (&x[..m * per], &y[..m]);
+            // The loss and correct count are the whole batch's either way.
+            let s = match world.collective() {
+                Some(comm) => net.train_step_shard(x, y, &step_cfg, shard, comm)?,
+                None => net.train_step_with(x, y, &step_cfg)?,
+            };
             if !s.loss.is_finite() {
                 return Err(TrainerError::Diverged {
                     epoch: epoch + 1,
@@ -570,9 +450,11 @@ pub fn train(
                 state.loss_sum / state.seen as f64,
                 state.seen as f64 / state.seconds.max(1e-9),
             );
-            if interrupt.load(Ordering::SeqCst) && state.batch_in_epoch < steps {
+            // Every rank stops after the same step when any was interrupted.
+            if world.any(interrupt.load(Ordering::SeqCst)) && state.batch_in_epoch < steps {
                 check_finite(&net, epoch + 1, step, dir, last)?;
-                save(dir, &net, train, epoch, step, &state, &mut last)?;
+                let saved = root(world, || save(dir, &net, train, epoch, step, &state, &mut last));
+                world.agree(saved)?;
                 return Ok((net, history, Outcome::Interrupted { epoch, step }));
             }
         }
@@ -580,7 +462,7 @@ pub fn train(
         let (val_loss, val_acc) = if val.is_empty() {
             (None, None)
         } else {
-            let (l, c) = evaluate(&mut net, val, cfg.batch_size)?;
+            let (l, c) = evaluate_on(&mut net, val, cfg.batch_size, world)?;
             (Some(l), Some(c.accuracy()))
         };
         let m = EpochMetrics {
@@ -594,27 +476,32 @@ pub fn train(
             step,
             lr: Some(lr),
         };
-        append_metrics(dir, &m)?;
         state = RunState::default();
         let improved = match (val_acc, best_accuracy(&history)) {
             (Some(a), Some((_, b))) => a > b,
             (Some(_), None) => true,
             (None, _) => false,
         };
-        save(dir, &net, train, epoch + 1, step, &state, &mut last)?;
-        // After the run's own checkpoint: a failure here leaves the run resumable.
-        if improved {
-            let meta = checkpoint_meta(train, epoch + 1, step, None);
-            save_checkpoint(&dir.join(BEST_FILE), &net, &meta)?;
-        }
         history.push(m.clone());
-        plot_curves(&dir.join(CURVES_FILE), &history, &title)?;
+        let written = root(world, || {
+            append_metrics(dir, &m)?;
+            save(dir, &net, train, epoch + 1, step, &state, &mut last)?;
+            // After the run's own checkpoint: a failure here leaves the run resumable.
+            if improved {
+                let meta = checkpoint_meta(train, epoch + 1, step, None);
+                save_checkpoint(&dir.join(BEST_FILE), &net, &meta)?;
+            }
+            plot_curves(&dir.join(CURVES_FILE), &history, &title)
+        });
+        world.agree(written)?;
+        // The other ranks track the checkpoint rank 0 wrote.
+        last = Some((epoch as u64 + 1, step));
         progress.epoch_end(&m, cfg.epochs);
         if let Some(why) = patience_stop(cfg.patience, &history).filter(|_| epoch + 1 < cfg.epochs) {
             early = Some(why);
             break;
         }
-        if interrupt.load(Ordering::SeqCst) && epoch + 1 < cfg.epochs {
+        if world.any(interrupt.load(Ordering::SeqCst)) && epoch + 1 < cfg.epochs {
             return Ok((
                 net,
                 history,
@@ -626,7 +513,7 @@ pub fn train(
         }
     }
     let eval_set = if val.is_empty() { train } else { val };
-    let (_, confusion) = evaluate(&mut net, eval_set, cfg.batch_size)?;
+    let (_, confusion) = evaluate_on(&mut net, eval_set, cfg.batch_size, world)?;
     let text = format!("{}\n", confusion.table());
     let json = serde_json::to_string_pretty(&serde_json::json!({
         "set": if val.is_empty() { "train" } else { "validation" },
@@ -636,12 +523,25 @@ pub fn train(
         "accuracy": confusion.accuracy(),
     }))
     .expect("confusion serializes");
-    for (name, bytes) in [
-        ("confusion.txt", text.as_bytes()),
-        ("confusion.json", json.as_bytes()),
-    ] {
-        let p = dir.join(name);
-        petal_model::atomic::write_atomic(&p, bytes).map_err(|e| TrainerError::io(&p, e))?;
-    }
+    let written = root(world, || {
+        for (name, bytes) in [
+            ("confusion.txt", text.as_bytes()),
+            ("confusion.json", json.as_bytes()),
+        ] {
+            let p = dir.join(name);
+            petal_model::atomic::write_atomic(&p, bytes).map_err(|e| TrainerError::io(&p, e))?;
+        }
+        Ok(())
+    });
+    world.agree(written)?;
     Ok((net, history, Outcome::Finished { confusion, early }))
+}
+
+/// `write` on rank 0, which alone writes the run folder; nothing elsewhere.
+fn root(world: &World, write: impl FnOnce() -> Result<(), TrainerError>) -> Result<(), TrainerError> {
+    if world.is_root() {
+        write()
+    } else {
+        Ok(())
+    }
 }
