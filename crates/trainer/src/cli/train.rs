@@ -9,7 +9,7 @@ use crate::data::{load_image_folder, Dataset};
 use crate::dist::{self, World};
 use crate::error::TrainerError;
 use crate::synth::{self, SynthConfig, CLASSES};
-use crate::train::{self, Outcome, RunConfig, Start};
+use crate::train::{self, Control, Outcome, RunConfig, Start};
 use petal_model::Network;
 use std::path::Path;
 use std::time::Instant;
@@ -45,7 +45,12 @@ pub(super) fn run(a: TrainArgs, world: &World) -> Result<Exit, TrainerError> {
     let interrupt = interrupt_flag();
     let mut console = Console::new(&interrupt);
     let t = Instant::now();
-    let (_, _, outcome) = train::train(&cfg, start, &tr, &va, &req.dir, &interrupt, &mut console, world)?;
+    let control = Control {
+        interrupt: &interrupt,
+        progress: &mut console,
+        world,
+    };
+    let (_, _, outcome) = train::train(&cfg, start, &tr, &va, &req.dir, control)?;
     Ok(report(outcome, &req.dir, &va, t))
 }
 

@@ -358,19 +358,33 @@ fn append_metrics(dir: &Path, m: &EpochMetrics) -> Result<(), TrainerError> {
         .map_err(|e| TrainerError::io(&path, e))
 }
 
+/// What steers a run besides its configuration: Ctrl-C, the progress report, and the
+/// processes it runs on.
+pub struct Control<'a> {
+    /// Set by Ctrl-C: training stops after the current step, with a checkpoint.
+    pub interrupt: &'a AtomicBool,
+    pub progress: &'a mut dyn Progress,
+    /// This process alone ([`World::single`]) or the ranks of a multi-process run, which
+    /// share every batch and end every step with the same weights (`dist`).
+    pub world: &'a World,
+}
+
 /// Trains `start.net` on `train` for the configured epochs, validating on `val` (may be
 /// empty) after each, writing the run folder `dir` as the module docs describe. Stops
-/// after the current step when `interrupt` is set, with a checkpoint.
+/// after the current step when `control.interrupt` is set (on any rank), with a checkpoint.
 pub fn train(
     cfg: &RunConfig,
     start: Start,
     train: &Dataset,
     val: &Dataset,
     dir: &Path,
-    interrupt: &AtomicBool,
-    progress: &mut dyn Progress,
-    world: &World,
+    control: Control<'_>,
 ) -> Result<(Network, Vec<EpochMetrics>, Outcome), TrainerError> {
+    let Control {
+        interrupt,
+        progress,
+        world,
+    } = control;
     let Start {
         mut net,
         epoch: first_epoch,
