@@ -31,7 +31,7 @@ pub enum TrainerError {
     #[error("{0}")]
     Usage(String),
     /// In a run over several processes, another rank failed (it printed why).
-    #[error("rank {rank} failed (its error is printed above); every rank stops")]
+    #[error("rank {rank} failed (its own error line says why); every rank stops")]
     OtherRank { rank: usize },
 }
 

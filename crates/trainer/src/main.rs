@@ -26,7 +26,9 @@ fn main() -> ExitCode {
         Ok(Exit::Interrupted) => ExitCode::from(130),
         Ok(Exit::Failed) => ExitCode::from(1),
         Err(e) if world.ranks() > 1 => {
-            eprintln!("error: rank {} of {}: {e}", world.rank(), world.ranks());
+            // One write, so the ranks' lines (merged by the launcher) stay whole.
+            let line = format!("error: rank {} of {}: {e}\n", world.rank(), world.ranks());
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             ExitCode::from(1)
         }
         Err(e) => {

@@ -24,11 +24,28 @@ pub(super) fn quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
 }
 
-/// Prints the files of `report` that were skipped (stderr) and a summary of `data`, loaded
-/// from `dir` since `t`.
+/// The notes a quiet rank did not print (skipped files), for when its data turns out to
+/// differ from rank 0's ([`print_held_notes`]).
+static HELD: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Prints the notes this (quiet) rank held back, prefixed with `prefix`.
+pub(super) fn print_held_notes(prefix: &str) {
+    for note in HELD.lock().map(|h| h.clone()).unwrap_or_default() {
+        // One write per line, so lines of several ranks stay whole.
+        let line = format!("{prefix}{note}\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    }
+}
+
+/// Prints the files of `report` that were skipped (stderr; held back on a quiet rank) and
+/// a summary of `data`, loaded from `dir` since `t`.
 pub(super) fn print_load(dir: &Path, data: &Dataset, report: &LoadReport, t: Instant) {
-    for (p, why) in report.skipped.iter().filter(|_| !quiet()) {
-        eprintln!("skipped {}: {why}", p.display());
+    for (p, why) in &report.skipped {
+        let note = format!("skipped {}: {why}", p.display());
+        match quiet() {
+            false => eprintln!("{note}"),
+            true => HELD.lock().expect("notes lock").push(note),
+        }
     }
     let counts: Vec<String> = data
         .classes
@@ -80,7 +97,11 @@ pub(super) fn interrupt_flag() -> Arc<AtomicBool> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\ninterrupt: finishing the step and writing the checkpoint (Ctrl-C again to quit now)");
+        if !quiet() {
+            eprintln!(
+                "\ninterrupt: finishing the step and writing the checkpoint (Ctrl-C again to quit now)"
+            );
+        }
     });
     interrupt
 }

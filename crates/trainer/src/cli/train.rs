@@ -31,8 +31,14 @@ pub(super) fn run(a: TrainArgs, world: &World) -> Result<Exit, TrainerError> {
     let cfg = checked.cfg;
     let (mut tr, mut va) = world.agree(load_data(&cfg, &checked.classes))?;
     let counts = |v: &[u64]| format!("{} images", v[1]);
-    world.check_same("training set", dist::fingerprint(&tr), counts)?;
-    world.check_same("validation set", dist::fingerprint(&va), counts)?;
+    let same = world
+        .check_same("training set", dist::fingerprint(&tr), counts)
+        .and_then(|_| world.check_same("validation set", dist::fingerprint(&va), counts));
+    if same.is_err() && !world.is_root() {
+        // The files this rank skipped (rank 0 printed its own).
+        super::console::print_held_notes(&format!("rank {}: ", world.rank()));
+    }
+    same?;
     if cfg.normalize {
         // The training set's statistics, for both sets (and, through the checkpoints,
         // eval and predict); recomputed the same on --resume.
@@ -51,7 +57,7 @@ pub(super) fn run(a: TrainArgs, world: &World) -> Result<Exit, TrainerError> {
         world,
     };
     let (_, _, outcome) = train::train(&cfg, start, &tr, &va, &req.dir, control)?;
-    Ok(report(outcome, &req.dir, &va, t))
+    Ok(report(outcome, &req.dir, &va, t, world.ranks()))
 }
 
 /// Rank 0's request on every rank (`request` is each rank's own reading of the options;
@@ -217,14 +223,19 @@ fn open_folder(req: &Request, cfg: &RunConfig, tr: &Dataset, net: Network) -> Re
     Ok(s)
 }
 
-/// Prints how training ended (started at `t`) and the exit it makes.
-fn report(outcome: Outcome, dir: &Path, va: &Dataset, t: Instant) -> Exit {
+/// Prints how training ended (started at `t`, on `ranks` processes) and the exit it makes.
+fn report(outcome: Outcome, dir: &Path, va: &Dataset, t: Instant, ranks: usize) -> Exit {
     match outcome {
         Outcome::Interrupted { epoch, step } => {
             println!(
-                "interrupted at epoch {}, step {step}: checkpoint written; continue with\n  trainer train --resume {}",
+                "interrupted at epoch {}, step {step}: checkpoint written; continue with\n  trainer train --resume {}{}",
                 epoch + 1,
-                dir.display()
+                dir.display(),
+                if ranks > 1 {
+                    " (under mpirun, with any number of processes)"
+                } else {
+                    ""
+                }
             );
             Exit::Interrupted
         }
