@@ -56,7 +56,18 @@ pub(super) fn run(a: TrainArgs, world: &World) -> Result<Exit, TrainerError> {
         progress: &mut console,
         world,
     };
-    let (_, _, outcome) = train::train(&cfg, start, &tr, &va, &req.dir, control)?;
+    let (first_step, sent, waited) = (start.step, world.bytes_sent(), world.seconds_in_collectives());
+    let (net, _, outcome) = train::train(&cfg, start, &tr, &va, &req.dir, control)?;
+    let steps = net.dropout_state().1.saturating_sub(first_step);
+    if world.ranks() > 1 && steps > 0 {
+        let per_step = (world.bytes_sent() - sent) as f64 / steps as f64;
+        let ms = (world.seconds_in_collectives() - waited) * 1e3 / steps as f64;
+        println!(
+            "{} processes: rank 0 sent {:.2} MB and spent {ms:.2} ms per step in collectives (gradient subtree sums, batch-norm sums, losses, stop votes, validation; waiting for the other ranks included)",
+            world.ranks(),
+            per_step / 1e6
+        );
+    }
     Ok(report(outcome, &req.dir, &va, t, world.ranks()))
 }
 

@@ -32,6 +32,12 @@ pub trait Transport: Send + Sync {
     /// Every rank's `local` values in rank order (`ranks · local.len()` values; every
     /// rank passes as many).
     fn all_gather_u64(&self, local: &[u64]) -> Vec<u64>;
+    /// Bytes this rank has sent into collectives so far (each value it contributes
+    /// counted once, whatever the algorithm moves).
+    fn bytes_sent(&self) -> u64;
+    /// Seconds this rank has spent in the gathers and stop votes of training so far,
+    /// waiting for slower ranks included.
+    fn seconds_in_collectives(&self) -> f64;
 }
 
 /// The processes a run is made of: this one alone, or the ranks of a transport.
@@ -80,6 +86,18 @@ impl World {
             .as_deref()
             .map(|t| t.collective())
             .filter(|c| c.ranks() > 1)
+    }
+
+    /// Bytes this rank has contributed to collectives so far (0 alone).
+    pub fn bytes_sent(&self) -> u64 {
+        self.transport.as_ref().map_or(0, |t| t.bytes_sent())
+    }
+
+    /// Seconds this rank has spent in the step's gathers and stop votes (0 alone).
+    pub fn seconds_in_collectives(&self) -> f64 {
+        self.transport
+            .as_ref()
+            .map_or(0.0, |t| t.seconds_in_collectives())
     }
 
     /// Whether `flag` is set on any rank.

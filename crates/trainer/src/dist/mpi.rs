@@ -11,10 +11,16 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use mpi::Threading;
 use petal_model::Collective;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// An initialised MPI job; finalised when dropped.
 pub struct Mpi {
     world: SimpleCommunicator,
+    /// Bytes this rank has contributed to collectives (each value it sends counted once),
+    /// and nanoseconds spent in them (waiting for the other ranks included).
+    sent: AtomicU64,
+    nanos: AtomicU64,
     rank: usize,
     ranks: usize,
     // Dropped last: finalises MPI.
@@ -51,6 +57,8 @@ impl Mpi {
         }
         let world = universe.world();
         Some(Mpi {
+            sent: AtomicU64::new(0),
+            nanos: AtomicU64::new(0),
             rank: world.rank() as usize,
             ranks: world.size() as usize,
             world,
@@ -78,8 +86,21 @@ impl Mpi {
                 Some(d)
             })
             .collect();
+        self.count(std::mem::size_of_val(local));
         let mut part = PartitionMut::new(all, c, displs);
+        let t = Instant::now();
         self.world.all_gather_varcount_into(local, &mut part);
+        self.timed(t);
+    }
+}
+
+impl Mpi {
+    fn count(&self, bytes: usize) {
+        self.sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    fn timed(&self, since: Instant) {
+        self.nanos
+            .fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 }
 
@@ -103,21 +124,34 @@ impl Transport for Mpi {
         self
     }
     fn any(&self, flag: bool) -> bool {
+        self.count(4);
         let mut out = 0i32;
+        let t = Instant::now();
         self.world
             .all_reduce_into(&(flag as i32), &mut out, SystemOperation::max());
+        self.timed(t);
         out != 0
     }
     fn broadcast(&self, bytes: &mut Vec<u8>) {
         let root = self.world.process_at_rank(0);
         let mut len = bytes.len() as u64;
         root.broadcast_into(&mut len);
+        if self.rank == 0 {
+            self.count(8 + bytes.len());
+        }
         bytes.resize(len as usize, 0);
         root.broadcast_into(&mut bytes[..]);
     }
     fn all_gather_u64(&self, local: &[u64]) -> Vec<u64> {
+        self.count(8 * local.len());
         let mut all = vec![0u64; local.len() * self.ranks];
         self.world.all_gather_into(local, &mut all[..]);
         all
+    }
+    fn bytes_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+    fn seconds_in_collectives(&self) -> f64 {
+        self.nanos.load(Ordering::Relaxed) as f64 * 1e-9
     }
 }
