@@ -20,6 +20,10 @@
 //!   smoothing, [`optim`]) and
 //!   inference ([`Network::predict`]) reuse buffers sized once per batch size: a
 //!   steady-state step allocates nothing but `matrixmultiply`'s packing buffers.
+//! - [`shard`]: data-parallel steps ([`Network::train_step_shard`]): a process's
+//!   [`Shard`] of a global batch and a [`Collective`] to reach the others; the gradient
+//!   is summed over a fixed tree over 4-image chunks, so any split gives one process's
+//!   weights bit for bit.
 //! - [`checkpoint`]: safetensors files PyTorch's `nn.Sequential` loads, with metadata;
 //!   optimizer state beside them ([`optim_state`]); atomic writes.
 //! - [`gradcheck()`]: analytic gradients against central finite differences.
