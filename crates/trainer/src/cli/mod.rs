@@ -1,8 +1,8 @@
 //! Command-line interface: the commands, one file each, and what they share.
 //!
-//! [`args`] holds every command's options; [`config`] turns `train`'s options (or a run
-//! folder's `config.json`) into a checked run; [`network`] builds a network from an
-//! `--arch` for any command; [`console`] reports progress and data loading.
+//! `args` holds every command's options; `config` turns `train`'s options (or a run
+//! folder's `config.json`) into a checked run; `network` builds a network from an
+//! `--arch` for any command; `console` reports progress and data loading.
 
 mod args;
 mod bench;

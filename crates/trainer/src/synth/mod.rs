@@ -23,8 +23,8 @@
 //! come from a `ChaCha8Rng` seeded with a hash of the three, and the pixel noise from a
 //! hash of the pixel position, so [`dataset`] gives the same bytes on any thread count.
 //!
-//! Files: [`primitives`] (colours, blending, coverage), [`noise`] (hashing and value
-//! noise), [`petals`] (petal rings and discs), [`flowers`] (the five flowers), [`scene`]
+//! Files: `primitives` (colours, blending, coverage), `noise` (hashing and value
+//! noise), `petals` (petal rings and discs), `flowers` (the five flowers), `scene`
 //! (placement, background, camera); this one holds the configuration and turns scenes
 //! into images and data sets.
 
