@@ -122,10 +122,12 @@ fn conv2d_oversized_garbage_scratch_is_fine() {
 #[test]
 fn conv2d_paths_are_chosen_by_the_shape() {
     let avx512 = Lanes::BUILD == Lanes::Sixteen;
-    let pairs = if avx512 {
-        ForwardPath::TapPairs
+    // 9 taps: the tap kernels with AVX-512 (row pairs for 8 channels), the grouped
+    // kernel with AVX2 (whose 3 x 4 tile fits 16 registers).
+    let (pairs, nine) = if avx512 {
+        (ForwardPath::TapPairs, ForwardPath::Taps)
     } else {
-        ForwardPath::Taps
+        (ForwardPath::Grouped, ForwardPath::Grouped)
     };
     let cases = [
         // (shape, forward, weight gradient, input gradient)
@@ -137,7 +139,7 @@ fn conv2d_paths_are_chosen_by_the_shape() {
         ),
         (
             conv(1, 1, 50, 50, 16, 3, 3, 1, 0),
-            ForwardPath::Taps,
+            nine,
             WeightGradPath::Direct3x3,
             InputGradPath::Transposed,
         ),

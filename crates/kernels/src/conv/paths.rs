@@ -21,6 +21,14 @@ const DIRECT_MAX_IN_C: usize = 3;
 /// 1.2x at seednet's 1 -> 8 channels, 132 -> 157 GFLOP/s on 1 thread, batch 32). With 16
 /// or more channels the single-row block, which shares its `T` input vectors across the
 /// channel groups, is as fast or faster (1 -> 16: 158 vs 152, 1 -> 32: 170 vs 155).
+///
+/// With AVX2 (16 registers) 9 taps take the grouped kernel instead, whose 3 x 4 tile fits
+/// the registers: the tap kernels' 16 accumulators and input vectors spill in their tap
+/// loop. Seednet (1 -> 8 at 50x50), x86-64-v3 build, `trainer bench --threads 1
+/// --batch-size 128`, alternated: train / infer img/s 35k / 55k with the 16-lane single-row
+/// block the build ran before, 40-48k / 50-53k with 8-lane row pairs (2x the GFLOP/s of
+/// the former in a kernel loop, but its spills make it sensitive to where buffers and the
+/// stack fall), 41-46k / 82-84k grouped.
 const TAP_PAIRS: bool = AVX512;
 
 /// Whether a stride-2 shape is one of the CIFAR ResNets' downsampling convolutions the
@@ -104,8 +112,8 @@ pub enum InputGradPath {
 
 impl Conv2dShape {
     /// The forward path this shape takes: stride 1 runs directly on the padded input (the
-    /// tap kernels for 1, 4 or 9 taps, in row pairs for 8 output channels with AVX-512;
-    /// the grouped kernel for other tap counts); stride 2 with a 1x1 or 3x3 kernel on the
+    /// tap kernels for 1, 4 or 9 taps, in row pairs for 8 output channels; with AVX2, 9
+    /// taps and other channel counts take the grouped kernel, as other tap counts do); stride 2 with a 1x1 or 3x3 kernel on the
     /// polyphase path (3x3: 1.2x to 1.3x the GEMM path; 1x1: 0.98x at 32x32 inputs, 1.1x
     /// at 16x16, and no GEMM packing allocation); any other stride through im2col + GEMM.
     pub fn forward_path(&self) -> ForwardPath {
@@ -117,8 +125,10 @@ impl Conv2dShape {
             ForwardPath::Grouped
         } else if TAP_PAIRS && self.out_c == 8 {
             ForwardPath::TapPairs
-        } else {
+        } else if AVX512 || self.col_rows() < 9 {
             ForwardPath::Taps
+        } else {
+            ForwardPath::Grouped
         }
     }
 
@@ -211,14 +221,12 @@ impl ForwardPath {
         }
     }
 
-    /// The vector width the public kernel runs this path at. The tap kernels' main blocks
-    /// are 16 lanes on every build (two halves without AVX-512); the grouped kernel's
-    /// register tile follows the build ([`Lanes::BUILD`]). GEMM has no vector code here.
+    /// The vector width the public kernel runs this path at: the build's
+    /// ([`Lanes::BUILD`]). (The tap kernels ran 16 lanes, as two halves, on AVX2 builds
+    /// too: their `[f32x16; 9]` input vectors went through memory, `memmove` calls
+    /// included, at half the 8-lane row pairs' speed.) GEMM has no vector code here.
     pub fn build_lanes(self) -> Lanes {
-        match self {
-            ForwardPath::Taps | ForwardPath::TapPairs => Lanes::Sixteen,
-            ForwardPath::Grouped | ForwardPath::Gemm | ForwardPath::Polyphase => Lanes::BUILD,
-        }
+        Lanes::BUILD
     }
 }
 
