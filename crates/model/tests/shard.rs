@@ -10,7 +10,8 @@ use common::shape;
 use petal_model::{AdamWConfig, Collective, InputShape, Network, Optimizer, SgdConfig, Shard, TrainConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 /// Ranks that are threads: each gather posts its values, waits for every rank's, reads
 /// them in rank order, and waits again before the slots are reused.
@@ -21,7 +22,7 @@ struct Threads {
 }
 
 struct Shared {
-    barrier: Barrier,
+    barrier: TimedBarrier,
     slots: Mutex<Vec<Vec<f64>>>,
     /// Values gathered, across all ranks (the bytes a real transport would move).
     gathered: Mutex<usize>,
@@ -67,6 +68,44 @@ impl Collective for Threads {
     }
 }
 
+/// A barrier that fails the test instead of waiting forever when a rank never arrives
+/// (a rank that panicked, or a gather one rank skipped).
+struct TimedBarrier {
+    ranks: usize,
+    /// Ranks arrived in the current round, and the round.
+    state: Mutex<(usize, u64)>,
+    turn: Condvar,
+}
+
+impl TimedBarrier {
+    fn new(ranks: usize) -> Self {
+        TimedBarrier {
+            ranks,
+            state: Mutex::new((0, 0)),
+            turn: Condvar::new(),
+        }
+    }
+
+    fn wait(&self) {
+        let mut st = self.state.lock().unwrap();
+        let round = st.1;
+        st.0 += 1;
+        if st.0 == self.ranks {
+            *st = (0, round + 1);
+            self.turn.notify_all();
+            return;
+        }
+        let (st, timeout) = self
+            .turn
+            .wait_timeout_while(st, Duration::from_secs(60), |s| s.1 == round)
+            .unwrap();
+        assert!(
+            !timeout.timed_out() || st.1 != round,
+            "a rank never reached the gather: another rank failed or skipped it"
+        );
+    }
+}
+
 /// Batches of random images and labels.
 fn batches(input: InputShape, classes: usize, sizes: &[usize], seed: u64) -> Vec<(Vec<f32>, Vec<usize>)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -106,7 +145,7 @@ fn train_sharded(
     ranks: usize,
 ) -> (Vec<RankResult>, usize) {
     let shared = Arc::new(Shared {
-        barrier: Barrier::new(ranks),
+        barrier: TimedBarrier::new(ranks),
         slots: Mutex::new(vec![Vec::new(); ranks]),
         gathered: Mutex::new(0),
     });

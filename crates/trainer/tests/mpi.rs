@@ -82,16 +82,26 @@ fn two_three_and_four_ranks_train_the_weights_of_one_process_bit_for_bit() {
         );
         assert!(stderr_lines(&o).is_empty(), "{}", stderr(&o));
         assert_same_training(&w, &m, &out);
-        // The optimizer state too (AdamW's moments and step count).
+        // The optimizer state too (AdamW's moments and step count), bit for bit. (The
+        // files' metadata order varies from write to write: compared as loaded.)
         let opt = |d: &Path| {
-            let name = listing(d)
-                .into_iter()
-                .find(|n| n.starts_with("optimizer-step"))
-                .unwrap();
-            let bytes = std::fs::read(d.join(&name)).unwrap();
-            (name, bytes.len())
+            let (mut net, meta) = petal_model::load_checkpoint(&d.join("model.safetensors")).unwrap();
+            net.set_optimizer_state(petal_model::OptimizerKind::AdamW, 0);
+            let file = d.join(format!("optimizer-step{}.safetensors", meta.step));
+            petal_model::load_optimizer_state(&file, &mut net).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let moments: Vec<_> = net
+                .params()
+                .map(|p| (bits(&p.exp_avg), bits(&p.exp_avg_sq)))
+                .collect();
+            (net.optimizer_steps(), moments)
         };
-        assert_eq!(opt(&out), opt(&tmp.path().join("one")));
+        let (steps, moments) = opt(&out);
+        assert!(steps > 0 && moments.iter().all(|(m, _)| !m.is_empty()));
+        assert!(
+            (steps, moments) == opt(&tmp.path().join("one")),
+            "{ranks} ranks: optimizer state differs"
+        );
         let one = std::fs::read(tmp.path().join("one").join("confusion.json")).unwrap();
         assert_eq!(std::fs::read(out.join("confusion.json")).unwrap(), one);
     }
@@ -118,6 +128,42 @@ fn an_interrupted_run_on_two_ranks_resumes_on_three_to_the_same_weights() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("resuming"), "{}", stdout(&o));
     assert_same_training(&w, &m, &out);
+}
+
+#[test]
+fn a_run_resumes_over_ranks_when_only_rank_0_has_the_run_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (w, m) = one_process(&tmp.path().join("one"));
+    // Rank 0 works in the test's folder, which holds the interrupted run `a`; rank 1 in
+    // `b`, which does not.
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&b).unwrap();
+    let o = trainer()
+        .env("PETAL_INTERRUPT_AFTER_STEPS", "4")
+        .args(RUN)
+        .arg("--out")
+        .arg(&a)
+        .run();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let trainer = env!("CARGO_BIN_EXE_trainer");
+    let mut c = Command::new("mpiexec");
+    c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env_remove("PETAL_INTERRUPT_AFTER_STEPS")
+        .stdin(std::process::Stdio::null());
+    c.args(["-n", "1", "-wdir"]).arg(tmp.path()).arg(trainer);
+    c.args(["train", "--resume", "a"]);
+    c.args([":", "-n", "1", "-wdir"]).arg(&b).arg(trainer);
+    c.args(["train", "--resume", "a"]);
+    let o = c.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("resuming a at epoch 1, step 4"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!b.join("a").exists(), "rank 1 wrote nothing");
+    assert_same_training(&w, &m, &a);
 }
 
 /// A data folder of 20 synthetic flowers per class in `dir/data`.
@@ -236,10 +282,13 @@ fn ranks_of(marker: &str) -> Vec<(u32, String)> {
 }
 
 /// A long flowernet run on 2 ranks, with this test's marker in its environment and its
-/// standard output in `log`; returns once rank 0 printed its first epoch.
+/// standard output in `log`, in a process group of its own (as a terminal's foreground
+/// job); returns once rank 0 printed its first epoch.
 fn long_run(out: &Path, marker: &str, log: &Path) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
     let (k, v) = marker.split_once('=').unwrap();
     let mut c = mpiexec(2);
+    c.process_group(0);
     c.env(k, v)
         .args([
             "train",
@@ -297,14 +346,31 @@ fn a_killed_rank_ends_the_job_within_seconds_and_leaves_the_last_checkpoint() {
 
 #[test]
 fn ctrl_c_on_the_launcher_stops_every_rank_with_a_checkpoint() {
+    ctrl_c(false);
+}
+
+#[test]
+fn ctrl_c_in_a_terminal_reaching_launcher_and_ranks_stops_every_rank_with_a_checkpoint() {
+    // A terminal's Ctrl-C goes to the whole foreground process group: each rank gets it
+    // from the terminal and again from the launcher, and must still checkpoint.
+    ctrl_c(true);
+}
+
+/// SIGINT to the launcher alone, or (`group`) to its whole process group.
+fn ctrl_c(group: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let marker = format!("PETAL_TEST_JOB={}", std::process::id() as u64 * 7);
+    let marker = format!("PETAL_TEST_JOB={}-{group}", std::process::id());
     let log = tmp.path().join("log");
     let job = long_run(&out, &marker, &log);
-    // SAFETY: kill(2) on the launcher this test started.
+    let pid = if group {
+        -(job.id() as i32)
+    } else {
+        job.id() as i32
+    };
+    // SAFETY: kill(2) on the launcher (or its process group) this test started.
     unsafe {
-        libc::kill(job.id() as i32, libc::SIGINT);
+        libc::kill(pid, libc::SIGINT);
     }
     let o = wait_output(job);
     assert!(ranks_of(&marker).is_empty(), "no rank is left running");

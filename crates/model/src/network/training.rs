@@ -135,7 +135,8 @@ impl Network {
         }
     }
 
-    /// Per-sample losses of the last [`Network::forward_backward`], `[batch]`.
+    /// Per-sample losses of the last [`Network::forward_backward`], `[batch]` (of a
+    /// [`Network::train_step_shard`], this process's samples).
     pub fn losses(&self) -> &[f32] {
         &self.bufs.losses[..self.last_train_batch.min(self.bufs.losses.len())]
     }

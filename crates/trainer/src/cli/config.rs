@@ -105,7 +105,7 @@ impl Request {
 
 /// A checked run: its configuration (with `spec` the network it resolved to), the data's
 /// classes in label order and the freshly initialised network.
-pub(super) struct Checked {
+pub(crate) struct Checked {
     pub cfg: RunConfig,
     pub classes: Vec<String>,
     pub net: Network,

@@ -88,14 +88,19 @@ pub(super) fn print_start(start: &Start, cfg: &RunConfig, ranks: usize) {
     );
 }
 
-/// A flag that Ctrl-C sets, so training stops after its step with a checkpoint; a second
-/// Ctrl-C exits at once (the last checkpoint on disk stays valid).
-pub(super) fn interrupt_flag() -> Arc<AtomicBool> {
+/// A flag that Ctrl-C sets, so training stops after its step with a checkpoint; with
+/// `second_quits`, a second Ctrl-C exits at once (the last checkpoint on disk stays valid).
+/// (A rank of a multi-process run gets each Ctrl-C twice, from the terminal and from the
+/// launcher; the launcher's own second Ctrl-C ends the job.)
+pub(super) fn interrupt_flag(second_quits: bool) -> Arc<AtomicBool> {
     let interrupt = Arc::new(AtomicBool::new(false));
     let flag = interrupt.clone();
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
+            if second_quits {
+                std::process::exit(130);
+            }
+            return;
         }
         if !quiet() {
             eprintln!(

@@ -26,14 +26,15 @@ pub(super) fn run(a: TrainArgs, world: &World) -> Result<Exit, TrainerError> {
     if !world.is_root() {
         quiet_rank();
     }
-    let req = shared_request(world.agree(Request::from_args(&a)), world)?;
-    let checked = world.agree(config::validate(&req))?;
+    let (req, checked) = shared_request(&a, world)?;
     let cfg = checked.cfg;
     let (mut tr, mut va) = world.agree(load_data(&cfg, &checked.classes))?;
-    let counts = |v: &[u64]| format!("{} images", v[1]);
+    // The same counts with other pixels: a file that decodes differently on one rank.
+    let counts = |v: &[u64]| format!("{} images, fingerprint {:016x}", v[1], v[0]);
+    let hint = "every rank must read the same files";
     let same = world
-        .check_same("training set", dist::fingerprint(&tr), counts)
-        .and_then(|_| world.check_same("validation set", dist::fingerprint(&va), counts));
+        .check_same("training set", dist::fingerprint(&tr), counts, hint)
+        .and_then(|_| world.check_same("validation set", dist::fingerprint(&va), counts, hint));
     if same.is_err() && !world.is_root() {
         // The files this rank skipped (rank 0 printed its own).
         super::console::print_held_notes(&format!("rank {}: ", world.rank()));
@@ -48,7 +49,9 @@ pub(super) fn run(a: TrainArgs, world: &World) -> Result<Exit, TrainerError> {
     }
     let start = open_run(&req, &cfg, &tr, checked.net, world)?;
     print_start(&start, &cfg, world.ranks());
-    let interrupt = interrupt_flag();
+    // Over several ranks a terminal's Ctrl-C reaches a rank twice (from the terminal and
+    // from the launcher): only the first counts.
+    let interrupt = interrupt_flag(world.ranks() == 1);
     let mut console = Console::new(&interrupt);
     let t = Instant::now();
     let control = Control {
@@ -71,24 +74,42 @@ pub(super) fn run(a: TrainArgs, world: &World) -> Result<Exit, TrainerError> {
     Ok(report(outcome, &req.dir, &va, t, world.ranks()))
 }
 
-/// Rank 0's request on every rank (`request` is each rank's own reading of the options;
-/// rank 0's also names the run folder and, resuming, holds its `config.json`).
-fn shared_request(request: Result<Request, TrainerError>, world: &World) -> Result<Request, TrainerError> {
-    let req = request?;
+/// The request (options, or a resumed run's `config.json`) and its checks. Over several
+/// ranks, rank 0 alone reads the options and the run folder (the others may not have it)
+/// and checks them; the others take its request and check it against their own data
+/// folders.
+fn shared_request(a: &TrainArgs, world: &World) -> Result<(Request, config::Checked), TrainerError> {
+    let read = || Request::from_args(a).and_then(|r| config::validate(&r).map(|c| (r, c)));
     if world.ranks() == 1 {
-        return Ok(req);
+        return read();
     }
-    let mut bytes =
-        serde_json::to_vec(&(&req.cfg, req.dir.to_string_lossy(), req.resuming)).expect("request serializes");
+    let first = world.agree(if world.is_root() {
+        read().map(Some)
+    } else {
+        Ok(None)
+    })?;
+    let mut bytes = match &first {
+        Some((r, _)) => {
+            serde_json::to_vec(&(&r.cfg, r.dir.to_string_lossy(), r.resuming)).expect("request serializes")
+        }
+        None => Vec::new(),
+    };
     world.broadcast(&mut bytes);
-    let (cfg, dir, resuming): (RunConfig, String, bool) = serde_json::from_slice(&bytes)
-        .map_err(|e| TrainerError::Usage(format!("the request rank 0 sent is not valid: {e}")))?;
-    Ok(Request {
-        cfg,
-        // Rank 0's run folder (written by rank 0 alone; named in messages).
-        dir: if world.is_root() { req.dir } else { dir.into() },
-        resuming,
-    })
+    let mine = match first {
+        Some(both) => Ok(both),
+        None => serde_json::from_slice::<(RunConfig, String, bool)>(&bytes)
+            .map_err(|e| TrainerError::Usage(format!("the request rank 0 sent is not valid: {e}")))
+            .and_then(|(cfg, dir, resuming)| {
+                // Rank 0's run folder (written by rank 0 alone; named in messages).
+                let req = Request {
+                    cfg,
+                    dir: dir.into(),
+                    resuming,
+                };
+                config::validate(&req).map(|c| (req, c))
+            }),
+    };
+    world.agree(mine)
 }
 
 /// A rank other than 0 prints nothing but errors: its standard output goes nowhere, and

@@ -129,14 +129,15 @@ impl World {
         }
     }
 
-    /// Refuses data that differs between ranks: `local` (a fingerprint and counts of this
+    /// Refuses state that differs between ranks: `local` (a fingerprint and counts of this
     /// rank's `what`) must equal rank 0's on every rank; else every rank gets an error
-    /// naming the first rank that differs and its counts.
+    /// naming the first rank that differs, both ranks' `describe` of it, and `hint`.
     pub fn check_same(
         &self,
         what: &str,
         local: [u64; 3],
         describe: impl Fn(&[u64]) -> String,
+        hint: &str,
     ) -> Result<(), TrainerError> {
         let Some(t) = &self.transport else {
             return Ok(());
@@ -146,12 +147,31 @@ impl World {
         match rows.iter().position(|r| *r != rows[0]) {
             None => Ok(()),
             Some(rank) => Err(TrainerError::Usage(format!(
-                "rank {rank}'s {what} differs from rank 0's ({} on rank {rank}, {} on rank 0): every rank must read the same files",
+                "rank {rank}'s {what} differs from rank 0's ({} on rank {rank}, {} on rank 0): {hint}",
                 describe(rows[rank]),
                 describe(rows[0])
             ))),
         }
     }
+}
+
+/// A fingerprint of a network's state: every parameter's bits and every batch norm's
+/// running statistics, in order.
+pub fn weights_fingerprint(net: &petal_model::Network) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    for p in net.params() {
+        p.value.iter().for_each(|v| v.to_bits().hash(&mut h));
+    }
+    for l in net.layers() {
+        if let petal_model::Layer::BatchNorm(bn) = l {
+            bn.running_mean
+                .iter()
+                .chain(&bn.running_var)
+                .for_each(|v| v.to_bits().hash(&mut h));
+        }
+    }
+    h.finish()
 }
 
 /// A fingerprint of a data set (its images' bits, labels and class names, in order) and

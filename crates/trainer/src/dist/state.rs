@@ -24,20 +24,27 @@ struct Header {
 }
 
 /// Every tensor of `net` that training changes, in a fixed order: per parameter its
-/// value, velocity and AdamW moments; per batch norm its running mean and variance.
-fn tensors(net: &mut Network) -> Vec<&mut Vec<f32>> {
+/// value, velocity and AdamW moments; per batch norm its running mean and variance. With
+/// each, the length it must have: `Some(n)` exactly, `None` for optimizer state (empty,
+/// or as long as its parameter).
+fn tensors(net: &mut Network) -> Vec<(&mut Vec<f32>, Option<usize>)> {
     let mut out = Vec::new();
     for layer in net.layers_mut() {
         let params: Vec<&mut petal_model::Param> = match layer {
             Layer::BatchNorm(bn) => {
-                out.push(&mut bn.running_mean);
-                out.push(&mut bn.running_var);
+                let c = bn.c;
+                out.push((&mut bn.running_mean, Some(c)));
+                out.push((&mut bn.running_var, Some(c)));
                 vec![&mut bn.weight, &mut bn.bias]
             }
             other => other.params_mut().collect(),
         };
         for p in params {
-            out.extend([&mut p.value, &mut p.velocity, &mut p.exp_avg, &mut p.exp_avg_sq]);
+            let n = p.value.len();
+            out.push((&mut p.value, Some(n)));
+            for state in [&mut p.velocity, &mut p.exp_avg, &mut p.exp_avg_sq] {
+                out.push((state, None));
+            }
         }
     }
     out
@@ -72,12 +79,12 @@ pub fn encode_start(start: &mut Start) -> Vec<u8> {
         optimizer_steps,
         dropout,
         batches_tracked: batches,
-        lens: ts.iter().map(|t| t.len()).collect(),
+        lens: ts.iter().map(|(t, _)| t.len()).collect(),
     };
     let json = serde_json::to_vec(&header).expect("header serializes");
     let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
     bytes.extend(json);
-    for t in ts {
+    for (t, _) in ts {
         bytes.extend(t.iter().flat_map(|v| v.to_le_bytes()));
     }
     bytes
@@ -109,7 +116,22 @@ pub fn decode_start(bytes: &[u8], mut fresh: Network) -> Result<Start, TrainerEr
         if ts.len() != h.lens.len() {
             return Err(bad("another network"));
         }
-        for (t, &len) in ts.into_iter().zip(&h.lens) {
+        let mut value_len = 0;
+        for (i, ((t, want), &len)) in ts.into_iter().zip(&h.lens).enumerate() {
+            // Values and statistics as long as this rank's network's; optimizer state
+            // empty or as long as its parameter's values.
+            let ok = match want {
+                Some(n) => {
+                    value_len = n;
+                    len == n
+                }
+                None => len == 0 || len == value_len,
+            };
+            if !ok {
+                return Err(bad(&format!(
+                    "tensor {i} has {len} values, this network wants {want:?}"
+                )));
+            }
             let raw = bytes.get(at..at + 4 * len).ok_or_else(|| bad("short tensors"))?;
             t.clear();
             t.extend(

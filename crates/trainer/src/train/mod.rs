@@ -490,6 +490,14 @@ pub fn train(
             step,
             lr: Some(lr),
         };
+        // Every rank must hold the same weights now (they do unless the ranks run builds
+        // whose kernels round differently): refused before rank 0 checkpoints them.
+        world.check_same(
+            "weights",
+            [crate::dist::weights_fingerprint(&net), step, 0],
+            |v| format!("fingerprint {:016x} at step {}", v[0], v[1]),
+            "every rank must run the same build of the trainer (the same SIMD level)",
+        )?;
         state = RunState::default();
         let improved = match (val_acc, best_accuracy(&history)) {
             (Some(a), Some((_, b))) => a > b,
