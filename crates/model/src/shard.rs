@@ -84,8 +84,10 @@ impl Shard {
 /// A network's working memory for reducing across processes (sized once, then reused).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ShardWork {
-    /// The batch's gradient, `Plan::part_len` values.
+    /// The batch's gradient, `Plan::grad_len` values.
     pub grad_sum: Vec<f32>,
+    /// A node's worth of deferred dense gradients per tree level (`step::Deferred`).
+    pub deferred_scratch: Vec<f32>,
     /// Every rank's largest subtrees, in rank order, and each rank's count of values.
     pub nodes: Vec<Range<usize>>,
     pub counts: Vec<usize>,

@@ -11,7 +11,7 @@
 //! then, for `j = m … 1`, `bⱼ`'s input gradient and back to `bⱼ₋₁`'s backward sums. The
 //! sums are added over the chunks in chunk order, so results do not depend on threads.
 
-use crate::buffers::{Chunk, LayerGrads};
+use crate::buffers::{Buffers, Chunk, LayerGrads};
 use crate::layer::{BatchNorm, Layer, BN_EPS, BN_MOMENTUM};
 use crate::plan::{Dx, LayerPlan, Plan, CHUNK};
 use crate::shard::{subtrees, tree_sum, Collective, LeafNodes, Leaves, Shard, ShardWork};
@@ -438,10 +438,12 @@ impl ChunkStep<'_> {
                 }
                 Layer::Dense { shape, weight, bias } => {
                     let s = k::DenseShape { batch: n, ..*shape };
-                    let (wl, at) = (weight.value.len(), p.part_offset);
-                    let bl = bias.as_ref().map_or(0, |b| b.value.len());
-                    let (gw, gb) = c.part[at..at + wl + bl].split_at_mut(wl);
-                    k::dense_backward_weights(&s, input, dy, gw, bias.as_ref().map(|_| gb));
+                    if !p.deferred {
+                        let (wl, at) = (weight.value.len(), p.part_offset);
+                        let bl = bias.as_ref().map_or(0, |b| b.value.len());
+                        let (gw, gb) = c.part[at..at + wl + bl].split_at_mut(wl);
+                        k::dense_backward_weights(&s, input, dy, gw, bias.as_ref().map(|_| gb));
+                    }
                     if let Some(dx) = dx {
                         k::dense_backward_input(&s, &weight.value, dy, dx);
                     }
@@ -482,27 +484,44 @@ fn dropout_p(p: u32) -> f32 {
 }
 
 /// After the chunks of a training step: the batch's gradient of every convolution and
-/// dense layer, the sum of the chunks' partial gradients (`parts`, this process's chunks
-/// of `shard`) over the fixed summation tree (`shard.rs`), gathered from the other
-/// processes through `comm` when there are any; copied into the parameters' `grad`.
+/// dense layer, the sum of the chunks' gradients over the fixed summation tree
+/// (`shard.rs`), gathered from the other processes through `comm` when there are any;
+/// copied into the parameters' `grad`. Per node of the tree the gradient is `grad_len`
+/// values: the chunks' partial gradients (`bufs.parts`, this process's chunks of
+/// `shard`), then the deferred dense layers' ([`deferred_sum`]). `x` is this process's
+/// input rows.
 pub(crate) fn reduce_gradients(
     layers: &mut [Layer],
     plan: &Plan,
-    parts: &[f32],
+    bufs: &Buffers,
+    x: &[f32],
     shard: Shard,
     comm: Option<&dyn Collective>,
     work: &mut ShardWork,
 ) {
-    let pl = plan.part_len;
+    let (pl, gl) = (plan.part_len, plan.grad_len);
     let n = shard.batch.div_ceil(CHUNK);
     let chunks = Leaves {
-        data: parts,
+        data: &bufs.parts[..shard.count * pl],
         len: pl,
         nodes: LeafNodes::Chunks { first: shard.first },
     };
-    work.grad_sum.resize(pl, 0.0);
+    let depth = usize::BITS as usize - n.leading_zeros() as usize + 1;
+    work.deferred_scratch.resize(depth * (gl - pl), 0.0);
+    let deferred = Deferred {
+        layers,
+        plan,
+        bufs,
+        x,
+        shard,
+    };
+    work.grad_sum.resize(gl, 0.0);
     match comm.filter(|c| c.ranks() > 1) {
-        None => tree_sum(&chunks, 0..n, &mut work.grad_sum),
+        None => {
+            let (parts, rest) = work.grad_sum.split_at_mut(pl);
+            tree_sum(&chunks, 0..n, parts);
+            deferred.sum(0..n, rest, &mut work.deferred_scratch);
+        }
         Some(comm) => {
             // This process's largest subtrees, summed; then every process's, gathered.
             let ShardWork {
@@ -511,6 +530,7 @@ pub(crate) fn reduce_gradients(
                 send,
                 recv,
                 grad_sum,
+                deferred_scratch,
                 ..
             } = work;
             nodes.clear();
@@ -518,19 +538,21 @@ pub(crate) fn reduce_gradients(
             for r in 0..comm.ranks() {
                 let before = nodes.len();
                 subtrees(n, Shard::split(shard.batch, comm.ranks(), r).chunks(), nodes);
-                counts.push((nodes.len() - before) * pl);
+                counts.push((nodes.len() - before) * gl);
             }
-            let mine = counts[..comm.rank()].iter().sum::<usize>() / pl;
-            let own = counts[comm.rank()] / pl;
-            send.resize(own * pl, 0.0);
-            for (node, out) in nodes[mine..mine + own].iter().zip(send.chunks_exact_mut(pl)) {
-                tree_sum(&chunks, node.clone(), out);
+            let mine = counts[..comm.rank()].iter().sum::<usize>() / gl;
+            let own = counts[comm.rank()] / gl;
+            send.resize(own * gl, 0.0);
+            for (node, out) in nodes[mine..mine + own].iter().zip(send.chunks_exact_mut(gl)) {
+                let (parts, rest) = out.split_at_mut(pl);
+                tree_sum(&chunks, node.clone(), parts);
+                deferred.sum(node.clone(), rest, deferred_scratch);
             }
-            recv.resize(nodes.len() * pl, 0.0);
+            recv.resize(nodes.len() * gl, 0.0);
             comm.all_gather_f32(send, counts, recv);
             let gathered = Leaves {
                 data: recv,
-                len: pl,
+                len: gl,
                 nodes: LeafNodes::Nodes(nodes),
             };
             tree_sum(&gathered, 0..n, grad_sum);
@@ -544,6 +566,74 @@ pub(crate) fn reduce_gradients(
                 param.grad.copy_from_slice(&work.grad_sum[at..at + len]);
                 at += len;
             }
+        }
+    }
+}
+
+/// The deferred dense layers' weight gradients ([`LayerPlan::deferred`]) of this
+/// process's chunks, from their inputs and output gradients kept in batch buffers.
+struct Deferred<'a> {
+    layers: &'a [Layer],
+    plan: &'a Plan,
+    bufs: &'a Buffers,
+    x: &'a [f32],
+    shard: Shard,
+}
+
+impl Deferred<'_> {
+    /// `out` (`grad_len - part_len` values) = the sum over tree node `node` (chunks of
+    /// this process) of every deferred layer's per-chunk weight gradient, depth-first:
+    /// each chunk's from the kernel on its rows, each internal node its two halves added
+    /// (as `shard::tree_sum` adds them), one half in `scratch` (a node's worth per level).
+    fn sum(&self, node: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
+        if out.is_empty() {
+            return;
+        }
+        if node.len() == 1 {
+            self.chunk(node.start, out);
+            return;
+        }
+        let mid = node.start + node.len() / 2;
+        self.sum(node.start..mid, out, scratch);
+        let (right, deeper) = scratch.split_at_mut(out.len());
+        self.sum(mid..node.end, right, deeper);
+        k::simd::add_assign(out, right);
+    }
+
+    /// Chunk `c`'s (global index) weight gradients of every deferred layer into `out`.
+    fn chunk(&self, c: usize, out: &mut [f32]) {
+        let local = c - self.shard.first;
+        let rows = local * CHUNK..((local + 1) * CHUNK).min(self.shard.samples().len());
+        let Buffers { layers: kept, .. } = self.bufs;
+        for (layer, p) in self
+            .layers
+            .iter()
+            .zip(&self.plan.layers)
+            .filter(|(_, p)| p.deferred)
+        {
+            let Layer::Dense { shape, weight, bias } = layer else {
+                unreachable!("only dense layers are deferred")
+            };
+            let s = k::DenseShape {
+                batch: rows.len(),
+                ..*shape
+            };
+            let input: &[f32] = match p.input {
+                Some(j) => &kept.outs[j][rows.start * shape.inputs..rows.end * shape.inputs],
+                None => &self.x[rows.start * shape.inputs..rows.end * shape.inputs],
+            };
+            let slot = p.slot.expect("a dense layer has a buffer");
+            // A deferred layer's gradient buffer is its own (never shared), so its rows
+            // are contiguous `[batch, outputs]`.
+            debug_assert_eq!(
+                self.plan.layers[slot].grad_buf.map(|g| self.plan.grad_bufs[g]),
+                Some(shape.outputs)
+            );
+            let dy = &kept.grad(slot)[rows.start * shape.outputs..rows.end * shape.outputs];
+            let at = p.part_offset - self.plan.part_len;
+            let (wl, bl) = (weight.value.len(), bias.as_ref().map_or(0, |b| b.value.len()));
+            let (gw, gb) = out[at..at + wl + bl].split_at_mut(wl);
+            k::dense_backward_weights(&s, input, dy, gw, bias.as_ref().map(|_| gb));
         }
     }
 }

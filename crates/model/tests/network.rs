@@ -563,6 +563,10 @@ fn chunked_step_equals_the_kernels_layer_by_layer_bit_for_bit() {
             "relu,maxpool2,conv3x3:3,relu,maxpool2/s1,dense:4",
             shape(2, 12, 12),
         ),
+        // Dense layers above `DENSE_PART_MAX` weights (80,200 and 75,600), whose weight
+        // gradients are summed after the chunk tasks (deferred), one on the network input.
+        ("dense:200,relu,dense:3", shape(1, 20, 20)),
+        ("conv3x3:4/p1,relu,dense:300,relu,dense:3", shape(3, 9, 7)),
     ] {
         let mut net = Network::from_spec(spec, input, 11).unwrap();
         net.set_input_grad(true);

@@ -216,6 +216,15 @@ fn any_number_of_ranks_trains_the_weights_of_one_process_bit_for_bit() {
             adamw,
             vec![20, 9, 36],
         ),
+        // A dense layer above `DENSE_PART_MAX` weights (75,600: its gradient deferred
+        // to after the chunk tasks) and a small one.
+        (
+            "conv3x3:4/p1,relu,dense:300,relu,dense:3",
+            shape(3, 9, 7),
+            3,
+            sgd,
+            vec![22, 7, 3],
+        ),
         // Batch norms (statistics over the whole batch), dropout (masks by global sample
         // index), residual blocks with projection and identity shortcuts.
         (

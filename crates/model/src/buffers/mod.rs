@@ -210,6 +210,11 @@ impl LayerBufs {
         b
     }
 
+    /// The gradient of layer `j`'s output (all of its buffer).
+    pub fn grad(&self, j: usize) -> &[f32] {
+        self.grad_of[j].map_or(&[], |g| &self.grads[g])
+    }
+
     /// Refills `views` with each layer's view (no allocation once `views` has the
     /// capacity). Layers sharing a gradient buffer get views of the same memory: the plan
     /// gives them one only when their gradients are never live at once.

@@ -177,16 +177,8 @@ impl Network {
         self.last_step_seed = crate::step::dropout_seed(self.seed, self.steps as usize);
         self.steps += 1;
         self.run_training(x, shard, labels, comm);
-        let pl = self.plan.part_len;
-        let parts = &self.bufs.parts[..shard.count * pl];
-        reduce_gradients(
-            &mut self.layers,
-            &self.plan,
-            parts,
-            shard,
-            comm,
-            &mut self.shard_work,
-        );
+        let (layers, plan, bufs) = (&mut self.layers, &self.plan, &self.bufs);
+        reduce_gradients(layers, plan, bufs, x, shard, comm, &mut self.shard_work);
         let classes = self.classes();
         let correct = count_correct(&self.bufs.probs[..local * classes], labels, classes);
         let losses = &self.bufs.losses[..local];

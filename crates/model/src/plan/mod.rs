@@ -21,6 +21,13 @@ use petal_kernels::Conv2dShape;
 /// do not depend on the thread count.
 pub const CHUNK: usize = petal_kernels::conv::BATCH_CHUNK;
 
+/// Weights (and biases) of a dense layer up to which its weight gradient is kept per chunk
+/// like a convolution's (`⌈batch / CHUNK⌉` copies, summed after the chunk tasks in
+/// parallel); a larger one is `deferred` ([`LayerPlan::deferred`]): at batch 128 a
+/// `4096 -> 256` layer would keep 32 copies of 1M values. Seednet's and flowernet's
+/// (23k and 20k) stay below, where the per-chunk copies are faster.
+pub const DENSE_PART_MAX: usize = 1 << 16;
+
 /// Where a layer's own output (and its gradient and argmax) lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Storage {
@@ -84,8 +91,14 @@ pub(crate) struct LayerPlan {
     pub dx: Dx,
     pub dx2: Dx,
     /// Offset of a convolution's or dense layer's weight (then bias) gradient in a
-    /// chunk's partial gradients.
+    /// chunk's partial gradients (below `Plan::part_len`), or for a `deferred` dense layer
+    /// in the rest of the batch's gradient (`Plan::part_len ..`).
     pub part_offset: usize,
+    /// A dense layer with more than [`DENSE_PART_MAX`] weights: its weight gradient is not
+    /// kept per chunk (`⌈batch / CHUNK⌉` copies), but computed chunk by chunk after the
+    /// chunk tasks, depth-first down the same summation tree (`step::reduce_gradients`),
+    /// from its input and output gradient kept in batch buffers. The same bits either way.
+    pub deferred: bool,
     /// A batch norm's index among the network's batch norms.
     pub bn: Option<usize>,
     /// For a layer stored in batch buffers, the shared gradient buffer its output's
@@ -107,6 +120,8 @@ pub(crate) struct Plan {
     pub input_len: usize,
     /// Convolution scratch per arena (the largest layer's, for `CHUNK` images).
     pub scratch_len: usize,
+    /// Values of the batch's gradient: `part_len`, then the deferred dense layers'.
+    pub grad_len: usize,
     /// Values of one chunk's partial convolution and dense gradients (at least 1, so the per-chunk
     /// splits are never empty).
     pub part_len: usize,
@@ -238,6 +253,7 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
     let has_bn = layers.iter().any(|l| matches!(l, Layer::BatchNorm(_)));
     let mut plans: Vec<LayerPlan> = Vec::with_capacity(n);
     let (mut part_offset, mut bns, mut stats_offsets, mut stats_len) = (0, Vec::new(), Vec::new(), 0);
+    let mut deferred_len = 0;
     for (i, layer) in layers.iter().enumerate() {
         let slot_of = |v: Value, plans: &[LayerPlan]| v.and_then(|j| plans[j].slot);
         let (a, b) = inputs[i];
@@ -251,6 +267,8 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
         } else {
             None
         };
+        let params = layer.params().map(|p| p.value.len()).sum::<usize>();
+        let deferred = matches!(layer, Layer::Dense { .. }) && params > DENSE_PART_MAX;
         plans.push(LayerPlan {
             // A layer that runs has a buffer of its own; the others are views of their
             // input's buffer (or of the network input).
@@ -272,14 +290,18 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
             needs_dx2: b.flatten().is_some_and(|j| trained[j]),
             dx: Dx::Skip,
             dx2: Dx::Skip,
-            part_offset,
+            // A deferred layer's offset counts from `part_len`, added below.
+            part_offset: if deferred { deferred_len } else { part_offset },
+            deferred,
             bn,
             grad_buf: None,
             fold_into: None,
             folded: false,
         });
-        if let Layer::Conv2d { .. } | Layer::Dense { .. } = layer {
-            part_offset += layer.params().map(|p| p.value.len()).sum::<usize>();
+        match layer {
+            Layer::Dense { .. } if deferred => deferred_len += params,
+            Layer::Conv2d { .. } | Layer::Dense { .. } => part_offset += params,
+            _ => {}
         }
     }
     // Gradient writers: the first reader of a buffer in backward order (the last in
@@ -306,11 +328,25 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
             dx_tmp_len = dx_tmp_len.max(plans[i].in_len);
         }
     }
-    // Batch buffers for what outlives a chunk's task: the logits.
+    // Batch buffers for what outlives a chunk's task: a deferred dense layer's input and
+    // output (and output gradient), and the logits.
+    for i in 0..n {
+        if plans[i].deferred {
+            plans[i].storage = Storage::Batch;
+            if let Some(j) = plans[i].input {
+                plans[j].storage = Storage::Batch;
+            }
+        }
+    }
+    let part_len = part_offset.max(1);
+    for p in plans.iter_mut().filter(|p| p.deferred) {
+        p.part_offset += part_len;
+    }
     if let Some(j) = plans.last().and_then(|l| l.slot) {
         plans[j].storage = Storage::Batch;
     }
     let grad_bufs = share_gradients(&mut plans);
+    debug_assert!(plans.iter().filter(|p| p.deferred).all(|p| p.grad_buf.is_some()));
     for j in 1..n {
         let conv = j - 1;
         let only = readers[conv] == 1 && inputs[j].0 == Some(conv);
@@ -337,7 +373,8 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
         layers: plans,
         input_len: input.len(),
         scratch_len,
-        part_len: part_offset.max(1),
+        part_len,
+        grad_len: part_len + deferred_len,
         bns,
         stats_offsets,
         stats_len: stats_len.max(1),
@@ -349,7 +386,8 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
 /// Assigns the gradients of the layers stored in batch buffers to shared buffers; returns
 /// each buffer's values per sample. Layer `i`'s gradient is live from the backward of its
 /// last reader `L` (which writes it first, backward running last to first) to its own: the
-/// interval `[i, L]` of layer indices. Two gradients share a buffer when their intervals
+/// interval `[i, L]` of layer indices; a deferred dense layer's stays live to the end (its
+/// weight gradient is computed after the chunk tasks). Two gradients share a buffer when their intervals
 /// are disjoint; buffers are handed out greedily in backward order, the smallest free one
 /// large enough first.
 fn share_gradients(plans: &mut [LayerPlan]) -> Vec<usize> {
@@ -364,10 +402,16 @@ fn share_gradients(plans: &mut [LayerPlan]) -> Vec<usize> {
     if let Some(j) = plans.last().and_then(|l| l.slot) {
         last[j] = last[j].max(n);
     }
+    // A deferred dense layer's output gradient is read after the step: never freed.
+    for (i, p) in plans.iter().enumerate() {
+        if p.deferred {
+            last[i] = usize::MAX;
+        }
+    }
     let mut order: Vec<usize> = (0..n).filter(|&i| plans[i].storage == Storage::Batch).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(last[i]));
     // Per buffer: values per sample, and while in use, the layer after whose backward it
-    // is free (None: free).
+    // is free (None: free; a deferred dense layer's: never).
     let mut bufs: Vec<(usize, Option<usize>)> = Vec::new();
     for i in order {
         for b in bufs.iter_mut() {
@@ -392,7 +436,8 @@ fn share_gradients(plans: &mut [LayerPlan]) -> Vec<usize> {
             bufs.push((0, None));
             bufs.len() - 1
         });
-        bufs[k] = (bufs[k].0.max(need), Some(i));
+        let until = if last[i] == usize::MAX { 0 } else { i };
+        bufs[k] = (bufs[k].0.max(need), Some(until));
         plans[i].grad_buf = Some(k);
     }
     bufs.into_iter().map(|(len, _)| len).collect()

@@ -95,3 +95,32 @@ fn gradients_share_buffers_only_when_never_live_at_once() {
         }
     }
 }
+
+#[test]
+fn dense_layers_past_the_part_limit_are_deferred_with_their_values_kept() {
+    // 4x9x7 = 252 inputs x 300 outputs = 75,900 values with the bias: deferred; 300 -> 3
+    // (903) kept per chunk.
+    let b = build(
+        &parse_spec("conv3x3:4/p1,relu,dense:300,relu,dense:3").unwrap(),
+        InputShape { c: 3, h: 9, w: 7 },
+    )
+    .unwrap();
+    let p = &b.plan;
+    let (conv, big, small) = (4 * 27 + 4, 252 * 300 + 300, 300 * 3 + 3);
+    let dense: Vec<usize> = (0..p.layers.len())
+        .filter(|&i| matches!(b.layers[i], Layer::Dense { .. }))
+        .collect();
+    assert_eq!(dense.len(), 2);
+    let (d1, d2) = (&p.layers[dense[0]], &p.layers[dense[1]]);
+    assert!(d1.deferred && !d2.deferred);
+    assert!(big > DENSE_PART_MAX && small < DENSE_PART_MAX);
+    assert_eq!(p.part_len, conv + small);
+    assert_eq!(d2.part_offset, conv);
+    assert_eq!(d1.part_offset, p.part_len);
+    assert_eq!(p.grad_len, conv + small + big);
+    // Its input, output and output gradient outlive the chunk tasks.
+    assert_eq!(d1.storage, Storage::Batch);
+    assert_eq!(p.layers[d1.input.unwrap()].storage, Storage::Batch);
+    let g = d1.grad_buf.expect("a gradient buffer of its own");
+    assert!(p.layers.iter().filter(|l| l.grad_buf == Some(g)).count() == 1);
+}
