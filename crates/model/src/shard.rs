@@ -86,8 +86,6 @@ impl Shard {
 pub(crate) struct ShardWork {
     /// The batch's gradient, `Plan::grad_len` values.
     pub grad_sum: Vec<f32>,
-    /// A node's worth of deferred dense gradients per tree level (`step::Deferred`).
-    pub deferred_scratch: Vec<f32>,
     /// Every rank's largest subtrees, in rank order, and each rank's count of values.
     pub nodes: Vec<Range<usize>>,
     pub counts: Vec<usize>,

@@ -16,6 +16,7 @@ use crate::layer::{BatchNorm, Layer, BN_EPS, BN_MOMENTUM};
 use crate::plan::{Dx, LayerPlan, Plan, CHUNK};
 use crate::shard::{subtrees, tree_sum, Collective, LeafNodes, Leaves, Shard, ShardWork};
 use petal_kernels as k;
+use rayon::prelude::*;
 use std::ops::Range;
 
 /// Per batch norm, the statistics of the current batch (training) or the running ones
@@ -506,8 +507,6 @@ pub(crate) fn reduce_gradients(
         len: pl,
         nodes: LeafNodes::Chunks { first: shard.first },
     };
-    let depth = usize::BITS as usize - n.leading_zeros() as usize + 1;
-    work.deferred_scratch.resize(depth * (gl - pl), 0.0);
     let deferred = Deferred {
         layers,
         plan,
@@ -520,7 +519,7 @@ pub(crate) fn reduce_gradients(
         None => {
             let (parts, rest) = work.grad_sum.split_at_mut(pl);
             tree_sum(&chunks, 0..n, parts);
-            deferred.sum(0..n, rest, &mut work.deferred_scratch);
+            deferred.sum(0..n, rest);
         }
         Some(comm) => {
             // This process's largest subtrees, summed; then every process's, gathered.
@@ -530,7 +529,6 @@ pub(crate) fn reduce_gradients(
                 send,
                 recv,
                 grad_sum,
-                deferred_scratch,
                 ..
             } = work;
             nodes.clear();
@@ -546,7 +544,7 @@ pub(crate) fn reduce_gradients(
             for (node, out) in nodes[mine..mine + own].iter().zip(send.chunks_exact_mut(gl)) {
                 let (parts, rest) = out.split_at_mut(pl);
                 tree_sum(&chunks, node.clone(), parts);
-                deferred.sum(node.clone(), rest, deferred_scratch);
+                deferred.sum(node.clone(), rest);
             }
             recv.resize(nodes.len() * gl, 0.0);
             comm.all_gather_f32(send, counts, recv);
@@ -580,60 +578,127 @@ struct Deferred<'a> {
     shard: Shard,
 }
 
+/// Output rows per block of a deferred layer's weight gradient: the tree of one block's
+/// chunk gradients is summed at a time, in cache, on one thread (blocks in parallel), and
+/// its chunk gradients come from the dense kernel's direct path (at most
+/// `DIRECT_MAX_OUTPUTS` outputs: per value a fused multiply-add chain over the chunk's
+/// rows from zero, as its GEMM path computes it too).
+const DEFERRED_ROWS: usize = k::dense::DIRECT_MAX_OUTPUTS;
+
+thread_local! {
+    /// Per thread, a block's worth of scratch per tree level (sized once, then reused).
+    static DEFERRED_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl Deferred<'_> {
     /// `out` (`grad_len - part_len` values) = the sum over tree node `node` (chunks of
-    /// this process) of every deferred layer's per-chunk weight gradient, depth-first:
-    /// each chunk's from the kernel on its rows, each internal node its two halves added
-    /// (as `shard::tree_sum` adds them), one half in `scratch` (a node's worth per level).
-    fn sum(&self, node: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
-        if out.is_empty() {
-            return;
-        }
-        if node.len() == 1 {
-            self.chunk(node.start, out);
-            return;
-        }
-        let mid = node.start + node.len() / 2;
-        self.sum(node.start..mid, out, scratch);
-        let (right, deeper) = scratch.split_at_mut(out.len());
-        self.sum(mid..node.end, right, deeper);
-        k::simd::add_assign(out, right);
-    }
-
-    /// Chunk `c`'s (global index) weight gradients of every deferred layer into `out`.
-    fn chunk(&self, c: usize, out: &mut [f32]) {
-        let local = c - self.shard.first;
-        let rows = local * CHUNK..((local + 1) * CHUNK).min(self.shard.samples().len());
-        let Buffers { layers: kept, .. } = self.bufs;
+    /// this process) of every deferred layer's per-chunk weight and bias gradients,
+    /// depth-first: each chunk's from the kernel on its rows, each internal node its two
+    /// halves added (as `shard::tree_sum` adds them). Blocks of [`DEFERRED_ROWS`] output
+    /// rows go in parallel, each down the whole tree with one block of scratch per level.
+    fn sum(&self, node: Range<usize>, out: &mut [f32]) {
+        let pl = self.plan.part_len;
         for (layer, p) in self
             .layers
             .iter()
             .zip(&self.plan.layers)
             .filter(|(_, p)| p.deferred)
         {
-            let Layer::Dense { shape, weight, bias } = layer else {
+            let Layer::Dense { shape, bias, .. } = layer else {
                 unreachable!("only dense layers are deferred")
             };
-            let s = k::DenseShape {
-                batch: rows.len(),
-                ..*shape
-            };
-            let input: &[f32] = match p.input {
-                Some(j) => &kept.outs[j][rows.start * shape.inputs..rows.end * shape.inputs],
-                None => &self.x[rows.start * shape.inputs..rows.end * shape.inputs],
-            };
-            let slot = p.slot.expect("a dense layer has a buffer");
-            // A deferred layer's gradient buffer is its own (never shared), so its rows
-            // are contiguous `[batch, outputs]`.
-            debug_assert_eq!(
-                self.plan.layers[slot].grad_buf.map(|g| self.plan.grad_bufs[g]),
-                Some(shape.outputs)
-            );
-            let dy = &kept.grad(slot)[rows.start * shape.outputs..rows.end * shape.outputs];
-            let at = p.part_offset - self.plan.part_len;
-            let (wl, bl) = (weight.value.len(), bias.as_ref().map_or(0, |b| b.value.len()));
-            let (gw, gb) = out[at..at + wl + bl].split_at_mut(wl);
-            k::dense_backward_weights(&s, input, dy, gw, bias.as_ref().map(|_| gb));
+            let (o, i) = (shape.outputs, shape.inputs);
+            let at = p.part_offset - pl;
+            let (gw, rest) = out[at..].split_at_mut(o * i);
+            let depth = usize::BITS as usize - node.len().leading_zeros() as usize + 1;
+            gw.par_chunks_mut(DEFERRED_ROWS * i)
+                .enumerate()
+                .for_each(|(b, block)| {
+                    DEFERRED_SCRATCH.with_borrow_mut(|scratch| {
+                        scratch.resize(depth * block.len(), 0.0);
+                        let rows = b * DEFERRED_ROWS..b * DEFERRED_ROWS + block.len() / i;
+                        self.block(p, shape, Part::Weights(rows), node.clone(), block, scratch);
+                    });
+                });
+            if bias.is_some() {
+                DEFERRED_SCRATCH.with_borrow_mut(|scratch| {
+                    scratch.resize(depth * o, 0.0);
+                    self.block(p, shape, Part::Bias, node.clone(), &mut rest[..o], scratch);
+                });
+            }
         }
     }
+
+    /// One part of layer `p`'s gradient summed over `node` into `out`, depth-first.
+    fn block(
+        &self,
+        p: &LayerPlan,
+        shape: &k::DenseShape,
+        part: Part,
+        node: Range<usize>,
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        if node.len() == 1 {
+            self.leaf(p, shape, &part, node.start, out);
+            return;
+        }
+        let mid = node.start + node.len() / 2;
+        self.block(p, shape, part.clone(), node.start..mid, out, scratch);
+        let (right, deeper) = scratch.split_at_mut(out.len());
+        self.block(p, shape, part, mid..node.end, right, deeper);
+        k::simd::add_assign(out, right);
+    }
+
+    /// Chunk `c`'s (global index) gradient of one part of layer `p` into `out`.
+    fn leaf(&self, p: &LayerPlan, shape: &k::DenseShape, part: &Part, c: usize, out: &mut [f32]) {
+        let local = c - self.shard.first;
+        let rows = local * CHUNK..((local + 1) * CHUNK).min(self.shard.samples().len());
+        let (inputs, outputs) = (shape.inputs, shape.outputs);
+        let slot = p.slot.expect("a dense layer has a buffer");
+        // A deferred layer's gradient buffer is its own (never shared), so its rows are
+        // contiguous `[batch, outputs]`.
+        debug_assert_eq!(
+            self.plan.layers[slot].grad_buf.map(|g| self.plan.grad_bufs[g]),
+            Some(outputs)
+        );
+        let dy = &self.bufs.layers.grad(slot)[rows.start * outputs..rows.end * outputs];
+        match part {
+            Part::Bias => {
+                // As `dense_backward_weights` sums it: from zero, row by row.
+                out.fill(0.0);
+                for row in dy.chunks_exact(outputs) {
+                    for (g, &d) in out.iter_mut().zip(row) {
+                        *g += d;
+                    }
+                }
+            }
+            Part::Weights(o) => {
+                let input: &[f32] = match p.input {
+                    Some(j) => &self.bufs.layers.outs[j][rows.start * inputs..rows.end * inputs],
+                    None => &self.x[rows.start * inputs..rows.end * inputs],
+                };
+                // The block's columns of dy, contiguous: at most CHUNK x DEFERRED_ROWS.
+                let mut sub = [0.0f32; CHUNK * DEFERRED_ROWS];
+                let n = o.len();
+                for (r, row) in dy.chunks_exact(outputs).enumerate() {
+                    sub[r * n..(r + 1) * n].copy_from_slice(&row[o.clone()]);
+                }
+                let s = k::DenseShape {
+                    batch: rows.len(),
+                    inputs,
+                    outputs: n,
+                };
+                k::dense_backward_weights(&s, input, &sub[..rows.len() * n], out, None);
+            }
+        }
+    }
+}
+
+/// Which part of a deferred layer's gradient a block sums: a block of weight rows, or
+/// the bias.
+#[derive(Clone)]
+enum Part {
+    Weights(Range<usize>),
+    Bias,
 }
