@@ -275,6 +275,11 @@ fn two_ranks_exchange_the_subtree_sums_and_the_batch_statistics() {
     });
     let (_, gathered) = train_sharded(&net, &data, &cfg, 2);
     assert_eq!(gathered, 2 * net.param_count() + 32 + 2);
+    // What the trainer checks against MPI's int counts: one subtree per rank on 2 ranks;
+    // on 3 ranks the 8 chunks split 2 / 3 / 3, into 1 + 2 + 2 subtrees.
+    assert_eq!(net.shard_exchange_len(32, 2), 2 * net.param_count());
+    assert_eq!(net.shard_exchange_len(32, 3), 5 * net.param_count());
+    assert_eq!(net.shard_exchange_len(32, 1), net.param_count());
 }
 
 #[test]

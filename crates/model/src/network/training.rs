@@ -271,6 +271,18 @@ impl Network {
         })
     }
 
+    /// Values every process receives per step of a batch of `batch` samples split over
+    /// `ranks` processes ([`Network::train_step_shard`]): every rank's subtree sums of the
+    /// gradient. (MPI counts them in an `int`.)
+    pub fn shard_exchange_len(&self, batch: usize, ranks: usize) -> usize {
+        let n = batch.div_ceil(crate::plan::CHUNK);
+        let mut nodes = Vec::new();
+        for r in 0..ranks {
+            crate::shard::subtrees(n, Shard::split(batch, ranks, r).chunks(), &mut nodes);
+        }
+        nodes.len() * self.plan.grad_len
+    }
+
     /// A batch norm in training needs more than one value per channel (its unbiased
     /// variance divides by `n − 1`): PyTorch refuses the same.
     fn check_batch_norm_batch(&self, batch: usize) -> Result<(), ModelError> {

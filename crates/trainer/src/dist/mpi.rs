@@ -140,7 +140,10 @@ impl Transport for Mpi {
             self.count(8 + bytes.len());
         }
         bytes.resize(len as usize, 0);
-        root.broadcast_into(&mut bytes[..]);
+        // In pieces: MPI counts are ints (a resumed AdamW state can pass 2 GiB).
+        for piece in bytes.chunks_mut(1 << 30) {
+            root.broadcast_into(piece);
+        }
     }
     fn all_gather_u64(&self, local: &[u64]) -> Vec<u64> {
         self.count(8 * local.len());

@@ -401,6 +401,24 @@ pub fn train(
     // The rate of each step: a pure function of its place in the run.
     let schedule = cfg.recipe.schedule(cfg.lr, cfg.epochs, steps);
     let mut lr = schedule.lr_at(first_epoch * steps + state.batch_in_epoch.saturating_sub(1));
+    if world.ranks() > 1 {
+        // MPI counts a gather's values in an int: refused before any work.
+        let last = train.len() % b;
+        let most = [b, last].map(|n| {
+            if n > 0 {
+                net.shard_exchange_len(n, world.ranks())
+            } else {
+                0
+            }
+        });
+        if let Some(&v) = most.iter().find(|&&v| v > i32::MAX as usize) {
+            return Err(TrainerError::Usage(format!(
+                "{} ranks would gather {v} gradient values per step, more than MPI's limit of {}: use fewer ranks or a smaller network",
+                world.ranks(),
+                i32::MAX
+            )));
+        }
+    }
     let mut x = vec![0.0f32; b * per];
     let mut y = vec![0usize; b];
     let title = format!("{} on {} images", net.spec(), train.len());
