@@ -174,11 +174,19 @@ pub fn dense_backward_weights(
         );
     }
     if let Some(gb) = grad_bias {
-        gb.fill(0.0);
-        for row in dy.chunks_exact(s.outputs) {
-            for (g, &d) in gb.iter_mut().zip(row) {
-                *g += d;
-            }
+        dense_backward_bias(s, dy, gb);
+    }
+}
+
+/// Bias gradient: `db[o] = Σ_n dy[n, o]` (`[out]`, overwritten), summed over `n` in order
+/// from zero. `dy`: `[batch, out]`.
+pub fn dense_backward_bias(s: &DenseShape, dy: &[f32], grad_bias: &mut [f32]) {
+    check_len("dense_backward_bias", "dy", dy.len(), s.batch * s.outputs);
+    check_len("dense_backward_bias", "grad_bias", grad_bias.len(), s.outputs);
+    grad_bias.fill(0.0);
+    for row in dy.chunks_exact(s.outputs) {
+        for (g, &d) in grad_bias.iter_mut().zip(row) {
+            *g += d;
         }
     }
 }

@@ -78,7 +78,10 @@ pub use avgpool::{
 };
 pub use conv::{col2im, conv2d_backward_input, conv2d_backward_weights, conv2d_forward, im2col, Conv2dShape};
 pub use cpu::{simd_warning, SimdLevel};
-pub use dense::{dense_backward, dense_backward_input, dense_backward_weights, dense_forward, DenseShape};
+pub use dense::{
+    dense_backward, dense_backward_bias, dense_backward_input, dense_backward_weights, dense_forward,
+    DenseShape,
+};
 pub use dropout::{dropout_backward, dropout_forward, dropout_keep};
 pub use gemm::gemm_calls;
 pub use norm::{

@@ -413,3 +413,48 @@ fn dense_backward_refuses_wrapping_sizes() {
     let mut gw = vec![0.0f32; 8];
     dense_backward(&s, &x, &w, &dy, &mut gw, None, None);
 }
+
+/// The bias gradient alone (what a model summing dense gradients chunk by chunk calls):
+/// the reference's `Σ_n dy[n, o]` to f32 rounding, and the same bits as the bias that
+/// `dense_backward_weights` writes, at batch sizes 1 to 5 and 1 to 13 outputs.
+#[test]
+fn dense_backward_bias_matches_reference_and_dense_backward_weights() {
+    let mut r = rng(4242);
+    for batch in 1..=5 {
+        for outputs in [1, 3, 8, 9, 13] {
+            let s = DenseShape {
+                batch,
+                inputs: 7,
+                outputs,
+            };
+            let (x, dy) = (rand_vec(&mut r, batch * 7), rand_vec(&mut r, batch * outputs));
+            let mut gb = vec![f32::NAN; outputs];
+            dense_backward_bias(&s, &dy, &mut gb);
+            let w = vec![0.0; 7 * outputs];
+            let (_, want, _) = refk::dense_backward(&s, &f64s(&x), &f64s(&w), &f64s(&dy));
+            for (o, (&a, &b)) in gb.iter().zip(&want).enumerate() {
+                assert!(
+                    (a as f64 - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                    "{s:?}: db[{o}] = {a}, want {b}"
+                );
+            }
+            let (mut gw, mut gb2) = (vec![0.0; 7 * outputs], vec![f32::NAN; outputs]);
+            dense_backward_weights(&s, &x, &dy, &mut gw, Some(&mut gb2));
+            assert!(
+                gb.iter().zip(&gb2).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{s:?}"
+            );
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "dense_backward_bias")]
+fn dense_backward_bias_refuses_a_short_bias() {
+    let s = DenseShape {
+        batch: 2,
+        inputs: 3,
+        outputs: 4,
+    };
+    dense_backward_bias(&s, &[0.0; 8], &mut [0.0; 3]);
+}

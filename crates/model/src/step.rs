@@ -665,13 +665,11 @@ impl Deferred<'_> {
         let dy = &self.bufs.layers.grad(slot)[rows.start * outputs..rows.end * outputs];
         match part {
             Part::Bias => {
-                // As `dense_backward_weights` sums it: from zero, row by row.
-                out.fill(0.0);
-                for row in dy.chunks_exact(outputs) {
-                    for (g, &d) in out.iter_mut().zip(row) {
-                        *g += d;
-                    }
-                }
+                let s = k::DenseShape {
+                    batch: rows.len(),
+                    ..*shape
+                };
+                k::dense_backward_bias(&s, dy, out);
             }
             Part::Weights(o) => {
                 let input: &[f32] = match p.input {

@@ -17,19 +17,36 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// `mpiexec -n ranks trainer ...`, one thread per rank (ranks share this machine's cores).
-fn mpiexec(ranks: usize) -> Command {
+/// `mpiexec` with no program yet: Open MPI refuses root and more ranks than cores unless
+/// told (MPICH ignores these variables); no test hook, no standard input.
+fn launcher() -> Command {
     let mut c = Command::new("mpiexec");
-    c.arg("-n").arg(ranks.to_string());
-    // Open MPI refuses root and more ranks than cores unless told; MPICH ignores these.
     c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("OMPI_MCA_rmaps_base_oversubscribe", "1");
-    c.env_remove("PETAL_INTERRUPT_AFTER_STEPS");
-    c.stdin(std::process::Stdio::null());
-    c.arg(env!("CARGO_BIN_EXE_trainer"));
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        .env_remove("PETAL_INTERRUPT_AFTER_STEPS")
+        .stdin(std::process::Stdio::null());
     c
 }
+
+/// `mpiexec -n ranks trainer ...`, one thread per rank (ranks share this machine's cores).
+fn mpiexec(ranks: usize) -> Command {
+    let mut c = launcher();
+    c.arg("-n").arg(ranks.to_string()).arg(TRAINER);
+    c
+}
+
+/// `mpiexec` running rank 0 in folder `a` with `rank0` and rank 1 in folder `b` with
+/// `rank1` (the trainer's arguments): relative paths resolve in each rank's own folder,
+/// as on two machines.
+fn two_folders(a: &Path, rank0: &[&str], b: &Path, rank1: &[&str]) -> std::process::Output {
+    let mut c = launcher();
+    c.args(["-n", "1", "-wdir"]).arg(a).arg(TRAINER).args(rank0);
+    c.args([":", "-n", "1", "-wdir"]).arg(b).arg(TRAINER).args(rank1);
+    c.run()
+}
+
+const TRAINER: &str = env!("CARGO_BIN_EXE_trainer");
 
 /// A run that exercises everything a rank shares: batch norms (statistics over the whole
 /// batch), a residual block, dropout (masks by global sample index), augmentation
@@ -145,17 +162,8 @@ fn a_run_resumes_over_ranks_when_only_rank_0_has_the_run_folder() {
         .arg(&a)
         .run();
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
-    let trainer = env!("CARGO_BIN_EXE_trainer");
-    let mut c = Command::new("mpiexec");
-    c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env_remove("PETAL_INTERRUPT_AFTER_STEPS")
-        .stdin(std::process::Stdio::null());
-    c.args(["-n", "1", "-wdir"]).arg(tmp.path()).arg(trainer);
-    c.args(["train", "--resume", "a"]);
-    c.args([":", "-n", "1", "-wdir"]).arg(&b).arg(trainer);
-    c.args(["train", "--resume", "a"]);
-    let o = c.run();
+    let resume = ["train", "--resume", "a"];
+    let o = two_folders(tmp.path(), &resume, &b, &resume);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("resuming a at epoch 1, step 4"),
@@ -175,17 +183,10 @@ fn data_in(dir: &Path) {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
-/// `mpiexec` with rank 0 in folder `a` and rank 1 in `b`, both given `--data data`: the
-/// same path, resolved in each rank's own folder, as on two machines.
+/// Two ranks in folders `a` and `b`, both given `--data data` (rank 0 writes `out`).
 fn two_machines(a: &Path, b: &Path, out: &Path) -> std::process::Output {
-    let mut c = Command::new("mpiexec");
-    c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env_remove("PETAL_INTERRUPT_AFTER_STEPS")
-        .stdin(std::process::Stdio::null());
-    let trainer = env!("CARGO_BIN_EXE_trainer");
-    c.args(["-n", "1", "-wdir"]).arg(a).arg(trainer);
-    c.args([
+    let out = out.to_str().expect("a UTF-8 temporary path");
+    let rank0 = [
         "train",
         "--data",
         "data",
@@ -194,11 +195,9 @@ fn two_machines(a: &Path, b: &Path, out: &Path) -> std::process::Output {
         "--threads",
         "1",
         "--out",
-    ])
-    .arg(out);
-    c.args([":", "-n", "1", "-wdir"]).arg(b).arg(trainer);
-    c.args(["train", "--data", "data", "--threads", "1"]);
-    c.run()
+        out,
+    ];
+    two_folders(a, &rank0, b, &["train", "--data", "data", "--threads", "1"])
 }
 
 #[test]

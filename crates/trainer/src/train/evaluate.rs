@@ -37,8 +37,13 @@ pub fn evaluate_on(
     let labels = &data.labels[mine.clone()];
     for (x, y) in images.chunks(batch * per).zip(labels.chunks(batch)) {
         let k = net.classes();
-        let probs = net.predict(x)?.to_vec();
-        for ((p, l), &t) in probs.chunks_exact(k).zip(net.logits().chunks_exact(k)).zip(y) {
+        net.predict(x)?;
+        for ((p, l), &t) in net
+            .probs()
+            .chunks_exact(k)
+            .zip(net.logits().chunks_exact(k))
+            .zip(y)
+        {
             let best = (0..k).fold(0, |b, i| if p[i] > p[b] { i } else { b });
             let max = l.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
             let lse = max + l.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
