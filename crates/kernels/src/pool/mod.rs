@@ -11,12 +11,13 @@
 //! the last, so the gradient may go to another NaN position). The gradient flows only to each window's maximum (the seed's "Pooling_layer"):
 //! `dx[n, c, argmax] += dy[n, c, i, j]`, so overlapping windows accumulate.
 
+mod vector;
+
 use crate::shape::{check_len, check_sizes, ShapeError};
 use crate::simd::{Lanes, LANES};
 use rayon::prelude::*;
-use std::ops::{Add, BitAnd, BitOr, Not, Sub};
-use wide::bytemuck::cast;
-use wide::{f32x16, f32x8, i32x16, i32x8, u32x16, u32x8, ShuffleExt};
+use vector::PoolVector;
+use wide::{f32x16, f32x8};
 
 /// The shape of a batched 2-D max pooling with a square `k x k` window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -165,122 +166,6 @@ fn pool_plane(s: &Pool2dShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
     }
 }
 
-/// The vector operations of the 2x2 / stride 2 paths, for 8 lanes (`f32x8`) and 16
-/// (`f32x16`, [`Lanes::Sixteen`]: what AVX-512 builds use). Masks are vectors whose lanes
-/// are all ones or zero.
-trait PoolVector:
-    Copy
-    + BitAnd<Output = Self>
-    + BitOr<Output = Self>
-    + Not<Output = Self>
-    + Add<Output = Self>
-    + Sub<Output = Self>
-{
-    const N: usize;
-    fn splat(v: f32) -> Self;
-    /// `[0, 2, 4, .., 2 (N - 1)]`.
-    fn steps() -> Self;
-    fn load(s: &[f32]) -> Self;
-    fn store(self, s: &mut [f32]);
-    /// `N` indices as exact floats (they are below 2^24).
-    fn load_index(s: &[u32]) -> Self;
-    /// `N` exact float indices below 2^23 back to `u32`.
-    fn store_index(self, s: &mut [u32]);
-    /// The even and the odd lanes of `a` then `b`.
-    fn deinterleave(a: Self, b: Self) -> (Self, Self);
-    /// `a0 b0 a1 b1 ..`: its first `N` lanes, then its last `N`.
-    fn interleave(a: Self, b: Self) -> (Self, Self);
-    fn gt(self, o: Self) -> Self;
-    fn eq(self, o: Self) -> Self;
-    fn nan(self) -> Self;
-    fn select(self, if_true: Self, if_false: Self) -> Self;
-    fn bitmask(self) -> u32;
-}
-
-/// Implements [`PoolVector`] for `wide`'s `$f` (with its `$i` and `$u` integer twins) of
-/// `$n` lanes. Two-vector shuffles go through `$u` (`wide` has them for the unsigned
-/// types): the casts move no data.
-macro_rules! pool_vector {
-    ($f:ident, $i:ident, $u:ident, $n:literal) => {
-        impl PoolVector for $f {
-            const N: usize = $n;
-            #[inline(always)]
-            fn splat(v: f32) -> Self {
-                $f::splat(v)
-            }
-            #[inline(always)]
-            fn steps() -> Self {
-                $f::new(std::array::from_fn(|l| 2.0 * l as f32))
-            }
-            #[inline(always)]
-            fn load(s: &[f32]) -> Self {
-                $f::new(s[..$n].try_into().expect("a whole vector"))
-            }
-            #[inline(always)]
-            fn store(self, s: &mut [f32]) {
-                s[..$n].copy_from_slice(&self.to_array());
-            }
-            #[inline(always)]
-            fn load_index(s: &[u32]) -> Self {
-                $i::new(std::array::from_fn(|l| s[l] as i32)).round_float()
-            }
-            #[inline(always)]
-            fn store_index(self, s: &mut [u32]) {
-                // An integer v below 2^23 plus 2^23 is exact, and its bits are
-                // 0x4B00_0000 + v: one add and one xor, where a conversion with
-                // `round_int`'s range checks took five instructions more.
-                let biased: $u = cast(self + $f::splat(8_388_608.0));
-                let v = biased ^ $u::splat(0x4B00_0000);
-                s[..$n].copy_from_slice(&v.to_array());
-            }
-            #[inline(always)]
-            fn deinterleave(a: Self, b: Self) -> (Self, Self) {
-                let (a, b): ($u, $u) = (cast(a), cast(b));
-                let even = $u::new(std::array::from_fn(|l| 2 * l as u32));
-                let odd = $u::new(std::array::from_fn(|l| 2 * l as u32 + 1));
-                (cast([a, b].shuffle(even)), cast([a, b].shuffle(odd)))
-            }
-            #[inline(always)]
-            fn interleave(a: Self, b: Self) -> (Self, Self) {
-                let (a, b): ($u, $u) = (cast(a), cast(b));
-                let lo = $u::new(std::array::from_fn(|l| (l / 2 + $n * (l % 2)) as u32));
-                let hi = $u::new(std::array::from_fn(|l| {
-                    ($n / 2 + l / 2 + $n * (l % 2)) as u32
-                }));
-                (cast([a, b].shuffle(lo)), cast([a, b].shuffle(hi)))
-            }
-            #[inline(always)]
-            fn gt(self, o: Self) -> Self {
-                self.simd_gt(o)
-            }
-            #[inline(always)]
-            fn eq(self, o: Self) -> Self {
-                self.simd_eq(o)
-            }
-            #[inline(always)]
-            fn nan(self) -> Self {
-                self.is_nan()
-            }
-            #[inline(always)]
-            fn select(self, if_true: Self, if_false: Self) -> Self {
-                $f::select(self, if_true, if_false)
-            }
-            #[inline(always)]
-            fn bitmask(self) -> u32 {
-                self.to_bitmask()
-            }
-        }
-    };
-}
-pool_vector!(f32x8, i32x8, u32x8, 8);
-pool_vector!(f32x16, i32x16, u32x16, 16);
-
-/// `v` beats `best`: greater, or NaN over a number (NaN propagates, ties keep `best`).
-#[inline(always)]
-fn wins_v<V: PoolVector>(v: V, best: V) -> V {
-    v.gt(best) | (v.nan() & !best.nan())
-}
-
 /// The 2x2 / stride 2 case (every preset's pooling), branch-free SIMD.
 ///
 /// For `N` outputs at a time (16 when `WIDE`, then 8), the `2N` values of each of the
@@ -341,16 +226,17 @@ fn pool_block_2x2<V: PoolVector>(
     let n = V::N;
     let (l0, q0) = V::deinterleave(V::load(&r0[2 * j..]), V::load(&r0[2 * j + n..]));
     let (l1, q1) = V::deinterleave(V::load(&r1[2 * j..]), V::load(&r1[2 * j + n..]));
-    let w0 = wins_v(q0, l0);
+    let w0 = q0.beats(l0);
     let (m0, o0) = (w0.select(q0, l0), w0 & V::splat(1.0));
-    let w1 = wins_v(q1, l1);
+    let w1 = q1.beats(l1);
     let (m1, o1) = (
         w1.select(q1, l1),
         w1.select(V::splat(w as f32 + 1.0), V::splat(w as f32)),
     );
-    let wr = wins_v(m1, m0);
-    wr.select(m1, m0).store(&mut yrow[j..]);
+    let wr = m1.beats(m0);
+    wr.select(m1, m0).to_natural_order().store(&mut yrow[j..]);
     let idx = wr.select(o1, o0) + V::steps() + V::splat((row_base + 2 * j) as f32);
+    let idx = idx.to_natural_order();
     idx.store_index(&mut arow[j..]);
 }
 
@@ -459,13 +345,16 @@ fn unpool_block_2x2<V: PoolVector>(
     bottom: &mut [f32],
 ) {
     let (n, w) = (V::N, s.w as f32);
-    let d = V::load(&dyrow[j..]);
-    let off = V::load_index(&arow[j..]) - (V::steps() + V::splat((2 * i * s.w + 2 * j) as f32));
+    let d = V::load(&dyrow[j..]).to_pair_order();
+    let idx = V::load_index(&arow[j..]).to_pair_order();
+    let off = idx - (V::steps() + V::splat((2 * i * s.w + 2 * j) as f32));
     let (m0, m1) = (off.eq(V::splat(0.0)), off.eq(V::splat(1.0)));
     let (m2, m3) = (off.eq(V::splat(w)), off.eq(V::splat(w + 1.0)));
-    let hit = (m0 | m1 | m2 | m3).bitmask();
-    if hit != (1u32 << n) - 1 {
-        let l = (!hit).trailing_zeros() as usize;
+    if !(m0 | m1 | m2 | m3).all() {
+        let base = 2 * i * s.w + 2 * j;
+        let l = (0..n)
+            .find(|&l| ![0, 1, s.w, s.w + 1].contains(&(arow[j + l] as usize).wrapping_sub(base + 2 * l)))
+            .expect("a lane outside its window");
         outside_window(s, i, j + l, arow[j + l]);
     }
     let zero = V::splat(0.0);
