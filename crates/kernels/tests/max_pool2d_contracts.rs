@@ -1,0 +1,199 @@
+//! `max_pool2d_forward` and `max_pool2d_backward` (`src/pool/`): shape contracts (wrong
+//! buffer lengths, bad shapes through `validate()`), and argmax values the forward could
+//! not have produced (outside the plane, outside their 2x2 window), caught on the scalar
+//! path and inside the SIMD blocks at both vector widths with the output they belong to.
+//! The numerical tests are in `max_pool2d.rs`.
+
+mod common;
+
+use common::*;
+use petal_kernels::pool::max_pool2d_backward_lanes;
+use petal_kernels::simd::Lanes;
+use petal_kernels::*;
+
+#[test]
+#[should_panic(expected = "max_pool2d_forward: x has 15 values, expected 16")]
+fn max_pool2d_forward_x_wrong() {
+    max_pool2d_forward(&pool(1, 1, 4, 4, 2, 2), &[0.0; 15], &mut [0.0; 4], &mut [0; 4]);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d_forward: y has 5 values, expected 4")]
+fn max_pool2d_forward_y_wrong() {
+    max_pool2d_forward(&pool(1, 1, 4, 4, 2, 2), &[0.0; 16], &mut [0.0; 5], &mut [0; 4]);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d_forward: argmax has 3 values, expected 4")]
+fn max_pool2d_forward_argmax_wrong() {
+    max_pool2d_forward(&pool(1, 1, 4, 4, 2, 2), &[0.0; 16], &mut [0.0; 4], &mut [0; 3]);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d_backward: argmax 16 outside the 4x4 plane")]
+fn max_pool2d_backward_argmax_outside_plane() {
+    // The second plane's index must be in-plane (0..16), not a flat index.
+    max_pool2d_backward(
+        &pool(1, 2, 4, 4, 2, 2),
+        &[1.0; 8],
+        &[0, 2, 8, 10, 16, 2, 8, 10],
+        &mut [0.0; 32],
+    );
+}
+
+#[test]
+#[should_panic(
+    expected = "max_pool2d_backward: argmax 6 of output (0, 0) outside its 2x2 window in the 4x4 plane"
+)]
+fn max_pool2d_backward_argmax_outside_its_window() {
+    // In the plane, but in the window of output (0, 1), not (0, 0): not from this forward.
+    max_pool2d_backward(&pool(1, 1, 4, 4, 2, 2), &[1.0; 4], &[6, 2, 8, 10], &mut [0.0; 16]);
+}
+
+#[test]
+#[should_panic(
+    expected = "max_pool2d_backward: argmax 70 of output (0, 1) outside its 2x2 window in the 4x20 plane"
+)]
+fn max_pool2d_backward_argmax_outside_its_window_simd() {
+    // Ten outputs per row: the first eight take the SIMD path.
+    let am: Vec<u32> = (0..20).map(|o| ((o / 10) * 40 + (o % 10) * 2) as u32).collect();
+    let mut am = am;
+    am[1] = 70;
+    max_pool2d_backward(&pool(1, 1, 4, 20, 2, 2), &[1.0; 20], &am, &mut [0.0; 80]);
+}
+
+#[test]
+#[should_panic(
+    expected = "max_pool2d_backward: argmax 4 of output (0, 3) outside its 2x2 window in the 2x40 plane"
+)]
+fn max_pool2d_backward_argmax_outside_its_window_wide_simd() {
+    // Twenty outputs: the first sixteen take the 16-lane path where the CPU has AVX-512.
+    // Output 3's window starts at column 6; 4 is output 2's.
+    let mut am: Vec<u32> = (0..20).map(|o| 2 * o as u32).collect();
+    am[3] = 4;
+    max_pool2d_backward(&pool(1, 1, 2, 40, 2, 2), &[1.0; 20], &am, &mut [0.0; 80]);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d_backward: dx has 31 values, expected 32")]
+fn max_pool2d_backward_dx_wrong() {
+    max_pool2d_backward(&pool(1, 2, 4, 4, 2, 2), &[1.0; 8], &[0; 8], &mut [0.0; 31]);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d_backward: dy has 7 values, expected 8")]
+fn max_pool2d_backward_dy_wrong() {
+    max_pool2d_backward(&pool(1, 2, 4, 4, 2, 2), &[1.0; 7], &[0; 8], &mut [0.0; 32]);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d_backward: argmax has 9 values, expected 8")]
+fn max_pool2d_backward_argmax_len_wrong() {
+    max_pool2d_backward(&pool(1, 2, 4, 4, 2, 2), &[1.0; 8], &[0; 9], &mut [0.0; 32]);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d: k must be at least 1")]
+fn max_pool2d_forward_zero_kernel() {
+    max_pool2d_forward(&pool(1, 1, 4, 4, 0, 1), &[0.0; 16], &mut [], &mut []);
+}
+
+#[test]
+#[should_panic(expected = "max_pool2d: kernel 5x5 is larger than the input 4x6")]
+fn max_pool2d_forward_kernel_larger_than_input() {
+    max_pool2d_forward(&pool(1, 1, 4, 6, 5, 1), &[0.0; 24], &mut [], &mut []);
+}
+
+/// Sets one field of a shape to zero.
+type Zeroer<S> = fn(&mut S);
+
+#[test]
+fn max_pool2d_shape_validate_reports_bad_shapes() {
+    let ok = pool(2, 3, 5, 6, 2, 2);
+    assert_eq!(ok.validate(), Ok(()));
+    let fields: [(&str, Zeroer<Pool2dShape>); 6] = [
+        ("batch", |s| s.batch = 0),
+        ("c", |s| s.c = 0),
+        ("h", |s| s.h = 0),
+        ("w", |s| s.w = 0),
+        ("k", |s| s.k = 0),
+        ("stride", |s| s.stride = 0),
+    ];
+    for (field, zero) in fields {
+        let mut s = ok;
+        zero(&mut s);
+        assert_eq!(
+            s.validate(),
+            Err(ShapeError::Zero {
+                what: "max_pool2d",
+                field
+            }),
+            "{s:?}"
+        );
+    }
+    for (h, w) in [(2, 5), (5, 2)] {
+        assert_eq!(
+            pool(1, 1, h, w, 3, 1).validate(),
+            Err(ShapeError::KernelTooLarge {
+                what: "max_pool2d",
+                kernel: (3, 3),
+                input: (h, w)
+            })
+        );
+    }
+    // A window exactly the input's size is valid: one output.
+    let whole = pool(1, 1, 3, 3, 3, 5);
+    assert_eq!(whole.validate(), Ok(()));
+    assert_eq!((whole.out_h(), whole.out_w(), whole.output_len()), (1, 1, 1));
+}
+
+/// An argmax outside its window is caught inside a 16-lane block (outputs 0..16), at
+/// either width (8 lanes: the first of two 8-lane blocks).
+#[test]
+#[should_panic(
+    expected = "max_pool2d_backward: argmax 4 of output (0, 3) outside its 2x2 window in the 2x40 plane"
+)]
+fn max_pool2d_backward_lanes_sixteen_argmax_outside_its_window() {
+    let mut am: Vec<u32> = (0..20).map(|o| 2 * o as u32).collect();
+    am[3] = 4;
+    max_pool2d_backward_lanes(
+        Lanes::Sixteen,
+        &pool(1, 1, 2, 40, 2, 2),
+        &[1.0; 20],
+        &am,
+        &mut [0.0; 80],
+    );
+}
+
+#[test]
+#[should_panic(
+    expected = "max_pool2d_backward: argmax 4 of output (0, 3) outside its 2x2 window in the 2x40 plane"
+)]
+fn max_pool2d_backward_lanes_eight_argmax_outside_its_window() {
+    let mut am: Vec<u32> = (0..20).map(|o| 2 * o as u32).collect();
+    am[3] = 4;
+    max_pool2d_backward_lanes(
+        Lanes::Eight,
+        &pool(1, 1, 2, 40, 2, 2),
+        &[1.0; 20],
+        &am,
+        &mut [0.0; 80],
+    );
+}
+
+/// In the second 8-lane block (outputs 8..16), which the 16-lane width covers in its first.
+#[test]
+#[should_panic(
+    expected = "max_pool2d_backward: argmax 0 of output (0, 11) outside its 2x2 window in the 2x40 plane"
+)]
+fn max_pool2d_backward_lanes_eight_argmax_outside_its_window_second_block() {
+    let mut am: Vec<u32> = (0..20).map(|o| 2 * o as u32).collect();
+    am[11] = 0;
+    max_pool2d_backward_lanes(
+        Lanes::Eight,
+        &pool(1, 1, 2, 40, 2, 2),
+        &[1.0; 20],
+        &am,
+        &mut [0.0; 80],
+    );
+}
