@@ -182,9 +182,10 @@ pub(crate) fn split_phases(s: &Conv2dShape, x: &[f32], buf: &mut [f32]) {
                 let (b0, b1) = inside(w, st, pad, q, pw);
                 row[..b0].fill(0.0);
                 row[b1..].fill(0.0);
-                let x0 = st * b0 + q - pad;
-                for (v, pr) in row[b0..b1].iter_mut().zip(xr[x0..].chunks(st)) {
-                    *v = pr[0];
+                // (No column of this phase holds input where b0 == b1; x0 may then lie
+                // past the row.)
+                for (b, v) in (b0..b1).zip(&mut row[b0..b1]) {
+                    *v = xr[st * b + q - pad];
                 }
             }
         }
@@ -371,5 +372,72 @@ fn merge_row_2(row: &mut [f32], pad: usize, src: [Option<&[f32]>; 2]) {
     }
     if let [last] = tail {
         *last = src[0].map_or(0.0, |e| e[bs + n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `split_phases` against its definition, `phase(c, p, q)[a, b] = xp[c, s·a + p, s·b +
+    /// q]` (zero outside the image), for strides 2 and 3, pads 0-3, 1x1 to 3x3 kernels and
+    /// row widths 1-41 (the stride-2 split's 8-column vector blocks, their ends and rows
+    /// too short for one); the slack is zero.
+    #[test]
+    fn split_phases_matches_the_definition() {
+        for stride in [2, 3] {
+            for pad in 0..4 {
+                for k in 1..=3 {
+                    for w in 1..=41 {
+                        for h in [1, 2, 5] {
+                            let s = Conv2dShape {
+                                batch: 1,
+                                in_c: 2,
+                                h,
+                                w,
+                                out_c: 1,
+                                kh: k,
+                                kw: k,
+                                stride,
+                                pad,
+                            };
+                            if s.validate().is_err() {
+                                continue;
+                            }
+                            let x: Vec<f32> = (0..2 * h * w).map(|i| i as f32 + 1.0).collect();
+                            let mut buf = vec![f32::NAN; s.phases_len()];
+                            split_phases(&s, &x, &mut buf);
+                            let (np, nq, ph, pw) = (s.phase_rows(), s.phase_cols(), s.phase_h(), s.phase_w());
+                            let mut at = 0;
+                            for c in 0..2 {
+                                for p in 0..np {
+                                    for q in 0..nq {
+                                        for a in 0..ph {
+                                            for b in 0..pw {
+                                                let (r, col) = (stride * a + p, stride * b + q);
+                                                let inside = (pad..pad + h).contains(&r)
+                                                    && (pad..pad + w).contains(&col);
+                                                let want = if inside {
+                                                    x[(c * h + r - pad) * w + col - pad]
+                                                } else {
+                                                    0.0
+                                                };
+                                                assert_eq!(
+                                                    buf[at].to_bits(),
+                                                    want.to_bits(),
+                                                    "{s:?} phase ({c}, {p}, {q}) at ({a}, {b})"
+                                                );
+                                                at += 1;
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            assert!(buf[at..].iter().all(|&v| v == 0.0), "{s:?} slack");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
