@@ -147,6 +147,14 @@ fn max_pool2d_shape_validate_reports_bad_shapes() {
     assert_eq!((whole.out_h(), whole.out_w(), whole.output_len()), (1, 1, 1));
 }
 
+/// The 2x40 plane's 20 outputs with a valid argmax each (the left column of their
+/// window) except output `at`, given `value`, through the backward at `lanes`.
+fn backward_with_one_bad_argmax(lanes: Lanes, at: usize, value: u32) {
+    let mut am: Vec<u32> = (0..20).map(|o| 2 * o as u32).collect();
+    am[at] = value;
+    max_pool2d_backward_lanes(lanes, &pool(1, 1, 2, 40, 2, 2), &[1.0; 20], &am, &mut [0.0; 80]);
+}
+
 /// An argmax outside its window is caught inside a 16-lane block (outputs 0..16), at
 /// either width (8 lanes: the first of two 8-lane blocks).
 #[test]
@@ -154,15 +162,7 @@ fn max_pool2d_shape_validate_reports_bad_shapes() {
     expected = "max_pool2d_backward: argmax 4 of output (0, 3) outside its 2x2 window in the 2x40 plane"
 )]
 fn max_pool2d_backward_lanes_sixteen_argmax_outside_its_window() {
-    let mut am: Vec<u32> = (0..20).map(|o| 2 * o as u32).collect();
-    am[3] = 4;
-    max_pool2d_backward_lanes(
-        Lanes::Sixteen,
-        &pool(1, 1, 2, 40, 2, 2),
-        &[1.0; 20],
-        &am,
-        &mut [0.0; 80],
-    );
+    backward_with_one_bad_argmax(Lanes::Sixteen, 3, 4);
 }
 
 #[test]
@@ -170,15 +170,7 @@ fn max_pool2d_backward_lanes_sixteen_argmax_outside_its_window() {
     expected = "max_pool2d_backward: argmax 4 of output (0, 3) outside its 2x2 window in the 2x40 plane"
 )]
 fn max_pool2d_backward_lanes_eight_argmax_outside_its_window() {
-    let mut am: Vec<u32> = (0..20).map(|o| 2 * o as u32).collect();
-    am[3] = 4;
-    max_pool2d_backward_lanes(
-        Lanes::Eight,
-        &pool(1, 1, 2, 40, 2, 2),
-        &[1.0; 20],
-        &am,
-        &mut [0.0; 80],
-    );
+    backward_with_one_bad_argmax(Lanes::Eight, 3, 4);
 }
 
 /// In the second 8-lane block (outputs 8..16), which the 16-lane width covers in its first.
@@ -187,13 +179,5 @@ fn max_pool2d_backward_lanes_eight_argmax_outside_its_window() {
     expected = "max_pool2d_backward: argmax 0 of output (0, 11) outside its 2x2 window in the 2x40 plane"
 )]
 fn max_pool2d_backward_lanes_eight_argmax_outside_its_window_second_block() {
-    let mut am: Vec<u32> = (0..20).map(|o| 2 * o as u32).collect();
-    am[11] = 0;
-    max_pool2d_backward_lanes(
-        Lanes::Eight,
-        &pool(1, 1, 2, 40, 2, 2),
-        &[1.0; 20],
-        &am,
-        &mut [0.0; 80],
-    );
+    backward_with_one_bad_argmax(Lanes::Eight, 11, 0);
 }
