@@ -8,10 +8,11 @@
 //! - the backward against finite differences of the fast forward, and the reference's own
 //!   backward against finite differences of the reference forward;
 //! - hand-worked planes (ties to the first maximum, NaN propagation, overlapping windows);
-//! - bit-identical results on any number of threads (shape contracts and impossible argmax
-//!   values: `max_pool2d_contracts.rs`).
+//! - bit-identical results on any number of threads.
 //!
 //! Outputs are pre-filled with NaN (or `u32::MAX`), so "every value written" is checked too.
+//! Shape contracts and argmax values the forward could not have produced are tested in
+//! `max_pool2d_contracts.rs`.
 
 mod common;
 

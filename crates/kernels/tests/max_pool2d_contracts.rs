@@ -181,3 +181,57 @@ fn max_pool2d_backward_lanes_eight_argmax_outside_its_window() {
 fn max_pool2d_backward_lanes_eight_argmax_outside_its_window_second_block() {
     backward_with_one_bad_argmax(Lanes::Eight, 11, 0);
 }
+
+/// The panic message of `f`, which must panic.
+fn panic_message(f: impl FnOnce()) -> String {
+    let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).expect_err("a panic");
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .expect("a message")
+}
+
+/// A bad argmax in each position of a row of 33 outputs (a 2x66 plane: two 16-lane blocks
+/// or four 8-lane blocks, then a scalar one), at both widths: in its neighbour's window,
+/// one past it, and outside the plane (its size, 2^24, 2^24 + 1, 2^31, `u32::MAX`), every
+/// one reported with its own output; with two bad lanes in one block, the first.
+#[test]
+fn max_pool2d_backward_names_the_output_of_a_bad_argmax_in_every_lane() {
+    let s = pool(1, 1, 2, 66, 2, 2);
+    let good: Vec<u32> = (0..33).map(|o| 2 * o as u32).collect();
+    let run = |lanes: Lanes, am: &[u32]| {
+        panic_message(|| max_pool2d_backward_lanes(lanes, &s, &[1.0; 33], am, &mut [0.0; 132]))
+    };
+    for lanes in Lanes::ALL {
+        for at in 0..33 {
+            let neighbour = if at == 0 { 2 } else { 2 * at as u32 - 2 };
+            for bad in [
+                neighbour,
+                neighbour + 1,
+                132,
+                1 << 24,
+                (1 << 24) + 1,
+                1 << 31,
+                u32::MAX,
+            ] {
+                let mut am = good.clone();
+                am[at] = bad;
+                let want = if bad >= 132 {
+                    format!("max_pool2d_backward: argmax {bad} outside the 2x66 plane")
+                } else {
+                    format!("max_pool2d_backward: argmax {bad} of output (0, {at}) outside its 2x2 window in the 2x66 plane")
+                };
+                assert_eq!(run(lanes, &am), want, "{lanes:?}, output {at}");
+            }
+        }
+        for (first, second) in [(2, 5), (9, 14), (17, 31)] {
+            let mut am = good.clone();
+            am[second] = 0;
+            am[first] = 1;
+            let want = format!(
+                "max_pool2d_backward: argmax 1 of output (0, {first}) outside its 2x2 window in the 2x66 plane"
+            );
+            assert_eq!(run(lanes, &am), want, "{lanes:?}, outputs {first} and {second}");
+        }
+    }
+}

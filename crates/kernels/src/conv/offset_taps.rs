@@ -19,8 +19,9 @@ use crate::simd::{Vector, AVX512};
 /// (2 · 6 + 2 + 1 = 15 of 16).
 const DW_CHANNELS: usize = if AVX512 { 4 } else { 2 };
 /// Taps per register tile of [`weight_grad`] (see [`DW_CHANNELS`]). With AVX2, 6 rather
-/// than 5: the ResNets' tap counts (16, 32 and 9 · 16, 9 · 32) then split into whole tiles
-/// or a 4-tap one, where 5 left 1-tap tiles. x86-64-v3 build, `cargo run --release -p
+/// than 5: of the ResNets' tap counts, 16 then splits into 6 + 6 + 4, 32 into five tiles of
+/// 6 and a 2-tap one, 9 · 16 and 9 · 32 into whole tiles; with 5, 16 and 9 · 32 ended in a
+/// 1-tap tile (and 32, 9 · 16 in 2- and 4-tap ones). x86-64-v3 build, `cargo run --release -p
 /// petal-kernels --example resnet_shapes`, alternated twice: weight gradient of 16 -> 32
 /// stride 2 at 32x32, 3x3: 31 -> 35.5 GFLOP/s, 1x1: 26.8 -> 33.
 const DW_TAPS: usize = 6;

@@ -182,8 +182,8 @@ pub(crate) fn split_phases(s: &Conv2dShape, x: &[f32], buf: &mut [f32]) {
                 let (b0, b1) = inside(w, st, pad, q, pw);
                 row[..b0].fill(0.0);
                 row[b1..].fill(0.0);
-                // (No column of this phase holds input where b0 == b1; x0 may then lie
-                // past the row.)
+                // Indexed per column: where no column of this phase holds input (b0 ==
+                // b1), the first one's input position may lie past the row.
                 for (b, v) in (b0..b1).zip(&mut row[b0..b1]) {
                     *v = xr[st * b + q - pad];
                 }
@@ -381,8 +381,7 @@ mod tests {
 
     /// `split_phases` against its definition, `phase(c, p, q)[a, b] = xp[c, s·a + p, s·b +
     /// q]` (zero outside the image), for strides 2 and 3, pads 0-3, 1x1 to 3x3 kernels and
-    /// row widths 1-41 (the stride-2 split's 8-column vector blocks, their ends and rows
-    /// too short for one); the slack is zero.
+    /// row widths 1-41 (phases with no input column among them); the slack is zero.
     #[test]
     fn split_phases_matches_the_definition() {
         for stride in [2, 3] {
