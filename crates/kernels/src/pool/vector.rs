@@ -13,17 +13,13 @@
 //! store or the load (one `vpermpd` on AVX2; nothing for 16 lanes, whose pair order is
 //! the natural one).
 
-use std::ops::{Add, BitAnd, BitOr, Sub};
+use crate::lanewise::Lane;
+use std::ops::{BitAnd, BitOr};
 use wide::bytemuck::cast;
 use wide::{f32x16, i32x16, u32x16, ShuffleExt};
 
-pub(super) trait PoolVector:
-    Copy + BitAnd<Output = Self> + BitOr<Output = Self> + Add<Output = Self> + Sub<Output = Self>
-{
-    const N: usize;
-    fn splat(v: f32) -> Self;
-    fn load(s: &[f32]) -> Self;
-    fn store(self, s: &mut [f32]);
+/// The column-pair operations on top of [`Lane`]'s (`N`, `splat`, `load`, `store`).
+pub(super) trait PoolVector: Lane + BitAnd<Output = Self> + BitOr<Output = Self> {
     /// `N` indices as exact floats (they are below 2^24).
     fn load_index(s: &[u32]) -> Self;
     /// `N` exact float indices below 2^23 back to `u32`.
@@ -53,19 +49,6 @@ pub(super) trait PoolVector:
 /// and `$u` integer twins) of `$n` lanes.
 macro_rules! common {
     ($f:ident, $i:ident, $u:ident, $n:literal) => {
-        const N: usize = $n;
-        #[inline(always)]
-        fn splat(v: f32) -> Self {
-            $f::splat(v)
-        }
-        #[inline(always)]
-        fn load(s: &[f32]) -> Self {
-            $f::new(s[..$n].try_into().expect("a whole vector"))
-        }
-        #[inline(always)]
-        fn store(self, s: &mut [f32]) {
-            s[..$n].copy_from_slice(&self.to_array());
-        }
         #[inline(always)]
         fn load_index(s: &[u32]) -> Self {
             $i::new(std::array::from_fn(|l| s[l] as i32)).round_float()
