@@ -2,9 +2,9 @@
 //! differences of its loss.
 
 use crate::error::ModelError;
-use crate::layer::{Layer, Shape};
+use crate::layers::{Layer, Reference as LayerReference};
 use crate::network::Network;
-use petal_kernels::{reference, Conv2dShape, DenseShape, Pool2dShape};
+use petal_kernels::reference;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -92,7 +92,7 @@ pub fn gradcheck(
     labels: &[usize],
     opts: &GradCheckOptions,
 ) -> Result<GradCheckReport, ModelError> {
-    let had_input_grad = net.input_grad;
+    let had_input_grad = net.input_grad_enabled();
     net.set_input_grad(true);
     let result = net.forward_backward(x, labels).map(|_| {
         let analytic: Vec<(String, Vec<f32>)> =
@@ -121,7 +121,7 @@ fn compare(
         .collect();
     let mut xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     // Activations of the unperturbed network, so a probe of layer l recomputes from l on.
-    let mut base = reference.forward(&params, &xd, 0, Vec::new());
+    let mut base = reference.forward(&params, &xd, 0, Cached::default());
     let base_sig = base.signature.clone();
     let owner = reference.param_layers();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
@@ -147,11 +147,11 @@ fn compare(
         for i in sample(&mut rng, grad.len(), opts.samples_per_tensor) {
             let orig = params[pi][i];
             params[pi][i] = orig + eps;
-            let plus = reference.forward(&params, &xd, layer, std::mem::take(&mut base.acts));
-            base.acts = plus.acts;
+            let plus = reference.forward(&params, &xd, layer, base.cache());
+            (base.acts, base.kinks) = (plus.acts, plus.kinks);
             params[pi][i] = orig - eps;
-            let minus = reference.forward(&params, &xd, layer, std::mem::take(&mut base.acts));
-            base.acts = minus.acts;
+            let minus = reference.forward(&params, &xd, layer, base.cache());
+            (base.acts, base.kinks) = (minus.acts, minus.kinks);
             params[pi][i] = orig;
             let smooth = plus.signature == base_sig && minus.signature == base_sig;
             record(&mut t, grad[i], plus.loss, minus.loss, 2.0 * eps, smooth, opts);
@@ -159,7 +159,7 @@ fn compare(
         tensors.push(t);
         // The cached activations past `layer` now hold the last probe's θ - ε: recompute
         // them at θ before the next tensor starts from a later layer.
-        base = reference.forward(&params, &xd, layer, std::mem::take(&mut base.acts));
+        base = reference.forward(&params, &xd, layer, base.cache());
     }
     let mut t = TensorCheck {
         name: "input".into(),
@@ -170,11 +170,11 @@ fn compare(
     for i in sample(&mut rng, x.len(), opts.samples_per_tensor) {
         let orig = xd[i];
         xd[i] = orig + eps;
-        let plus = reference.forward(&params, &xd, 0, std::mem::take(&mut base.acts));
-        base.acts = plus.acts;
+        let plus = reference.forward(&params, &xd, 0, base.cache());
+        (base.acts, base.kinks) = (plus.acts, plus.kinks);
         xd[i] = orig - eps;
-        let minus = reference.forward(&params, &xd, 0, std::mem::take(&mut base.acts));
-        base.acts = minus.acts;
+        let minus = reference.forward(&params, &xd, 0, base.cache());
+        (base.acts, base.kinks) = (minus.acts, minus.kinks);
         xd[i] = orig;
         let smooth = plus.signature == base_sig && minus.signature == base_sig;
         record(
@@ -194,12 +194,11 @@ fn compare(
     }
 }
 
-/// A plain float64 forward pass of a network and its loss, built from
-/// [`petal_kernels::reference`] (straight loops sharing no code with the f32 kernels), for
-/// finite differences free of f32 rounding.
+/// A plain float64 forward pass of a network and its loss, each layer's from its kind's
+/// reference (`Kind::reference`, built on [`petal_kernels::reference`]: straight loops
+/// sharing no code with the f32 kernels), for finite differences free of f32 rounding.
 struct Reference {
-    /// Each layer with its input shape.
-    layers: Vec<(Layer, Shape)>,
+    layers: Vec<Layer>,
     /// Each layer's inputs (layer indices, `None` the network input; an add's second).
     inputs: Vec<(Option<usize>, Option<Option<usize>>)>,
     /// Each layer's dropout seed in the step checked.
@@ -210,30 +209,23 @@ struct Reference {
 /// Result of a reference forward pass.
 struct Pass {
     loss: f64,
-    /// Max-pool argmax indices and ReLU signs, in order: where the loss has kinks.
+    /// Every layer's kinks (max-pool argmax indices, ReLU signs), in layer order: where
+    /// the loss is not smooth.
     signature: Vec<u64>,
-    /// `acts[0]` is the input, `acts[l + 1]` layer `l`'s output; kept so a later pass can
-    /// start at a later layer.
+    /// `acts[0]` is the input, `acts[l + 1]` layer `l`'s output, and `kinks[l]` its kinks;
+    /// kept so a later pass can start at a later layer.
     acts: Vec<Vec<f64>>,
+    kinks: Vec<Vec<u64>>,
 }
 
 impl Reference {
     fn new(net: &Network, labels: &[usize]) -> Self {
-        let i = net.input_shape();
-        let input = Shape::Spatial {
-            c: i.c,
-            h: i.h,
-            w: i.w,
-        };
-        let inputs = net.layer_inputs();
-        let ins = inputs.iter().map(|(a, _)| a.map_or(input, |j| net.shapes()[j]));
-        let layers = net.layers().iter().cloned().zip(ins).collect();
         let seeds = (0..net.layers().len())
             .map(|l| net.last_dropout_seed(l))
             .collect();
         Reference {
-            layers,
-            inputs,
+            layers: net.layers().to_vec(),
+            inputs: net.layer_inputs(),
             seeds,
             labels: labels.to_vec(),
         }
@@ -244,94 +236,61 @@ impl Reference {
         self.layers
             .iter()
             .enumerate()
-            .flat_map(|(i, (l, _))| l.params().map(move |_| i))
+            .flat_map(|(i, l)| l.params().map(move |_| i))
             .collect()
     }
 
     /// Mean cross-entropy of the batch `x` under `params`, recomputing from layer `from` on
-    /// (`acts` must hold the outputs of the layers before `from` from an earlier pass
-    /// unless `from == 0`).
-    fn forward(&self, params: &[Vec<f64>], x: &[f64], from: usize, mut acts: Vec<Vec<f64>>) -> Pass {
+    /// (`cached` must hold the outputs and kinks of the layers before `from` from an
+    /// earlier pass unless `from == 0`).
+    fn forward(&self, params: &[Vec<f64>], x: &[f64], from: usize, cached: Cached) -> Pass {
         let b = self.labels.len();
+        let (mut acts, mut kinks) = cached;
         acts.resize(self.layers.len() + 1, Vec::new());
+        kinks.resize(self.layers.len(), Vec::new());
         if from == 0 {
             acts[0] = x.to_vec();
         }
         let mut p = 0;
-        let mut signature = Vec::new();
         let at = |v: Option<usize>| v.map_or(0, |j| j + 1);
-        for (li, (layer, ins)) in self.layers.iter().enumerate() {
+        for (li, layer) in self.layers.iter().enumerate() {
             let np = layer.params().count();
-            let (w, bias) = (params.get(p), params.get(p + 1).filter(|_| np == 2));
+            let (w, bias) = (params.get(p).filter(|_| np >= 1), params.get(p + 1).filter(|_| np == 2));
             p += np;
-            let bias = bias.map(Vec::as_slice);
+            if li < from {
+                continue;
+            }
             let (a, second) = self.inputs[li];
-            let xin = &acts[at(a)];
-            // Max-pool argmaxes enter the signature on every pass, ReLU signs below.
-            let out = match layer {
-                Layer::MaxPool2d { shape } => {
-                    let (y, argmax) = pool(xin, b, shape);
-                    signature.extend(argmax.iter().map(|&a| a as u64));
-                    (li >= from).then_some(y)
-                }
-                _ if li < from => None,
-                Layer::Conv2d { shape, .. } => Some(reference::conv2d_forward(
-                    &Conv2dShape { batch: b, ..*shape },
-                    xin,
-                    w.expect("weight"),
-                    bias,
-                )),
-                Layer::Dense { shape, .. } => Some(reference::dense_forward(
-                    &DenseShape { batch: b, ..*shape },
-                    xin,
-                    w.expect("weight"),
-                    bias,
-                )),
-                Layer::AvgPool2d { shape } => Some(reference::avg_pool2d_forward(
-                    &Pool2dShape { batch: b, ..*shape },
-                    xin,
-                )),
-                Layer::GlobalAvgPool { c, hw } => Some(reference::global_avg_pool_forward(b, *c, *hw, xin)),
-                Layer::BatchNorm(bn) => {
-                    let (gamma, beta) = (w.expect("weight"), bias.expect("bias"));
-                    let eps = crate::layer::BN_EPS;
-                    Some(reference::batch_norm_train(xin, b, bn.c, bn.hw, gamma, beta, eps).0)
-                }
-                Layer::Dropout { p } => Some(reference::dropout_forward(
-                    self.seeds[li],
-                    crate::spec::LayerSpec::dropout_p(*p),
-                    0,
-                    xin,
-                )),
-                Layer::Add => {
-                    let other = &acts[at(second.expect("an add has two inputs"))];
-                    Some(reference::add_forward(xin, other, false))
-                }
-                Layer::Relu => Some(reference::relu_forward(xin)),
-                Layer::Flatten => Some(xin.clone()),
-            };
-            debug_assert_eq!(acts[at(a)].len(), b * ins.len(), "layer {li} input");
-            if let Some(y) = out {
-                acts[li + 1] = y;
-            }
-            if let Layer::Relu = layer {
-                signature.extend(acts[li + 1].iter().map(|&v| (v > 0.0) as u64));
-            }
+            let (y, k) = layer.kind().reference(LayerReference {
+                batch: b,
+                x: &acts[at(a)],
+                x2: second.map_or(&[][..], |v| &acts[at(v)]),
+                weight: w.map(Vec::as_slice),
+                bias: bias.map(Vec::as_slice),
+                seed: self.seeds[li],
+            });
+            acts[li + 1] = y;
+            kinks[li] = k;
         }
         let logits = &acts[self.layers.len()];
         let classes = logits.len() / b;
         Pass {
             loss: reference::softmax_cross_entropy(logits, &self.labels, classes).mean,
-            signature,
+            signature: kinks.concat(),
             acts,
+            kinks,
         }
     }
 }
 
-/// [`reference::max_pool2d_forward`] of a batch of `batch` images: the values and the
-/// argmax of each window.
-fn pool(x: &[f64], batch: usize, s: &Pool2dShape) -> (Vec<f64>, Vec<u32>) {
-    reference::max_pool2d_forward(&Pool2dShape { batch, ..*s }, x)
+/// The cached outputs and kinks of an earlier pass ([`Reference::forward`]).
+type Cached = (Vec<Vec<f64>>, Vec<Vec<u64>>);
+
+impl Pass {
+    /// Its outputs and kinks, for a pass that starts at a later layer.
+    fn cache(&mut self) -> Cached {
+        (std::mem::take(&mut self.acts), std::mem::take(&mut self.kinks))
+    }
 }
 
 /// `n` indices below `len`, or all of them when `len <= n`.
@@ -369,7 +328,7 @@ fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::InputShape;
+    use crate::shape::InputShape;
 
     #[test]
     fn a_wrong_gradient_fails_the_check() {

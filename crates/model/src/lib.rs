@@ -2,30 +2,30 @@
 //!
 //! Layers composed into networks on top of `petal-kernels`:
 //!
-//! - [`Layer`]s: `Conv2d`, `MaxPool2d`, `AvgPool2d`, `GlobalAvgPool`, `BatchNorm`
-//!   ([`BatchNorm`]: PyTorch's `BatchNorm2d`, batch statistics in training, running ones in
-//!   inference), `Dropout`, `Relu`, `Flatten`, `Dense`, and `Add`, the join of a residual
-//!   block (whose body and shortcut are layers of their own, in execution order:
-//!   [`Network::layer_inputs`]). The loss is the fused softmax cross-entropy applied to the
-//!   last layer's output (the logits), so the seed's "Softmax_layer" is a `Dense` layer
-//!   followed by that loss.
+//! - [`Layer`]s ([`layers`], one module per kind): `Conv2d`, `MaxPool2d`, `AvgPool2d`,
+//!   `GlobalAvgPool`, `BatchNorm` ([`BatchNorm`]: PyTorch's `BatchNorm2d`, batch statistics
+//!   in training, running ones in inference), `Dropout`, `Relu`, `Flatten`, `Dense`, and
+//!   `Add`, the join of a residual block (whose body and shortcut are layers of their own,
+//!   in execution order: [`Network::layer_inputs`]). The loss is the fused softmax
+//!   cross-entropy applied to the last layer's output (the logits), so the seed's
+//!   "Softmax_layer" is a `Dense` layer followed by that loss.
 //! - [`Network`]: built from code ([`Network::from_layers`]), from the presets
 //!   ([`Network::seednet`], [`Network::flowernet`]; [`Network::for_classes`] sizes any
 //!   preset, `resnet8` and `resnet20` included, to any class count) or from a one-line spec
 //!   ([`Network::from_spec`], grammar in [`spec`]), with every shape inferred from the input,
 //!   typed errors naming the layer that does not fit, and sizes past the [`limits`] refused
-//!   before they are allocated. Training
-//!   ([`Network::train_step`] = [`Network::forward_backward`] + [`Network::sgd_step`];
-//!   [`Network::train_step_with`] takes any [`Optimizer`] (SGD, Nesterov, AdamW) and label
-//!   smoothing, [`optim`]) and
-//!   inference ([`Network::predict`]) reuse buffers sized once per batch size: a
-//!   steady-state step allocates nothing but `matrixmultiply`'s packing buffers.
+//!   before they are allocated. Training ([`Network::train_step`] =
+//!   [`Network::forward_backward`] + [`Network::optimizer_step`];
+//!   [`Network::train_step_with`] takes any [`Optimizer`] (SGD, Nesterov, AdamW: [`optim`],
+//!   whose state the parameters hold) and label smoothing) and inference
+//!   ([`Network::predict`]) reuse buffers sized once per batch size: a steady-state step
+//!   allocates nothing but `matrixmultiply`'s packing buffers.
 //! - [`shard`]: data-parallel steps ([`Network::train_step_shard`]): a process's
 //!   [`Shard`] of a global batch and a [`Collective`] to reach the others; the gradient
 //!   is summed over a fixed tree over 4-image chunks, so any split gives one process's
 //!   weights bit for bit.
-//! - [`checkpoint`]: safetensors files PyTorch's `nn.Sequential` loads, with metadata;
-//!   optimizer state beside them ([`optim_state`]); atomic writes.
+//! - [`checkpoint`]: safetensors files PyTorch's `nn.Sequential` loads, with metadata, and
+//!   the optimizer's state beside them; atomic writes.
 //! - [`gradcheck()`]: analytic gradients against central finite differences.
 //!
 //! ```
@@ -43,27 +43,31 @@
 //! ```
 
 // Modules in dependency order: each uses only those above it.
-pub mod atomic;
-mod buffers;
-pub mod checkpoint;
 pub mod error;
-pub mod gradcheck;
-pub mod layer;
-pub mod limits;
-pub mod network;
-pub mod optim;
-pub mod optim_state;
-mod plan;
-pub mod shard;
+pub mod atomic;
+pub mod shape;
+pub mod param;
+pub mod layers;
 pub mod spec;
+pub mod limits;
+mod plan;
+mod buffers;
+pub mod shard;
 mod step;
+pub mod optim;
+pub mod network;
+pub mod checkpoint;
+pub mod gradcheck;
 
-pub use checkpoint::{load_checkpoint, save_checkpoint, CheckpointMeta, Normalization};
+pub use checkpoint::{
+    load_checkpoint, load_optimizer_state, save_checkpoint, save_optimizer_state, CheckpointMeta, Normalization,
+};
 pub use error::{ModelError, SpecError};
 pub use gradcheck::{gradcheck, GradCheckOptions, GradCheckReport, TensorCheck};
-pub use layer::{BatchNorm, InputShape, Layer, Param, Shape};
+pub use layers::{BatchNorm, Buffer, BufferMut, Layer, LayerSpec};
 pub use network::{Network, StepStats};
-pub use optim::{AdamWConfig, Optimizer, OptimizerKind, SgdConfig, TrainConfig};
-pub use optim_state::{load_optimizer_state, save_optimizer_state};
+pub use optim::{AdamWConfig, Optimizer, OptimizerKind, Rule, Sgd, SgdConfig, TrainConfig};
+pub use param::Param;
+pub use shape::{InputShape, Shape};
 pub use shard::{Collective, Shard};
-pub use spec::{format_spec, parse_spec, LayerSpec};
+pub use spec::{format_spec, parse_spec};

@@ -6,9 +6,8 @@
 //! both too), so an impossible request is an error instead of an allocation failure.
 
 use crate::error::ModelError;
-use crate::layer::{InputShape, Layer, Shape};
-use crate::spec::LayerSpec;
-use petal_kernels::Conv2dShape;
+use crate::layers::{Layer, LayerSpec};
+use crate::shape::{InputShape, Shape};
 
 /// Most parameters a network may have (refused before allocating): 2^28 values, 1 GiB.
 pub const MAX_PARAMS: u128 = 1 << 28;
@@ -42,30 +41,26 @@ pub fn check_input(input: InputShape) -> Result<(), ModelError> {
 }
 
 /// Refuses a network (its layers: `&net` for a [`crate::Network`], or a slice of
-/// [`Layer`]s) whose convolution scratch per sample would exceed
-/// [`MAX_SCRATCH_PER_SAMPLE`] values, as the kernels size it
-/// (`Conv2dShape::scratch_len` for one image). Building a network runs this; the
-/// scratch itself is only allocated at the first forward pass.
+/// [`Layer`]s) whose kernel scratch per sample (a convolution's im2col matrices, padded
+/// copies, regrouped weights) would exceed [`MAX_SCRATCH_PER_SAMPLE`] values, as the
+/// kernels size it for one image, or whose shape the kernels refuse. Building a network
+/// runs this; the scratch itself is only allocated at the first forward pass.
 pub fn check_buffers<N: AsRef<[Layer]> + ?Sized>(net: &N) -> Result<(), ModelError> {
     for (i, layer) in net.as_ref().iter().enumerate() {
-        let Layer::Conv2d { shape, .. } = layer else {
+        let Some(scratch) = layer.kind().scratch() else {
             continue;
         };
         let what = || {
             format!(
-                "the convolution scratch of one sample (layer {i} `{}` on {}x{}x{})",
+                "the {} of one sample (layer {i} `{}` on {})",
+                scratch.what,
                 layer.spec().map(|s| s.to_string()).unwrap_or_default(),
-                shape.in_c,
-                shape.h,
-                shape.w
+                scratch.input
             )
         };
-        let one = Conv2dShape { batch: 1, ..*shape };
-        // A validated shape has every size within 2^40 values, so the kernels' usize
-        // arithmetic in `scratch_len` cannot wrap.
-        one.validate()
-            .map_err(|source| ModelError::LayerShape { what: what(), source })?;
-        let values = one.scratch_len() as u128;
+        let values = scratch
+            .per_sample
+            .map_err(|source| ModelError::LayerShape { what: what(), source })? as u128;
         if values > MAX_SCRATCH_PER_SAMPLE {
             return Err(ModelError::TooLarge {
                 what: what(),
@@ -86,14 +81,7 @@ pub(crate) fn add_params(
     position: usize,
     n_params: &mut u128,
 ) -> Result<(), ModelError> {
-    let add = match (spec, input) {
-        (&LayerSpec::Conv2d { out_c, kh, kw, .. }, Shape::Spatial { c, .. }) => {
-            out_c as u128 * c as u128 * kh as u128 * kw as u128 + out_c as u128
-        }
-        (&LayerSpec::Dense { out, .. }, s) => out as u128 * s.len() as u128 + out as u128,
-        (LayerSpec::BatchNorm, Shape::Spatial { c, .. }) => 4 * c as u128,
-        _ => 0,
-    };
+    let add = spec.kind().param_count(input);
     add_up(n_params, add, MAX_PARAMS, || {
         format!("the parameters (up to spec layer {position} `{spec}`)")
     })
@@ -128,18 +116,20 @@ fn add_up(total: &mut u128, add: u128, limit: u128, what: impl FnOnce() -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::Param;
+    use crate::layers::{Conv2d, Relu};
+    use crate::param::Param;
+    use petal_kernels::Conv2dShape;
 
     fn conv(shape: Conv2dShape) -> Layer {
         let weight = Param::zeros(
             "0.weight".into(),
             vec![shape.out_c, shape.in_c, shape.kh, shape.kw],
         );
-        Layer::Conv2d {
+        Layer::Conv2d(Conv2d {
             shape,
             weight,
             bias: None,
-        }
+        })
     }
 
     fn shape(
@@ -177,7 +167,7 @@ mod tests {
         let mut refused = 0;
         for s in cases {
             let want = Conv2dShape { batch: 1, ..s }.scratch_len() as u128;
-            match check_buffers(&[Layer::Relu, conv(s)][..]) {
+            match check_buffers(&[Layer::Relu(Relu), conv(s)][..]) {
                 Ok(()) => assert!(want <= MAX_SCRATCH_PER_SAMPLE, "{s:?}"),
                 Err(ModelError::TooLarge { what, values, limit }) => {
                     assert_eq!((values, limit), (want, MAX_SCRATCH_PER_SAMPLE), "{s:?}");

@@ -1,24 +1,26 @@
-//! A sequential network: the public [`Network`] API over its layers, their plan
-//! (`plan.rs`), its buffers (`buffers.rs`) and the chunk step
-//! (`step.rs`): training (forward, backward, SGD) and inference.
+//! A sequential network: the public [`Network`] API over its layers (`layers`), their
+//! plan (`plan`), its buffers (`buffers`) and the chunk step (`step`): building,
+//! inference and what it holds here; training in `training.rs`, the optimizer's side in
+//! `optimizer.rs`.
 
 use crate::buffers::Buffers;
 use crate::error::ModelError;
-use crate::layer::{Layer, Param, Shape};
+use crate::layers::{dropout_seed, BnWork, Buffer, BufferMut, Layer, LayerSpec};
 use crate::optim::OptimizerKind;
+use crate::param::Param;
 use crate::plan::Plan;
+use crate::shape::Shape;
 use crate::shard::{Shard, ShardWork};
-use crate::spec::{format_spec, parse_spec, LayerSpec};
-use crate::step::BnWork;
+use crate::spec::{format_spec, parse_spec};
 use petal_kernels as k;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use training::{count_correct, on_pool};
 
-pub use crate::layer::InputShape;
 pub use crate::limits::{MAX_ACTIVATIONS_PER_SAMPLE, MAX_PARAMS};
 pub use crate::plan::CHUNK;
+pub use crate::shape::InputShape;
 
+mod optimizer;
 mod training;
 
 /// Loss and correct predictions of one training batch.
@@ -46,8 +48,8 @@ pub struct Network {
     input: InputShape,
     /// Per layer, where its values live and what its step does.
     plan: Plan,
-    pub(crate) bufs: Buffers,
-    pub(crate) input_grad: bool,
+    bufs: Buffers,
+    input_grad: bool,
     /// Per batch norm, the statistics its chunk tasks use.
     bn_work: Vec<BnWork>,
     /// Buffers of the gradient's reduction (and the exchange between processes).
@@ -63,11 +65,11 @@ pub struct Network {
     last_batch: usize,
     /// Samples in the last [`Network::forward_backward`].
     last_train_batch: usize,
-    /// Label smoothing ε of the training loss ([`Network::set_label_smoothing`]).
-    pub(crate) label_smoothing: f32,
+    /// Label smoothing ε of the training loss of the current step.
+    label_smoothing: f32,
     /// The optimizer whose state the parameters hold, and its steps taken (AdamW's `t`).
-    pub(crate) optimizer: OptimizerKind,
-    pub(crate) optimizer_steps: u64,
+    optimizer: OptimizerKind,
+    optimizer_steps: u64,
 }
 
 /// A network's layers in order, for [`crate::limits::check_buffers`].
@@ -127,11 +129,12 @@ impl Network {
     pub fn from_layers(specs: &[LayerSpec], input: InputShape) -> Result<Self, ModelError> {
         let built = crate::plan::build(specs, input)?;
         let bn_work = built
-            .layers
+            .plan
+            .bns
             .iter()
-            .filter_map(|l| match l {
-                Layer::BatchNorm(bn) => Some(BnWork::new(bn.c)),
-                _ => None,
+            .map(|&i| match &built.layers[i] {
+                Layer::BatchNorm(bn) => BnWork::new(bn.c),
+                _ => unreachable!("plan.bns lists batch norms"),
             })
             .collect();
         Ok(Network {
@@ -163,31 +166,16 @@ impl Network {
     /// as `(2u - 1) · bound` with `u` uniform in `[0, 1)`, layer by layer, weight then bias:
     /// the same seed gives the same network on any machine and thread count. Batch norms
     /// start at γ = 1, β = 0 with running mean 0 and variance 1 (PyTorch's), drawing
-    /// nothing. Optimizer state is reset (velocities zero, no AdamW moments, step count 0,
-    /// the kind kept). `seed` also keys the dropout masks
-    /// ([`Network::set_dropout_state`]).
+    /// nothing. Optimizer state is dropped (the step count 0, the kind kept). `seed` also
+    /// keys the dropout masks ([`Network::set_dropout_state`]).
     pub fn init(&mut self, seed: u64) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         self.set_dropout_state(seed, 0);
         self.optimizer_steps = 0;
         for layer in &mut self.layers {
-            if let Layer::BatchNorm(bn) = layer {
-                bn.reset();
-                bn.weight.reset_optimizer_state();
-                bn.bias.reset_optimizer_state();
-                continue;
-            }
-            let fan_in = match layer {
-                Layer::Conv2d { shape, .. } => shape.col_rows(),
-                Layer::Dense { shape, .. } => shape.inputs,
-                _ => continue,
-            };
-            let bound = 1.0 / (fan_in as f32).sqrt();
+            layer.kind_mut().init(&mut rng);
             for p in layer.params_mut() {
-                for v in &mut p.value {
-                    *v = (2.0 * rng.random::<f32>() - 1.0) * bound;
-                }
-                p.reset_optimizer_state();
+                p.state.clear();
             }
         }
     }
@@ -246,6 +234,15 @@ impl Network {
     pub fn params_mut(&mut self) -> impl Iterator<Item = &mut Param> {
         self.layers.iter_mut().flat_map(Layer::params_mut)
     }
+    /// Every layer's state besides its parameters (batch norms' running statistics), in
+    /// layer order.
+    pub fn buffers(&self) -> impl Iterator<Item = Buffer<'_>> {
+        self.layers.iter().flat_map(Layer::buffers)
+    }
+    /// [`Network::buffers`], mutably.
+    pub fn buffers_mut(&mut self) -> impl Iterator<Item = BufferMut<'_>> {
+        self.layers.iter_mut().flat_map(Layer::buffers_mut)
+    }
     /// Total trainable values.
     pub fn param_count(&self) -> usize {
         self.params().map(|p| p.value.len()).sum()
@@ -254,17 +251,9 @@ impl Network {
     /// counted as 2; the first trainable layer computes no input gradient).
     pub fn train_flops_per_sample(&self) -> u64 {
         let mut total = 0;
-        for (i, l) in self.layers.iter().enumerate() {
-            let f = match l {
-                Layer::Conv2d { shape, .. } => shape.forward_flops(),
-                Layer::Dense { shape, .. } => shape.forward_flops(),
-                _ => continue,
-            };
-            total += if self.plan.layers[i].needs_dx {
-                3 * f
-            } else {
-                2 * f
-            };
+        for (l, p) in self.layers.iter().zip(&self.plan.layers) {
+            let f = l.kind().forward_flops();
+            total += if p.needs_dx { 3 * f } else { 2 * f };
         }
         total
     }
@@ -274,6 +263,11 @@ impl Network {
     pub fn set_input_grad(&mut self, on: bool) {
         self.input_grad = on;
         self.bufs.capacity = 0; // re-size buffers on the next call
+    }
+
+    /// Whether backward computes the input gradient ([`Network::set_input_grad`]).
+    pub fn input_grad_enabled(&self) -> bool {
+        self.input_grad
     }
 
     /// Gradient of the loss with respect to the input of the last
@@ -378,18 +372,13 @@ impl Network {
     /// The smallest training batch the network accepts: 2 when a batch norm normalises
     /// `1x1` feature maps (one value per channel and sample), else 1.
     pub fn min_train_batch(&self) -> usize {
-        let one = |l: &Layer| matches!(l, Layer::BatchNorm(bn) if bn.hw == 1);
-        if self.layers.iter().any(one) {
-            2
-        } else {
-            1
-        }
+        self.layers.iter().map(|l| l.kind().min_train_batch()).max().unwrap_or(1)
     }
 
     /// The dropout seed of layer `layer` in the last training step (for a reference pass
     /// that draws the same masks).
     pub fn last_dropout_seed(&self, layer: usize) -> u64 {
-        crate::step::dropout_seed(self.last_step_seed, layer)
+        dropout_seed(self.last_step_seed, layer)
     }
 
     fn check_labels(&self, batch: usize, labels: &[usize]) -> Result<(), ModelError> {
@@ -410,4 +399,28 @@ impl Network {
         }
         Ok(())
     }
+}
+
+/// Runs `f` on a thread of rayon's current pool. Called from outside the pool (a plain
+/// `main`), every parallel loop of a step would otherwise be handed to the pool and waited
+/// for separately (a thread wake-up per kernel call); this hands over the whole step once.
+/// On a pool thread it runs `f` inline.
+fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
+/// Samples of `probs` (`[batch, classes]`) whose most probable class (the first of
+/// equals) is their label; a row with a NaN (a diverged network) counts as wrong.
+fn count_correct(probs: &[f32], labels: &[usize], classes: usize) -> usize {
+    probs
+        .chunks_exact(classes)
+        .zip(labels)
+        .filter(|(p, &c)| {
+            let best = p
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, &v)| if v > p[b] { i } else { b });
+            best == c && !p.iter().any(|v| v.is_nan())
+        })
+        .count()
 }

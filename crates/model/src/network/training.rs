@@ -3,12 +3,13 @@
 //! the batch norms' statistics between them, and the gradient's reduction; on one process
 //! or on one shard of a batch split over several ([`Network::train_step_shard`]).
 
-use super::{Network, StepStats};
+use super::{count_correct, on_pool, Network, StepStats};
+use crate::buffers::Chunk;
 use crate::error::ModelError;
-use crate::layer::Layer;
+use crate::layers::dropout_seed;
 use crate::optim::TrainConfig;
 use crate::shard::{Collective, Shard};
-use crate::step::{finish_bn_backward, finish_bn_forward, reduce_gradients, BnSums, ChunkStep};
+use crate::step::{exchange, finish_batch_norm, reduce_gradients, ChunkStep};
 use petal_kernels as k;
 
 impl Network {
@@ -16,7 +17,7 @@ impl Network {
     /// samples of `shard`, buffers sized for them), with `labels` in training.
     pub(super) fn region<F>(&mut self, x: &[f32], shard: Shard, labels: Option<&[usize]>, task: F)
     where
-        F: Fn(&ChunkStep<'_>, &mut crate::buffers::Chunk<'_>) + Sync,
+        F: Fn(&ChunkStep<'_>, &mut Chunk<'_>) + Sync,
     {
         if x.is_empty() {
             return; // a shard with no chunk of this batch
@@ -50,7 +51,7 @@ impl Network {
     /// A training pass over `x` (this process's samples of `shard`) with `labels`:
     /// forward, loss and backward through every layer, in one parallel region without
     /// batch norms, else in `2m + 1` regions with each batch norm's statistics (over the
-    /// whole batch, gathered through `comm`) between them (`step.rs`).
+    /// whole batch, gathered through `comm`) between them (`step`).
     fn run_training(&mut self, x: &[f32], shard: Shard, labels: &[usize], comm: Option<&dyn Collective>) {
         let n = self.layers.len();
         let m = self.plan.bns.len();
@@ -91,48 +92,19 @@ impl Network {
         }
     }
 
-    /// Batch norm `j`'s statistics over the batch, from its chunks' sums (every chunk's,
-    /// gathered through `comm` when the batch is split): forward (mean, variance, running
-    /// statistics) or backward (dγ, dβ and the means of the input gradient).
+    /// Batch norm `j`'s statistics over the batch from its chunks' sums (`step`):
+    /// forward (mean, variance, running statistics) or backward (dγ, dβ and the means of
+    /// the input gradient).
     fn finish_bn(&mut self, j: usize, shard: Shard, comm: Option<&dyn Collective>, forward: bool) {
-        let i = self.plan.bns[j];
-        let Layer::BatchNorm(bn) = &mut self.layers[i] else {
-            unreachable!("plan.bns lists batch norms")
-        };
-        let (stride, at) = (self.plan.stats_len, self.plan.stats_offsets[j]);
-        let stats = match comm.filter(|c| c.ranks() > 1) {
-            None => BnSums {
-                data: &self.bufs.stats,
-                stride,
-                at,
-            },
-            Some(comm) => {
-                // Every chunk's 2c sums, in chunk order: rank r's chunks are its shard's.
-                let w = &mut self.shard_work;
-                let len = 2 * bn.c;
-                w.stats_send.clear();
-                for chunk in self.bufs.stats.chunks_exact(stride).take(shard.count) {
-                    w.stats_send.extend_from_slice(&chunk[at..at + len]);
-                }
-                w.counts.clear();
-                w.counts.extend(
-                    (0..comm.ranks()).map(|r| Shard::split(shard.batch, comm.ranks(), r).count * len),
-                );
-                w.stats_all.resize(w.counts.iter().sum(), 0.0);
-                comm.all_gather_f64(&w.stats_send, &w.counts, &mut w.stats_all);
-                BnSums {
-                    data: &w.stats_all,
-                    stride: len,
-                    at: 0,
-                }
-            }
-        };
-        let work = &mut self.bn_work[j];
-        if forward {
-            finish_bn_forward(bn, work, &stats, shard.batch);
-        } else {
-            finish_bn_backward(bn, work, &stats, shard.batch);
-        }
+        let Network {
+            layers,
+            plan,
+            bufs,
+            bn_work,
+            shard_work,
+            ..
+        } = self;
+        finish_batch_norm(layers, plan, &bufs.stats, bn_work, j, shard, comm, shard_work, forward);
     }
 
     /// Per-sample losses of the last [`Network::forward_backward`], `[batch]` (of a
@@ -174,7 +146,7 @@ impl Network {
         self.bufs.ensure(&self.plan, local, self.input_grad);
         self.last_batch = local;
         self.last_train_batch = local;
-        self.last_step_seed = crate::step::dropout_seed(self.seed, self.steps as usize);
+        self.last_step_seed = dropout_seed(self.seed, self.steps as usize);
         self.steps += 1;
         self.run_training(x, shard, labels, comm);
         let (layers, plan, bufs) = (&mut self.layers, &self.plan, &self.bufs);
@@ -182,28 +154,14 @@ impl Network {
         let classes = self.classes();
         let correct = count_correct(&self.bufs.probs[..local * classes], labels, classes);
         let losses = &self.bufs.losses[..local];
-        match comm.filter(|c| c.ranks() > 1) {
-            None => Ok((k::mean_loss(losses), correct)),
-            Some(comm) => {
-                let w = &mut self.shard_work;
-                let ranks = comm.ranks();
-                w.counts.clear();
-                w.counts
-                    .extend((0..ranks).map(|r| Shard::split(shard.batch, ranks, r).samples().len()));
-                w.losses.resize(shard.batch, 0.0);
-                comm.all_gather_f32(losses, &w.counts, &mut w.losses);
-                w.counts.clear();
-                w.counts.resize(ranks, 1);
-                w.correct.resize(ranks, 0.0);
-                comm.all_gather_f64(&[correct as f64], &w.counts, &mut w.correct);
-                let total = w.correct.iter().sum::<f64>() as usize;
-                Ok((k::mean_loss(&w.losses), total))
-            }
-        }
+        Ok(match comm.filter(|c| c.ranks() > 1) {
+            None => (k::mean_loss(losses), correct),
+            Some(comm) => exchange::gather_loss(comm, &mut self.shard_work, shard, losses, correct),
+        })
     }
 
-    /// Forward, backward and SGD step on one batch; returns its loss and correct count.
-    /// ([`Network::train_step_with`] with this SGD and no label smoothing.)
+    /// Forward, backward and a plain SGD step on one batch; returns its loss and correct
+    /// count. ([`Network::train_step_with`] with this SGD and no label smoothing.)
     pub fn train_step(
         &mut self,
         x: &[f32],
@@ -283,42 +241,9 @@ impl Network {
         nodes.len() * self.plan.grad_len
     }
 
-    /// A batch norm in training needs more than one value per channel (its unbiased
-    /// variance divides by `n − 1`): PyTorch refuses the same.
+    /// Refuses a training batch of `batch` samples a layer cannot train on (a batch norm
+    /// that would see one value per channel: PyTorch refuses it too).
     fn check_batch_norm_batch(&self, batch: usize) -> Result<(), ModelError> {
-        for &i in &self.plan.bns {
-            if let Layer::BatchNorm(bn) = &self.layers[i] {
-                if batch * bn.hw < 2 {
-                    return Err(ModelError::BatchNormBatch {
-                        layer: bn.prefix.clone(),
-                        values: batch * bn.hw,
-                    });
-                }
-            }
-        }
-        Ok(())
+        self.layers.iter().try_for_each(|l| l.kind().check_train_batch(batch))
     }
-}
-
-/// Runs `f` on a thread of rayon's current pool. Called from outside the pool (a plain
-/// `main`), every parallel loop of a step would otherwise be handed to the pool and waited
-/// for separately (a thread wake-up per kernel call: a third of seednet's step time when
-/// measured); this hands over the whole step once. On a pool thread it runs `f` inline.
-pub(super) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| f())
-}
-
-pub(super) fn count_correct(probs: &[f32], labels: &[usize], classes: usize) -> usize {
-    probs
-        .chunks_exact(classes)
-        .zip(labels)
-        .filter(|(p, &c)| {
-            // A row with a NaN (a diverged network) counts as wrong, not as class 0.
-            let best = p
-                .iter()
-                .enumerate()
-                .fold(0, |b, (i, &v)| if v > p[b] { i } else { b });
-            best == c && !p.iter().any(|v| v.is_nan())
-        })
-        .count()
 }

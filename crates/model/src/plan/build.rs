@@ -3,10 +3,9 @@
 //! and an [`Layer::Add`], with `state_dict` names as PyTorch's modules would have them.
 
 use crate::error::{ModelError, SpecError};
-use crate::layer::{BatchNorm, Layer, Param, Shape};
+use crate::layers::{projection, Add, Layer, LayerSpec, ResidualSpec};
 use crate::limits::{add_activations, add_params};
-use crate::spec::LayerSpec;
-use petal_kernels::{Conv2dShape, DenseShape, Pool2dShape};
+use crate::shape::Shape;
 
 /// A value of the network: the output of layer `Some(i)`, or the network input (`None`).
 pub(crate) type Value = Option<usize>;
@@ -47,15 +46,13 @@ impl Ops {
         for (i, spec) in specs.iter().enumerate() {
             let position = at.position.unwrap_or(i + 1);
             let mut todo = vec![spec.clone()];
-            if matches!(spec, LayerSpec::Dense { .. }) && matches!(shape, Shape::Spatial { .. }) {
+            if matches!(spec, LayerSpec::Dense(_)) && matches!(shape, Shape::Spatial { .. }) {
                 todo.insert(0, LayerSpec::Flatten);
             }
             for s in todo {
                 let name = format!("{}{}", at.prefix, expanded.len());
                 let (built, v, out) = match &s {
-                    LayerSpec::Residual { body, shortcut } => {
-                        self.add_residual(body, shortcut, value, shape, &name, position)?
-                    }
+                    LayerSpec::Residual(r) => self.add_residual(r, value, shape, &name, position)?,
                     _ => {
                         let v = self.add_layer(&s, &name, position, value, shape)?;
                         (s, Some(v), self.shapes[v])
@@ -80,7 +77,11 @@ impl Ops {
     ) -> Result<usize, ModelError> {
         // Refuse sizes that cannot fit before building (and allocating) the layer.
         add_params(spec, shape, position, &mut self.n_params)?;
-        let (layer, out) = build_layer(spec, name, position, shape)?;
+        let (layer, out) = spec.kind().build(name, shape).map_err(|reason| SpecError {
+            position,
+            layer: spec.to_string(),
+            reason,
+        })?;
         debug_assert_eq!(layer.spec().as_ref(), Some(spec));
         add_activations(spec, out, position, &mut self.n_acts)?;
         self.push(layer, out, (input, None));
@@ -98,8 +99,7 @@ impl Ops {
     /// add.
     fn add_residual(
         &mut self,
-        body: &[LayerSpec],
-        shortcut: &[LayerSpec],
+        block: &ResidualSpec,
         input: Value,
         shape: Shape,
         name: &str,
@@ -108,11 +108,7 @@ impl Ops {
         let err = |reason: String| -> ModelError {
             SpecError {
                 position,
-                layer: LayerSpec::Residual {
-                    body: body.to_vec(),
-                    shortcut: shortcut.to_vec(),
-                }
-                .to_string(),
+                layer: block.to_string(),
                 reason,
             }
             .into()
@@ -123,7 +119,8 @@ impl Ops {
             prefix: format!("{name}.{part}."),
             position: Some(position),
         };
-        let (body, body_out, body_shape) = self.add_list(body, at("body"))?;
+        let (body, body_out, body_shape) = self.add_list(&block.body, at("body"))?;
+        let shortcut = &block.shortcut;
         let shortcut = if shortcut.is_empty() && body_shape != shape {
             projection(shape, body_shape).ok_or_else(|| {
                 err(format!(
@@ -147,147 +144,8 @@ impl Ops {
             return Err(err("the body must compute something (not only a flatten)".into()));
         }
         add_activations(&LayerSpec::Relu, body_shape, position, &mut self.n_acts)?;
-        self.push(Layer::Add, body_shape, (body_out, Some(sc_out)));
+        self.push(Layer::Add(Add), body_shape, (body_out, Some(sc_out)));
         let v = Some(self.layers.len() - 1);
-        Ok((LayerSpec::Residual { body, shortcut }, v, body_shape))
-    }
-}
-
-/// The projection shortcut `conv1x1:C/sS/nobias,bn` from `from` to `to` feature maps, when
-/// one stride S maps the sizes (`(h − 1)/S + 1 = h'`, the same for w).
-fn projection(from: Shape, to: Shape) -> Option<Vec<LayerSpec>> {
-    let (Shape::Spatial { h, w, .. }, Shape::Spatial { c, h: oh, w: ow }) = (from, to) else {
-        return None;
-    };
-    let stride = (1..=h.max(w)).find(|s| (h - 1) / s + 1 == oh && (w - 1) / s + 1 == ow)?;
-    Some(vec![
-        LayerSpec::Conv2d {
-            out_c: c,
-            kh: 1,
-            kw: 1,
-            stride,
-            pad: 0,
-            bias: false,
-        },
-        LayerSpec::BatchNorm,
-    ])
-}
-
-/// Builds the layer `spec` named `name` (its parameters are `{name}.weight`, ...), given
-/// its input shape; returns the layer and its output shape. `position` is the top-level
-/// spec layer's 1-based place, for errors.
-fn build_layer(
-    spec: &LayerSpec,
-    name: &str,
-    position: usize,
-    input: Shape,
-) -> Result<(Layer, Shape), SpecError> {
-    let err = |reason: String| SpecError {
-        position,
-        layer: spec.to_string(),
-        reason,
-    };
-    let flat_err = |n: usize| {
-        err(format!(
-            "needs [c, h, w] feature maps but follows a flatten or dense layer (a flat vector of {n})"
-        ))
-    };
-    let spatial = match input {
-        Shape::Spatial { c, h, w } => Some((c, h, w)),
-        Shape::Flat(_) => None,
-    };
-    match (spec, spatial) {
-        (
-            &LayerSpec::Conv2d {
-                out_c,
-                kh,
-                kw,
-                stride,
-                pad,
-                bias,
-            },
-            Some((c, h, w)),
-        ) => {
-            let shape = Conv2dShape {
-                batch: 1,
-                in_c: c,
-                h,
-                w,
-                out_c,
-                kh,
-                kw,
-                stride,
-                pad,
-            };
-            shape
-                .validate()
-                .map_err(|e| err(format!("does not fit its {input} input: {e}")))?;
-            let weight = Param::zeros(format!("{name}.weight"), vec![out_c, c, kh, kw]);
-            let bias = bias.then(|| Param::zeros(format!("{name}.bias"), vec![out_c]));
-            let out = Shape::Spatial {
-                c: out_c,
-                h: shape.out_h(),
-                w: shape.out_w(),
-            };
-            Ok((Layer::Conv2d { shape, weight, bias }, out))
-        }
-        (&LayerSpec::MaxPool2d { k, stride } | &LayerSpec::AvgPool2d { k, stride }, Some((c, h, w))) => {
-            let shape = Pool2dShape {
-                batch: 1,
-                c,
-                h,
-                w,
-                k,
-                stride,
-            };
-            shape
-                .validate()
-                .map_err(|e| err(format!("does not fit its {input} input: {e}")))?;
-            let out = Shape::Spatial {
-                c,
-                h: shape.out_h(),
-                w: shape.out_w(),
-            };
-            let layer = if matches!(spec, LayerSpec::MaxPool2d { .. }) {
-                Layer::MaxPool2d { shape }
-            } else {
-                Layer::AvgPool2d { shape }
-            };
-            Ok((layer, out))
-        }
-        (LayerSpec::BatchNorm, Some((c, h, w))) => Ok((
-            Layer::BatchNorm(BatchNorm::new(name.to_string(), c, h * w)),
-            input,
-        )),
-        (LayerSpec::GlobalAvgPool, Some((c, h, w))) => Ok((
-            Layer::GlobalAvgPool { c, hw: h * w },
-            Shape::Spatial { c, h: 1, w: 1 },
-        )),
-        (
-            LayerSpec::Conv2d { .. }
-            | LayerSpec::MaxPool2d { .. }
-            | LayerSpec::AvgPool2d { .. }
-            | LayerSpec::BatchNorm
-            | LayerSpec::GlobalAvgPool,
-            None,
-        ) => Err(flat_err(input.len())),
-        (LayerSpec::Relu, _) => Ok((Layer::Relu, input)),
-        (&LayerSpec::Dropout { p }, _) => Ok((Layer::Dropout { p }, input)),
-        (LayerSpec::Flatten, _) => Ok((Layer::Flatten, Shape::Flat(input.len()))),
-        (&LayerSpec::Dense { out, bias }, None) => {
-            let n = input.len();
-            let shape = DenseShape {
-                batch: 1,
-                inputs: n,
-                outputs: out,
-            };
-            let weight = Param::zeros(format!("{name}.weight"), vec![out, n]);
-            let bias = bias.then(|| Param::zeros(format!("{name}.bias"), vec![out]));
-            Ok((Layer::Dense { shape, weight, bias }, Shape::Flat(out)))
-        }
-        (LayerSpec::Dense { .. }, Some(_)) => Err(err(format!(
-            "needs a flat input, got {input}: the network inserts a flatten before it"
-        ))),
-        (LayerSpec::Residual { .. }, _) => unreachable!("residual blocks are built by add_residual"),
+        Ok((LayerSpec::Residual(ResidualSpec { body, shortcut }), v, body_shape))
     }
 }

@@ -5,20 +5,19 @@
 mod build;
 
 use crate::error::{ModelError, SpecError};
-use crate::layer::{InputShape, Layer, Shape};
+use crate::layers::{Layer, LayerSpec, Traits};
 use crate::limits::{check_buffers, check_input};
-use crate::spec::LayerSpec;
+use crate::shape::{InputShape, Shape};
 use build::{At, Ops, Value};
-use petal_kernels::Conv2dShape;
 
 /// Images per task. A training step (or a forward pass) runs each chunk of this many
 /// images through the layers, forward and back, as one rayon task: one parallel region
 /// per step (per batch-norm layer and per direction with batch norms, which need the
 /// whole batch's statistics) instead of one per kernel call, and a chunk's activations stay
-/// in cache from layer to layer. Convolution weight gradients are summed per chunk, then in
-/// chunk order (the kernels' own order: `petal_kernels::conv`), batch-norm statistics
-/// likewise, and dense weight gradients over the whole batch after the chunks, so results
-/// do not depend on the thread count.
+/// in cache from layer to layer. Each chunk writes its own convolution and dense weight
+/// gradients (except a deferred dense layer's: [`LayerPlan::deferred`]) and batch-norm
+/// sums; the batch's are summed over a fixed tree over the chunks (`shard`) and the
+/// batch-norm sums in chunk order, so results do not depend on the thread count.
 pub const CHUNK: usize = petal_kernels::conv::BATCH_CHUNK;
 
 /// Weights (and biases) of a dense layer up to which its weight gradient is kept per chunk
@@ -37,9 +36,9 @@ pub(crate) enum Storage {
     None,
     /// In each chunk task's arena, `CHUNK` images: values used only within the task.
     Arena,
-    /// In batch buffers that outlive the tasks: the logits, a dense layer's input and
-    /// output (its weight gradient is computed over the whole batch after the tasks), and
-    /// every value of a network with batch norms (whose steps are several parallel regions).
+    /// In batch buffers that outlive the tasks: the logits, a deferred dense layer's input
+    /// and output (its weight gradient is computed after the tasks), and every value of a
+    /// network with batch norms (whose steps are several parallel regions).
     Batch,
 }
 
@@ -90,14 +89,15 @@ pub(crate) struct LayerPlan {
     /// How backward writes the gradient of the input (and of `input2`) when it is computed.
     pub dx: Dx,
     pub dx2: Dx,
-    /// Offset of a convolution's or dense layer's weight (then bias) gradient in a
-    /// chunk's partial gradients (below `Plan::part_len`), or for a `deferred` dense layer
+    /// Offset of the weight (then bias) gradient of a layer whose kind writes it per chunk
+    /// (`Traits::chunk_grads`: convolutions, dense layers) in a chunk's partial gradients (below `Plan::part_len`), or for a `deferred` dense layer
     /// in the rest of the batch's gradient (`Plan::part_len ..`).
     pub part_offset: usize,
-    /// A dense layer with more than [`DENSE_PART_MAX`] weights: its weight gradient is not
-    /// kept per chunk (`⌈batch / CHUNK⌉` copies), but computed chunk by chunk after the
-    /// chunk tasks, depth-first down the same summation tree (`step::reduce_gradients`),
-    /// from its input and output gradient kept in batch buffers. The same bits either way.
+    /// A layer with [`Traits::deferrable`] (dense) and more than [`DENSE_PART_MAX`] weights:
+    /// its weight gradient is not kept per chunk (`⌈batch / CHUNK⌉` copies), but computed
+    /// chunk by chunk after the chunk tasks, depth-first down the same summation tree
+    /// (`step::reduce`), from its input and output gradient kept in batch buffers. The
+    /// same bits either way.
     pub deferred: bool,
     /// A batch norm's index among the network's batch norms.
     pub bn: Option<usize>,
@@ -229,19 +229,15 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
         }
     }
     let only_reader = |v: usize, r: usize| readers[v] == 1 && inputs[r].0 == Some(v);
-    // A ReLU right after a batch norm or an add that only it reads runs inside that layer.
-    let relu_fused_back = |i: usize| {
-        matches!(layers[i], Layer::Relu)
-            && i > 0
-            && matches!(layers[i - 1], Layer::BatchNorm(_) | Layer::Add)
-            && only_reader(i - 1, i)
-    };
-    // Otherwise, a ReLU whose only reader is the max pool right after it runs in the pool.
+    let traits: Vec<Traits> = layers.iter().map(|l| l.kind().traits()).collect();
+    let is_relu = |i: usize| matches!(layers[i], Layer::Relu(_));
+    // A ReLU right after a layer that takes it (a batch norm, an add) and that only it
+    // reads runs inside that layer.
+    let relu_fused_back = |i: usize| is_relu(i) && i > 0 && traits[i - 1].relu_after && only_reader(i - 1, i);
+    // Otherwise, a ReLU whose only reader is the layer right after it, one that takes the
+    // ReLU before it (a max pool), runs in that layer.
     let relu_before_pool = |i: usize| {
-        matches!(layers[i], Layer::Relu)
-            && !relu_fused_back(i)
-            && matches!(layers.get(i + 1), Some(Layer::MaxPool2d { .. }))
-            && only_reader(i, i + 1)
+        is_relu(i) && !relu_fused_back(i) && traits.get(i + 1).is_some_and(|t| t.relu_before) && only_reader(i, i + 1)
     };
     // Whether a trainable layer comes before each value (including the layer itself).
     let mut trained = vec![false; n];
@@ -250,7 +246,7 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
         let before = |v: Value| v.is_some_and(|j| trained[j]);
         trained[i] = layers[i].has_params() || before(a) || b.is_some_and(before);
     }
-    let has_bn = layers.iter().any(|l| matches!(l, Layer::BatchNorm(_)));
+    let has_bn = traits.iter().any(|t| t.batch_stats > 0);
     let mut plans: Vec<LayerPlan> = Vec::with_capacity(n);
     let (mut part_offset, mut bns, mut stats_offsets, mut stats_len) = (0, Vec::new(), Vec::new(), 0);
     let mut deferred_len = 0;
@@ -258,17 +254,16 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
         let slot_of = |v: Value, plans: &[LayerPlan]| v.and_then(|j| plans[j].slot);
         let (a, b) = inputs[i];
         let input_slot = slot_of(a, &plans);
-        let runs = !(matches!(layer, Layer::Flatten) || relu_fused_back(i) || relu_before_pool(i));
-        let bn = if let Layer::BatchNorm(bn) = layer {
+        let t = traits[i];
+        let runs = !(t.view || relu_fused_back(i) || relu_before_pool(i));
+        let bn = (t.batch_stats > 0).then(|| {
             bns.push(i);
             stats_offsets.push(stats_len);
-            stats_len += 2 * bn.c;
-            Some(bns.len() - 1)
-        } else {
-            None
-        };
+            stats_len += t.batch_stats;
+            bns.len() - 1
+        });
         let params = layer.params().map(|p| p.value.len()).sum::<usize>();
-        let deferred = matches!(layer, Layer::Dense { .. }) && params > DENSE_PART_MAX;
+        let deferred = t.deferrable && params > DENSE_PART_MAX;
         plans.push(LayerPlan {
             // A layer that runs has a buffer of its own; the others are views of their
             // input's buffer (or of the network input).
@@ -285,7 +280,7 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
             runs,
             fused_relu: i > 0 && relu_before_pool(i - 1),
             relu_after: i + 1 < n && relu_fused_back(i + 1),
-            argmax: matches!(layer, Layer::MaxPool2d { .. }),
+            argmax: t.argmax,
             needs_dx: a.is_some_and(|j| trained[j]),
             needs_dx2: b.flatten().is_some_and(|j| trained[j]),
             dx: Dx::Skip,
@@ -298,10 +293,10 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
             fold_into: None,
             folded: false,
         });
-        match layer {
-            Layer::Dense { .. } if deferred => deferred_len += params,
-            Layer::Conv2d { .. } | Layer::Dense { .. } => part_offset += params,
-            _ => {}
+        if deferred {
+            deferred_len += params;
+        } else if t.chunk_grads {
+            part_offset += params;
         }
     }
     // Gradient writers: the first reader of a buffer in backward order (the last in
@@ -350,23 +345,14 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
     for j in 1..n {
         let conv = j - 1;
         let only = readers[conv] == 1 && inputs[j].0 == Some(conv);
-        if matches!(layers[j], Layer::BatchNorm(_)) && matches!(layers[conv], Layer::Conv2d { .. }) && only {
+        if matches!(layers[j], Layer::BatchNorm(_)) && matches!(layers[conv], Layer::Conv2d(_)) && only {
             plans[conv].fold_into = Some(j);
             plans[j].folded = true;
         }
     }
     let scratch_len = layers
         .iter()
-        .filter_map(|l| match l {
-            Layer::Conv2d { shape, .. } => Some(
-                Conv2dShape {
-                    batch: CHUNK,
-                    ..*shape
-                }
-                .scratch_len(),
-            ),
-            _ => None,
-        })
+        .map(|l| l.kind().scratch_len(CHUNK))
         .max()
         .unwrap_or(0);
     Plan {

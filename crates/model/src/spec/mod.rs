@@ -41,8 +41,7 @@
 
 mod parse;
 
-use std::fmt;
-
+pub use crate::layers::{format_spec, LayerSpec, DROPOUT_SCALE, MAX_SPEC_NUMBER};
 pub use parse::parse_spec;
 
 /// The seed's network on 1x50x50 inputs, for its 5 classes.
@@ -118,122 +117,6 @@ pub fn preset_input(name: &str) -> Option<(usize, usize)> {
         "resnet8" | "resnet20" => Some((3, 32)),
         _ => None,
     }
-}
-
-/// Largest size accepted for any single spec number (channels, kernel, stride, padding,
-/// outputs): refused at parse time, before anything is allocated.
-pub const MAX_SPEC_NUMBER: usize = 1 << 20;
-
-/// A dropout probability in millionths (`dropout:0.5` is 500,000), so that specs compare
-/// and hash exactly.
-pub const DROPOUT_SCALE: u32 = 1_000_000;
-
-/// One layer as the spec describes it (shapes are inferred later from the input).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LayerSpec {
-    Conv2d {
-        out_c: usize,
-        kh: usize,
-        kw: usize,
-        stride: usize,
-        pad: usize,
-        bias: bool,
-    },
-    MaxPool2d {
-        k: usize,
-        stride: usize,
-    },
-    AvgPool2d {
-        k: usize,
-        stride: usize,
-    },
-    Relu,
-    BatchNorm,
-    GlobalAvgPool,
-    /// Dropout with probability `p / DROPOUT_SCALE`.
-    Dropout {
-        p: u32,
-    },
-    Flatten,
-    Dense {
-        out: usize,
-        bias: bool,
-    },
-    /// `body(x) + shortcut(x)`; an empty shortcut is the identity.
-    Residual {
-        body: Vec<LayerSpec>,
-        shortcut: Vec<LayerSpec>,
-    },
-}
-
-impl LayerSpec {
-    /// The dropout probability of a `Dropout`, as a fraction.
-    pub fn dropout_p(p: u32) -> f32 {
-        (p as f64 / DROPOUT_SCALE as f64) as f32
-    }
-}
-
-impl fmt::Display for LayerSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            &LayerSpec::Conv2d {
-                out_c,
-                kh,
-                kw,
-                stride,
-                pad,
-                bias,
-            } => {
-                write!(f, "conv{kh}x{kw}:{out_c}")?;
-                if stride != 1 {
-                    write!(f, "/s{stride}")?;
-                }
-                if pad != 0 {
-                    write!(f, "/p{pad}")?;
-                }
-                if !bias {
-                    write!(f, "/nobias")?;
-                }
-                Ok(())
-            }
-            &LayerSpec::MaxPool2d { k, stride } | &LayerSpec::AvgPool2d { k, stride } => {
-                let name = if matches!(self, LayerSpec::MaxPool2d { .. }) {
-                    "maxpool"
-                } else {
-                    "avgpool"
-                };
-                write!(f, "{name}{k}")?;
-                if stride != k {
-                    write!(f, "/s{stride}")?;
-                }
-                Ok(())
-            }
-            LayerSpec::Relu => write!(f, "relu"),
-            LayerSpec::BatchNorm => write!(f, "bn"),
-            LayerSpec::GlobalAvgPool => write!(f, "gap"),
-            &LayerSpec::Dropout { p } => write!(f, "dropout:{}", p as f64 / DROPOUT_SCALE as f64),
-            LayerSpec::Flatten => write!(f, "flatten"),
-            &LayerSpec::Dense { out, bias } => {
-                write!(f, "dense:{out}")?;
-                if !bias {
-                    write!(f, "/nobias")?;
-                }
-                Ok(())
-            }
-            LayerSpec::Residual { body, shortcut } => {
-                write!(f, "res({}", format_spec(body))?;
-                if !shortcut.is_empty() {
-                    write!(f, "|{}", format_spec(shortcut))?;
-                }
-                write!(f, ")")
-            }
-        }
-    }
-}
-
-/// Writes layers back as a spec string that [`parse_spec`] reads to the same layers.
-pub fn format_spec(layers: &[LayerSpec]) -> String {
-    layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(",")
 }
 
 /// Expands a preset name to its 5-class spec; any other text is returned as it is.
