@@ -4,7 +4,7 @@
 //! and its gradient.
 
 use petal::kernels::{smoothed_cross_entropy_rows, AdamWConfig, SgdConfig};
-use petal::model::{InputShape, Network, Optimizer};
+use petal::model::{InputShape, Network, Optimizer, Sgd};
 use serde_json::Value;
 
 /// f32 against float64: `|a − b| ≤ 1e-5 · |b|` (plus a floor of 1e-7 for values near 0).
@@ -47,14 +47,14 @@ fn optimizer(o: &Value) -> Optimizer {
             eps: num("eps"),
             weight_decay: num("weight_decay"),
         }),
-        _ => Optimizer::Sgd {
+        _ => Optimizer::Sgd(Sgd {
             cfg: SgdConfig {
                 lr: num("lr"),
                 momentum: num("momentum"),
                 weight_decay: num("weight_decay"),
             },
             nesterov: o["nesterov"].as_bool().unwrap(),
-        },
+        }),
     }
 }
 

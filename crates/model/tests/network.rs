@@ -7,6 +7,7 @@ use common::shape;
 use petal_kernels::SgdConfig;
 use petal_model::network::CHUNK;
 use petal_model::*;
+use petal_model::layers::{Conv2d, Dense, MaxPool2d};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -211,8 +212,8 @@ fn init_is_pytorch_bounded_and_seeded() {
     }
     for layer in a.layers() {
         let (fan_in, w) = match layer {
-            Layer::Conv2d { shape, weight, .. } => (shape.col_rows(), weight),
-            Layer::Dense { shape, weight, .. } => (shape.inputs, weight),
+            Layer::Conv2d(Conv2d { shape, weight, .. }) => (shape.col_rows(), weight),
+            Layer::Dense(Dense { shape, weight, .. }) => (shape.inputs, weight),
             _ => continue,
         };
         let bound = 1.0 / (fan_in as f32).sqrt();
@@ -396,7 +397,7 @@ fn layer_by_layer(net: &Network, x: &[f32], labels: &[usize]) -> (f32, Vec<f32>,
     for layer in net.layers() {
         let input = acts.last().unwrap();
         let (out, argmax) = match layer {
-            Layer::Conv2d { shape, weight, bias } => {
+            Layer::Conv2d(Conv2d { shape, weight, bias }) => {
                 let s = k::Conv2dShape { batch, ..*shape };
                 let mut y = vec![0.0; s.output_len()];
                 let mut scratch = vec![0.0; s.scratch_len()];
@@ -404,19 +405,19 @@ fn layer_by_layer(net: &Network, x: &[f32], labels: &[usize]) -> (f32, Vec<f32>,
                 k::conv2d_forward(&s, input, &weight.value, b, &mut y, &mut scratch);
                 (y, Vec::new())
             }
-            Layer::MaxPool2d { shape } => {
+            Layer::MaxPool2d(MaxPool2d { shape }) => {
                 let s = k::Pool2dShape { batch, ..*shape };
                 let (mut y, mut am) = (vec![0.0; s.output_len()], vec![0; s.output_len()]);
                 k::max_pool2d_forward(&s, input, &mut y, &mut am);
                 (y, am)
             }
-            Layer::Relu => {
+            Layer::Relu(_) => {
                 let mut y = vec![0.0; input.len()];
                 k::relu_forward(input, &mut y);
                 (y, Vec::new())
             }
-            Layer::Flatten => (input.clone(), Vec::new()),
-            Layer::Dense { shape, weight, bias } => {
+            Layer::Flatten(_) => (input.clone(), Vec::new()),
+            Layer::Dense(Dense { shape, weight, bias }) => {
                 let s = k::DenseShape { batch, ..*shape };
                 let mut y = vec![0.0; batch * s.outputs];
                 k::dense_forward(
@@ -453,7 +454,7 @@ fn layer_by_layer(net: &Network, x: &[f32], labels: &[usize]) -> (f32, Vec<f32>,
         let (input, output) = (&acts[i], &acts[i + 1]);
         let mut dx = vec![0.0; input.len()];
         match layer {
-            Layer::Conv2d { shape, weight, bias } => {
+            Layer::Conv2d(Conv2d { shape, weight, bias }) => {
                 let s = k::Conv2dShape { batch, ..*shape };
                 let mut scratch = vec![0.0; s.scratch_len()];
                 let (gw, gb) = chunk_tree(
@@ -472,13 +473,13 @@ fn layer_by_layer(net: &Network, x: &[f32], labels: &[usize]) -> (f32, Vec<f32>,
                 grads.extend(gb);
                 grads.push(gw);
             }
-            Layer::MaxPool2d { shape } => {
+            Layer::MaxPool2d(MaxPool2d { shape }) => {
                 let s = k::Pool2dShape { batch, ..*shape };
                 k::max_pool2d_backward(&s, &dy, &argmaxes[i], &mut dx);
             }
-            Layer::Relu => k::relu_backward(output, &dy, &mut dx),
-            Layer::Flatten => dx.copy_from_slice(&dy),
-            Layer::Dense { shape, weight, bias } => {
+            Layer::Relu(_) => k::relu_backward(output, &dy, &mut dx),
+            Layer::Flatten(_) => dx.copy_from_slice(&dy),
+            Layer::Dense(Dense { shape, weight, bias }) => {
                 let s = k::DenseShape { batch, ..*shape };
                 let (gw, gb) = chunk_tree(
                     batch,

@@ -1,10 +1,11 @@
-//! Optimizer state beyond SGD (`src/optim_state.rs`, `src/optim.rs`): AdamW's moments and
-//! step count round-trip bit for bit, a resumed AdamW or Nesterov run continues exactly as
-//! the uninterrupted one, and a file of the other optimizer is refused naming the file.
+//! Optimizer state (`src/optim/`, `src/checkpoint/optimizer.rs`): each optimizer keeps its
+//! own slots in the parameters, AdamW's moments and step count round-trip bit for bit, a
+//! resumed AdamW or Nesterov run continues exactly as the uninterrupted one, and a file of
+//! the other optimizer is refused naming the file.
 
 use petal_kernels::{AdamWConfig, SgdConfig};
 use petal_model::{
-    load_optimizer_state, save_optimizer_state, Network, Optimizer, OptimizerKind, TrainConfig,
+    load_optimizer_state, save_optimizer_state, Network, Optimizer, OptimizerKind, Sgd, TrainConfig,
 };
 
 fn batch() -> (Vec<f32>, Vec<usize>) {
@@ -22,14 +23,14 @@ fn optimizers() -> [TrainConfig; 2] {
             label_smoothing: 0.1,
         },
         TrainConfig {
-            optimizer: Optimizer::Sgd {
+            optimizer: Optimizer::Sgd(Sgd {
                 cfg: SgdConfig {
                     lr: 0.05,
                     momentum: 0.9,
                     weight_decay: 1e-4,
                 },
                 nesterov: true,
-            },
+            }),
             label_smoothing: 0.0,
         },
     ]
@@ -50,9 +51,9 @@ fn resume_through_the_optimizer_file_is_bit_exact() {
         for (pb, pa) in b.params_mut().zip(a.params()) {
             pb.value = pa.value.clone();
         }
-        b.set_optimizer_state(cfg.optimizer.kind(), 0);
+        b.set_optimizer_state(cfg.optimizer.rule().kind(), 0);
         load_optimizer_state(&path, &mut b).unwrap();
-        if cfg.optimizer.kind() == OptimizerKind::AdamW {
+        if cfg.optimizer.rule().kind() == OptimizerKind::AdamW {
             assert_eq!(b.optimizer_steps(), 2, "t comes from the file");
         }
         for _ in 0..2 {
@@ -68,25 +69,33 @@ fn resume_through_the_optimizer_file_is_bit_exact() {
                 cfg.optimizer,
                 pa.name
             );
-            assert_eq!(bits(&pa.exp_avg_sq), bits(&pb.exp_avg_sq), "{}", pa.name);
+            for (sa, sb) in pa.state.iter().zip(&pb.state) {
+                assert_eq!(bits(sa), bits(sb), "{}", pa.name);
+            }
+            assert_eq!(pa.state.len(), pb.state.len(), "{}", pa.name);
         }
     }
 }
 
 #[test]
-fn adamw_allocates_moments_only_for_adamw() {
+fn each_optimizer_allocates_its_own_state_on_its_first_step() {
     let (x, y) = batch();
     let [adamw, nesterov] = optimizers();
     let mut net = Network::seednet(1);
+    assert!(net.params().all(|p| p.state.is_empty()));
+    let slots = |net: &Network, n: usize| {
+        net.params()
+            .all(|p| p.state.len() == n && p.state.iter().all(|s| s.len() == p.value.len()))
+    };
     net.train_step_with(&x, &y, &nesterov).unwrap();
-    assert!(net
-        .params()
-        .all(|p| p.exp_avg.is_empty() && p.exp_avg_sq.is_empty()));
+    assert!(slots(&net, 1), "SGD: a velocity");
+    assert_eq!(net.optimizer_kind(), OptimizerKind::Sgd);
     net.train_step_with(&x, &y, &adamw).unwrap();
-    assert!(net.params().all(|p| p.exp_avg.len() == p.value.len()));
+    assert!(slots(&net, 2), "AdamW: two moments");
     assert_eq!(net.optimizer_kind(), OptimizerKind::AdamW);
+    assert_eq!(net.optimizer_steps(), 2);
     net.init(1);
-    assert!(net.params().all(|p| p.exp_avg.is_empty()));
+    assert!(net.params().all(|p| p.state.is_empty()));
     assert_eq!(net.optimizer_steps(), 0);
 }
 
@@ -104,14 +113,14 @@ fn a_file_of_the_other_optimizer_is_refused_naming_it() {
     let sgd_file = dir.path().join("sgd.safetensors");
     save_optimizer_state(&sgd_file, &s).unwrap();
 
-    let before: Vec<Vec<f32>> = s.params().map(|p| p.velocity.clone()).collect();
+    let before: Vec<Vec<Vec<f32>>> = s.params().map(|p| p.state.clone()).collect();
     let e = load_optimizer_state(&adam_file, &mut s).unwrap_err().to_string();
     assert!(
         e.contains("adam.safetensors") && e.contains("holds AdamW optimizer state"),
         "{e}"
     );
     assert!(e.contains("this run's optimizer is SGD"), "{e}");
-    assert_eq!(before, s.params().map(|p| p.velocity.clone()).collect::<Vec<_>>());
+    assert_eq!(before, s.params().map(|p| p.state.clone()).collect::<Vec<_>>());
 
     let e = load_optimizer_state(&sgd_file, &mut a).unwrap_err().to_string();
     assert!(

@@ -79,7 +79,7 @@ fn resnet_presets_are_the_cifar_resnets() {
         let gap = net
             .layers()
             .iter()
-            .position(|l| matches!(l, Layer::GlobalAvgPool { .. }))
+            .position(|l| matches!(l, Layer::GlobalAvgPool(_)))
             .unwrap();
         assert_eq!(
             net.layer_inputs()[gap]

@@ -7,7 +7,7 @@
 mod common;
 
 use common::shape;
-use petal_model::{AdamWConfig, Collective, InputShape, Network, Optimizer, SgdConfig, Shard, TrainConfig};
+use petal_model::{AdamWConfig, Collective, InputShape, Network, Optimizer, Sgd, SgdConfig, Shard, TrainConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, Condvar, Mutex};
@@ -195,14 +195,14 @@ fn train_sharded(
 #[test]
 fn any_number_of_ranks_trains_the_weights_of_one_process_bit_for_bit() {
     let sgd = TrainConfig {
-        optimizer: Optimizer::Sgd {
+        optimizer: Optimizer::Sgd(Sgd {
             cfg: SgdConfig {
                 lr: 0.05,
                 momentum: 0.9,
                 weight_decay: 1e-3,
             },
             nesterov: false,
-        },
+        }),
         label_smoothing: 0.1,
     };
     let adamw = TrainConfig::from(Optimizer::AdamW(AdamWConfig::torch_default()));

@@ -134,14 +134,14 @@ impl Recipe {
     /// A training step's configuration at rate `lr`.
     pub fn train_config(&self, lr: f32, momentum: f32, weight_decay: f32) -> TrainConfig {
         let optimizer = match self.optimizer {
-            OptimizerName::Sgd => Optimizer::Sgd {
+            OptimizerName::Sgd => Optimizer::Sgd(Sgd {
                 cfg: SgdConfig {
                     lr,
                     momentum,
                     weight_decay,
                 },
                 nesterov: self.nesterov,
-            },
+            }),
             OptimizerName::AdamW => Optimizer::AdamW(AdamWConfig {
                 lr,
                 beta1: self.beta1,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::layer::InputShape;
+use crate::shape::InputShape;
 use crate::plan::build;
 use crate::spec::parse_spec;
 

@@ -108,7 +108,7 @@ fn dense_layers_past_the_part_limit_are_deferred_with_their_values_kept() {
     let p = &b.plan;
     let (conv, big, small) = (4 * 27 + 4, 252 * 300 + 300, 300 * 3 + 3);
     let dense: Vec<usize> = (0..p.layers.len())
-        .filter(|&i| matches!(b.layers[i], Layer::Dense { .. }))
+        .filter(|&i| matches!(b.layers[i], Layer::Dense(_)))
         .collect();
     assert_eq!(dense.len(), 2);
     let (d1, d2) = (&p.layers[dense[0]], &p.layers[dense[1]]);

@@ -1,4 +1,5 @@
 use super::*;
+use crate::layers::{ConvSpec, DenseSpec, MaxPoolSpec};
 
 #[test]
 fn presets_round_trip_through_format() {
@@ -20,10 +21,10 @@ fn preset_spec_sizes_the_classifier_to_the_class_count() {
             let layers = parse_spec(&spec).unwrap();
             assert_eq!(
                 layers.last(),
-                Some(&LayerSpec::Dense {
+                Some(&LayerSpec::Dense(DenseSpec {
                     out: classes,
                     bias: true
-                }),
+                })),
                 "{name} for {classes}: {spec}"
             );
             // Everything before the classifier is the 5-class preset's.
@@ -42,30 +43,30 @@ fn options_and_shorthands_parse() {
     assert_eq!(
         l,
         vec![
-            LayerSpec::Conv2d {
+            LayerSpec::Conv2d(ConvSpec {
                 out_c: 4,
                 kh: 5,
                 kw: 5,
                 stride: 2,
                 pad: 2,
                 bias: false
-            },
-            LayerSpec::MaxPool2d { k: 3, stride: 2 },
+            }),
+            LayerSpec::MaxPool2d(MaxPoolSpec { k: 3, stride: 2 }),
             LayerSpec::Relu,
             LayerSpec::Flatten,
-            LayerSpec::Dense { out: 7, bias: false },
+            LayerSpec::Dense(DenseSpec { out: 7, bias: false }),
         ]
     );
     assert_eq!(
         parse_spec("conv1x3:2/p0").unwrap()[0],
-        LayerSpec::Conv2d {
+        LayerSpec::Conv2d(ConvSpec {
             out_c: 2,
             kh: 1,
             kw: 3,
             stride: 1,
             pad: 0,
             bias: true
-        }
+        })
     );
 }
 
