@@ -1,12 +1,13 @@
-//! The training recipe of a run beyond its learning rate, momentum and weight decay: the
-//! optimizer, the learning-rate schedule and label smoothing. Part of `config.json`
-//! ([`crate::train::RunConfig`] flattens it), every field with a default, so the
-//! configuration of a run made before these options existed resumes as it was trained
-//! (plain SGD, constant rate, no smoothing).
+//! The training recipe of a run: every hyper-parameter of its optimizer (learning rate,
+//! momentum, weight decay, Nesterov, AdamW's betas and ε), its learning-rate schedule and
+//! its label smoothing, in one struct built once per run. Part of `config.json`
+//! ([`crate::train::RunConfig`] flattens it); every field added after the first runs has a
+//! default, so the configuration of a run made before those options existed resumes as it
+//! was trained (plain SGD, constant rate, no smoothing).
 
 use crate::error::TrainerError;
 use crate::schedule::{Schedule, ScheduleKind};
-use petal_model::{AdamWConfig, Optimizer, OptimizerKind, SgdConfig, TrainConfig};
+use petal_model::{AdamWConfig, Optimizer, OptimizerKind, Sgd, SgdConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 /// The optimizer of a run (`--optimizer`).
@@ -74,6 +75,12 @@ fn gamma() -> f64 {
 /// Optimizer, schedule and loss options of a run (flattened into `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Recipe {
+    /// The base learning rate (the schedule's; onecycle's maximum).
+    pub lr: f32,
+    /// SGD's momentum.
+    pub momentum: f32,
+    /// Weight decay: L2 added to the gradient (SGD), decoupled (AdamW).
+    pub weight_decay: f32,
     #[serde(default)]
     pub optimizer: OptimizerName,
     /// Nesterov momentum (SGD only; needs momentum > 0).
@@ -102,9 +109,14 @@ pub struct Recipe {
 }
 
 impl Default for Recipe {
+    /// Plain SGD at Petal's default rate 0.02 with momentum 0.9, constant, no smoothing.
     fn default() -> Self {
+        let optimizer = OptimizerName::Sgd;
         Recipe {
-            optimizer: OptimizerName::Sgd,
+            lr: optimizer.default_lr(),
+            momentum: 0.9,
+            weight_decay: optimizer.default_weight_decay(),
+            optimizer,
             nesterov: false,
             beta1: beta1(),
             beta2: beta2(),
@@ -125,19 +137,18 @@ fn usage(msg: String) -> TrainerError {
 impl Recipe {
     /// The optimizer's state kind (what its optimizer files hold).
     pub fn optimizer_kind(&self) -> OptimizerKind {
-        match self.optimizer {
-            OptimizerName::Sgd => OptimizerKind::Sgd,
-            OptimizerName::AdamW => OptimizerKind::AdamW,
-        }
+        self.train_config().optimizer.rule().kind()
     }
 
-    /// A training step's configuration at rate `lr`.
-    pub fn train_config(&self, lr: f32, momentum: f32, weight_decay: f32) -> TrainConfig {
+    /// The training steps' configuration at the base rate (a schedule sets each step's:
+    /// `TrainConfig::set_lr`).
+    pub fn train_config(&self) -> TrainConfig {
+        let (lr, weight_decay) = (self.lr, self.weight_decay);
         let optimizer = match self.optimizer {
             OptimizerName::Sgd => Optimizer::Sgd(Sgd {
                 cfg: SgdConfig {
                     lr,
-                    momentum,
+                    momentum: self.momentum,
                     weight_decay,
                 },
                 nesterov: self.nesterov,
@@ -156,11 +167,11 @@ impl Recipe {
         }
     }
 
-    /// The schedule over `epochs` epochs of `steps_per_epoch` steps at base rate `lr`.
-    pub fn schedule(&self, lr: f32, epochs: usize, steps_per_epoch: usize) -> Schedule {
+    /// The schedule over `epochs` epochs of `steps_per_epoch` steps.
+    pub fn schedule(&self, epochs: usize, steps_per_epoch: usize) -> Schedule {
         Schedule::new(
             self.lr_schedule,
-            lr as f64,
+            self.lr as f64,
             epochs,
             steps_per_epoch,
             self.warmup_epochs,
@@ -169,11 +180,22 @@ impl Recipe {
         )
     }
 
-    /// Refuses values PyTorch would refuse or that make no run: betas outside `[0, 1)`,
-    /// a negative or non-finite ε, γ, warmup or smoothing, smoothing over 1, Nesterov
-    /// without SGD momentum, a warmup longer than the run or outside the cosine schedule,
+    /// Refuses values PyTorch would refuse or that make no run, in this order: a negative
+    /// or non-finite rate, momentum or weight decay, betas outside `[0, 1)`, a negative or
+    /// non-finite ε, γ, warmup or smoothing, smoothing over 1, Nesterov without SGD
+    /// momentum, a warmup longer than the run's `epochs` or outside the cosine schedule,
     /// milestones that are not increasing epochs ≥ 1 or without the step schedule.
-    pub fn check(&self, epochs: usize, momentum: f32) -> Result<(), TrainerError> {
+    pub fn check(&self, epochs: usize) -> Result<(), TrainerError> {
+        let momentum = self.momentum;
+        for (name, v) in [
+            ("--lr", self.lr),
+            ("--momentum", momentum),
+            ("--weight-decay", self.weight_decay),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(usage(format!("{name} {v} must be a finite number, at least 0")));
+            }
+        }
         for (name, v) in [("--beta1", self.beta1), ("--beta2", self.beta2)] {
             if !(0.0..1.0).contains(&v) {
                 return Err(usage(format!("{name} {v} is not in [0, 1)")));
@@ -236,7 +258,8 @@ impl Recipe {
 
     /// One line for the console: `sgd (nesterov) lr 0.02 momentum 0.9, schedule cosine
     /// (warmup 1 epochs)`, with weight decay and label smoothing when set.
-    pub fn describe(&self, lr: f32, momentum: f32, weight_decay: f32) -> String {
+    pub fn describe(&self) -> String {
+        let (lr, momentum, weight_decay) = (self.lr, self.momentum, self.weight_decay);
         let mut s = match self.optimizer {
             OptimizerName::Sgd => format!(
                 "optimizer sgd{} lr {lr} momentum {momentum}",

@@ -21,7 +21,8 @@ pub(crate) fn f32_bytes(v: &[f32]) -> Vec<u8> {
 /// A tensor to write: name, shape, dtype, little-endian bytes.
 pub(crate) type Tensor = (String, Vec<usize>, Dtype, Vec<u8>);
 
-/// `tensors` and `metadata` as the bytes of a safetensors file.
+/// `tensors` and `metadata` as the bytes of a safetensors file: the same bytes for the
+/// same tensors and metadata (the header's keys in a fixed order).
 pub(crate) fn serialize(tensors: Vec<Tensor>, metadata: HashMap<String, String>) -> Result<Vec<u8>, String> {
     let views = tensors
         .iter()
@@ -31,7 +32,32 @@ pub(crate) fn serialize(tensors: Vec<Tensor>, metadata: HashMap<String, String>)
                 .map_err(|e| e.to_string())
         })
         .collect::<Result<Vec<_>, _>>()?;
-    safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())?;
+    Ok(sorted_header(bytes))
+}
+
+/// `file` (a safetensors file) with its header's keys sorted. `safetensors` writes the
+/// metadata from a `HashMap`, whose order changes from process to process; the data and
+/// its offsets (relative to the end of the header) are left as they are.
+fn sorted_header(file: Vec<u8>) -> Vec<u8> {
+    /// The header as JSON: the metadata with sorted keys, the tensors as written.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__")]
+        metadata: std::collections::BTreeMap<String, String>,
+        #[serde(flatten)]
+        tensors: serde_json::Map<String, serde_json::Value>,
+    }
+    let n = u64::from_le_bytes(file[..8].try_into().expect("8 bytes")) as usize;
+    let header: Header = serde_json::from_slice(&file[8..8 + n]).expect("safetensors wrote a valid header");
+    let mut text = serde_json::to_vec(&header).expect("a header serializes");
+    // Aligned to 8 bytes with spaces, as safetensors writes it.
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + file.len() - 8 - n);
+    out.extend((text.len() as u64).to_le_bytes());
+    out.extend(text);
+    out.extend(&file[8 + n..]);
+    out
 }
 
 /// Reads a checkpoint or optimizer file: a regular file (a FIFO or device is refused

@@ -11,22 +11,13 @@ use crate::error::TrainerError;
 use crate::recipe::{OptimizerName, Recipe};
 use crate::schedule::ScheduleKind;
 use crate::synth::CLASSES;
-use crate::train::{self, RunConfig};
-use petal_model::{InputShape, Network};
+use crate::train::{self, Checked, Request, RunConfig};
+use petal_model::InputShape;
 use std::path::PathBuf;
 
-/// What `train` was asked for: a configuration, its run folder, and whether the folder
-/// holds a run to continue.
-pub(super) struct Request {
-    pub cfg: RunConfig,
-    pub dir: PathBuf,
-    pub resuming: bool,
-}
-
-impl Request {
-    /// The options of a new run, or with `--resume` the run folder's `config.json` (whose
-    /// epochs `--epochs` may raise).
-    pub fn from_args(a: &TrainArgs) -> Result<Request, TrainerError> {
+/// The options of a new run, or with `--resume` the run folder's `config.json` (whose
+/// epochs `--epochs` may raise).
+pub(super) fn request(a: &TrainArgs) -> Result<Request, TrainerError> {
         if let Some(dir) = &a.resume {
             let mut cfg = train::read_config(dir)?;
             cfg.epochs = cfg.epochs.max(a.epochs.unwrap_or(0));
@@ -61,9 +52,6 @@ impl Request {
             input: [input.c, input.h, input.w],
             epochs: a.epochs.unwrap_or(5),
             batch_size: a.batch_size,
-            lr: a.lr.unwrap_or(optimizer.default_lr()),
-            momentum: a.momentum,
-            weight_decay: a.weight_decay.unwrap_or(optimizer.default_weight_decay()),
             seed: a.seed,
             data: a.data.clone(),
             val: a.val.clone(),
@@ -79,6 +67,9 @@ impl Request {
                 ))
             })?,
             recipe: Recipe {
+                lr: a.lr.unwrap_or(optimizer.default_lr()),
+                momentum: a.momentum,
+                weight_decay: a.weight_decay.unwrap_or(optimizer.default_weight_decay()),
                 optimizer,
                 nesterov: a.nesterov,
                 beta1: a.beta1,
@@ -100,20 +91,11 @@ impl Request {
             dir,
             resuming: false,
         })
-    }
-}
-
-/// A checked run: its configuration (with `spec` the network it resolved to), the data's
-/// classes in label order and the freshly initialised network.
-pub(crate) struct Checked {
-    pub cfg: RunConfig,
-    pub classes: Vec<String>,
-    pub net: Network,
 }
 
 /// Every check of a run configuration, new or resumed, in this order (the first failure
-/// is the error): the options (`--batch-size`, `--epochs`, `--val-split`, `--lr`,
-/// `--momentum`, `--weight-decay`, then the recipe's: betas, ε, schedule, warmup,
+/// is the error): the options (`--batch-size`, `--epochs`, `--val-split`, `--patience`,
+/// then the recipe's: `--lr`, `--momentum`, `--weight-decay`, betas, ε, schedule, warmup,
 /// milestones, label smoothing, `--nesterov`; the `--augment` crop padding; and `--size`); the spec's grammar; the class folders' names
 /// (nothing decoded yet); the network sized to those classes, and for a resumed run its
 /// agreement with the `spec` that `config.json` records; last, for the synthetic flowers,
@@ -124,7 +106,7 @@ pub(crate) struct Checked {
 pub(super) fn validate(req: &Request) -> Result<Checked, TrainerError> {
     let cfg = &req.cfg;
     check_options(cfg)?;
-    let input = input_shape(cfg);
+    let input = cfg.input_shape();
     check_size(input)?;
     // A spec that does not parse fails at once; then, from the class folders' names alone
     // (nothing decoded yet), the network is sized to the data or a spec that does not end
@@ -166,15 +148,6 @@ pub(super) fn validate(req: &Request) -> Result<Checked, TrainerError> {
     })
 }
 
-/// The `[c, h, w]` of a configuration as an [`InputShape`].
-pub(super) fn input_shape(cfg: &RunConfig) -> InputShape {
-    InputShape {
-        c: cfg.input[0],
-        h: cfg.input[1],
-        w: cfg.input[2],
-    }
-}
-
 /// The training options' ranges.
 fn check_options(cfg: &RunConfig) -> Result<(), TrainerError> {
     if cfg.batch_size == 0 || cfg.epochs == 0 {
@@ -198,18 +171,7 @@ fn check_options(cfg: &RunConfig) -> Result<(), TrainerError> {
         }
         _ => {}
     }
-    for (name, v) in [
-        ("--lr", cfg.lr),
-        ("--momentum", cfg.momentum),
-        ("--weight-decay", cfg.weight_decay),
-    ] {
-        if !v.is_finite() || v < 0.0 {
-            return Err(TrainerError::Usage(format!(
-                "{name} {v} must be a finite number, at least 0"
-            )));
-        }
-    }
-    cfg.recipe.check(cfg.epochs, cfg.momentum)?;
+    cfg.recipe.check(cfg.epochs)?;
     cfg.augment.check(cfg.input)
 }
 

@@ -79,7 +79,7 @@ pub(super) fn print_start(start: &Start, cfg: &RunConfig, ranks: usize) {
         rayon::current_num_threads(),
         cfg.epochs,
         cfg.batch_size,
-        cfg.recipe.describe(cfg.lr, cfg.momentum, cfg.weight_decay),
+        cfg.recipe.describe(),
         if cfg.augment.is_on() {
             format!(", augment {}", cfg.augment.describe())
         } else {

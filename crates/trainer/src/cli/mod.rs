@@ -10,6 +10,7 @@ mod config;
 mod console;
 mod eval;
 mod gradcheck;
+mod load;
 mod network;
 mod predict;
 mod synth;

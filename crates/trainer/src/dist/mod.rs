@@ -1,8 +1,8 @@
 //! Training over several processes: the [`World`] a run is part of (one process, or the
 //! ranks of an MPI job, `mpi.rs`, behind the `mpi` feature) and what the training loop
 //! asks of it besides the gradient's exchange ([`petal_model::Collective`]): agreeing
-//! on errors and on stopping, handing rank 0's run state to the others, and checking that
-//! every rank sees the same data.
+//! on errors and on stopping, broadcasting rank 0's bytes (its request and a resumed run's
+//! state, `train`), and checking that every rank sees the same data.
 //!
 //! Every rank runs the same program on the same data: each takes its share of every global
 //! batch ([`petal_model::Shard`]), the step gathers what it needs in a fixed order, and
@@ -14,12 +14,9 @@
 
 #[cfg(feature = "mpi")]
 pub mod mpi;
-mod state;
-
-pub use state::{decode_start, encode_start};
 
 use crate::error::TrainerError;
-use petal_model::Collective;
+use petal_model::{Buffer, Collective};
 
 /// What a multi-process transport offers (MPI's, in `mpi.rs`).
 pub trait Transport: Send + Sync {
@@ -155,20 +152,17 @@ impl World {
     }
 }
 
-/// A fingerprint of a network's state: every parameter's bits and every batch norm's
-/// running statistics, in order.
+/// A fingerprint of a network's state: every parameter's bits and every layer's buffers
+/// (batch norms' running statistics), in order.
 pub fn weights_fingerprint(net: &petal_model::Network) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
     for p in net.params() {
         p.value.iter().for_each(|v| v.to_bits().hash(&mut h));
     }
-    for l in net.layers() {
-        if let petal_model::Layer::BatchNorm(bn) = l {
-            bn.running_mean
-                .iter()
-                .chain(&bn.running_var)
-                .for_each(|v| v.to_bits().hash(&mut h));
+    for b in net.buffers() {
+        if let Buffer::Values { values, .. } = b {
+            values.iter().for_each(|v| v.to_bits().hash(&mut h));
         }
     }
     h.finish()

@@ -4,7 +4,7 @@
 use super::{optimizer_file, RunState, Start, METRICS_FILE, MODEL_FILE, RUN_STATE_KEY};
 use crate::error::TrainerError;
 use crate::report::EpochMetrics;
-use petal_model::{load_checkpoint, load_optimizer_state, Network, OptimizerKind};
+use petal_model::{load_checkpoint, load_optimizer_state, Network};
 use std::path::Path;
 
 /// Loads the checkpoint, its optimizer state (of `fresh`'s [`Network::optimizer_kind`])
@@ -50,13 +50,10 @@ pub fn resume(dir: &Path, classes: &[String], fresh: Network) -> Result<Start, T
             ),
         ));
     }
-    // The optimizer state of `fresh`'s kind (the run's optimizer): a file of another is refused.
-    net.set_optimizer_state(fresh.optimizer_kind(), 0);
+    // The optimizer state of `fresh`'s kind (the run's optimizer): a file of another is
+    // refused. Its steps are the checkpoint's, unless its file records its own.
+    net.set_optimizer_state(fresh.optimizer_kind(), meta.step);
     load_optimizer_state(&dir.join(optimizer_file(meta.step)), &mut net)?;
-    if net.optimizer_kind() == OptimizerKind::Sgd {
-        // SGD's file holds no step count (its rule needs none): the checkpoint's.
-        net.set_optimizer_state(OptimizerKind::Sgd, meta.step);
-    }
     // Dropout masks are keyed by the run's seed and the step: resume where they left off.
     net.set_dropout_state(fresh.dropout_state().0, meta.step);
     let state: RunState = match meta.extra.get(RUN_STATE_KEY) {
