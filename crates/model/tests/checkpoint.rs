@@ -401,3 +401,29 @@ fn a_bad_optimizer_file_leaves_the_velocities_untouched() {
         );
     }
 }
+
+/// The same network and metadata give the same bytes, file after file (safetensors writes
+/// its metadata from a `HashMap`, whose order changes from map to map: Petal sorts it).
+#[test]
+fn the_same_checkpoint_is_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = small_net(4);
+    let (x, y) = (vec![0.25f32; 2 * net.input_shape().len()], [0, 1]);
+    let sgd = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
+    net.train_step(&x, &y, &sgd).unwrap();
+    let mut files = Vec::new();
+    for k in 0..4 {
+        let (model, opt) = (dir.path().join(format!("m{k}")), dir.path().join(format!("o{k}")));
+        save_checkpoint(&model, &net, &meta(5)).unwrap();
+        save_optimizer_state(&opt, &net).unwrap();
+        files.push((std::fs::read(model).unwrap(), std::fs::read(opt).unwrap()));
+    }
+    assert!(files.windows(2).all(|w| w[0] == w[1]));
+    // And they load.
+    let (back, m) = load_checkpoint(&dir.path().join("m3")).unwrap();
+    assert_eq!((back.spec(), m), (net.spec(), meta(5)));
+}

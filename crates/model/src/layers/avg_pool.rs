@@ -66,3 +66,11 @@ impl Kind for AvgPool2d {
         (reference::avg_pool2d_forward(&self.at(r.batch), r.x), Vec::new())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gradients_match_finite_differences() {
+        super::super::gradcheck_case::check("conv3x3:2,avgpool2/s1,avgpool3,dense:3", [2, 9, 7], 3, 0.0);
+    }
+}

@@ -356,3 +356,11 @@ impl BnSums<'_> {
         sums
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gradients_match_finite_differences() {
+        super::super::gradcheck_case::check("bn,conv3x3:3/nobias,bn,relu,dense:2", [2, 5, 7], 5, 1e-4);
+    }
+}

@@ -218,3 +218,11 @@ impl Kind for Conv2d {
         (reference::conv2d_forward(&s, r.x, w, r.bias), Vec::new())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gradients_match_finite_differences() {
+        super::super::gradcheck_case::check("conv3x2:3/s2/p1,relu,conv2x2:2/nobias,dense:3", [2, 7, 6], 3, 0.0);
+    }
+}

@@ -180,3 +180,11 @@ impl Kind for Dense {
         (reference::dense_forward(&s, r.x, w, r.bias), Vec::new())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gradients_match_finite_differences() {
+        super::super::gradcheck_case::check("dense:5,relu,dense:3/nobias,dense:2", [1, 3, 5], 5, 0.0);
+    }
+}

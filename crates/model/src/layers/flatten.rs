@@ -50,3 +50,11 @@ impl Kind for Flatten {
         (r.x.to_vec(), Vec::new())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gradients_match_finite_differences() {
+        super::super::gradcheck_case::check("conv3x3:2,flatten,dense:3", [2, 4, 5], 3, 0.0);
+    }
+}

@@ -61,3 +61,11 @@ impl Kind for GlobalAvgPool {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gradients_match_finite_differences() {
+        super::super::gradcheck_case::check("conv3x3:3,gap,dense:2", [1, 6, 5], 5, 0.0);
+    }
+}

@@ -462,3 +462,31 @@ pub(crate) fn split_grads<'a>(grads: &'a mut [f32], weight: &Param, bias: &Optio
     let (gw, gb) = grads[..wl + bl].split_at_mut(wl);
     (gw, bias.as_ref().map(|_| gb))
 }
+
+/// Each kind's gradient check ([`crate::gradcheck()`] on a small network around it, at odd
+/// sizes, against finite differences of the float64 reference passes).
+#[cfg(test)]
+pub(crate) mod gradcheck_case {
+    use crate::gradcheck::{gradcheck, GradCheckOptions};
+    use crate::network::Network;
+    use crate::shape::InputShape;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Checks every gradient of `spec` on `[c, h, w]` inputs at batch `batch`, with
+    /// `relative_floor` (`GradCheckOptions`; 1e-4 where a batch norm's backward
+    /// subtracts the batch means, 0 otherwise).
+    pub(crate) fn check(spec: &str, [c, h, w]: [usize; 3], batch: usize, relative_floor: f64) {
+        let mut net = Network::from_spec(spec, InputShape { c, h, w }, 5).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let x: Vec<f32> = (0..batch * c * h * w).map(|_| rng.random()).collect();
+        let y: Vec<usize> = (0..batch).map(|_| rng.random_range(0..net.classes())).collect();
+        let opts = GradCheckOptions {
+            relative_floor,
+            ..GradCheckOptions::default()
+        };
+        let report = gradcheck(&mut net, &x, &y, &opts).unwrap();
+        assert!(report.passed(), "{spec}: {report:?}");
+        assert!(report.tensors.iter().all(|t| t.checked >= t.skipped), "{spec}: {report:?}");
+    }
+}

@@ -50,3 +50,11 @@ impl Kind for Relu {
         (y, signs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gradients_match_finite_differences() {
+        super::super::gradcheck_case::check("relu,conv3x3:2,relu,dense:4,relu,dense:3", [1, 5, 5], 3, 0.0);
+    }
+}
