@@ -380,6 +380,7 @@ fn python_spec_corpus_is_what_petal_model_builds() {
         std::fs::write(&path, &want).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         return;
     }
+    // A missing file reads as empty: the same message, at line 1.
     let have = std::fs::read_to_string(&path).unwrap_or_default();
     if have == want {
         return;
@@ -393,11 +394,11 @@ fn python_spec_corpus_is_what_petal_model_builds() {
         .expect("the texts differ");
     let cut = |s: &str| s.chars().take(300).collect::<String>();
     panic!(
-        "{} is not what petal-model builds (first difference at line {}):\n  file: {}\n  code: {}\n\
-         If the change is meant, regenerate it and check the Python side against it:\n  \
+        "python/spec_corpus.json is not what petal-model builds (first difference at line {}):\n  \
+         file: {}\n  code: {}\n\
+         If the change is meant, regenerate the file and check the Python side against it:\n  \
          PETAL_BLESS_CORPUS=1 cargo test --release -p petal-model --test spec_corpus\n  \
          python3 python/test_petal_spec.py",
-        path.display(),
         line + 1,
         cut(old),
         cut(new)
