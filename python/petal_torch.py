@@ -6,13 +6,15 @@ checkpoints as safetensors files whose tensor names are those of the equivalent 
 ``nn.Sequential``'s ``state_dict``. This module is the PyTorch side of that contract:
 
 - :func:`parse_spec` reads a spec string into a tree of :class:`Layer` and :class:`Res`
-  nodes (the grammar is in ``python/README.md`` and the main ``README.md``);
+  nodes (the grammar is in ``python/README.md`` and the main ``README.md``; the parser,
+  formatter, shape inference and presets are ``petal_spec.py``'s, standard library only,
+  re-exported here);
 - :func:`build` turns a spec (string or tree) and an input shape ``[c, h, w]`` into an
   ``nn.Sequential`` whose ``state_dict`` names and shapes are Petal's;
 - :func:`load` rebuilds the network of a Petal checkpoint from its ``spec`` and
   ``input_shape`` metadata and loads its tensors with ``load_state_dict(strict=True)``;
 - :func:`format_spec` / :func:`canonical_spec` write a tree back as the canonical spec
-  (implied ``flatten`` written out, explicit shortcuts, default options left out).
+  (implied ``flatten`` and projection shortcuts written out, default options left out).
 
 Layer mapping (one spec layer is one entry of the ``nn.Sequential``; an implied
 ``flatten`` before a ``dense`` that follows spatial layers counts as one too)::
@@ -29,7 +31,8 @@ Layer mapping (one spec layer is one entry of the ``nn.Sequential``; an implied
     res(B1,...[|S1,...])                             Residual(body, shortcut)
 
 A :class:`Residual` has two ``nn.Sequential`` attributes, ``body`` and ``shortcut``
-(empty for an identity shortcut) and returns ``body(x) + shortcut(x)``; its tensors are
+(empty for an identity shortcut; a block without ``|`` whose body changes the shape gets
+Petal's projection ``conv1x1:C/sS/nobias,bn``) and returns ``body(x) + shortcut(x)``; its tensors are
 named ``{i}.body.{j}.weight``, ``{i}.shortcut.{j}.running_mean``, and so on, recursively
 for nested blocks.
 
@@ -57,8 +60,8 @@ except ImportError:  # imported by file path: petal_spec.py lies beside this fil
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The spec grammar, shapes and presets (pure Python), re-exported as petal_torch's API.
 from petal_spec import (  # noqa: E402,F401
-    MAX_SPEC_NUMBER, Layer, Node, Res, Shape, SpecError, canonical_spec, format_spec, infer,
-    parse_spec, preset_spec)
+    MAX_SPEC_NUMBER, PRESETS, Layer, NetworkInfo, Node, Res, Shape, SpecError, canonical_spec,
+    format_spec, infer, network, parse_spec, preset_spec, resolve_arch, shape_text)
 
 __all__ = [
     "SpecError",
@@ -69,9 +72,11 @@ __all__ = [
     "format_spec",
     "canonical_spec",
     "infer",
+    "network",
     "build",
     "load",
     "preset_spec",
+    "resolve_arch",
     "param_count",
     "BN_EPS",
     "BN_MOMENTUM",
@@ -146,9 +151,11 @@ def build(spec: Union[str, Sequence[Node]], input_shape: Sequence[int]) -> nn.Se
     """The ``nn.Sequential`` of ``spec`` on inputs of shape ``[c, h, w]``.
 
     Shapes are inferred from the input (conv input channels, dense input features);
-    implied flattens are inserted as Petal does, so ``state_dict`` names and shapes are
-    those of a Petal checkpoint. Weights have PyTorch's default initialisation (from the
-    global RNG), float32, training mode.
+    implied flattens and projection shortcuts are inserted as Petal does, so
+    ``state_dict`` names and shapes are those of a Petal checkpoint. Like :func:`infer`,
+    it also builds a spec that ends in feature maps, which Petal refuses as a network
+    (:func:`network` applies those rules). Weights have PyTorch's default initialisation
+    (from the global RNG), float32, training mode.
     """
     nodes, _ = infer(spec, input_shape)
     model, _ = _modules(nodes, tuple(int(v) for v in input_shape))
