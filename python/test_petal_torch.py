@@ -48,6 +48,10 @@ def test_canonical():
         "conv3x3:8/p1,bn,gap,flatten,dense:2"
     assert pt.canonical_spec("maxpool2/s2,avgpool3/s1,dropout:0.5,res(relu)", [1, 8, 8]) == \
         "maxpool2,avgpool3/s1,dropout:0.5,res(relu)"
+    # a block without `|` whose body changes the shape gets Petal's projection shortcut
+    assert pt.canonical_spec("conv3x3:8,res(conv3x3:4/p1)", [3, 9, 9]) == \
+        "conv3x3:8,res(conv3x3:4/p1|conv1x1:4/nobias,bn)"
+    assert "1.shortcut.1.running_var" in pt.build("conv3x3:8,res(conv3x3:4/p1)", [3, 9, 9]).state_dict()
     nested = "res(res(conv3x3:2/p1,bn),relu|conv1x1:2)"
     assert pt.canonical_spec(nested, [2, 4, 4]) == nested
     assert "0.body.0.body.1.running_var" in pt.build(nested, [2, 4, 4]).state_dict()
@@ -64,7 +68,7 @@ def test_errors():
     bad = {
         "conv3x3:8,,relu": "empty layer",
         "res(conv3x3:8": "without a matching",
-        "conv3x3:8,res(conv3x3:4/p1)": "identity shortcut",
+        "conv3x3:8,res(conv3x3:4)": "projection",
         "res(conv3x3:4/p1|conv1x1:4/s2)": "shortcut gives",
         "dropout:1.5": "not in [0, 1)",
         "relu,dense:3,bn": "needs a [c, h, w] input",
@@ -79,6 +83,26 @@ def test_errors():
             assert words in str(e), (spec, str(e))
         else:
             raise AssertionError(f"{spec} built")
+
+
+def test_corpus_state_dicts():
+    """Every network of python/spec_corpus.json (written by petal-model) builds in PyTorch
+    with petal-model's parameter and buffer names and shapes, and runs."""
+    cases = json.loads((HERE / "spec_corpus.json").read_text(encoding="utf-8"))["cases"]
+    built = 0
+    for case in cases:
+        if "ok" not in case:
+            continue
+        want, shape = case["ok"], case["input"]
+        m = pt.build(case["spec"], shape)
+        params = [[k, list(v.shape)] for k, v in m.named_parameters()]
+        buffers = [[k, list(v.shape)] for k, v in m.named_buffers()]
+        assert (params, buffers) == (want["params"], want["buffers"]), case["spec"]
+        assert pt.param_count(m) == want["param_count"], case["spec"]
+        with torch.no_grad():
+            assert m.eval()(torch.zeros(1, *shape)).shape == (1, want["classes"]), case["spec"]
+        built += 1
+    assert built >= 50, built
 
 
 def _write_checkpoint(d: Path, spec, shape, batch=4, perturb=0.0, train=True):
