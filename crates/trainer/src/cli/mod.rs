@@ -1,8 +1,9 @@
 //! Command-line interface: the commands, one file each, and what they share.
 //!
 //! `args` holds every command's options; `config` turns `train`'s options (or a run
-//! folder's `config.json`) into a checked run; `network` builds a network from an
-//! `--arch` for any command; `console` reports progress and data loading.
+//! folder's `config.json`) into a checked run; `load` loads a run's data; `network`
+//! builds a network from an `--arch` for any command; `console` reports progress and data
+//! loading.
 
 mod args;
 mod bench;
@@ -22,7 +23,7 @@ use crate::dist::World;
 use crate::error::TrainerError;
 use clap::{Parser, Subcommand};
 
-/// Train convolutional networks on the CPU, fast. With no command, trains the seed's
+/// Train convolutional networks on the CPU, fast. With no command, trains the design note's
 /// network (seednet) on the built-in synthetic flowers.
 #[derive(Parser, Debug)]
 #[command(name = "trainer", version, args_conflicts_with_subcommands = true)]
