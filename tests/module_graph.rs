@@ -140,7 +140,9 @@ fn paths(code: &str, root: bool) -> Vec<String> {
         while let Some(i) = body[from..].find(word) {
             let at = from + i;
             from = at + word.len();
-            if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_' || bytes[at - 1] == b':') {
+            if at > 0
+                && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_' || bytes[at - 1] == b':')
+            {
                 continue;
             }
             let end = body[at..]
@@ -183,7 +185,10 @@ fn resolve(mods: &Modules, at: &[String], path: &str) -> Option<Vec<String>> {
         segs = rest;
     }
     base.extend(segs.iter().filter(|s| **s != "self").map(|s| s.to_string()));
-    (0..=base.len()).rev().map(|k| base[..k].to_vec()).find(|m| mods.contains_key(m))
+    (0..=base.len())
+        .rev()
+        .map(|k| base[..k].to_vec())
+        .find(|m| mods.contains_key(m))
 }
 
 /// The strongly connected sets of two or more modules of `edges` (Tarjan's algorithm).
@@ -275,7 +280,7 @@ fn no_import_circle_between_the_files_of_any_crate() {
     let mut found = Vec::new();
     for src in crate_sources() {
         for comp in circles(&crate_edges(&src)) {
-            let names: Vec<String> = comp.iter().map(|m| format!("{}", m.join("::"))).collect();
+            let names: Vec<String> = comp.iter().map(|m| m.join("::")).collect();
             found.push(format!("{}: {}", src.display(), names.join(" <-> ")));
         }
     }
@@ -289,17 +294,35 @@ fn the_checker_finds_a_circle_and_follows_super_and_use_groups() {
     std::fs::create_dir_all(src.join("a")).unwrap();
     let files = [
         ("lib.rs", "mod a;\nmod b;\npub use a::X;\n"),
-        ("a/mod.rs", "mod c;\npub struct X;\n// use crate::b::Y; (a comment)\n"),
-        ("a/c.rs", "use super::super::{b::{self, Y}};\nfn f() -> Y { b::Y }\n"),
-        ("b.rs", "pub struct Y;\nfn g() { let _ = crate::a::X; }\n#[cfg(test)]\nmod tests { use crate::a::c; }\n"),
+        (
+            "a/mod.rs",
+            "mod c;\npub struct X;\n// use crate::b::Y; (a comment)\n",
+        ),
+        (
+            "a/c.rs",
+            "use super::super::{b::{self, Y}};\nfn f() -> Y { b::Y }\n",
+        ),
+        (
+            "b.rs",
+            "pub struct Y;\nfn g() { let _ = crate::a::X; }\n#[cfg(test)]\nmod tests { use crate::a::c; }\n",
+        ),
     ];
     for (name, text) in files {
         std::fs::write(src.join(name), text).unwrap();
     }
     let edges = crate_edges(&src);
-    let key = |s: &str| s.split("::").filter(|x| !x.is_empty()).map(String::from).collect::<Vec<_>>();
+    let key = |s: &str| {
+        s.split("::")
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(edges[&key("a::c")], BTreeSet::from([key("b")]));
-    assert_eq!(edges[&key("b")], BTreeSet::from([key("a")]), "the test module is left out");
+    assert_eq!(
+        edges[&key("b")],
+        BTreeSet::from([key("a")]),
+        "the test module is left out"
+    );
     assert!(edges[&key("a")].is_empty(), "comments are left out");
     assert!(edges[&key("")].is_empty(), "the root's pub use is its face");
     assert!(circles(&edges).is_empty());
@@ -308,5 +331,8 @@ fn the_checker_finds_a_circle_and_follows_super_and_use_groups() {
     let found = circles(&crate_edges(&src));
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].iter().collect::<BTreeSet<_>>(), BTreeSet::from([&key("a"), &key("b")]));
+    assert_eq!(
+        found[0].iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([&key("a"), &key("b")])
+    );
 }

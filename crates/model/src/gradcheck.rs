@@ -255,7 +255,10 @@ impl Reference {
         let at = |v: Option<usize>| v.map_or(0, |j| j + 1);
         for (li, layer) in self.layers.iter().enumerate() {
             let np = layer.params().count();
-            let (w, bias) = (params.get(p).filter(|_| np >= 1), params.get(p + 1).filter(|_| np == 2));
+            let (w, bias) = (
+                params.get(p).filter(|_| np >= 1),
+                params.get(p + 1).filter(|_| np == 2),
+            );
             p += np;
             if li < from {
                 continue;

@@ -43,24 +43,25 @@
 //! ```
 
 // Modules in dependency order: each uses only those above it.
-pub mod error;
 pub mod atomic;
-pub mod shape;
-pub mod param;
-pub mod layers;
-pub mod spec;
-pub mod limits;
-mod plan;
 mod buffers;
-pub mod shard;
-mod step;
-pub mod optim;
-pub mod network;
 pub mod checkpoint;
+pub mod error;
 pub mod gradcheck;
+pub mod layers;
+pub mod limits;
+pub mod network;
+pub mod optim;
+pub mod param;
+mod plan;
+pub mod shape;
+pub mod shard;
+pub mod spec;
+mod step;
 
 pub use checkpoint::{
-    load_checkpoint, load_optimizer_state, save_checkpoint, save_optimizer_state, CheckpointMeta, Normalization,
+    load_checkpoint, load_optimizer_state, save_checkpoint, save_optimizer_state, CheckpointMeta,
+    Normalization,
 };
 pub use error::{ModelError, SpecError};
 pub use gradcheck::{gradcheck, GradCheckOptions, GradCheckReport, TensorCheck};

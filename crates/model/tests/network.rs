@@ -5,9 +5,9 @@ mod common;
 
 use common::shape;
 use petal_kernels::SgdConfig;
+use petal_model::layers::{Conv2d, Dense, MaxPool2d};
 use petal_model::network::CHUNK;
 use petal_model::*;
-use petal_model::layers::{Conv2d, Dense, MaxPool2d};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -7,7 +7,9 @@
 mod common;
 
 use common::shape;
-use petal_model::{AdamWConfig, Collective, InputShape, Network, Optimizer, Sgd, SgdConfig, Shard, TrainConfig};
+use petal_model::{
+    AdamWConfig, Collective, InputShape, Network, Optimizer, Sgd, SgdConfig, Shard, TrainConfig,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, Condvar, Mutex};

@@ -1,6 +1,6 @@
 use super::*;
-use crate::shape::InputShape;
 use crate::plan::build;
+use crate::shape::InputShape;
 use crate::spec::parse_spec;
 
 #[test]

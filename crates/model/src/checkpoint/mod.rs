@@ -86,7 +86,6 @@ pub const RESERVED_KEYS: [&str; 8] = [
     "step",
 ];
 
-
 /// The tensors of a network's `state_dict`, as PyTorch names them: per layer its
 /// parameters (f32), then its buffers (a batch norm's `running_mean`, `running_var` as
 /// f32 and `num_batches_tracked` as an i64 scalar).
@@ -98,8 +97,12 @@ fn state_tensors(net: &Network) -> Vec<Tensor> {
         }
         for b in layer.buffers() {
             out.push(match b {
-                Buffer::Values { name, values, .. } => (name, vec![values.len()], Dtype::F32, f32_bytes(values)),
-                Buffer::Count { name, value } => (name, vec![], Dtype::I64, (value as i64).to_le_bytes().to_vec()),
+                Buffer::Values { name, values, .. } => {
+                    (name, vec![values.len()], Dtype::F32, f32_bytes(values))
+                }
+                Buffer::Count { name, value } => {
+                    (name, vec![], Dtype::I64, (value as i64).to_le_bytes().to_vec())
+                }
             });
         }
     }
@@ -135,8 +138,15 @@ pub fn save_checkpoint(path: &Path, net: &Network, meta: &CheckpointMeta) -> Res
     for b in net.buffers() {
         if let Buffer::Values { name, values, nonneg } = b {
             if values.iter().any(|v| !v.is_finite() || (nonneg && *v < 0.0)) {
-                let what = if nonneg { "a NaN, infinite or negative" } else { "a NaN or infinite" };
-                return Err(ModelError::checkpoint(path, format!("tensor `{name}` holds {what} value")));
+                let what = if nonneg {
+                    "a NaN, infinite or negative"
+                } else {
+                    "a NaN or infinite"
+                };
+                return Err(ModelError::checkpoint(
+                    path,
+                    format!("tensor `{name}` holds {what} value"),
+                ));
             }
         }
     }
@@ -182,9 +192,6 @@ pub fn save_checkpoint(path: &Path, net: &Network, meta: &CheckpointMeta) -> Res
 fn json<T: Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).expect("metadata serializes")
 }
-
-
-
 
 /// Reads a checkpoint written by [`save_checkpoint`]: rebuilds the network from its spec
 /// and input shape, checks every tensor, and returns it with its metadata. Velocities are
@@ -269,7 +276,9 @@ fn destinations(net: &mut Network) -> Vec<(String, Vec<usize>, Dst<'_>)> {
         }
         for b in buffers {
             out.push(match b {
-                BufferMut::Values { name, values, nonneg } => (name, vec![values.len()], Dst::F32(values, nonneg)),
+                BufferMut::Values { name, values, nonneg } => {
+                    (name, vec![values.len()], Dst::F32(values, nonneg))
+                }
                 BufferMut::Count { name, value } => (name, vec![], Dst::Count(value)),
             });
         }

@@ -10,7 +10,9 @@
 //! Both carry `format_version` 1. A file of another optimizer is refused with an error
 //! naming the file and both optimizers.
 
-use super::file::{f32_bytes, fill_params, meta_field, parse_file, read_bounded, serialize, Dst, Tensor, FORMAT_VERSION};
+use super::file::{
+    f32_bytes, fill_params, meta_field, parse_file, read_bounded, serialize, Dst, Tensor, FORMAT_VERSION,
+};
 use crate::error::ModelError;
 use crate::network::Network;
 use crate::optim::OptimizerKind;
@@ -31,7 +33,12 @@ pub fn save_optimizer_state(path: &Path, net: &Network) -> Result<(), ModelError
                 Some(v) => f32_bytes(v),
                 None => vec![0; 4 * p.value.len()],
             };
-            tensors.push((format!("{}{}", p.name, slot.suffix), p.shape.clone(), Dtype::F32, bytes));
+            tensors.push((
+                format!("{}{}", p.name, slot.suffix),
+                p.shape.clone(),
+                Dtype::F32,
+                bytes,
+            ));
         }
     }
     let mut metadata = HashMap::from([

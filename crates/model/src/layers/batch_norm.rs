@@ -12,7 +12,9 @@
 //! batch norm runs inside it.
 
 use super::token::bare;
-use super::{needs_spatial, Backward, Buffer, BufferMut, Forward, Kind, Layer, LayerSpec, Reference, SpecKind, Traits};
+use super::{
+    needs_spatial, Backward, Buffer, BufferMut, Forward, Kind, Layer, LayerSpec, Reference, SpecKind, Traits,
+};
 use crate::error::ModelError;
 use crate::param::Param;
 use crate::shape::Shape;
@@ -46,7 +48,10 @@ impl fmt::Display for BatchNormSpec {
 impl SpecKind for BatchNormSpec {
     fn build(&self, name: &str, input: Shape) -> Result<(Layer, Shape), String> {
         let (c, h, w) = needs_spatial(input)?;
-        Ok((Layer::BatchNorm(BatchNorm::new(name.to_string(), c, h * w)), input))
+        Ok((
+            Layer::BatchNorm(BatchNorm::new(name.to_string(), c, h * w)),
+            input,
+        ))
     }
     fn param_count(&self, input: Shape) -> u128 {
         4 * input.spatial().map_or(0, |(c, _, _)| c) as u128
@@ -132,7 +137,14 @@ impl BatchNorm {
     }
 
     /// A chunk's input gradient `dx`, after [`BatchNorm::finish_backward`].
-    pub(crate) fn chunk_backward_input(&self, images: usize, x: &[f32], dy: &[f32], work: &BnWork, dx: &mut [f32]) {
+    pub(crate) fn chunk_backward_input(
+        &self,
+        images: usize,
+        x: &[f32],
+        dy: &[f32],
+        work: &BnWork,
+        dx: &mut [f32],
+    ) {
         k::batch_norm_backward_input(
             &self.at(images),
             x,
@@ -182,7 +194,14 @@ impl BatchNorm {
     /// The weights `w'` and bias `b'` of a convolution (`weight` `[c, ...]`, `bias`)
     /// followed by this norm in inference: per output channel `o`, `W'[o] = W[o] · scale[o]`
     /// and `b'[o] = b[o] · scale[o] + shift[o]` (`work` from the running statistics).
-    pub(crate) fn fold(&self, work: &BnWork, weight: &[f32], bias: Option<&[f32]>, w: &mut [f32], b: &mut [f32]) {
+    pub(crate) fn fold(
+        &self,
+        work: &BnWork,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        w: &mut [f32],
+        b: &mut [f32],
+    ) {
         let (scale, shift) = (&work.scale, &work.shift);
         let per = weight.len() / self.c;
         for (o, (wo, src)) in w.chunks_exact_mut(per).zip(weight.chunks_exact(per)).enumerate() {
@@ -349,7 +368,11 @@ impl BnSums<'_> {
     /// The sums of values `ch` and `c + ch` over the batch's chunks, in chunk order.
     fn total(&self, batch: usize, c: usize, ch: usize) -> (f64, f64) {
         let mut sums = (0.0f64, 0.0f64);
-        for chunk in self.data.chunks_exact(self.stride).take(batch.div_ceil(self.chunk)) {
+        for chunk in self
+            .data
+            .chunks_exact(self.stride)
+            .take(batch.div_ceil(self.chunk))
+        {
             sums.0 += chunk[self.at + ch];
             sums.1 += chunk[self.at + c + ch];
         }

@@ -133,7 +133,15 @@ pub struct Conv2d {
 impl Conv2d {
     /// The forward pass of `images` samples with weights `w` and bias `b` (the layer's,
     /// or inference's with a batch norm folded in).
-    pub(crate) fn forward_with(&self, images: usize, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32], scratch: &mut [f32]) {
+    pub(crate) fn forward_with(
+        &self,
+        images: usize,
+        x: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        y: &mut [f32],
+        scratch: &mut [f32],
+    ) {
         let s = Conv2dShape {
             batch: images,
             ..self.shape
@@ -223,6 +231,11 @@ impl Kind for Conv2d {
 mod tests {
     #[test]
     fn gradients_match_finite_differences() {
-        super::super::gradcheck_case::check("conv3x2:3/s2/p1,relu,conv2x2:2/nobias,dense:3", [2, 7, 6], 3, 0.0);
+        super::super::gradcheck_case::check(
+            "conv3x2:3/s2/p1,relu,conv2x2:2/nobias,dense:3",
+            [2, 7, 6],
+            3,
+            0.0,
+        );
     }
 }

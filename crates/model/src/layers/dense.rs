@@ -5,8 +5,8 @@
 
 use super::token::number;
 use super::{
-    init_uniform, split_grads, weight_and_bias, weight_and_bias_mut, Backward, Forward, Kind, Layer, LayerSpec,
-    Reference, SpecKind, Traits,
+    init_uniform, split_grads, weight_and_bias, weight_and_bias_mut, Backward, Forward, Kind, Layer,
+    LayerSpec, Reference, SpecKind, Traits,
 };
 use crate::param::Param;
 use crate::shape::Shape;
@@ -68,7 +68,9 @@ impl SpecKind for DenseSpec {
             outputs: self.out,
         };
         let weight = Param::zeros(format!("{name}.weight"), vec![self.out, n]);
-        let bias = self.bias.then(|| Param::zeros(format!("{name}.bias"), vec![self.out]));
+        let bias = self
+            .bias
+            .then(|| Param::zeros(format!("{name}.bias"), vec![self.out]));
         Ok((Layer::Dense(Dense { shape, weight, bias }), Shape::Flat(self.out)))
     }
     fn param_count(&self, input: Shape) -> u128 {
@@ -106,7 +108,11 @@ impl Dense {
         let outputs = self.shape.outputs;
         let rows = dy.len() / outputs;
         const CHUNK: usize = k::conv::BATCH_CHUNK;
-        assert!(o.len() <= MAX && rows <= CHUNK, "a block of {} rows of {rows} samples", o.len());
+        assert!(
+            o.len() <= MAX && rows <= CHUNK,
+            "a block of {} rows of {rows} samples",
+            o.len()
+        );
         // The block's columns of dy, contiguous: at most a chunk's rows x MAX values.
         let mut sub = [0.0f32; CHUNK * MAX];
         let n = o.len();
@@ -154,7 +160,13 @@ impl Kind for Dense {
             batch: f.images,
             ..self.shape
         };
-        k::dense_forward(&s, f.x, &self.weight.value, self.bias.as_ref().map(|b| &b.value[..]), f.y);
+        k::dense_forward(
+            &s,
+            f.x,
+            &self.weight.value,
+            self.bias.as_ref().map(|b| &b.value[..]),
+            f.y,
+        );
     }
     fn backward(&self, b: Backward<'_>) {
         let s = DenseShape {

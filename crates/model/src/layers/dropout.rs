@@ -106,6 +106,11 @@ impl Kind for Dropout {
 mod tests {
     #[test]
     fn gradients_match_finite_differences() {
-        super::super::gradcheck_case::check("conv3x3:3,dropout:0.4,dense:4,dropout:0.25,dense:2", [1, 5, 6], 5, 0.0);
+        super::super::gradcheck_case::check(
+            "conv3x3:3,dropout:0.4,dense:4,dropout:0.25,dense:2",
+            [1, 5, 6],
+            5,
+            0.0,
+        );
     }
 }

@@ -148,6 +148,11 @@ impl Kind for MaxPool2d {
 mod tests {
     #[test]
     fn gradients_match_finite_differences() {
-        super::super::gradcheck_case::check("conv3x3:3/p1,relu,maxpool3/s2,maxpool2,dense:3", [1, 9, 8], 3, 0.0);
+        super::super::gradcheck_case::check(
+            "conv3x3:3/p1,relu,maxpool3/s2,maxpool2,dense:3",
+            [1, 9, 8],
+            3,
+            0.0,
+        );
     }
 }

@@ -259,7 +259,10 @@ pub enum BufferMut<'a> {
         values: &'a mut [f32],
         nonneg: bool,
     },
-    Count { name: String, value: &'a mut u64 },
+    Count {
+        name: String,
+        value: &'a mut u64,
+    },
 }
 
 /// What the plan must know of a kind to lay out its buffers and gradients.
@@ -456,7 +459,11 @@ pub(crate) fn init_uniform(rng: &mut ChaCha8Rng, fan_in: usize, params: [Option<
 
 /// The gradient of a weight (and bias) in the layer's share of a chunk's partial
 /// gradients: `(weight, Some(bias))` when the layer has a bias.
-pub(crate) fn split_grads<'a>(grads: &'a mut [f32], weight: &Param, bias: &Option<Param>) -> (&'a mut [f32], Option<&'a mut [f32]>) {
+pub(crate) fn split_grads<'a>(
+    grads: &'a mut [f32],
+    weight: &Param,
+    bias: &Option<Param>,
+) -> (&'a mut [f32], Option<&'a mut [f32]>) {
     let wl = weight.value.len();
     let bl = bias.as_ref().map_or(0, |b| b.value.len());
     let (gw, gb) = grads[..wl + bl].split_at_mut(wl);
@@ -487,6 +494,9 @@ pub(crate) mod gradcheck_case {
         };
         let report = gradcheck(&mut net, &x, &y, &opts).unwrap();
         assert!(report.passed(), "{spec}: {report:?}");
-        assert!(report.tensors.iter().all(|t| t.checked >= t.skipped), "{spec}: {report:?}");
+        assert!(
+            report.tensors.iter().all(|t| t.checked >= t.skipped),
+            "{spec}: {report:?}"
+        );
     }
 }

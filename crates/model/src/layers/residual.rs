@@ -95,6 +95,11 @@ impl Kind for Add {
 mod tests {
     #[test]
     fn gradients_match_finite_differences() {
-        super::super::gradcheck_case::check("res(conv3x3:3/p1,relu),res(conv3x3:4/s2/p1),relu,res(res(conv1x1:4)|conv1x1:4,relu),dense:3", [3, 7, 7], 5, 0.0);
+        super::super::gradcheck_case::check(
+            "res(conv3x3:3/p1,relu),res(conv3x3:4/s2/p1),relu,res(res(conv1x1:4)|conv1x1:4,relu),dense:3",
+            [3, 7, 7],
+            5,
+            0.0,
+        );
     }
 }

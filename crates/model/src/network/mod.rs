@@ -372,7 +372,11 @@ impl Network {
     /// The smallest training batch the network accepts: 2 when a batch norm normalises
     /// `1x1` feature maps (one value per channel and sample), else 1.
     pub fn min_train_batch(&self) -> usize {
-        self.layers.iter().map(|l| l.kind().min_train_batch()).max().unwrap_or(1)
+        self.layers
+            .iter()
+            .map(|l| l.kind().min_train_batch())
+            .max()
+            .unwrap_or(1)
     }
 
     /// The dropout seed of layer `layer` in the last training step (for a reference pass

@@ -104,7 +104,17 @@ impl Network {
             shard_work,
             ..
         } = self;
-        finish_batch_norm(layers, plan, &bufs.stats, bn_work, j, shard, comm, shard_work, forward);
+        finish_batch_norm(
+            layers,
+            plan,
+            &bufs.stats,
+            bn_work,
+            j,
+            shard,
+            comm,
+            shard_work,
+            forward,
+        );
     }
 
     /// Per-sample losses of the last [`Network::forward_backward`], `[batch]` (of a
@@ -244,6 +254,8 @@ impl Network {
     /// Refuses a training batch of `batch` samples a layer cannot train on (a batch norm
     /// that would see one value per channel: PyTorch refuses it too).
     fn check_batch_norm_batch(&self, batch: usize) -> Result<(), ModelError> {
-        self.layers.iter().try_for_each(|l| l.kind().check_train_batch(batch))
+        self.layers
+            .iter()
+            .try_for_each(|l| l.kind().check_train_batch(batch))
     }
 }

@@ -39,7 +39,11 @@ impl Rule for Sgd {
             k::sgd_nesterov_step(&self.cfg, &mut p.value, &p.grad, velocity);
         } else {
             // Without momentum the kernel keeps no velocity.
-            let v: &mut [f32] = if self.cfg.momentum == 0.0 { &mut [] } else { velocity };
+            let v: &mut [f32] = if self.cfg.momentum == 0.0 {
+                &mut []
+            } else {
+                velocity
+            };
             k::sgd_step(&self.cfg, &mut p.value, &p.grad, v);
         }
     }

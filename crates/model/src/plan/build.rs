@@ -146,6 +146,10 @@ impl Ops {
         add_activations(&LayerSpec::Relu, body_shape, position, &mut self.n_acts)?;
         self.push(Layer::Add(Add), body_shape, (body_out, Some(sc_out)));
         let v = Some(self.layers.len() - 1);
-        Ok((LayerSpec::Residual(ResidualSpec { body, shortcut }), v, body_shape))
+        Ok((
+            LayerSpec::Residual(ResidualSpec { body, shortcut }),
+            v,
+            body_shape,
+        ))
     }
 }

@@ -237,7 +237,10 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
     // Otherwise, a ReLU whose only reader is the layer right after it, one that takes the
     // ReLU before it (a max pool), runs in that layer.
     let relu_before_pool = |i: usize| {
-        is_relu(i) && !relu_fused_back(i) && traits.get(i + 1).is_some_and(|t| t.relu_before) && only_reader(i, i + 1)
+        is_relu(i)
+            && !relu_fused_back(i)
+            && traits.get(i + 1).is_some_and(|t| t.relu_before)
+            && only_reader(i, i + 1)
     };
     // Whether a trainable layer comes before each value (including the layer itself).
     let mut trained = vec![false; n];

@@ -3,8 +3,8 @@
 //! counts. Each is a gather in rank order, so every process adds the same values in the
 //! same order (`shard`).
 
-use crate::shard::{subtrees, tree_sum, Collective, LeafNodes, Leaves, Shard, ShardWork};
 use crate::plan::CHUNK;
+use crate::shard::{subtrees, tree_sum, Collective, LeafNodes, Leaves, Shard, ShardWork};
 use petal_kernels as k;
 use std::ops::Range;
 

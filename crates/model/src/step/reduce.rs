@@ -128,7 +128,15 @@ impl Deferred<'_> {
     }
 
     /// One part of layer `p`'s gradient summed over `node` into `out`, depth-first.
-    fn block(&self, p: &LayerPlan, dense: &Dense, part: Part, node: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
+    fn block(
+        &self,
+        p: &LayerPlan,
+        dense: &Dense,
+        part: Part,
+        node: Range<usize>,
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
         if node.len() == 1 {
             self.leaf(p, dense, &part, node.start, out);
             return;

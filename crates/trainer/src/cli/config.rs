@@ -18,79 +18,80 @@ use std::path::PathBuf;
 /// The options of a new run, or with `--resume` the run folder's `config.json` (whose
 /// epochs `--epochs` may raise).
 pub(super) fn request(a: &TrainArgs) -> Result<Request, TrainerError> {
-        if let Some(dir) = &a.resume {
-            let mut cfg = train::read_config(dir)?;
-            cfg.epochs = cfg.epochs.max(a.epochs.unwrap_or(0));
-            return Ok(Request {
-                cfg,
-                dir: dir.clone(),
-                resuming: true,
-            });
-        }
-        let input = a.arch.input();
-        let optimizer = OptimizerName::parse(&a.optimizer).ok_or_else(|| {
-            TrainerError::Usage(format!(
-                "--optimizer `{}` is not one of {}",
-                a.optimizer,
-                OptimizerName::NAMES.join(", ")
-            ))
-        })?;
-        let lr_schedule = ScheduleKind::parse(&a.lr_schedule).ok_or_else(|| {
-            TrainerError::Usage(format!(
-                "--lr-schedule `{}` is not one of {}",
-                a.lr_schedule,
-                ScheduleKind::NAMES.join(", ")
-            ))
-        })?;
-        let augment = match &a.augment {
-            Some(list) => Augment::parse(list)?,
-            None => Augment::default(),
-        };
-        let cfg = RunConfig {
-            arch: a.arch.arch.clone(),
-            spec: None,
-            input: [input.c, input.h, input.w],
-            epochs: a.epochs.unwrap_or(5),
-            batch_size: a.batch_size,
-            seed: a.seed,
-            data: a.data.clone(),
-            val: a.val.clone(),
-            val_split: a.val_split,
-            synth_per_class: a.synth_per_class,
-            patience: a.patience,
-            normalize: a.normalize,
-            synth_difficulty: crate::synth::Difficulty::parse(&a.synth_difficulty).ok_or_else(|| {
-                TrainerError::Usage(format!(
-                    "--synth-difficulty `{}` is not one of {}",
-                    a.synth_difficulty,
-                    crate::synth::Difficulty::NAMES.join(", ")
-                ))
-            })?,
-            recipe: Recipe {
-                lr: a.lr.unwrap_or(optimizer.default_lr()),
-                momentum: a.momentum,
-                weight_decay: a.weight_decay.unwrap_or(optimizer.default_weight_decay()),
-                optimizer,
-                nesterov: a.nesterov,
-                beta1: a.beta1,
-                beta2: a.beta2,
-                eps: a.eps,
-                lr_schedule,
-                warmup_epochs: a.warmup_epochs,
-                lr_milestones: a.lr_milestones.clone(),
-                lr_gamma: a.lr_gamma,
-                label_smoothing: a.label_smoothing,
-            },
-            augment,
-        };
-        let dir = a.out.clone().unwrap_or_else(|| {
-            PathBuf::from("runs").join(format!("{}-{}", timestamp(), arch_slug(&cfg.arch)))
-        });
-        Ok(Request {
+    if let Some(dir) = &a.resume {
+        let mut cfg = train::read_config(dir)?;
+        cfg.epochs = cfg.epochs.max(a.epochs.unwrap_or(0));
+        return Ok(Request {
             cfg,
-            dir,
-            resuming: false,
-        })
+            dir: dir.clone(),
+            resuming: true,
+        });
+    }
+    let input = a.arch.input();
+    let optimizer = OptimizerName::parse(&a.optimizer).ok_or_else(|| {
+        TrainerError::Usage(format!(
+            "--optimizer `{}` is not one of {}",
+            a.optimizer,
+            OptimizerName::NAMES.join(", ")
+        ))
+    })?;
+    let lr_schedule = ScheduleKind::parse(&a.lr_schedule).ok_or_else(|| {
+        TrainerError::Usage(format!(
+            "--lr-schedule `{}` is not one of {}",
+            a.lr_schedule,
+            ScheduleKind::NAMES.join(", ")
+        ))
+    })?;
+    let augment = match &a.augment {
+        Some(list) => Augment::parse(list)?,
+        None => Augment::default(),
+    };
+    let cfg = RunConfig {
+        arch: a.arch.arch.clone(),
+        spec: None,
+        input: [input.c, input.h, input.w],
+        epochs: a.epochs.unwrap_or(5),
+        batch_size: a.batch_size,
+        seed: a.seed,
+        data: a.data.clone(),
+        val: a.val.clone(),
+        val_split: a.val_split,
+        synth_per_class: a.synth_per_class,
+        patience: a.patience,
+        normalize: a.normalize,
+        synth_difficulty: crate::synth::Difficulty::parse(&a.synth_difficulty).ok_or_else(|| {
+            TrainerError::Usage(format!(
+                "--synth-difficulty `{}` is not one of {}",
+                a.synth_difficulty,
+                crate::synth::Difficulty::NAMES.join(", ")
+            ))
+        })?,
+        recipe: Recipe {
+            lr: a.lr.unwrap_or(optimizer.default_lr()),
+            momentum: a.momentum,
+            weight_decay: a.weight_decay.unwrap_or(optimizer.default_weight_decay()),
+            optimizer,
+            nesterov: a.nesterov,
+            beta1: a.beta1,
+            beta2: a.beta2,
+            eps: a.eps,
+            lr_schedule,
+            warmup_epochs: a.warmup_epochs,
+            lr_milestones: a.lr_milestones.clone(),
+            lr_gamma: a.lr_gamma,
+            label_smoothing: a.label_smoothing,
+        },
+        augment,
+    };
+    let dir = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", timestamp(), arch_slug(&cfg.arch))));
+    Ok(Request {
+        cfg,
+        dir,
+        resuming: false,
+    })
 }
 
 /// Every check of a run configuration, new or resumed, in this order (the first failure

@@ -152,7 +152,6 @@ pub fn read_config(dir: &Path) -> Result<RunConfig, TrainerError> {
         .map_err(|e| TrainerError::data(&path, format!("not a run configuration: {e}")))
 }
 
-
 /// A checked request: its configuration (with `spec` the network it resolved to), the
 /// data's classes in label order and the freshly initialised network.
 pub struct Checked {

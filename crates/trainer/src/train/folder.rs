@@ -67,7 +67,12 @@ pub(super) fn save(
 
 /// A run's checkpoint metadata at `epoch` and `step` (with the run state of an epoch in
 /// progress for the last checkpoint; none for the best one).
-pub(super) fn checkpoint_meta(train: &Dataset, epoch: usize, step: u64, state: Option<&RunState>) -> CheckpointMeta {
+pub(super) fn checkpoint_meta(
+    train: &Dataset,
+    epoch: usize,
+    step: u64,
+    state: Option<&RunState>,
+) -> CheckpointMeta {
     CheckpointMeta {
         classes: train.classes.clone(),
         normalization: train.normalization(),
@@ -146,7 +151,10 @@ pub(super) fn write_confusion(dir: &Path, confusion: &Confusion, set: &str) -> R
 }
 
 /// `write` on rank 0, which alone writes the run folder; nothing elsewhere.
-pub(super) fn root(world: &World, write: impl FnOnce() -> Result<(), TrainerError>) -> Result<(), TrainerError> {
+pub(super) fn root(
+    world: &World,
+    write: impl FnOnce() -> Result<(), TrainerError>,
+) -> Result<(), TrainerError> {
     if world.is_root() {
         write()
     } else {

@@ -141,4 +141,3 @@ pub struct Control<'a> {
     /// share every batch and end every step with the same weights (`dist`).
     pub world: &'a World,
 }
-

@@ -5,7 +5,9 @@
 use super::folder::{
     append_metrics, best_accuracy, check_finite, checkpoint_meta, patience_stop, root, save, write_confusion,
 };
-use super::{epoch_order, evaluate_on, Control, Outcome, Progress, RunConfig, RunState, Start, BEST_FILE, CURVES_FILE};
+use super::{
+    epoch_order, evaluate_on, Control, Outcome, Progress, RunConfig, RunState, Start, BEST_FILE, CURVES_FILE,
+};
 use crate::data::Dataset;
 use crate::dist::World;
 use crate::error::TrainerError;
@@ -150,7 +152,11 @@ impl<'a> Run<'a> {
     fn epoch(&mut self, epoch: usize) -> Result<Option<u64>, TrainerError> {
         let order = epoch_order(self.cfg.seed, epoch, self.train.len());
         self.progress.epoch_start(epoch + 1, self.cfg.epochs, self.steps);
-        for (bi, batch) in order.chunks(self.batch).enumerate().skip(self.state.batch_in_epoch) {
+        for (bi, batch) in order
+            .chunks(self.batch)
+            .enumerate()
+            .skip(self.state.batch_in_epoch)
+        {
             if batch.len() < self.net.min_train_batch() {
                 // A last batch of one image where a batch norm sees one value per channel
                 // (PyTorch refuses it too): skipped, as `drop_last` would.
@@ -162,7 +168,9 @@ impl<'a> Run<'a> {
                 check_finite(&self.net, epoch + 1, self.step, self.dir, self.last)?;
                 let (dir, net, train, state) = (self.dir, &self.net, self.train, &self.state);
                 let step = self.step;
-                let saved = root(self.world, || save(dir, net, train, epoch, step, state, &mut self.last));
+                let saved = root(self.world, || {
+                    save(dir, net, train, epoch, step, state, &mut self.last)
+                });
                 self.world.agree(saved)?;
                 return Ok(Some(self.step));
             }
@@ -214,7 +222,10 @@ impl<'a> Run<'a> {
         st.correct += s.correct;
         st.seen += n;
         st.seconds += t0.elapsed().as_secs_f64();
-        let (loss, rate) = (st.loss_sum / st.seen as f64, st.seen as f64 / st.seconds.max(1e-9));
+        let (loss, rate) = (
+            st.loss_sum / st.seen as f64,
+            st.seen as f64 / st.seconds.max(1e-9),
+        );
         self.progress.step(bi + 1, loss, rate);
         Ok(())
     }
@@ -279,7 +290,10 @@ impl<'a> Run<'a> {
 
     /// The end of the run: the confusion matrix of the validation set (or the training set
     /// without one), written to the folder.
-    fn finish(mut self, early: Option<String>) -> Result<(Network, Vec<EpochMetrics>, Outcome), TrainerError> {
+    fn finish(
+        mut self,
+        early: Option<String>,
+    ) -> Result<(Network, Vec<EpochMetrics>, Outcome), TrainerError> {
         let (set, data) = if self.val.is_empty() {
             ("train", self.train)
         } else {
@@ -296,7 +310,13 @@ impl<'a> Run<'a> {
 /// `batch`, or the last one of a set of `images`) would pass it is refused before any work.
 fn check_exchange(net: &Network, images: usize, batch: usize, ranks: usize) -> Result<(), TrainerError> {
     let last = images % batch;
-    let most = [batch, last].map(|n| if n > 0 { net.shard_exchange_len(n, ranks) } else { 0 });
+    let most = [batch, last].map(|n| {
+        if n > 0 {
+            net.shard_exchange_len(n, ranks)
+        } else {
+            0
+        }
+    });
     match most.iter().find(|&&v| v > i32::MAX as usize) {
         Some(&v) => Err(TrainerError::Usage(format!(
             "{ranks} ranks would gather {v} gradient values per step, more than MPI's limit of {}: use fewer ranks or a smaller network",

@@ -21,7 +21,11 @@ pub fn share_request(
     if world.ranks() == 1 {
         return read();
     }
-    let first = world.agree(if world.is_root() { read().map(Some) } else { Ok(None) })?;
+    let first = world.agree(if world.is_root() {
+        read().map(Some)
+    } else {
+        Ok(None)
+    })?;
     let mut bytes = match &first {
         Some((r, _)) => {
             serde_json::to_vec(&(&r.cfg, r.dir.to_string_lossy(), r.resuming)).expect("request serializes")
