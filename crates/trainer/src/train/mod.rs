@@ -32,7 +32,6 @@ pub use evaluate::{evaluate, evaluate_on};
 pub use resume::resume;
 pub use run::train;
 pub use setup::{open_run, share_request};
-pub use share::{decode_start, encode_start};
 
 use crate::dist::World;
 use crate::report::{Confusion, EpochMetrics};

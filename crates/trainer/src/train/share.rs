@@ -48,7 +48,7 @@ fn tensors(net: &mut Network) -> (Vec<&mut [f32]>, Vec<&mut u64>) {
 }
 
 /// `start` as bytes for [`decode_start`].
-pub fn encode_start(start: &mut Start) -> Vec<u8> {
+pub(super) fn encode_start(start: &mut Start) -> Vec<u8> {
     let kind = start.net.optimizer_kind();
     let optimizer_steps = start.net.optimizer_steps();
     let dropout = start.net.dropout_state();
@@ -76,7 +76,7 @@ pub fn encode_start(start: &mut Start) -> Vec<u8> {
 
 /// The start `bytes` ([`encode_start`] on rank 0) describe, on `fresh`: the network this
 /// rank built from the same configuration.
-pub fn decode_start(bytes: &[u8], mut fresh: Network) -> Result<Start, TrainerError> {
+pub(super) fn decode_start(bytes: &[u8], mut fresh: Network) -> Result<Start, TrainerError> {
     let bad = |why: &str| TrainerError::Usage(format!("the run state rank 0 sent is not valid: {why}"));
     let n = u64::from_le_bytes(
         bytes
