@@ -1,4 +1,4 @@
-//! `max_pool2d_forward` and `max_pool2d_backward` (`src/pool/`): shape contracts (wrong
+//! `max_pool2d_forward` and `max_pool2d_backward` (`src/pool/max.rs`): shape contracts (wrong
 //! buffer lengths, bad shapes through `validate()`), and argmax values the forward could
 //! not have produced (outside the plane, outside their 2x2 window), caught on the scalar
 //! path and inside the SIMD blocks at both vector widths with the output they belong to.
@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use petal_kernels::pool::max_pool2d_backward_lanes;
+use petal_kernels::pool::max::max_pool2d_backward_lanes;
 use petal_kernels::simd::Lanes;
 use petal_kernels::*;
 
