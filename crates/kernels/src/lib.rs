@@ -30,12 +30,12 @@
 //!
 //! Threads: rayon's current pool, over fixed chunks of the batch. Reductions over the
 //! batch are done in a fixed order, so every result is bit-identical on any number of
-//! threads. SIMD: `wide::f32x8` and `f32x16` through one vector trait (`vector.rs`), the
-//! slice helpers of [`simd`]; build with `-C target-cpu=native` (or at least
+//! threads. SIMD: `wide::f32x8` and `f32x16`, through one vector trait (`vector.rs`) and
+//! the slice helpers of [`simd`]; build with `-C target-cpu=native` (or at least
 //! `-C target-feature=+avx2,+fma`) so it compiles to AVX2/AVX-512 with fused multiply-add.
-//! [`arch`] holds everything that depends on which: the build's [`SimdLevel`], the vector
-//! width its kernels run ([`Lanes::BUILD`](arch::Lanes::BUILD)) and their register tiles,
-//! one file per instruction set.
+//! [`arch`] holds everything that depends on the instruction set: the build's
+//! [`SimdLevel`], the vector width its kernels run ([`Lanes::BUILD`](arch::Lanes::BUILD))
+//! and their register tiles, one file per instruction set.
 //!
 //! ```
 //! use petal_kernels::{conv2d_forward, max_pool2d_forward, Conv2dShape, Pool2dShape};
