@@ -32,6 +32,12 @@ pub(crate) const TILES: Tiles = match SimdLevel::COMPILED {
     SimdLevel::Avx2 | SimdLevel::Baseline => avx2::TILES,
 };
 
+// Every level's tiles are checked when the crate compiles, not only this build's.
+const _: () = {
+    avx2::TILES.check();
+    avx512::TILES.check();
+};
+
 impl Lanes {
     /// What this build uses: 16 lanes where it targets AVX-512, else 8.
     pub const BUILD: Lanes = TILES.lanes;

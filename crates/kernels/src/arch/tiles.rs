@@ -37,3 +37,26 @@ pub(crate) struct Tiles {
     /// in tiles of 4, 2 and 1). More than 4.
     pub polyphase_dw_taps: usize,
 }
+
+impl Tiles {
+    /// Panics unless the tiles fit the loops that run them: every count at least 1,
+    /// `grouped_channels` a divisor of 8, `polyphase_dw_taps` more than 4. `mod.rs`
+    /// evaluates it for every level's tiles at compile time.
+    pub(super) const fn check(&self) {
+        assert!(
+            self.tap_kernel_max_taps >= 1
+                && self.grouped_vectors >= 1
+                && self.dw3x3_channels >= 1
+                && self.polyphase_dw_channels >= 1,
+            "Tiles: a tile of 0"
+        );
+        assert!(
+            self.grouped_channels >= 1 && 8 % self.grouped_channels == 0,
+            "Tiles: grouped_channels must divide the group of 8"
+        );
+        assert!(
+            self.polyphase_dw_taps > 4,
+            "Tiles: polyphase_dw_taps must exceed the remainder tiles' 4"
+        );
+    }
+}
