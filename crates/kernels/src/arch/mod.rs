@@ -1,18 +1,19 @@
 //! Instruction sets: everything in the kernels that depends on which vector instructions
 //! the build targets.
 //!
-//! - [`SimdLevel`] (`level.rs`): the level this build was compiled for
-//!   ([`SimdLevel::COMPILED`], the one place that reads the target features), the level the
-//!   CPU has, and [`simd_warning`] when they differ;
+//! - [`SimdLevel`] (`level.rs`, the one place that reads the target features): the level
+//!   this build was compiled for ([`SimdLevel::COMPILED`]), the level the CPU has, and
+//!   [`simd_warning`] when they differ;
 //! - [`Lanes`] (`lanes.rs`): the two vector widths, and [`Lanes::BUILD`], this build's;
 //! - `TILES` (the `Tiles` of `tiles.rs`): the register tiles and path choices that follow
 //!   the level, one file per level (`avx2.rs`, `avx512.rs`), picked here from
 //!   [`SimdLevel::COMPILED`].
 //!
-//! A new instruction set (NEON, say) is a new level in `level.rs` and a new file of
-//! `Tiles`; the kernels read only `TILES` and [`Lanes::BUILD`]. (The 2x2 max pooling's
-//! column shuffles are the one vector family written per instruction set:
-//! `pool/vector.rs`.)
+//! A new instruction set (NEON, say) is a new level in `level.rs`, a new file of `Tiles`
+//! and its arm where `TILES` is picked; the kernels read only `TILES` and
+//! [`Lanes::BUILD`]. (The 2x2 max pooling's column shuffles are the one vector family
+//! with code of its own per instruction set, `pool/vector.rs`; other sets take its
+//! portable version.)
 
 mod avx2;
 mod avx512;
