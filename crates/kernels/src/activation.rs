@@ -2,7 +2,8 @@
 //!
 //! `y = max(x, 0)`; `dx = dy · [x > 0]` (the derivative at 0 is taken as 0, as PyTorch).
 
-use crate::simd::{load, store, LANES};
+use crate::simd::LANES;
+use crate::vector::{relu1, Vector};
 use rayon::prelude::*;
 use wide::f32x8;
 
@@ -23,13 +24,10 @@ pub fn relu_forward(x: &[f32], y: &mut [f32]) {
             let mut yc = y.chunks_exact_mut(LANES);
             let mut xc = x.chunks_exact(LANES);
             for (yv, xv) in (&mut yc).zip(&mut xc) {
-                let v = load(xv);
-                // Keep positives and NaN (NaN > 0 is false, so NaN is tested apart).
-                let keep = v.simd_gt(f32x8::ZERO) | v.is_nan();
-                store(yv, keep.select(v, f32x8::ZERO));
+                f32x8::load(xv).relu().store(yv);
             }
             for (yv, &xv) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
-                *yv = if xv > 0.0 || xv.is_nan() { xv } else { 0.0 };
+                *yv = relu1(xv);
             }
         });
 }
@@ -39,14 +37,10 @@ pub fn relu_forward_inplace(x: &mut [f32]) {
     x.par_chunks_mut(BLOCK).for_each(|x| {
         let mut xc = x.chunks_exact_mut(LANES);
         for xv in &mut xc {
-            let v = load(xv);
-            let keep = v.simd_gt(f32x8::ZERO) | v.is_nan();
-            store(xv, keep.select(v, f32x8::ZERO));
+            f32x8::load(xv).relu().store(xv);
         }
         for xv in xc.into_remainder() {
-            if !(*xv > 0.0 || xv.is_nan()) {
-                *xv = 0.0;
-            }
+            *xv = relu1(*xv);
         }
     });
 }
@@ -69,8 +63,7 @@ pub fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
             let mut dyc = dy.chunks_exact(LANES);
             let mut yc = y.chunks_exact(LANES);
             for ((dxv, dyv), yv) in (&mut dxc).zip(&mut dyc).zip(&mut yc) {
-                let mask = load(yv).simd_gt(f32x8::ZERO);
-                store(dxv, mask.select(load(dyv), f32x8::ZERO));
+                f32x8::load(dyv).where_positive(f32x8::load(yv)).store(dxv);
             }
             for ((dxv, &dyv), &yv) in dxc
                 .into_remainder()
@@ -98,8 +91,7 @@ pub fn relu_backward_inplace(y: &[f32], g: &mut [f32]) {
             let mut gc = g.chunks_exact_mut(LANES);
             let mut yc = y.chunks_exact(LANES);
             for (gv, yv) in (&mut gc).zip(&mut yc) {
-                let mask = load(yv).simd_gt(f32x8::ZERO);
-                store(gv, mask.select(load(gv), f32x8::ZERO));
+                f32x8::load(gv).where_positive(f32x8::load(yv)).store(gv);
             }
             for (gv, &yv) in gc.into_remainder().iter_mut().zip(yc.remainder()) {
                 *gv = if yv > 0.0 { *gv } else { 0.0 };

@@ -13,7 +13,8 @@
 //! f64 and applied as `step_size = lr / (1 − β1ᵗ)` and
 //! `denom = √v / √(1 − β2ᵗ) + eps`, so `w = w − step_size · m / denom`.
 
-use crate::simd::{fma, load, store, LANES};
+use crate::simd::{fma, LANES};
+use crate::vector::Vector;
 use rayon::prelude::*;
 use wide::f32x8;
 
@@ -91,15 +92,15 @@ pub fn adamw_step(
             let mut mc = m.chunks_exact_mut(LANES);
             let mut vc = v.chunks_exact_mut(LANES);
             for (((pv, gv), mv), vv) in (&mut pc).zip(&mut gc).zip(&mut mc).zip(&mut vc) {
-                let w = load(pv) * decv;
-                let gr = load(gv);
-                let m0 = load(mv);
+                let w = f32x8::load(pv) * decv;
+                let gr = f32x8::load(gv);
+                let m0 = f32x8::load(mv);
                 let m1 = (gr - m0).mul_add(a1, m0);
-                let v1 = (gr * gr).mul_add(a2, load(vv) * b2v);
-                store(mv, m1);
-                store(vv, v1);
+                let v1 = (gr * gr).mul_add(a2, f32x8::load(vv) * b2v);
+                m1.store(mv);
+                v1.store(vv);
                 let denom = v1.sqrt().mul_add(ibv, epsv);
-                store(pv, (m1 / denom).mul_add(ssv, w));
+                (m1 / denom).mul_add(ssv, w).store(pv);
             }
             for (((pv, &gr), mv), vv) in pc
                 .into_remainder()

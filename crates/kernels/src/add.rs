@@ -6,8 +6,8 @@
 //! Backward: `da = db = dy` without the ReLU; with it, `dy` masked where `y <= 0`
 //! ([`relu_backward`](crate::relu_backward) on `y`).
 
-use crate::lanewise::{relu1, vectors, Lane};
-use crate::simd::Lanes;
+use crate::arch::Lanes;
+use crate::vector::{relu1, vectors, Vector};
 use rayon::prelude::*;
 use wide::{f32x16, f32x8};
 
@@ -45,7 +45,7 @@ pub fn add_forward_lanes(lanes: Lanes, a: &[f32], b: &[f32], relu: bool, y: &mut
 }
 
 #[inline(always)]
-fn add_one<V: Lane>(a: &[f32], b: &[f32], relu: bool, y: &mut [f32], i: usize) {
+fn add_one<V: Vector>(a: &[f32], b: &[f32], relu: bool, y: &mut [f32], i: usize) {
     let v = V::load(&a[i..]) + V::load(&b[i..]);
     (if relu { v.relu() } else { v }).store(&mut y[i..]);
 }
@@ -63,8 +63,8 @@ pub fn add_forward_inplace(a: &mut [f32], b: &[f32], relu: bool) {
         .zip(b.par_chunks(BLOCK))
         .for_each(|(a, b)| {
             let i = vectors::<f32x8>(0, a.len(), |i| {
-                let v = <f32x8 as Lane>::load(&a[i..]) + <f32x8 as Lane>::load(&b[i..]);
-                Lane::store(if relu { v.relu() } else { v }, &mut a[i..]);
+                let v = f32x8::load(&a[i..]) + f32x8::load(&b[i..]);
+                (if relu { v.relu() } else { v }).store(&mut a[i..]);
             });
             for (av, &bv) in a[i..].iter_mut().zip(&b[i..]) {
                 let v = *av + bv;

@@ -19,7 +19,9 @@
 
 use crate::gemm::{sgemm, MatRef};
 use crate::shape::{check_len, check_sizes, ShapeError};
-use crate::simd::{fma, load, store, LANES};
+use crate::shared_mut::SharedMut;
+use crate::simd::{fma, LANES};
+use crate::vector::Vector;
 use rayon::prelude::*;
 use wide::f32x8;
 
@@ -253,9 +255,9 @@ fn direct_forward<const O: usize>(
             for (yn, xn) in yc.chunks_exact_mut(O).zip(xc.chunks_exact(k)) {
                 let mut acc = [f32x8::ZERO; O];
                 for c in (0..body).step_by(LANES) {
-                    let xv = load(&xn[c..]);
+                    let xv = f32x8::load(&xn[c..]);
                     for (o, a) in acc.iter_mut().enumerate() {
-                        *a = load(&weight[o * k + c..]).mul_add(xv, *a);
+                        *a = f32x8::load(&weight[o * k + c..]).mul_add(xv, *a);
                     }
                 }
                 for (o, (yo, a)) in yn.iter_mut().zip(acc).enumerate() {
@@ -273,24 +275,17 @@ fn direct_forward<const O: usize>(
 fn direct_backward_weights<const O: usize>(s: &DenseShape, x: &[f32], dy: &[f32], gw: &mut [f32]) {
     let k = s.inputs;
     assert_eq!(gw.len(), O * k);
-    let base = SharedMut(gw.as_mut_ptr());
+    let gw = SharedMut::new(gw);
     (0..k.div_ceil(COLS_PER_TASK)).into_par_iter().for_each(|b| {
         let c0 = b * COLS_PER_TASK;
         let cols = COLS_PER_TASK.min(k - c0);
-        let base = &base;
-        // SAFETY: task b writes columns c0 .. c0 + cols of each of the O rows of gw
-        // (`O · k` values, checked above); the tasks' column ranges are disjoint, so these
-        // O slices overlap no other task's, and each other.
-        let rows: [&mut [f32]; O] =
-            std::array::from_fn(|o| unsafe { std::slice::from_raw_parts_mut(base.0.add(o * k + c0), cols) });
+        // SAFETY: task b takes columns c0 .. c0 + cols of each of the O rows of gw; the
+        // tasks' column ranges are disjoint, so these O ranges overlap no other task's,
+        // and each other.
+        let rows: [&mut [f32]; O] = std::array::from_fn(|o| unsafe { gw.range(o * k + c0, cols) });
         dw_block::<O>(s, x, dy, c0, rows);
     });
 }
-
-/// A pointer handed to rayon tasks that write disjoint parts of its buffer.
-struct SharedMut(*mut f32);
-// SAFETY: only used by `direct_backward_weights`, whose tasks write disjoint ranges.
-unsafe impl Sync for SharedMut {}
 
 /// Columns `c0 .. c0 + cols` of the weight gradient into `rows[o][..cols]`.
 fn dw_block<const O: usize>(s: &DenseShape, x: &[f32], dy: &[f32], c0: usize, mut rows: [&mut [f32]; O]) {
@@ -301,7 +296,7 @@ fn dw_block<const O: usize>(s: &DenseShape, x: &[f32], dy: &[f32], c0: usize, mu
     while c + 2 * LANES <= cols {
         let mut acc = [[f32x8::ZERO; 2]; O];
         for (xn, dyn_) in x.chunks_exact(k).zip(dy.chunks_exact(O)) {
-            let (x0, x1) = (load(&xn[c0 + c..]), load(&xn[c0 + c + LANES..]));
+            let (x0, x1) = (f32x8::load(&xn[c0 + c..]), f32x8::load(&xn[c0 + c + LANES..]));
             for (a, &d) in acc.iter_mut().zip(dyn_) {
                 let d = f32x8::splat(d);
                 a[0] = x0.mul_add(d, a[0]);
@@ -309,8 +304,8 @@ fn dw_block<const O: usize>(s: &DenseShape, x: &[f32], dy: &[f32], c0: usize, mu
             }
         }
         for (row, a) in rows.iter_mut().zip(&acc) {
-            store(&mut row[c..], a[0]);
-            store(&mut row[c + LANES..], a[1]);
+            a[0].store(&mut row[c..]);
+            a[1].store(&mut row[c + LANES..]);
         }
         c += 2 * LANES;
     }
@@ -339,9 +334,9 @@ fn direct_backward_input<const O: usize>(s: &DenseShape, weight: &[f32], dy: &[f
                 for c in (0..body).step_by(LANES) {
                     let mut acc = f32x8::ZERO;
                     for (o, dv) in d.iter().enumerate() {
-                        acc = load(&weight[o * k + c..]).mul_add(*dv, acc);
+                        acc = f32x8::load(&weight[o * k + c..]).mul_add(*dv, acc);
                     }
-                    store(&mut gxn[c..], acc);
+                    acc.store(&mut gxn[c..]);
                 }
                 for c in body..k {
                     gxn[c] = (0..O).fold(0.0f32, |a, o| fma(dyn_[o], weight[o * k + c], a));

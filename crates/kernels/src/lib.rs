@@ -6,8 +6,8 @@
 //! | module | forward | backward |
 //! | --- | --- | --- |
 //! | [`conv`] | [`conv2d_forward`] (direct SIMD on a padded copy for stride 1, im2col + GEMM otherwise) | [`conv2d_backward_weights`], [`conv2d_backward_input`] |
-//! | [`pool`] | [`max_pool2d_forward`] (with argmax) | [`max_pool2d_backward`] |
-//! | [`avgpool`] | [`avg_pool2d_forward`], [`global_avg_pool_forward`] | [`avg_pool2d_backward`], [`global_avg_pool_backward`] |
+//! | [`pool::max`] | [`max_pool2d_forward`] (with argmax) | [`max_pool2d_backward`] |
+//! | [`pool::avg`] | [`avg_pool2d_forward`], [`global_avg_pool_forward`] | [`avg_pool2d_backward`], [`global_avg_pool_backward`] |
 //! | [`norm`] | [`batch_norm_sums`] (batch statistics), [`batch_norm_apply`] (with fused ReLU) | [`batch_norm_backward_sums`] (`dβ`, `dγ`), [`batch_norm_backward_input`] |
 //! | [`dropout`] | [`dropout_forward`] (counter-based mask, [`dropout_keep`]) | [`dropout_backward`] |
 //! | [`add`] | [`add_forward`] (residual join, fused ReLU) | (the gradient passes through) |
@@ -19,7 +19,8 @@
 //! | [`adamw`] | [`adamw_step`] (AdamW, decoupled weight decay) | |
 //!
 //! [`reference`](mod@reference) holds slow `f64` twins of every kernel (straight loops over the same
-//! equations), for tests and gradient checks.
+//! equations), for tests and gradient checks. Both pooling kernels take a [`Pool2dShape`]
+//! ([`pool`]).
 //!
 //! Conventions: NCHW, batch first, contiguous; conv weight `[out_c, in_c, kh, kw]`, dense
 //! weight `[out, in]` (PyTorch's layouts). Kernels never allocate: callers pass output
@@ -29,8 +30,12 @@
 //!
 //! Threads: rayon's current pool, over fixed chunks of the batch. Reductions over the
 //! batch are done in a fixed order, so every result is bit-identical on any number of
-//! threads. SIMD: `wide::f32x8` and `f32x16`; build with `-C target-cpu=native` (or at least
+//! threads. SIMD: `wide::f32x8` and `f32x16`, through one vector trait (`vector.rs`) and
+//! the slice helpers of [`simd`]; build with `-C target-cpu=native` (or at least
 //! `-C target-feature=+avx2,+fma`) so it compiles to AVX2/AVX-512 with fused multiply-add.
+//! [`arch`] holds everything that depends on the instruction set: the build's
+//! [`SimdLevel`], the vector width its kernels run ([`Lanes::BUILD`](arch::Lanes::BUILD))
+//! and their register tiles, one file per instruction set.
 //!
 //! ```
 //! use petal_kernels::{conv2d_forward, max_pool2d_forward, Conv2dShape, Pool2dShape};
@@ -55,29 +60,26 @@
 pub mod activation;
 pub mod adamw;
 pub mod add;
-pub mod avgpool;
+pub mod arch;
 pub mod conv;
-pub mod cpu;
 pub mod dense;
 pub mod dropout;
 mod gemm;
-mod lanewise;
 pub mod norm;
 pub mod pool;
 pub mod reference;
 pub mod sgd;
 pub mod shape;
+mod shared_mut;
 pub mod simd;
 pub mod softmax;
+mod vector;
 
 pub use activation::{relu_backward, relu_backward_inplace, relu_forward, relu_forward_inplace};
 pub use adamw::{adamw_step, AdamWConfig};
 pub use add::{add_forward, add_forward_inplace};
-pub use avgpool::{
-    avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
-};
+pub use arch::{simd_warning, SimdLevel};
 pub use conv::{col2im, conv2d_backward_input, conv2d_backward_weights, conv2d_forward, im2col, Conv2dShape};
-pub use cpu::{simd_warning, SimdLevel};
 pub use dense::{
     dense_backward, dense_backward_bias, dense_backward_input, dense_backward_weights, dense_forward,
     DenseShape,
@@ -88,7 +90,11 @@ pub use norm::{
     batch_norm_apply, batch_norm_apply_inplace, batch_norm_backward_input, batch_norm_backward_sums,
     batch_norm_sums, BatchNormShape,
 };
-pub use pool::{max_pool2d_backward, max_pool2d_forward, Pool2dShape};
+pub use pool::avg::{
+    avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
+};
+pub use pool::max::{max_pool2d_backward, max_pool2d_forward};
+pub use pool::{Pool2dShape, PoolKind};
 pub use sgd::sgd_nesterov_step;
 pub use sgd::{sgd_step, SgdConfig};
 pub use shape::ShapeError;

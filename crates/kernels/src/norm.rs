@@ -28,9 +28,11 @@
 //! number of threads (each rayon task takes a group of whole channels over all images, so
 //! one channel's sum is never split).
 
-use crate::lanewise::{relu1, vectors, Lane};
+use crate::arch::Lanes;
 use crate::shape::check_len;
-use crate::simd::{fma, Lanes};
+use crate::shared_mut::SharedMut;
+use crate::simd::fma;
+use crate::vector::{relu1, vectors, Vector};
 use rayon::prelude::*;
 use wide::{f32x16, f32x8};
 
@@ -132,8 +134,8 @@ pub fn batch_norm_sums_lanes(lanes: Lanes, s: &BatchNormShape, x: &[f32], sums: 
 /// `t1 += Σ p`, `t2 += Σ p·(q − m)` over one plane, in the order of the module docs
 /// (`q − m` rounded to `f32` first, `f32` fused multiply-adds in the lanes).
 #[inline(always)]
-fn plane_sums<V: Lane>(p: &[f32], q: &[f32], m: f32, t1: &mut f64, t2: &mut f64) {
-    let (n, per_group) = (V::N, SUM_LANES / V::N);
+fn plane_sums<V: Vector>(p: &[f32], q: &[f32], m: f32, t1: &mut f64, t2: &mut f64) {
+    let (n, per_group) = (V::LANES, SUM_LANES / V::LANES);
     let mv = V::splat(m);
     let mut buf = [0.0f32; SUM_LANES];
     let whole = p.len() - p.len() % SUM_LANES;
@@ -224,7 +226,7 @@ pub fn batch_norm_apply_lanes(
 
 /// One vector of [`batch_norm_apply`] at position `i`.
 #[inline(always)]
-fn affine<V: Lane>(x: &[f32], a: f32, b: f32, relu: bool, y: &mut [f32], i: usize) {
+fn affine<V: Vector>(x: &[f32], a: f32, b: f32, relu: bool, y: &mut [f32], i: usize) {
     let v = V::load(&x[i..]).mul_add(V::splat(a), V::splat(b));
     (if relu { v.relu() } else { v }).store(&mut y[i..]);
 }
@@ -249,8 +251,8 @@ pub fn batch_norm_apply_inplace(s: &BatchNormShape, x: &mut [f32], scale: &[f32]
             let (av, bv) = (f32x8::splat(a), f32x8::splat(b));
             let mut chunks = xp.chunks_exact_mut(8);
             for v in &mut chunks {
-                let r = <f32x8 as Lane>::load(v).mul_add(av, bv);
-                Lane::store(if relu { r.relu() } else { r }, v);
+                let r = f32x8::load(v).mul_add(av, bv);
+                (if relu { r.relu() } else { r }).store(v);
             }
             for v in chunks.into_remainder() {
                 let r = fma(*v, a, b);
@@ -317,19 +319,18 @@ pub fn batch_norm_backward_sums_lanes(
     }
     let (c, hw) = (s.c, s.hw);
     let group = sum_group(s);
-    let base = SharedMut(dy.as_mut_ptr());
+    let dy = SharedMut::new(dy);
     s1.par_chunks_mut(group)
         .zip(s2.par_chunks_mut(group))
         .enumerate()
         .for_each(|(g, (t1, t2))| {
-            let base = &base;
             for n in 0..s.batch {
                 for (k, (t1, t2)) in t1.iter_mut().zip(t2.iter_mut()).enumerate() {
                     let (ch, start) = (g * group + k, (n * c + g * group + k) * hw);
-                    // SAFETY: `dy` holds `batch · c · hw` values (checked above) and plane
-                    // `(n, ch)` is `start .. start + hw`; task `g` takes only the planes of
-                    // its channels `g · group ..`, so no two tasks' planes overlap.
-                    let dp = unsafe { std::slice::from_raw_parts_mut(base.0.add(start), hw) };
+                    // SAFETY: plane `(n, ch)` is `start .. start + hw`; task `g` takes only
+                    // the planes of its channels `g · group ..`, each once, so no two
+                    // tasks' planes overlap.
+                    let dp = unsafe { dy.range(start, hw) };
                     if relu {
                         mask_plane(lanes, dp, &y[start..start + hw]);
                     }
@@ -346,15 +347,9 @@ pub fn batch_norm_backward_sums_lanes(
     }
 }
 
-/// `dy`'s base pointer, handed to the rayon tasks of [`batch_norm_backward_sums`], which
-/// mask and read disjoint planes of it.
-struct SharedMut(*mut f32);
-// SAFETY: only used by `batch_norm_backward_sums`, whose tasks touch disjoint planes.
-unsafe impl Sync for SharedMut {}
-
 /// `g = 0` where `y <= 0` (or NaN), in place.
 fn mask_plane(lanes: Lanes, g: &mut [f32], y: &[f32]) {
-    fn span<V: Lane>(start: usize, g: &mut [f32], y: &[f32]) -> usize {
+    fn span<V: Vector>(start: usize, g: &mut [f32], y: &[f32]) -> usize {
         vectors::<V>(start, g.len(), |i| {
             V::load(&g[i..])
                 .where_positive(V::load(&y[i..]))
@@ -479,7 +474,7 @@ struct BackCoef {
 impl BackCoef {
     /// One vector of `dx` at position `i`.
     #[inline(always)]
-    fn apply<V: Lane>(self, x: &[f32], dy: &[f32], dx: &mut [f32], i: usize) {
+    fn apply<V: Vector>(self, x: &[f32], dy: &[f32], dx: &mut [f32], i: usize) {
         let xc = V::load(&x[i..]) - V::splat(self.m);
         let inner = xc.mul_add(V::splat(self.b), V::splat(self.d));
         V::load(&dy[i..])

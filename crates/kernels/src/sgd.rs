@@ -5,7 +5,8 @@
 //! With `momentum == 0` and an empty velocity slice this is `w = w - lr · d`; a velocity
 //! slice, if given, is still updated by the rule (it then holds `d`).
 
-use crate::simd::{fma, load, store, LANES};
+use crate::simd::{fma, LANES};
+use crate::vector::Vector;
 use rayon::prelude::*;
 use wide::f32x8;
 
@@ -45,9 +46,9 @@ pub fn sgd_step(cfg: &SgdConfig, params: &mut [f32], grads: &[f32], velocity: &m
                 let mut pc = p.chunks_exact_mut(LANES);
                 let mut gc = g.chunks_exact(LANES);
                 for (pv, gv) in (&mut pc).zip(&mut gc) {
-                    let w = load(pv);
-                    let d = w.mul_add(wdv, load(gv));
-                    store(pv, d.mul_add(lrv, w));
+                    let w = f32x8::load(pv);
+                    let d = w.mul_add(wdv, f32x8::load(gv));
+                    d.mul_add(lrv, w).store(pv);
                 }
                 for (pv, &gv) in pc.into_remainder().iter_mut().zip(gc.remainder()) {
                     let d = fma(*pv, wd, gv);
@@ -103,12 +104,12 @@ fn momentum_step<const NESTEROV: bool>(
             let mut gc = g.chunks_exact(LANES);
             let mut vc = v.chunks_exact_mut(LANES);
             for ((pv, gv), vv) in (&mut pc).zip(&mut gc).zip(&mut vc) {
-                let w = load(pv);
-                let d = w.mul_add(wdv, load(gv));
-                let nv = load(vv).mul_add(mv, d);
-                store(vv, nv);
+                let w = f32x8::load(pv);
+                let d = w.mul_add(wdv, f32x8::load(gv));
+                let nv = f32x8::load(vv).mul_add(mv, d);
+                nv.store(vv);
                 let step = if NESTEROV { nv.mul_add(mv, d) } else { nv };
-                store(pv, step.mul_add(lrv, w));
+                step.mul_add(lrv, w).store(pv);
             }
             for ((pv, &gv), vv) in pc
                 .into_remainder()

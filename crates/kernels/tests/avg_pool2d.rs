@@ -1,4 +1,4 @@
-//! Average pooling and global average pooling (`src/avgpool.rs`):
+//! Average pooling and global average pooling (`src/pool/avg.rs`):
 //!
 //! - against the f64 reference on the shared pool shapes (overlapping windows k3/s2, k3/s1,
 //!   k2/s1, strides past the window, k = 1, whole-input windows), random shapes, and

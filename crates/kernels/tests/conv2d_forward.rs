@@ -81,8 +81,8 @@ fn conv2d_forward_tap_specialisations_match_reference() {
 }
 
 /// The grouped direct kernel (`ForwardPath::Grouped`, every stride-1 tap count `in_c · kh · kw` but 1, 4 and 9): tiles of
-/// 2 output vectors (AVX-512; 1 with AVX2) over the plane's vectors in row-major order,
-/// so with an odd count of vectors a 1-vector tile; tiles that hold two segments of a
+/// 2 output vectors (AVX-512; 3 with AVX2) over the plane's vectors in row-major order,
+/// so with a count of vectors not a multiple of that, 1-vector tiles; tiles that hold two segments of a
 /// row, two rows (`ow <= 16`) or straddle a row end; a partial last vector per row (widths
 /// not a multiple of 16 or 8); heights 1 and 2; `out_c` not a multiple of 8 (a partial
 /// channel group) and below 8; kernel widths 1, 2, 3, 5 (unrolled) and 4, 6 (the generic loop);

@@ -1,4 +1,4 @@
-//! `max_pool2d_forward` and `max_pool2d_backward` (`src/pool/`): shape contracts (wrong
+//! `max_pool2d_forward` and `max_pool2d_backward` (`src/pool/max.rs`): shape contracts (wrong
 //! buffer lengths, bad shapes through `validate()`), and argmax values the forward could
 //! not have produced (outside the plane, outside their 2x2 window), caught on the scalar
 //! path and inside the SIMD blocks at both vector widths with the output they belong to.
@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use petal_kernels::pool::max_pool2d_backward_lanes;
+use petal_kernels::pool::max::max_pool2d_backward_lanes;
 use petal_kernels::simd::Lanes;
 use petal_kernels::*;
 
@@ -67,7 +67,8 @@ fn max_pool2d_backward_argmax_outside_its_window_simd() {
     expected = "max_pool2d_backward: argmax 4 of output (0, 3) outside its 2x2 window in the 2x40 plane"
 )]
 fn max_pool2d_backward_argmax_outside_its_window_wide_simd() {
-    // Twenty outputs: the first sixteen take the 16-lane path where the CPU has AVX-512.
+    // Twenty outputs: the first sixteen take the 16-lane path where the build targets
+    // AVX-512.
     // Output 3's window starts at column 6; 4 is output 2's.
     let mut am: Vec<u32> = (0..20).map(|o| 2 * o as u32).collect();
     am[3] = 4;

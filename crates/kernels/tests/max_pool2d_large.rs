@@ -7,7 +7,7 @@ mod common;
 
 use common::reference as refk;
 use common::*;
-use petal_kernels::pool::{max_pool2d_backward_lanes, max_pool2d_forward_lanes};
+use petal_kernels::pool::max::{max_pool2d_backward_lanes, max_pool2d_forward_lanes};
 use petal_kernels::simd::Lanes;
 
 #[test]

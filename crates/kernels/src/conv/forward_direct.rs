@@ -11,19 +11,17 @@
 use super::halves::HalfLoad;
 use super::padding::pad_image;
 use super::{for_each_image, Conv2dShape, ForwardPath};
-use crate::simd::{Vector, AVX512};
+use crate::arch::TILES;
+use crate::vector::Vector;
 use wide::f32x8;
 
-/// Output vectors per register tile of [`grouped_tiles`]: 2 with AVX-512 (2 · 8
-/// accumulators, 2 input vectors and the broadcast weights of its 32 registers; 3
-/// vectors, 24 accumulators, measured no faster and spill), 3 with AVX2 (3 · 4
-/// accumulators, 3 input vectors and 1 broadcast weight fill its 16 registers: 7 loads
-/// per 12 FMAs, where the former 1 · 8 tile took 9 per 8).
-pub(super) const FWD_TILE: usize = if AVX512 { 2 } else { 3 };
+/// Output vectors per register tile of [`grouped_tiles`] (the instruction set's
+/// `Tiles::grouped_vectors`, `arch/`).
+pub(super) const FWD_TILE: usize = TILES.grouped_vectors;
 
-/// Output channels per register tile of [`grouped_tiles`]: a whole group of 8 with
-/// AVX-512, half a group (two passes over the tiles) with AVX2.
-pub(super) const FWD_CHANNELS: usize = if AVX512 { 8 } else { 4 };
+/// Output channels per register tile of [`grouped_tiles`]: a whole group of 8, or half a
+/// group per pass over the tiles (`Tiles::grouped_channels`).
+pub(super) const FWD_CHANNELS: usize = TILES.grouped_channels;
 
 impl Conv2dShape {
     /// Weights regrouped for [`ForwardPath::Grouped`]: `[ceil(out_c / 8), taps, 8]`.
@@ -331,20 +329,19 @@ fn grouped_kw<V: HalfLoad>(
 /// the row's slack and are discarded). Rows exactly half a vector wide (8x8 planes with
 /// 16 lanes) go two to a vector instead, its halves loaded from two rows of the padded
 /// copy ([`HalfLoad`]) and stored as one (the rows are contiguous in `y`), an odd last
-/// row alone: no lane is wasted (AVX-512, 64 -> 64 channels at 8x8, batch 4, one thread,
-/// 25 alternated runs under load, median / best: forward 35 / 52 -> 60 / 88 GFLOP/s,
-/// input gradient 33 / 50 -> 56 / 84). The vectors of the whole plane, in row-major
-/// order, go in tiles of [`FWD_TILE`] (1-vector tiles for the last ones), so a tile holds
-/// segments of one row, the same columns of consecutive rows (`ow <= 16`), or straddles a
-/// row end. Per group of 8 output channels (outer loop: its weights stay in L1), per pass
-/// over [`FWD_CHANNELS`] of its channels (AVX-512: one pass of 8; AVX2: two of 4, the
-/// second skipped for a group of at most 4 real channels) and per tile, `FWD_TILE ·
-/// FWD_CHANNELS` vector accumulators start at the bias; per tap `(c, u, v)` one input
-/// vector per tile vector and `FWD_CHANNELS` broadcast weights feed that many independent
-/// FMAs. Each output is still summed from its bias in tap order, so the tiling does not
-/// change a result. The taps of one kernel row `(c, u)` come from one slice per tile
-/// vector, checked once per tile ([`grouped_tile`]), `kw` constant for the common widths,
-/// so the tap loop has no bounds checks.
+/// row alone: no lane is wasted, where one row per vector would leave half of every
+/// vector idle. The vectors of the whole plane, in row-major order, go in tiles of
+/// [`FWD_TILE`] (1-vector tiles for the last ones), so a tile holds segments of one row,
+/// the same columns of consecutive rows (`ow <= 16`), or straddles a row end. Per group
+/// of 8 output channels (outer loop: its weights stay in L1), per pass over
+/// [`FWD_CHANNELS`] of its channels (one pass of 8, or two of 4, the second skipped for a
+/// group of at most 4 real channels) and per tile, `FWD_TILE · FWD_CHANNELS` vector
+/// accumulators start at the bias; per tap `(c, u, v)` one input vector per tile vector
+/// and `FWD_CHANNELS` broadcast weights feed that many independent FMAs. Each output is
+/// still summed from its bias in tap order, so the tiling does not change a result. The
+/// taps of one kernel row `(c, u)` come from one slice per tile vector, checked once per
+/// tile ([`grouped_tile`]), `kw` constant for the common widths, so the tap loop has no
+/// bounds checks.
 #[inline(always)]
 fn grouped_tiles<V: HalfLoad>(
     s: &Conv2dShape,
@@ -384,8 +381,8 @@ fn grouped_tiles<V: HalfLoad>(
         });
         let outs = s.out_c.min(og * 8 + 8) - og * 8;
         let yg = &mut y[og * 8 * plane..(og * 8 + outs) * plane];
-        // Channel passes `g0 .. g0 + FWD_CHANNELS` of the group (one with AVX-512), only
-        // those holding a real channel.
+        // Channel passes `g0 .. g0 + FWD_CHANNELS` of the group (one where
+        // `FWD_CHANNELS` is 8), only those holding a real channel.
         for g0 in (0..outs).step_by(FWD_CHANNELS) {
             let ctx = (s, xp, wg, &b, kw);
             if paired {
@@ -508,13 +505,10 @@ fn grouped_tile<V: HalfLoad, const P: usize, const G: usize, const PAIRED: bool>
     }
     let yg = &mut yg[g0 * plane..];
     if V::LANES == 8 && yg.len() >= G * plane && at.iter().all(|a| a.n == V::LANES) {
-        // 8 lanes (AVX2's tile), whole vectors of G real channels: stored here, every
-        // index and length a constant, as `store_channels` (a call per tile) cost the
-        // short 9-tap tiles. x86-64-v3 build, `trainer bench --batch-size 128
-        // --threads 1`, alternated: seednet train 47k -> 46-51k, infer 81-85k -> 96-100k
-        // img/s; flowernet infer 3.6k -> 3.7k, train unchanged. With 16 lanes the same
-        // inline stores kept the accumulators in memory (AVX-512 flowernet training
-        // 1,438 -> 933 img/s), so those tiles keep the call.
+        // 8 lanes, whole vectors of G real channels: stored here, every index and length
+        // a constant, because a call per tile (`store_channels`) costs the short 9-tap
+        // tiles more than its stores. With 16 lanes the same inline stores kept the
+        // accumulators in memory, so those tiles keep the call.
         for p in 0..P {
             for g in 0..G {
                 let o = g * plane + at[p].y;

@@ -2,7 +2,7 @@
 //! rows of a plane whose rows are half a vector wide (8x8 planes with 16 lanes), so no
 //! lane is wasted.
 
-use crate::simd::Vector;
+use crate::vector::Vector;
 use wide::{f32x16, f32x8};
 
 /// A [`Vector`] whose lower half can come from one slice and upper half from another.
@@ -35,8 +35,9 @@ impl HalfLoad for f32x16 {
 
 #[cfg(test)]
 mod tests {
+    use crate::arch::Lanes;
     use crate::conv::{conv2d_forward_with, Conv2dShape, ForwardPath};
-    use crate::simd::{fma, Lanes};
+    use crate::simd::fma;
 
     /// The grouped path on planes whose rows are half a vector (or less, or more) wide,
     /// even and odd heights, at both widths: bit for bit the tap-order sum from the bias.

@@ -20,24 +20,25 @@
 //! Each kernel has a few code paths ([`ForwardPath`], [`WeightGradPath`],
 //! [`InputGradPath`]); the shape picks one in one place ([`Conv2dShape::forward_path`],
 //! [`Conv2dShape::weight_grad_path`], [`Conv2dShape::input_grad_path`]), and its scratch
-//! size follows from that choice. Figures: `benches/kernels.rs` (group `conv_path` runs
-//! every path at the shapes it serves), AVX-512, batch 32; the polyphase rows from group
-//! `conv_resnet` (`benches/kernels/resnet.rs`), batch 16, 1 thread, on a shared machine.
+//! size follows from that choice. Where the best path depends on the instruction set, the
+//! choice comes from its tiles (`arch/`). `benches/kernels.rs` measures the paths: group
+//! `conv_path` runs every path at the shapes it serves, group `conv_resnet`
+//! (`benches/kernels/resnet.rs`) the polyphase paths against GEMM.
 //!
 //! | kernel | path | shapes that take it | why |
 //! | --- | --- | --- | --- |
-//! | forward | [`Taps`](ForwardPath::Taps) (`forward_direct.rs`) | stride 1, `in_c·kh·kw` of 1, 4 or 9 taps, `out_c != 8` (AVX2: 1 or 4 taps, any `out_c`) | loads each tap's input vector once per block of columns and reuses it for every output channel: 5-25 % faster than `Grouped` at 9 taps and fewer with AVX-512; with AVX2's 16 registers its 9 input vectors and the accumulators spill, and `Grouped` wins (seednet's inference 55k -> 83k img/s on 1 thread) |
-//! | forward | [`TapPairs`](ForwardPath::TapPairs) (`forward_direct.rs`) | as `Taps` with exactly 8 output channels, AVX-512 | two rows per block (2 · 8 accumulators): 1.2x at seednet's 1 -> 8, 132 -> 157 GFLOP/s on 1 thread; with 16 or more channels the single row is as fast or faster (1 -> 16: 158 vs 152, 1 -> 32: 170 vs 155) |
-//! | forward | [`Grouped`](ForwardPath::Grouped) (`forward_direct.rs`) | every other stride-1 shape (with AVX2, 9 taps too) | from 18 taps up the tap kernel's input vectors and accumulators outgrow the registers; the register tiles are 1.25x to 1.6x faster (1 thread: 18 taps 143 -> 180 GFLOP/s, 25 taps 120 -> 150, flowernet's first layer, 27 taps, 152 -> 199) |
-//! | forward | [`Polyphase`](ForwardPath::Polyphase) (`strided.rs`) | stride 2, 1x1 or 3x3 kernel (ResNet's downsampling and projection convs) | the input split into its 4 stride phases, so every tap reads contiguous columns at a fixed offset: 3x3 1.2x to 1.3x the GEMM path (batch 16, 1 thread), 1x1 0.98x to 1.1x, and no GEMM packing allocation |
+//! | forward | [`Taps`](ForwardPath::Taps) (`forward_direct.rs`) | stride 1, `in_c·kh·kw` of 1, 4 or 9 taps, `out_c != 8` (AVX2: 1 or 4 taps, any `out_c`) | loads each tap's input vector once per block of columns and reuses it for every output channel: faster than `Grouped` where its input vectors and accumulators fit the registers; with AVX2's 16 registers, 9 taps' input vectors and the accumulators spill, and `Grouped` wins |
+//! | forward | [`TapPairs`](ForwardPath::TapPairs) (`forward_direct.rs`) | as `Taps` with exactly 8 output channels, AVX-512 | two rows per block (2 · 8 accumulators) load each tap's weights once for both rows; with 16 or more channels the single row, which shares its input vectors across the channel groups, is as fast |
+//! | forward | [`Grouped`](ForwardPath::Grouped) (`forward_direct.rs`) | every other stride-1 shape (with AVX2, 9 taps too) | from 18 taps up the tap kernel's input vectors and accumulators outgrow the registers; the register tiles (output vectors by channels) keep theirs in registers at any tap count |
+//! | forward | [`Polyphase`](ForwardPath::Polyphase) (`strided.rs`) | stride 2, 1x1 or 3x3 kernel (ResNet's downsampling and projection convs) | the input split into its 4 stride phases, so every tap reads contiguous columns at a fixed offset, on the grouped forward's register tiles; no GEMM packing allocation |
 //! | forward | [`Gemm`](ForwardPath::Gemm) (`lowering.rs`) | other strides > 1 | the direct kernels read contiguous input columns |
-//! | weight grad | [`Direct3x3`](WeightGradPath::Direct3x3) (`weight_grad_3x3.rs`) | stride 1, 3x3, any channel counts and padding | beats im2col + GEMM at every channel count measured (2 threads: 1.4x at flowernet's 32 to 64 channels, 16x16, up to 7x at seednet's 1 to 8, 50x50) |
+//! | weight grad | [`Direct3x3`](WeightGradPath::Direct3x3) (`weight_grad_3x3.rs`) | stride 1, 3x3, any channel counts and padding | its accumulators stay in registers across a chunk's images; beats im2col + GEMM at every channel count measured, most of all with few input channels (seednet's 1 to 8), where the lowered GEMM has a tiny dimension |
 //! | weight grad | [`DirectArea`](WeightGradPath::DirectArea) (`weight_grad_direct.rs`) | stride 1, not 3x3, `in_c <= 3`, `kh·kw` of 1, 4, 9 or 25 | with so few input channels the lowered GEMM has a tiny dimension and starves |
 //! | weight grad | [`DirectRows`](WeightGradPath::DirectRows) (`weight_grad_direct.rs`) | stride 1, not 3x3, `in_c <= 3`, other kernel areas | as `DirectArea`, without a kernel per area |
-//! | weight grad | [`Polyphase`](WeightGradPath::Polyphase) (`strided.rs`) | stride 2, 1x1, or 3x3 with `ow >= 16` | channel-by-tap register tiles over the phases of a chunk's images: 1.33x (3x3) and 1.6x (1x1) the GEMM path at 16x16 outputs, 1x1 1.03x at 8x8; 3x3 at 8x8 0.83x (padding of its flat runs), so that stays on GEMM |
+//! | weight grad | [`Polyphase`](WeightGradPath::Polyphase) (`strided.rs`) | stride 2, 1x1, or 3x3 with `ow >= 16` | channel-by-tap register tiles over the phases of a chunk's images, no im2col; a 3x3 kernel's flat runs below 16 output columns are too much padding (a quarter at 8x8), so those stay on GEMM |
 //! | weight grad | [`Gemm`](WeightGradPath::Gemm) (`lowering.rs`) | other strides > 1, or not 3x3 with `in_c > 3` | with more input channels im2col + GEMM wins |
 //! | input grad | [`Transposed`](InputGradPath::Transposed) (`input_grad.rs`) | stride 1, square kernel, `pad < k` | the forward pass of the flipped, transposed kernel ([`Conv2dShape::forward_path`] of the transposed shape), no im2col or GEMM packing |
-//! | input grad | [`Polyphase`](InputGradPath::Polyphase) (`strided.rs`) | stride 2, 1x1 or 3x3 | each stride phase of `dx` as a stride-1 correlation of `dy` with that phase's sub-kernel, on the polyphase forward's tiles: 1.4x col2im at 32x32 inputs, 1.0x (3x3) to 1.1x (1x1) at 16x16 |
+//! | input grad | [`Polyphase`](InputGradPath::Polyphase) (`strided.rs`) | stride 2, 1x1 or 3x3 | each stride phase of `dx` as a stride-1 correlation of `dy` with that phase's sub-kernel, on the polyphase forward's tiles, no col2im or GEMM packing |
 //! | input grad | [`Col2im`](InputGradPath::Col2im) (`lowering.rs`) | everything else: other strides > 1, non-square kernels (`1x3`), `pad >= k` | `Wᵀ · dy_n` by GEMM, then col2im |
 //!
 //! The direct paths read a zero-padded copy of each image (`padding.rs`), so their inner
@@ -50,12 +51,14 @@
 //!
 //! Every vector path runs at 8 or 16 lanes ([`Lanes`]): the `*_with` entry points take
 //! it, chosen once per call. The public kernels run each path at the width the build
-//! picks (`build_lanes` of each path enum: [`Lanes::BUILD`] for the grouped forward and
-//! the 3x3 weight gradient, whose register tiles follow AVX-512; 16 lanes on every build
-//! for the tap kernels, the other direct weight gradients and the bias plane sums). The
-//! forward paths give bit-identical outputs at either width (one lane per output, summed
-//! in tap order); the weight gradients' sums depend on it. The dot products of
-//! `DirectRows` and the adds of col2im are `simd.rs`'s 8-lane helpers at either width.
+//! picks (`build_lanes` of each path enum): [`Lanes::BUILD`], the width the instruction
+//! set's register tiles are sized for, for every forward path (so the transposed input
+//! gradient), the polyphase paths and the 3x3 weight gradient; 16 lanes on every build
+//! for the other direct weight gradients and the bias gradient's plane sums on those
+//! paths and GEMM. The forward paths give bit-identical outputs at either width (one lane
+//! per output, summed in tap order); the weight gradients' sums depend on it. The dot
+//! products of `DirectRows` and the adds of col2im are `simd.rs`'s 8-lane helpers at
+//! either width.
 //!
 //! Threads: rayon over fixed chunks of [`BATCH_CHUNK`] images. The weight and bias
 //! gradients are summed per chunk, then over chunks in chunk order, so results are
@@ -78,8 +81,10 @@ pub use lowering::{col2im, im2col};
 pub use paths::{ForwardPath, InputGradPath, WeightGradPath};
 pub use shape::Conv2dShape;
 
+use crate::arch::Lanes;
 use crate::shape::check_len;
-use crate::simd::{self, Lanes, Vector};
+use crate::simd;
+use crate::vector::Vector;
 use padding::pad_image;
 use rayon::prelude::*;
 use wide::{f32x16, f32x8};

@@ -12,19 +12,14 @@
 //! No im2col matrix and no GEMM packing: the taps read the buffer where it is.
 
 use super::forward_direct::{FWD_CHANNELS, FWD_TILE};
-use crate::simd::{Vector, AVX512};
+use crate::arch::TILES;
+use crate::vector::Vector;
 
-/// Output channels per register tile of [`weight_grad`]: 4 with AVX-512 (4 · 6
-/// accumulators, 4 `dy` vectors and the input vector: 29 of its 32 registers), 2 with AVX2
-/// (2 · 6 + 2 + 1 = 15 of 16).
-const DW_CHANNELS: usize = if AVX512 { 4 } else { 2 };
-/// Taps per register tile of [`weight_grad`] (see [`DW_CHANNELS`]). With AVX2, 6 rather
-/// than 5: of the ResNets' tap counts, 16 then splits into 6 + 6 + 4, 32 into five tiles of
-/// 6 and a 2-tap one, 9 · 16 and 9 · 32 into whole tiles; with 5, 16 and 9 · 32 ended in a
-/// 1-tap tile (and 32, 9 · 16 in 2- and 4-tap ones). x86-64-v3 build, `cargo run --release -p
-/// petal-kernels --example resnet_shapes`, alternated twice: weight gradient of 16 -> 32
-/// stride 2 at 32x32, 3x3: 31 -> 35.5 GFLOP/s, 1x1: 26.8 -> 33.
-const DW_TAPS: usize = 6;
+/// Output channels per register tile of [`weight_grad`] (the instruction set's
+/// `Tiles::polyphase_dw_channels`, `arch/`).
+const DW_CHANNELS: usize = TILES.polyphase_dw_channels;
+/// Taps per register tile of [`weight_grad`] (`Tiles::polyphase_dw_taps`).
+const DW_TAPS: usize = TILES.polyphase_dw_taps;
 
 /// Regroups the weights of `out_c` channels and `taps` taps, `w(o, t) = weight[o ·
 /// ch_stride + tap_at(t)]`, as `[ceil(out_c / 8), taps, 8]`, zeros past `out_c`: the 8

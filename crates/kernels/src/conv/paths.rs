@@ -1,14 +1,16 @@
 //! The code paths of the three conv kernels, which one a shape takes (chosen here and
 //! nowhere else: [`Conv2dShape::forward_path`], [`Conv2dShape::weight_grad_path`],
 //! [`Conv2dShape::input_grad_path`]), which shapes each can serve, and the scratch each
-//! needs. The module docs of [`conv`](super) give the table and the measurements.
+//! needs. The module docs of [`conv`](super) give the table and why each path wins.
 
 use super::offset_taps::MAX_AREA;
 use super::{Conv2dShape, BATCH_CHUNK};
-use crate::simd::{Lanes, AVX512};
+use crate::arch::{Lanes, TILES};
 
-// The register tiles of the direct paths (`FWD_TILE`, `DW3X3_GROUP`, [`TAP_PAIRS`]) are
-// sized for the build's widest vector, which is what [`Lanes::BUILD`] runs.
+// The path choices that depend on the instruction set (which tap counts the tap kernels
+// take, and whether they pair rows) come from `arch`'s tiles, as do the register tiles
+// of the direct paths, which are sized for the build's widest vector: what
+// [`Lanes::BUILD`] runs.
 
 /// A non-3x3 stride-1 weight gradient takes a direct path ([`WeightGradPath::DirectArea`]
 /// or [`WeightGradPath::DirectRows`]) when `in_c <= DIRECT_MAX_IN_C`: with so few input
@@ -16,34 +18,18 @@ use crate::simd::{Lanes, AVX512};
 /// wins.
 const DIRECT_MAX_IN_C: usize = 3;
 
-/// Whether the tap kernels pair output rows for exactly 8 output channels
-/// ([`ForwardPath::TapPairs`]): with AVX-512 (2 · 8 accumulators, 2 input vectors per tap;
-/// 1.2x at seednet's 1 -> 8 channels, 132 -> 157 GFLOP/s on 1 thread, batch 32). With 16
-/// or more channels the single-row block, which shares its `T` input vectors across the
-/// channel groups, is as fast or faster (1 -> 16: 158 vs 152, 1 -> 32: 170 vs 155).
-///
-/// With AVX2 (16 registers) 9 taps take the grouped kernel instead, whose 3 x 4 tile fits
-/// the registers: the tap kernels' 16 accumulators and input vectors spill in their tap
-/// loop. Seednet (1 -> 8 at 50x50), x86-64-v3 build, `trainer bench --threads 1
-/// --batch-size 128`, alternated: train / infer img/s 35k / 55k with the 16-lane single-row
-/// block the build ran before, 40-48k / 50-53k with 8-lane row pairs (2x the GFLOP/s of
-/// the former in a kernel loop, but its spills make it sensitive to where buffers and the
-/// stack fall), 41-46k / 82-84k grouped.
-const TAP_PAIRS: bool = AVX512;
-
 /// Whether a stride-2 shape is one of the CIFAR ResNets' downsampling convolutions the
-/// polyphase paths were measured on (`benches/kernels/resnet.rs`, group `conv_resnet`:
-/// batch 16, 1 thread, GEMM and polyphase alternating, medians of 41 rounds, on a shared
-/// 2-core AVX-512 machine): a square 1x1 (the projection shortcut) or 3x3 kernel.
+/// polyphase paths were measured on (`benches/kernels/resnet.rs`, group `conv_resnet`): a
+/// square 1x1 (the projection shortcut) or 3x3 kernel.
 fn resnet_stride_2(s: &Conv2dShape) -> bool {
     s.stride == 2 && s.kh == s.kw && (s.kh == 1 || s.kh == 3)
 }
 
-/// The polyphase weight gradient of a 3x3 stride-2 kernel wins from this output width
-/// up: 1.33x the GEMM path at 16x16 outputs (16 -> 32 channels), but 0.83x at 8x8
-/// (32 -> 64), where its flat runs of `oh · ceil(wp / 2)` positions, rounded to whole
-/// vectors, are 25 % padding and only 5 vectors per image. (The 1x1 kernel's runs have
-/// no padding: 1.6x at 16x16 outputs, 1.03x at 8x8.)
+/// The polyphase weight gradient of a 3x3 stride-2 kernel beats the GEMM path from this
+/// output width up. Below it, its flat runs of `oh · ceil(wp / 2)` positions, rounded to
+/// whole vectors, are a quarter padding at 8x8 outputs, with only 5 vectors per image, and
+/// GEMM wins. (The 1x1 kernel's runs have no padding, so it takes the polyphase path at
+/// any width.)
 const POLYPHASE_DW_MIN_OW: usize = 16;
 
 /// Tap counts `in_c · kh · kw` with a kernel of their own ([`ForwardPath::Taps`]).
@@ -112,23 +98,22 @@ pub enum InputGradPath {
 
 impl Conv2dShape {
     /// The forward path this shape takes: stride 1 runs directly on the padded input (the
-    /// tap kernels for 1, 4 or 9 taps, in row pairs for 8 output channels; with AVX2, 9
-    /// taps and other channel counts take the grouped kernel, as other tap counts do); stride 2 with a 1x1 or 3x3 kernel on the
-    /// polyphase path (3x3: 1.2x to 1.3x the GEMM path; 1x1: 0.98x at 32x32 inputs, 1.1x
-    /// at 16x16, and no GEMM packing allocation); any other stride through im2col + GEMM.
+    /// tap kernels for those of the tap counts 1, 4 and 9 whose input vectors the
+    /// instruction set's registers hold, all three with AVX-512, 1 and 4 with AVX2; in row
+    /// pairs for 8 output channels with AVX-512; every other tap count on the grouped
+    /// tiles); stride 2 with a 1x1 or 3x3 kernel on the polyphase path (no GEMM packing
+    /// allocation); any other stride through im2col + GEMM.
     pub fn forward_path(&self) -> ForwardPath {
         if resnet_stride_2(self) {
             ForwardPath::Polyphase
         } else if self.stride != 1 {
             ForwardPath::Gemm
-        } else if !has_tap_kernel(self.col_rows()) {
+        } else if !has_tap_kernel(self.col_rows()) || self.col_rows() > TILES.tap_kernel_max_taps {
             ForwardPath::Grouped
-        } else if TAP_PAIRS && self.out_c == 8 {
+        } else if TILES.tap_pairs && self.out_c == 8 {
             ForwardPath::TapPairs
-        } else if AVX512 || self.col_rows() < 9 {
-            ForwardPath::Taps
         } else {
-            ForwardPath::Grouped
+            ForwardPath::Taps
         }
     }
 
@@ -155,9 +140,8 @@ impl Conv2dShape {
 
     /// The input-gradient path this shape takes: [`InputGradPath::Transposed`] wherever it
     /// can serve the shape (stride 1, square kernel, `pad < k`); stride 2 with a 1x1 or 3x3
-    /// kernel [`InputGradPath::Polyphase`] (1.4x col2im at 32x32 inputs for both kernels,
-    /// 1.1x for 1x1 at 16x16, a tie for 3x3 at 16x16, without col2im's GEMM packing
-    /// allocation); everything else, non-square kernels and `pad >= k` included, col2im.
+    /// kernel [`InputGradPath::Polyphase`] (without col2im's GEMM packing allocation);
+    /// everything else, non-square kernels and `pad >= k` included, col2im.
     pub fn input_grad_path(&self) -> InputGradPath {
         if InputGradPath::Transposed.supports(self) {
             InputGradPath::Transposed
@@ -222,9 +206,9 @@ impl ForwardPath {
     }
 
     /// The vector width the public kernel runs this path at: the build's
-    /// ([`Lanes::BUILD`]). (The tap kernels ran 16 lanes, as two halves, on AVX2 builds
-    /// too: their `[f32x16; 9]` input vectors went through memory, `memmove` calls
-    /// included, at half the 8-lane row pairs' speed.) GEMM has no vector code here.
+    /// ([`Lanes::BUILD`]), the width its register tiles are sized for (16 lanes on an AVX2
+    /// build take two registers per vector, which its tiles do not leave room for). Every
+    /// forward path gives the same bits at either width. GEMM has no vector code here.
     pub fn build_lanes(self) -> Lanes {
         Lanes::BUILD
     }
@@ -269,10 +253,10 @@ impl WeightGradPath {
         s.chunks() * (s.weight_len() + s.out_c + self.lowered_len(s))
     }
 
-    /// The vector width the public kernel runs this path at. The 3x3 kernel's strips
-    /// follow the build ([`Lanes::BUILD`]); the other paths' 16-lane blocks (per-tap
-    /// accumulators, the bias gradient's plane sums) are 16 lanes on every build, and
-    /// their sums depend on it.
+    /// The vector width the public kernel runs this path at, which the weight gradient's
+    /// sums depend on. The 3x3 and polyphase kernels' register tiles follow the build
+    /// ([`Lanes::BUILD`]); the other direct paths' per-tap accumulators, and the bias
+    /// gradient's plane sums of those and of GEMM, run 16 lanes on every build.
     pub fn build_lanes(self) -> Lanes {
         match self {
             WeightGradPath::Direct3x3 | WeightGradPath::Polyphase => Lanes::BUILD,
@@ -312,7 +296,8 @@ impl InputGradPath {
     }
 
     /// The vector width the public kernel runs this path at: the transposed
-    /// convolution's forward path's (col2im has no lane choice).
+    /// convolution's forward path's, the build's for the polyphase tiles (col2im has no
+    /// lane choice).
     pub fn build_lanes(self, s: &Conv2dShape) -> Lanes {
         match self {
             InputGradPath::Transposed => s.transposed().forward_path().build_lanes(),

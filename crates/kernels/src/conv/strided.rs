@@ -8,7 +8,7 @@
 
 use super::polyphase::{gather_rows, merge_phases, pad_dy, split_phases, spread_dy};
 use super::{for_each_image, offset_taps, Conv2dShape, BATCH_CHUNK};
-use crate::simd::Vector;
+use crate::vector::Vector;
 
 impl Conv2dShape {
     /// Per-chunk buffer of the forward: the phases of one image, then its output at the

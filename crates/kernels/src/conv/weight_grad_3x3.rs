@@ -4,13 +4,13 @@
 use super::halves::HalfLoad;
 use super::padding::pad_image;
 use super::Conv2dShape;
-use crate::simd::{Vector, AVX512};
+use crate::arch::TILES;
+use crate::vector::Vector;
 use wide::{f32x16, f32x8};
 
-/// Output channels per register block: 2 with AVX-512 (2 · 9 accumulators, 2 · 3 `dy`
-/// rows, 3 input vectors and 2 bias accumulators: 29 of its 32 vector registers), 1
-/// otherwise (9 + 3 + 3 + 1 = 16, AVX2's 16).
-const DW3X3_GROUP: usize = if AVX512 { 2 } else { 1 };
+/// Output channels per register block (the instruction set's `Tiles::dw3x3_channels`,
+/// `arch/`).
+const DW3X3_GROUP: usize = TILES.dw3x3_channels;
 
 /// How the kernel covers the `ow` output columns with strips of `L` lanes: full strips
 /// up to `wide_end`, then (16 lanes only) one full 8-lane strip when exactly 8 columns
@@ -347,7 +347,7 @@ fn dw3x3_strip<V: Vector, R: StripRows<V>, const G: usize, const BIAS: bool>(
         std::array::from_fn(|g| {
             let d = R::dy(dy_rows[g].next().expect("oh dy rows"));
             if BIAS {
-                bacc[g] = bacc[g].add(d);
+                bacc[g] = bacc[g] + d;
             }
             d
         })
@@ -451,9 +451,7 @@ impl<V: HalfLoad> StripRows<V> for Paired {
 /// channel `c` in its lower half and of `c + 1` in its upper half, the `dy` row in both,
 /// so each lane sums exactly what the lane of an 8-lane strip ([`dw3x3_pass`] on `f32x8`)
 /// would, in the same order: `sums[k]` (channel `c + k`) and with `BIAS` `bias` (the lower
-/// halves) are bit for bit the 8-lane pass's, with no lane idle (AVX-512, 64 -> 64 at
-/// 8x8, batch 4, one thread, 25 alternated runs under load, median / best: 51 / 76 ->
-/// 57 / 85 GFLOP/s).
+/// halves) are bit for bit the 8-lane pass's, with no lane idle.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn dw3x3_pair<const G: usize, const BIAS: bool>(
@@ -505,8 +503,8 @@ fn dw3x3_pair<const G: usize, const BIAS: bool>(
 
 #[cfg(test)]
 mod tests {
+    use crate::arch::Lanes;
     use crate::conv::{conv2d_backward_weights_with, Conv2dShape, WeightGradPath};
-    use crate::simd::Lanes;
 
     /// With 16 lanes, 8-column planes take two input channels per vector
     /// ([`dw3x3_pair`](super::dw3x3_pair)): each channel's gradient (and the bias

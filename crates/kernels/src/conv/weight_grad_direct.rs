@@ -5,7 +5,8 @@
 //! and the bias gradient's plane sums of every path but the 3x3 kernel.
 
 use super::{Conv2dShape, WeightGradPath};
-use crate::simd::{self, Vector};
+use crate::simd;
+use crate::vector::Vector;
 use wide::f32x8;
 
 /// One image of [`WeightGradPath::DirectArea`] (a monomorphised kernel per kernel area
@@ -111,9 +112,9 @@ pub(super) fn plane_sum<V: Vector>(x: &[f32]) -> f32 {
     let mut blocks = x.chunks_exact(4 * V::LANES);
     for b in &mut blocks {
         for (k, a) in acc.iter_mut().enumerate() {
-            *a = a.add(V::load(&b[V::LANES * k..]));
+            *a = *a + V::load(&b[V::LANES * k..]);
         }
     }
-    let total = acc[0].add(acc[1]).add(acc[2].add(acc[3]));
+    let total = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     total.reduce_add() + simd::sum(blocks.remainder())
 }

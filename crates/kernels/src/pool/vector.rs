@@ -1,7 +1,10 @@
-//! The vector operations of the 2x2 / stride 2 pooling paths, for 8 lanes (`f32x8`) and
-//! 16 (`f32x16`, [`Lanes::Sixteen`](crate::simd::Lanes::Sixteen): what AVX-512 builds use).
+//! The vector operations of the 2x2 / stride 2 max pooling paths (`max.rs`), for 8 lanes
+//! (`f32x8`) and 16 (`f32x16`, [`Lanes::Sixteen`](crate::arch::Lanes::Sixteen): what
+//! AVX-512 builds use). The one vector family written per instruction set: AVX2's 8 lanes
+//! have their own shuffles (`mod avx2`, compiled only where the build has AVX2).
 //!
-//! Masks are vectors whose lanes are all ones or zero.
+//! Masks are vectors whose lanes are all ones or zero; `N` is the vector's lanes
+//! ([`Vector::LANES`]).
 //!
 //! **Pair order.** Splitting `2N` consecutive values into their `N` left (even) and `N`
 //! right (odd) columns takes a shuffle across both source vectors. AVX-512 has one
@@ -13,13 +16,13 @@
 //! store or the load (one `vpermpd` on AVX2; nothing for 16 lanes, whose pair order is
 //! the natural one).
 
-use crate::lanewise::Lane;
+use crate::vector::Vector;
 use std::ops::{BitAnd, BitOr};
 use wide::bytemuck::cast;
 use wide::{f32x16, i32x16, u32x16, ShuffleExt};
 
-/// The column-pair operations on top of [`Lane`]'s (`N`, `splat`, `load`, `store`).
-pub(super) trait PoolVector: Lane + BitAnd<Output = Self> + BitOr<Output = Self> {
+/// The column-pair operations on top of [`Vector`]'s (`LANES`, `splat`, `load`, `store`).
+pub(super) trait PoolVector: Vector + BitAnd<Output = Self> + BitOr<Output = Self> {
     /// `N` indices as exact floats (they are below 2^24).
     fn load_index(s: &[u32]) -> Self;
     /// `N` exact float indices below 2^23 back to `u32`.

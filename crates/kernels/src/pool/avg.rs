@@ -2,7 +2,8 @@
 //! forward and backward.
 //!
 //! Window pooling, shapes as [`Pool2dShape`] (`x [batch, c, h, w]` → `y [batch, c, oh, ow]`,
-//! `oh = (h − k) / stride + 1`, `ow` likewise; PyTorch's `AvgPool2d(k, stride)`):
+//! `oh = (h − k) / stride + 1`, `ow` likewise; PyTorch's `AvgPool2d(k, stride)`), checked
+//! as [`PoolKind::Avg`]:
 //! `y[n, c, i, j] = (1 / k²) Σ_{u, v < k} x[n, c, i·stride + u, j·stride + v]`, the window
 //! summed in `f32` in row-major order, then divided by `k²`. Backward:
 //! `dx[n, c, i·stride + u, j·stride + v] += dy[n, c, i, j] · (1 / k²)` (`1 / k²` rounded to
@@ -15,8 +16,8 @@
 //! Planes are independent and each is computed by one task, so results are the same on any
 //! number of threads.
 
-use crate::pool::Pool2dShape;
-use crate::shape::{check_len, check_sizes, ShapeError};
+use super::{Pool2dShape, PoolKind};
+use crate::shape::check_len;
 use crate::simd::{add_assign, axpy, sum};
 use rayon::prelude::*;
 
@@ -28,44 +29,11 @@ fn planes_per_task(len: usize) -> usize {
     TASK.div_ceil(len.max(1))
 }
 
-/// [`Pool2dShape::validate`] with the errors naming `avg_pool2d`: no zero size, and the
-/// window fits the input.
-pub fn validate_avg_pool2d(s: &Pool2dShape) -> Result<(), ShapeError> {
-    let what = "avg_pool2d";
-    for (field, v) in [
-        ("batch", s.batch),
-        ("c", s.c),
-        ("h", s.h),
-        ("w", s.w),
-        ("k", s.k),
-        ("stride", s.stride),
-    ] {
-        if v == 0 {
-            return Err(ShapeError::Zero { what, field });
-        }
-    }
-    if s.k > s.h || s.k > s.w {
-        return Err(ShapeError::KernelTooLarge {
-            what,
-            kernel: (s.k, s.k),
-            input: (s.h, s.w),
-        });
-    }
-    check_sizes(what, &[("the input", &[s.batch, s.c, s.h, s.w])])
-}
-
-#[track_caller]
-fn check(s: &Pool2dShape) {
-    if let Err(e) = validate_avg_pool2d(s) {
-        panic!("{e}");
-    }
-}
-
 /// Average pooling forward: fills `y` (`[batch, c, oh, ow]`) from `x` (`[batch, c, h, w]`);
 /// module docs give the equation. Stride 1 adds whole shifted rows with SIMD; other
 /// strides gather in a scalar loop.
 pub fn avg_pool2d_forward(s: &Pool2dShape, x: &[f32], y: &mut [f32]) {
-    check(s);
+    s.check(PoolKind::Avg);
     check_len("avg_pool2d_forward", "x", x.len(), s.input_len());
     check_len("avg_pool2d_forward", "y", y.len(), s.output_len());
     let (pl, ol) = (s.h * s.w, s.out_h() * s.out_w());
@@ -105,7 +73,7 @@ fn avg_plane(s: &Pool2dShape, x: &[f32], y: &mut [f32]) {
 /// Average pooling backward: `dx` (`[batch, c, h, w]`, overwritten) gets `dy / k²` at every
 /// position of each output's window; overlapping windows add, positions in no window get 0.
 pub fn avg_pool2d_backward(s: &Pool2dShape, dy: &[f32], dx: &mut [f32]) {
-    check(s);
+    s.check(PoolKind::Avg);
     check_len("avg_pool2d_backward", "dy", dy.len(), s.output_len());
     check_len("avg_pool2d_backward", "dx", dx.len(), s.input_len());
     let (pl, ol) = (s.h * s.w, s.out_h() * s.out_w());

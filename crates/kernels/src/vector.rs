@@ -1,33 +1,42 @@
-//! The vector operations of the element-wise kernels (batch norm, the residual add), for
-//! `f32x8` and `f32x16`, so each kernel is written once and runs at either width
-//! ([`Lanes`](crate::simd::Lanes)). Every operation is lane by lane, so a value's result
-//! does not depend on the width it ran at.
+//! [`Vector`]: the vector operations every SIMD kernel is written against, for `f32x8`
+//! and `f32x16`, so each kernel is written once and runs at either width
+//! ([`Lanes`](crate::arch::Lanes)). A blocked kernel runs its main loop on the widest
+//! vector and its remainder on the narrower one.
+//!
+//! Every operation but [`Vector::reduce_add`] is lane by lane, so a value's result does
+//! not depend on the width it ran at. Kernels with operations of their own extend the
+//! trait: `conv/halves.rs` (a vector loaded from two rows), `pool/vector.rs` (the 2x2
+//! pooling's column shuffles).
 
 use std::ops::{Add, Mul, Sub};
 use wide::{f32x16, f32x8};
 
-/// A vector of `N` `f32` lanes.
-pub(crate) trait Lane: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> {
+/// A vector of [`Vector::LANES`] `f32` lanes. `+`, `-` and `*` are lane by lane.
+pub(crate) trait Vector: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> {
     /// Lanes in the vector.
-    const N: usize;
+    const LANES: usize;
     const ZERO: Self;
     fn splat(v: f32) -> Self;
-    /// The first `N` values of `s`.
+    /// The first `LANES` values of `s`.
     fn load(s: &[f32]) -> Self;
-    /// Into the first `N` values of `s`.
+    /// Into the first `LANES` values of `s`.
     fn store(self, s: &mut [f32]);
+    /// The first `n` lanes (`n <= LANES`) into the first `n` values of `s`.
+    fn store_prefix(self, s: &mut [f32], n: usize);
     /// `self · a + b`, fused where the CPU has FMA.
     fn mul_add(self, a: Self, b: Self) -> Self;
+    /// Sum of the lanes, in a fixed order.
+    fn reduce_add(self) -> f32;
     /// `max(self, 0)` with NaN kept (as [`relu_forward`](crate::relu_forward)).
     fn relu(self) -> Self;
     /// `self` where `y > 0`, else 0 (as [`relu_backward`](crate::relu_backward)).
     fn where_positive(self, y: Self) -> Self;
 }
 
-macro_rules! lane {
+macro_rules! vector {
     ($f:ident, $n:literal) => {
-        impl Lane for $f {
-            const N: usize = $n;
+        impl Vector for $f {
+            const LANES: usize = $n;
             const ZERO: Self = $f::ZERO;
             #[inline(always)]
             fn splat(v: f32) -> Self {
@@ -42,11 +51,24 @@ macro_rules! lane {
                 s[..$n].copy_from_slice(&self.to_array());
             }
             #[inline(always)]
+            fn store_prefix(self, s: &mut [f32], n: usize) {
+                if n == $n {
+                    self.store(s);
+                } else {
+                    s[..n].copy_from_slice(&self.to_array()[..n]);
+                }
+            }
+            #[inline(always)]
             fn mul_add(self, a: Self, b: Self) -> Self {
                 $f::mul_add(self, a, b)
             }
             #[inline(always)]
+            fn reduce_add(self) -> f32 {
+                $f::reduce_add(self)
+            }
+            #[inline(always)]
             fn relu(self) -> Self {
+                // Keep positives and NaN (NaN > 0 is false, so NaN is tested apart).
                 let keep = self.simd_gt($f::ZERO) | self.is_nan();
                 keep.select(self, $f::ZERO)
             }
@@ -57,10 +79,10 @@ macro_rules! lane {
         }
     };
 }
-lane!(f32x8, 8);
-lane!(f32x16, 16);
+vector!(f32x8, 8);
+vector!(f32x16, 16);
 
-/// Scalar `max(v, 0)` with NaN kept, for the tails.
+/// Scalar `max(v, 0)` with NaN kept, for the tails of [`Vector::relu`].
 #[inline(always)]
 pub(crate) fn relu1(v: f32) -> f32 {
     if v > 0.0 || v.is_nan() {
@@ -74,11 +96,11 @@ pub(crate) fn relu1(v: f32) -> f32 {
 /// where the whole vectors stopped: the caller's narrower vectors or scalar tail go on
 /// from there.
 #[inline(always)]
-pub(crate) fn vectors<V: Lane>(start: usize, len: usize, mut body: impl FnMut(usize)) -> usize {
+pub(crate) fn vectors<V: Vector>(start: usize, len: usize, mut body: impl FnMut(usize)) -> usize {
     let mut i = start;
-    while i + V::N <= len {
+    while i + V::LANES <= len {
         body(i);
-        i += V::N;
+        i += V::LANES;
     }
     i
 }

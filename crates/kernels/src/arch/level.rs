@@ -1,5 +1,11 @@
 //! Which vector instructions this build of the kernels uses, and which the CPU has.
 //!
+//! This is the one place whose values follow the build's target features:
+//! [`SimdLevel::COMPILED`] (and [`FMA`]). Everything else that depends on the instruction
+//! set follows from it (the tiles and [`Lanes::BUILD`](super::Lanes::BUILD)); only code
+//! that exists for one instruction set alone (the AVX2 shuffles of `pool/vector.rs`) is
+//! compiled by `#[cfg]` of its own.
+//!
 //! `wide` picks its instructions when the crate is compiled: without `-C target-cpu` (or
 //! `-C target-feature=+avx2,+fma`) an `f32x8` is two SSE halves and `mul_add` is not fused,
 //! and the kernels run several times slower than the CPU allows. [`SimdLevel::COMPILED`]
@@ -27,11 +33,16 @@ pub enum SimdLevel {
     Avx512,
 }
 
+/// Whether this build has fused multiply-add instructions (`+fma`, part of `x86-64-v3`):
+/// `wide`'s vector `mul_add` is fused then, and [`simd::fma`](crate::simd::fma) fuses the
+/// scalar tails to match.
+pub(crate) const FMA: bool = cfg!(target_feature = "fma");
+
 impl SimdLevel {
     /// The level this build of the crate was compiled for.
     pub const COMPILED: SimdLevel = if cfg!(target_feature = "avx512f") {
         SimdLevel::Avx512
-    } else if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
+    } else if cfg!(target_feature = "avx2") && FMA {
         SimdLevel::Avx2
     } else {
         SimdLevel::Baseline
