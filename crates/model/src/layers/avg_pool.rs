@@ -1,11 +1,11 @@
 //! Average pooling: `avgpoolK` with `/sS` (stride, default K; PyTorch's
-//! `AvgPool2d(K, S)`, no padding, divisor `K·K`; `petal_kernels::avgpool`).
+//! `AvgPool2d(K, S)`, no padding, divisor `K·K`; `petal_kernels::pool::avg`).
 
 use super::max_pool::{pool_shape, window, write_window};
 use super::{Backward, Forward, Kind, Layer, LayerSpec, Reference, SpecKind};
 use crate::shape::Shape;
 use petal_kernels as k;
-use petal_kernels::{reference, Pool2dShape};
+use petal_kernels::{reference, Pool2dShape, PoolKind};
 use std::fmt;
 
 /// An average pooling as the spec describes it.
@@ -30,7 +30,7 @@ impl fmt::Display for AvgPoolSpec {
 
 impl SpecKind for AvgPoolSpec {
     fn build(&self, _name: &str, input: Shape) -> Result<(Layer, Shape), String> {
-        let (shape, out) = pool_shape(input, self.k, self.stride, k::avgpool::validate_avg_pool2d)?;
+        let (shape, out) = pool_shape(input, self.k, self.stride, PoolKind::Avg)?;
         Ok((Layer::AvgPool2d(AvgPool2d { shape }), out))
     }
 }

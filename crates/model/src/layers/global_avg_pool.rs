@@ -1,5 +1,5 @@
 //! Global average pooling: `gap`, `[c, h, w]` to `[c, 1, 1]`, each channel's mean (PyTorch's
-//! `AdaptiveAvgPool2d(1)`; `petal_kernels::avgpool`).
+//! `AdaptiveAvgPool2d(1)`; `petal_kernels::pool::avg`).
 
 use super::token::bare;
 use super::{needs_spatial, Backward, Forward, Kind, Layer, LayerSpec, Reference, SpecKind};

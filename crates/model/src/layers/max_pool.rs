@@ -1,13 +1,13 @@
 //! Max pooling: `maxpoolK` with `/sS` (stride, default K; PyTorch's `MaxPool2d(K, S)`, no
 //! padding, floor mode): each output the maximum of its `K x K` window, the gradient
-//! flowing to that maximum (the seed's "Pooling_layer"; `petal_kernels::pool`). A ReLU
+//! flowing to that maximum (the seed's "Pooling_layer"; `petal_kernels::pool::max`). A ReLU
 //! right before it runs on its output (the plan's fusion: max and ReLU commute).
 
 use super::token::number;
 use super::{needs_spatial, Backward, Forward, Kind, Layer, LayerSpec, Reference, SpecKind, Traits};
 use crate::shape::Shape;
 use petal_kernels as k;
-use petal_kernels::{reference, Pool2dShape, ShapeError};
+use petal_kernels::{reference, Pool2dShape, PoolKind};
 use std::fmt;
 
 /// A max pooling as the spec describes it.
@@ -52,13 +52,13 @@ pub(super) fn write_window(f: &mut fmt::Formatter<'_>, name: &str, k: usize, str
     Ok(())
 }
 
-/// The pooling shape of window `(k, stride)` on `input`, checked by `validate` (which
-/// names the kernel), and its output shape.
+/// The pooling shape of window `(k, stride)` on `input`, checked for `kind`'s kernels
+/// (whose errors name them), and its output shape.
 pub(super) fn pool_shape(
     input: Shape,
     k: usize,
     stride: usize,
-    validate: fn(&Pool2dShape) -> Result<(), ShapeError>,
+    kind: PoolKind,
 ) -> Result<(Pool2dShape, Shape), String> {
     let (c, h, w) = needs_spatial(input)?;
     let shape = Pool2dShape {
@@ -69,7 +69,9 @@ pub(super) fn pool_shape(
         k,
         stride,
     };
-    validate(&shape).map_err(|e| format!("does not fit its {input} input: {e}"))?;
+    shape
+        .validate_for(kind)
+        .map_err(|e| format!("does not fit its {input} input: {e}"))?;
     let out = Shape::Spatial {
         c,
         h: shape.out_h(),
@@ -86,7 +88,7 @@ impl fmt::Display for MaxPoolSpec {
 
 impl SpecKind for MaxPoolSpec {
     fn build(&self, _name: &str, input: Shape) -> Result<(Layer, Shape), String> {
-        let (shape, out) = pool_shape(input, self.k, self.stride, Pool2dShape::validate)?;
+        let (shape, out) = pool_shape(input, self.k, self.stride, PoolKind::Max)?;
         Ok((Layer::MaxPool2d(MaxPool2d { shape }), out))
     }
 }
