@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     }
     let code = match run(cli, &world) {
         Ok(Exit::Ok) => ExitCode::SUCCESS,
-        Ok(Exit::Interrupted) => ExitCode::from(130),
+        Ok(Exit::Interrupted(signal)) => ExitCode::from((128 + signal).clamp(0, 255) as u8),
         Ok(Exit::Failed) => ExitCode::from(1),
         Err(e) if world.ranks() > 1 => {
             // One write, so the ranks' lines (merged by the launcher) stay whole.

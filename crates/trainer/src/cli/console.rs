@@ -1,5 +1,5 @@
 //! What `train` and `eval` print while they work: the data they loaded, a progress bar on
-//! a terminal (one line per epoch otherwise), and Ctrl-C handling.
+//! a terminal (one line per epoch otherwise).
 
 use crate::data::{Dataset, LoadReport};
 use crate::report::{thousands, EpochMetrics};
@@ -88,29 +88,6 @@ pub(super) fn print_start(start: &Start, cfg: &RunConfig, ranks: usize) {
     );
 }
 
-/// A flag that Ctrl-C sets, so training stops after its step with a checkpoint; with
-/// `second_quits`, a second Ctrl-C exits at once (the last checkpoint on disk stays valid).
-/// (A rank of a multi-process run gets each Ctrl-C twice, from the terminal and from the
-/// launcher; the launcher's own second Ctrl-C ends the job.)
-pub(super) fn interrupt_flag(second_quits: bool) -> Arc<AtomicBool> {
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let flag = interrupt.clone();
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            if second_quits {
-                std::process::exit(130);
-            }
-            return;
-        }
-        if !quiet() {
-            eprintln!(
-                "\ninterrupt: finishing the step and writing the checkpoint (Ctrl-C again to quit now)"
-            );
-        }
-    });
-    interrupt
-}
-
 /// Terminal bar on a TTY, one line per epoch otherwise.
 pub(super) struct Console {
     bar: Option<ProgressBar>,
@@ -122,7 +99,7 @@ pub(super) struct Console {
 }
 
 impl Console {
-    /// A console for a run that `interrupt` stops (see [`interrupt_flag`]).
+    /// A console for a run that `interrupt` stops (the stop signals' flag, `signals.rs`).
     pub fn new(interrupt: &Arc<AtomicBool>) -> Console {
         let interrupt_after = std::env::var("PETAL_INTERRUPT_AFTER_STEPS")
             .ok()

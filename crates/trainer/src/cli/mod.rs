@@ -14,6 +14,7 @@ mod gradcheck;
 mod load;
 mod network;
 mod predict;
+mod signals;
 mod synth;
 mod train;
 
@@ -60,8 +61,9 @@ pub const MAX_BENCH_BATCH: usize = 1 << 16;
 /// How a command ended, for the exit code.
 pub enum Exit {
     Ok,
-    /// Ctrl-C: the checkpoint was written; exit code 130 as for any interrupted program.
-    Interrupted,
+    /// Stopped by a signal (Ctrl-C, SIGTERM, SIGHUP, SIGUSR1) after a step whose checkpoint
+    /// was written: exit code 128 + the signal's number, as for any program a signal ends.
+    Interrupted(i32),
     /// The command ran but its check failed (gradcheck over tolerance, an image that did
     /// not decode in predict).
     Failed,

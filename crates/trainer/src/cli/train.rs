@@ -4,7 +4,8 @@
 
 use super::args::TrainArgs;
 use super::config::{request, validate};
-use super::console::{interrupt_flag, print_held_notes, print_start, set_quiet, Console};
+use super::console::{print_held_notes, print_start, set_quiet, Console};
+use super::signals::{self, Stop};
 use super::load::load_data;
 use super::Exit;
 use crate::data::Dataset;
@@ -61,11 +62,11 @@ pub(super) fn run(a: TrainArgs, world: &World) -> Result<Exit, TrainerError> {
     print_start(&start, &cfg, world.ranks());
     // Over several ranks a terminal's Ctrl-C reaches a rank twice (from the terminal and
     // from the launcher): only the first counts.
-    let interrupt = interrupt_flag(world.ranks() == 1);
-    let mut console = Console::new(&interrupt);
+    let stop = Stop::install(world.ranks() == 1);
+    let mut console = Console::new(&stop.flag);
     let t = Instant::now();
     let control = Control {
-        interrupt: &interrupt,
+        interrupt: &stop.flag,
         progress: &mut console,
         world,
     };
@@ -81,7 +82,7 @@ pub(super) fn run(a: TrainArgs, world: &World) -> Result<Exit, TrainerError> {
             per_step / 1e6
         );
     }
-    Ok(report(outcome, &req.dir, &va, t, world.ranks()))
+    Ok(report(outcome, &req.dir, &va, t, world.ranks(), &stop))
 }
 
 /// A rank other than 0 prints nothing but errors: its standard output goes nowhere, and
@@ -112,12 +113,15 @@ fn set_threads(threads: Option<usize>) -> Result<(), TrainerError> {
     Ok(())
 }
 
-/// Prints how training ended (started at `t`, on `ranks` processes) and the exit it makes.
-fn report(outcome: Outcome, dir: &Path, va: &Dataset, t: Instant, ranks: usize) -> Exit {
+/// Prints how training ended (started at `t`, on `ranks` processes, stopped by `stop`'s
+/// signal if interrupted) and the exit it makes.
+fn report(outcome: Outcome, dir: &Path, va: &Dataset, t: Instant, ranks: usize, stop: &Stop) -> Exit {
     match outcome {
         Outcome::Interrupted { epoch, step } => {
+            let signal = stop.signal();
             println!(
-                "interrupted at epoch {}, step {step}: checkpoint written; continue with\n  trainer train --resume {}{}",
+                "{}: interrupted at epoch {}, step {step}: checkpoint written; continue with\n  trainer train --resume {}{}",
+                signals::name(signal),
                 epoch + 1,
                 dir.display(),
                 if ranks > 1 {
@@ -126,7 +130,7 @@ fn report(outcome: Outcome, dir: &Path, va: &Dataset, t: Instant, ranks: usize) 
                     ""
                 }
             );
-            Exit::Interrupted
+            Exit::Interrupted(signal)
         }
         Outcome::Finished { confusion, early } => {
             if let Some(why) = early {
