@@ -1,7 +1,6 @@
 //! `trainer`: train, evaluate, benchmark and check Petal networks. `trainer --help`.
 
-use clap::Parser;
-use petal_trainer::cli::{run, Cli, Exit};
+use petal_trainer::cli::{parse, run, Exit};
 use petal_trainer::dist::World;
 use std::process::ExitCode;
 
@@ -13,7 +12,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let cli = parse();
     // The MPI job this process is a rank of (a build with the `mpi` feature started by
     // mpirun), or this process alone.
     let world = World::from_launcher();

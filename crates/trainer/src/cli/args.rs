@@ -125,6 +125,11 @@ pub struct TrainArgs {
     /// best epoch's weights in best.safetensors either way).
     #[arg(long, value_name = "N")]
     pub patience: Option<usize>,
+    /// Checkpoint within epochs too: every N steps (`500`), or after so much wall time
+    /// since the last checkpoint (`30s`, `10m`, `2h`); each epoch's end checkpoints either
+    /// way. A run stopped by SIGKILL or a crash resumes from the latest.
+    #[arg(long, value_name = "N|DURATION")]
+    pub checkpoint_every: Option<String>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Worker threads (default: all cores).
@@ -133,10 +138,15 @@ pub struct TrainArgs {
     /// Run folder (default: `runs/<timestamp>-<arch>`); must be new or empty.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in this folder from its last checkpoint (its config.json holds
-    /// the options; --epochs may raise the total).
-    #[arg(long, conflicts_with_all = ["data", "val", "out"])]
+    /// Continue the run in this folder from its last checkpoint. Its config.json holds the
+    /// options: --epochs (raised), --threads, --checkpoint-every and --patience may change;
+    /// any other option must have the run's own value (or be left out).
+    #[arg(long, conflicts_with = "out")]
     pub resume: Option<PathBuf>,
+    /// The options given on the command line (clap's ids), filled after parsing
+    /// ([`super::parse`]): a resumed run applies or refuses each.
+    #[arg(skip)]
+    pub given: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -2,7 +2,8 @@
 //! `config.json` of a run to resume, then checked in one place, [`validate`], before any
 //! image is decoded or drawn.
 
-use super::args::TrainArgs;
+use super::args::{ArchArgs, TrainArgs};
+use super::resume;
 use super::network::{check_size, network};
 use super::MAX_SYNTH_SIDE;
 use crate::augment::Augment;
@@ -11,23 +12,45 @@ use crate::error::TrainerError;
 use crate::recipe::{OptimizerName, Recipe};
 use crate::schedule::ScheduleKind;
 use crate::synth::CLASSES;
-use crate::train::{self, Checked, Request, RunConfig};
+use crate::train::{self, Checked, CheckpointEvery, Request, RunConfig};
 use petal_model::InputShape;
 use std::path::PathBuf;
 
-/// The options of a new run, or with `--resume` the run folder's `config.json` (whose
-/// epochs `--epochs` may raise).
+/// The options of a new run, or with `--resume` the run folder's `config.json` with the
+/// options given applied or refused (`resume.rs`; each change printed).
 pub(super) fn request(a: &TrainArgs) -> Result<Request, TrainerError> {
     if let Some(dir) = &a.resume {
-        let mut cfg = train::read_config(dir)?;
-        cfg.epochs = cfg.epochs.max(a.epochs.unwrap_or(0));
+        let run = train::read_config(dir)?;
+        // What the options given make, on the run's own network unless --arch is given.
+        let mut arch = a.arch.clone();
+        if !a.given.iter().any(|g| g == "arch") {
+            arch.arch = run.arch.clone();
+        }
+        let (cfg, notices) = resume::apply(a, &config(a, &arch)?, &run)?;
+        for n in notices {
+            println!("resuming with {n}");
+        }
         return Ok(Request {
             cfg,
             dir: dir.clone(),
             resuming: true,
         });
     }
-    let input = a.arch.input();
+    let cfg = config(a, &a.arch)?;
+    let dir = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", timestamp(), arch_slug(&cfg.arch))));
+    Ok(Request {
+        cfg,
+        dir,
+        resuming: false,
+    })
+}
+
+/// The configuration the options `a` make, with the network and input of `arch`.
+fn config(a: &TrainArgs, arch: &ArchArgs) -> Result<RunConfig, TrainerError> {
+    let input = arch.input();
     let optimizer = OptimizerName::parse(&a.optimizer).ok_or_else(|| {
         TrainerError::Usage(format!(
             "--optimizer `{}` is not one of {}",
@@ -46,8 +69,8 @@ pub(super) fn request(a: &TrainArgs) -> Result<Request, TrainerError> {
         Some(list) => Augment::parse(list)?,
         None => Augment::default(),
     };
-    let cfg = RunConfig {
-        arch: a.arch.arch.clone(),
+    Ok(RunConfig {
+        arch: arch.arch.clone(),
         spec: None,
         input: [input.c, input.h, input.w],
         epochs: a.epochs.unwrap_or(5),
@@ -82,15 +105,12 @@ pub(super) fn request(a: &TrainArgs) -> Result<Request, TrainerError> {
             label_smoothing: a.label_smoothing,
         },
         augment,
-    };
-    let dir = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", timestamp(), arch_slug(&cfg.arch))));
-    Ok(Request {
-        cfg,
-        dir,
-        resuming: false,
+        checkpoint_every: a
+            .checkpoint_every
+            .as_deref()
+            .map(CheckpointEvery::parse)
+            .transpose()
+            .map_err(TrainerError::Usage)?,
     })
 }
 

@@ -14,6 +14,7 @@ mod gradcheck;
 mod load;
 mod network;
 mod predict;
+mod resume;
 mod signals;
 mod synth;
 mod train;
@@ -22,7 +23,8 @@ pub use args::{ArchArgs, BenchArgs, EvalArgs, GradcheckArgs, PredictArgs, SynthA
 
 use crate::dist::World;
 use crate::error::TrainerError;
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Train convolutional networks on the CPU, fast. With no command, trains the design note's
 /// network (seednet) on the built-in synthetic flowers.
@@ -49,6 +51,29 @@ pub enum Command {
     Gradcheck(GradcheckArgs),
     /// Write the synthetic flowers as PNG class folders.
     Synth(SynthArgs),
+}
+
+/// Parses the command line (exiting with clap's message and code 2 on bad arguments), and
+/// records which of `train`'s options were given ([`TrainArgs::given`]).
+pub fn parse() -> Cli {
+    let command = Cli::command();
+    // The options' ids (clap also lists the groups of flattened structs among the ids).
+    let options: Vec<String> = command.get_arguments().map(|a| a.get_id().to_string()).collect();
+    let matches = command.get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let given = |m: &ArgMatches| -> Vec<String> {
+        m.ids()
+            .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+            .map(|id| id.to_string())
+            .filter(|id| options.contains(id))
+            .collect()
+    };
+    match (&mut cli.command, matches.subcommand()) {
+        (Some(Command::Train(a)), Some((_, m))) => a.given = given(m),
+        (None, _) => cli.train.given = given(&matches),
+        _ => {}
+    }
+    cli
 }
 
 /// Largest side of a synthetic flower (`trainer synth --size`).

@@ -81,6 +81,13 @@ impl Difficulty {
             _ => None,
         }
     }
+    /// Its name in [`Difficulty::NAMES`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Difficulty::Easy => "easy",
+            Difficulty::Hard => "hard",
+        }
+    }
 }
 
 impl SynthConfig {

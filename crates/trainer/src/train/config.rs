@@ -53,6 +53,63 @@ pub struct RunConfig {
     /// before it existed, which resume without.
     #[serde(default)]
     pub augment: Augment,
+    /// Checkpoints within an epoch (`--checkpoint-every`); none: at epoch ends only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<CheckpointEvery>,
+}
+
+/// How often a run checkpoints within an epoch (`--checkpoint-every`): every N steps, or
+/// after so much wall time since the last checkpoint (`30s`, `10m`, `2h`). Every epoch's
+/// end checkpoints too. Written in `config.json` as given (`"500"`, `"10m"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum CheckpointEvery {
+    Steps(u64),
+    Seconds(u64),
+}
+
+impl CheckpointEvery {
+    /// `N` steps, or `Ns`, `Nm`, `Nh` of wall time; N at least 1.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let (digits, unit) = match t.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], Some(c)),
+            _ => (t, None),
+        };
+        let bad = || format!("--checkpoint-every `{text}`: expected a step count (500) or a duration (30s, 10m, 2h)");
+        let n: u64 = digits.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?;
+        match unit {
+            None => Ok(CheckpointEvery::Steps(n)),
+            Some('s') => Ok(CheckpointEvery::Seconds(n)),
+            Some('m') => n.checked_mul(60).map(CheckpointEvery::Seconds).ok_or_else(bad),
+            Some('h') => n.checked_mul(3600).map(CheckpointEvery::Seconds).ok_or_else(bad),
+            Some(_) => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for CheckpointEvery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            CheckpointEvery::Steps(n) => write!(f, "{n}"),
+            CheckpointEvery::Seconds(s) if s % 3600 == 0 => write!(f, "{}h", s / 3600),
+            CheckpointEvery::Seconds(s) if s % 60 == 0 => write!(f, "{}m", s / 60),
+            CheckpointEvery::Seconds(s) => write!(f, "{s}s"),
+        }
+    }
+}
+
+impl From<CheckpointEvery> for String {
+    fn from(c: CheckpointEvery) -> String {
+        c.to_string()
+    }
+}
+
+impl TryFrom<String> for CheckpointEvery {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        CheckpointEvery::parse(&s)
+    }
 }
 
 /// Paths in `config.json`: a JSON string when the path is UTF-8, else (Unix) the array of

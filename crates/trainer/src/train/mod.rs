@@ -27,7 +27,7 @@ mod run;
 mod setup;
 mod share;
 
-pub use config::{create_run_dir, read_config, write_config, Checked, Request, RunConfig};
+pub use config::{create_run_dir, read_config, write_config, Checked, CheckpointEvery, Request, RunConfig};
 pub use evaluate::{evaluate, evaluate_on};
 pub use resume::resume;
 pub use run::train;

@@ -77,6 +77,9 @@ struct Run<'a> {
     history: Vec<EpochMetrics>,
     /// The last checkpoint in the folder, (epoch, step).
     last: Option<(u64, u64)>,
+    /// The step and time of the last checkpoint this process wrote or resumed from, for
+    /// `--checkpoint-every`.
+    saved: (u64, Instant),
     /// Images per batch (a batch larger than the training set is the whole set) and
     /// batches per epoch.
     batch: usize,
@@ -129,6 +132,7 @@ impl<'a> Run<'a> {
             step_cfg: cfg.recipe.train_config(),
             x: vec![0.0; batch * train.shape.len()],
             y: vec![0; batch],
+            saved: (start.step, Instant::now()),
             net: start.net,
             step: start.step,
             state: start.state,
@@ -284,6 +288,7 @@ impl<'a> Run<'a> {
         world.agree(written)?;
         // The other ranks track the checkpoint rank 0 wrote.
         self.last = Some((epoch as u64 + 1, self.step));
+        self.saved = (self.step, Instant::now());
         self.progress.epoch_end(&m, cfg.epochs);
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! state handed from rank 0 to the others (`share.rs`).
 
 use super::share::{decode_start, encode_start};
-use super::{create_run_dir, resume, write_config, Checked, Request, RunConfig, Start};
+use super::{create_run_dir, read_config, resume, write_config, Checked, Request, RunConfig, Start};
 use crate::data::Dataset;
 use crate::dist::World;
 use crate::error::TrainerError;
@@ -90,5 +90,10 @@ fn open_folder(req: &Request, cfg: &RunConfig, tr: &Dataset, net: Network) -> Re
         write_config(dir, cfg)?;
         return Ok(Start::fresh(net));
     }
-    resume(dir, &tr.classes, net)
+    let start = resume(dir, &tr.classes, net)?;
+    // The options a resumed run changed (`--epochs`, `--checkpoint-every`, ...), recorded.
+    if read_config(dir)? != *cfg {
+        write_config(dir, cfg)?;
+    }
+    Ok(start)
 }
