@@ -66,7 +66,7 @@ pub use checkpoint::{
 pub use error::{ModelError, SpecError};
 pub use gradcheck::{gradcheck, GradCheckOptions, GradCheckReport, TensorCheck};
 pub use layers::{BatchNorm, Buffer, BufferMut, Layer, LayerSpec};
-pub use network::{Network, StepStats};
+pub use network::{Memory, Network, StepStats};
 pub use optim::{AdamWConfig, Optimizer, OptimizerKind, Rule, Sgd, SgdConfig, TrainConfig};
 pub use param::Param;
 pub use shape::{InputShape, Shape};

@@ -1,6 +1,7 @@
 //! `trainer bench`: training and inference images/s of a network on random data.
 
 use crate::error::TrainerError;
+use crate::train::memory::{self, Estimate};
 use petal_kernels::{SgdConfig, SimdLevel};
 use petal_model::{InputShape, Network};
 use rand::{Rng, SeedableRng};
@@ -24,10 +25,18 @@ pub struct BenchResult {
     pub train_gflops: f64,
     /// Timed runs (the figures are their median).
     pub runs: usize,
+    /// The estimate of the memory the configuration needs (`train::memory`), in bytes.
+    pub memory_bytes: u64,
     /// Vector instructions the kernels were compiled for (`baseline`, `avx2`, `avx512`).
     pub simd: &'static str,
     /// What the CPU that ran the bench supports, by the same names.
     pub cpu_simd: &'static str,
+}
+
+/// The memory estimate of benchmarking `net` at `batch` on `threads` threads: its buffers
+/// with plain SGD's one slot of optimizer state, and the random batch.
+pub fn estimate(net: &Network, batch: usize, threads: usize) -> Estimate {
+    memory::estimate(net, batch, threads, 1, 0, false)
 }
 
 /// Median images/s of `runs` timed runs of `f`, each about `seconds / runs` long after a
@@ -101,6 +110,7 @@ pub fn bench(
             infer_images_per_sec: infer,
             train_gflops: train * net.train_flops_per_sample() as f64 / 1e9,
             runs,
+            memory_bytes: estimate(&net, batch, threads).total(),
             simd: SimdLevel::COMPILED.name(),
             cpu_simd: SimdLevel::detect().name(),
         })

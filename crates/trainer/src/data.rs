@@ -229,6 +229,15 @@ pub fn training_class_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, Trai
     Ok(classes)
 }
 
+/// The image files of the class folders of `dir` (those [`load_image_folder`] would load
+/// and decode), counted without reading them.
+pub fn count_images(dir: &Path) -> Result<usize, TrainerError> {
+    class_folders(dir)?
+        .iter()
+        .map(|(_, path)| list_images(path).map(|(files, _)| files.len()))
+        .sum()
+}
+
 /// Image files under `dir` (recursively, sorted), and how many files were ignored.
 fn list_images(dir: &Path) -> Result<(Vec<PathBuf>, usize), TrainerError> {
     let mut files = Vec::new();

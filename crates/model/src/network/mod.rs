@@ -20,8 +20,11 @@ pub use crate::limits::{MAX_ACTIVATIONS_PER_SAMPLE, MAX_PARAMS};
 pub use crate::plan::CHUNK;
 pub use crate::shape::InputShape;
 
+mod memory;
 mod optimizer;
 mod training;
+
+pub use memory::Memory;
 
 /// Loss and correct predictions of one training batch.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -135,6 +135,11 @@ pub struct TrainArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// The memory the run may use (`8G`, `512M`: GiB, MiB); a run whose estimate is larger
+    /// is refused before any work, naming the largest batch that fits (default: the memory
+    /// the machine, or its container, has available).
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
     /// Run folder (default: `runs/<timestamp>-<arch>`); must be new or empty.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -3,9 +3,10 @@
 use super::args::BenchArgs;
 use super::network::{check_size, network};
 use super::{Exit, MAX_BENCH_BATCH};
-use crate::bench::bench;
+use crate::bench::{bench, estimate};
 use crate::error::TrainerError;
 use crate::report::thousands;
+use crate::train::memory;
 use petal_kernels::SimdLevel;
 
 pub(super) fn run(a: BenchArgs) -> Result<Exit, TrainerError> {
@@ -39,9 +40,22 @@ pub(super) fn run(a: BenchArgs) -> Result<Exit, TrainerError> {
             SimdLevel::detect()
         );
         println!(
-            "{:>6} {:>8} {:>14} {:>14} {:>12}",
-            "batch", "threads", "train img/s", "infer img/s", "train GFLOP/s"
+            "{:>6} {:>8} {:>14} {:>14} {:>12} {:>12}",
+            "batch", "threads", "train img/s", "infer img/s", "train GFLOP/s", "memory"
         );
+    }
+    // Every configuration must fit in the memory available, checked before any runs.
+    if let Some(budget) = memory::available() {
+        for (&t, &b) in threads.iter().flat_map(|t| a.batch_size.iter().map(move |b| (t, b))) {
+            let e = estimate(&net, b, t);
+            if e.total() > budget {
+                return Err(TrainerError::Usage(format!(
+                    "batch {b} on {t} threads needs about {}, more than the {} available",
+                    e.describe(t),
+                    memory::bytes(budget)
+                )));
+            }
+        }
     }
     for &t in &threads {
         for &b in &a.batch_size {
@@ -50,12 +64,13 @@ pub(super) fn run(a: BenchArgs) -> Result<Exit, TrainerError> {
                 println!("{}", serde_json::to_string(&r).expect("bench result"));
             } else {
                 println!(
-                    "{:>6} {:>8} {:>14} {:>14} {:>12.1}",
+                    "{:>6} {:>8} {:>14} {:>14} {:>12.1} {:>12}",
                     b,
                     t,
                     thousands(r.train_images_per_sec),
                     thousands(r.infer_images_per_sec),
-                    r.train_gflops
+                    r.train_gflops,
+                    memory::bytes(r.memory_bytes)
                 );
             }
         }

@@ -4,9 +4,9 @@
 //! A resumed run ends, bit for bit, as if it had never stopped; so it keeps every option
 //! that decides its steps: the data, network, input, batch size, seed, optimizer and its
 //! hyper-parameters, schedule, smoothing and augmentation. What may change: `--epochs`
-//! (raised: the run is extended, as a longer run's schedule), `--threads` (results do not
-//! depend on it), `--checkpoint-every` and `--patience` (when it checkpoints and stops, not
-//! what its steps compute). An option given with the run's own value is accepted as is.
+//! (raised: the run is extended, as a longer run's schedule), `--threads` and
+//! `--max-memory` (results do not depend on them), `--checkpoint-every` and `--patience`
+//! (when it checkpoints and stops, not what its steps compute). An option given with the run's own value is accepted as is.
 //! (A new learning rate or schedule would make the resumed run one that no uninterrupted
 //! run equals; that is a new run from the checkpoint, not a resume.)
 
@@ -16,7 +16,7 @@ use crate::train::RunConfig;
 use std::path::{Path, PathBuf};
 
 /// The options a resumed run may change.
-pub(super) const CHANGEABLE: [&str; 4] = ["epochs", "threads", "checkpoint_every", "patience"];
+pub(super) const CHANGEABLE: [&str; 5] = ["epochs", "threads", "max_memory", "checkpoint_every", "patience"];
 
 /// `run` (a resumed run's configuration) with the options given in `a` applied: `asked`
 /// is what those options make on their own (as for a new run of the same arch). Returns
@@ -32,7 +32,7 @@ pub(super) fn apply(
     for id in &a.given {
         let flag = format!("--{}", id.replace('_', "-"));
         match id.as_str() {
-            "resume" | "threads" => {}
+            "resume" | "threads" | "max_memory" => {}
             "epochs" => {
                 if asked.epochs < run.epochs {
                     return Err(TrainerError::Usage(format!(

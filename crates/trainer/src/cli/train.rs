@@ -8,10 +8,13 @@ use super::console::{print_held_notes, print_start, set_quiet, Console};
 use super::signals::{self, Stop};
 use super::load::load_data;
 use super::Exit;
-use crate::data::Dataset;
+use crate::data::{count_images, Dataset};
 use crate::dist::{self, World};
 use crate::error::TrainerError;
-use crate::train::{self, Control, Outcome};
+use crate::synth::CLASSES;
+use crate::train::memory::{self, Estimate};
+use crate::train::{self, Control, Outcome, RunConfig};
+use petal_model::{Network, Shard};
 use std::path::Path;
 use std::time::Instant;
 
@@ -30,6 +33,7 @@ pub(super) fn run(a: TrainArgs, world: &World) -> Result<Exit, TrainerError> {
     let read = || request(&a).and_then(|r| validate(&r).map(|c| (r, c)));
     let (req, checked) = train::share_request(world, read, validate)?;
     let cfg = checked.cfg;
+    let estimate = world.agree(check_memory(&a, &cfg, &checked.net, world))?;
     let (mut tr, mut va) = world.agree(load_data(&cfg, &checked.classes))?;
     // The same counts with other pixels: a file that decodes differently on one rank.
     let counts = |v: &[u64]| format!("{} images, fingerprint {:016x}", v[1], v[0]);
@@ -82,7 +86,57 @@ pub(super) fn run(a: TrainArgs, world: &World) -> Result<Exit, TrainerError> {
             per_step / 1e6
         );
     }
-    Ok(report(outcome, &req.dir, &va, t, world.ranks(), &stop))
+    Ok(report(outcome, &req.dir, &va, t, world.ranks(), &stop, &estimate))
+}
+
+/// The run's memory estimate (`train::memory`), printed, or its refusal when it is more
+/// than `--max-memory` or the memory available, naming the largest batch that fits. Before
+/// any image is decoded (the images are counted, not read) and before the network's
+/// buffers exist. Over several ranks, each holds the data and its share of every batch.
+fn check_memory(a: &TrainArgs, cfg: &RunConfig, net: &Network, world: &World) -> Result<Estimate, TrainerError> {
+    let images = match &cfg.data {
+        None => cfg.synth_per_class * CLASSES.len(),
+        Some(dir) => count_images(dir)? + cfg.val.as_deref().map_or(Ok(0), count_images)?,
+    };
+    let threads = rayon::current_num_threads();
+    let slots = cfg.recipe.optimizer_kind().layout().slots.len();
+    let split = cfg.val.is_none();
+    // This rank's share of a batch (a batch is at most the whole set).
+    let share = |b: usize| Shard::split(b.min(images.max(1)), world.ranks(), 0).samples().len().max(1);
+    let at = |b: usize| memory::estimate(net, share(b), threads, slots, images, split);
+    let estimate = at(cfg.batch_size);
+    let (budget, source) = match &a.max_memory {
+        Some(text) => {
+            let b = memory::parse_bytes(text).map_err(|e| TrainerError::Usage(format!("--max-memory {e}")))?;
+            (Some(b), "--max-memory")
+        }
+        None => (memory::available(), "available"),
+    };
+    let Some(budget) = budget else {
+        println!("memory: about {}", estimate.describe(threads));
+        return Ok(estimate);
+    };
+    if estimate.total() > budget {
+        let fit = match memory::largest_batch(budget, cfg.batch_size, at) {
+            Some(b) => format!("the largest batch that fits is {b} (--batch-size {b})"),
+            None => format!(
+                "not even a batch of one fits: the data alone needs {} (lower --size or use fewer images)",
+                memory::bytes(estimate.loading.max(estimate.data))
+            ),
+        };
+        return Err(TrainerError::Usage(format!(
+            "this run needs about {} at batch {}, more than the {} {source}: {fit}",
+            estimate.describe(threads),
+            cfg.batch_size,
+            memory::bytes(budget)
+        )));
+    }
+    println!(
+        "memory: about {} of {} {source}",
+        estimate.describe(threads),
+        memory::bytes(budget)
+    );
+    Ok(estimate)
 }
 
 /// A rank other than 0 prints nothing but errors: its standard output goes nowhere, and
@@ -114,8 +168,8 @@ fn set_threads(threads: Option<usize>) -> Result<(), TrainerError> {
 }
 
 /// Prints how training ended (started at `t`, on `ranks` processes, stopped by `stop`'s
-/// signal if interrupted) and the exit it makes.
-fn report(outcome: Outcome, dir: &Path, va: &Dataset, t: Instant, ranks: usize, stop: &Stop) -> Exit {
+/// signal if interrupted; its peak memory against the `estimate`) and the exit it makes.
+fn report(outcome: Outcome, dir: &Path, va: &Dataset, t: Instant, ranks: usize, stop: &Stop, estimate: &Estimate) -> Exit {
     match outcome {
         Outcome::Interrupted { epoch, step } => {
             let signal = stop.signal();
@@ -138,8 +192,15 @@ fn report(outcome: Outcome, dir: &Path, va: &Dataset, t: Instant, ranks: usize, 
             }
             let set = if va.is_empty() { "training" } else { "validation" };
             println!("\n{set} confusion matrix:\n{}", confusion.table());
+            let peak = memory::peak_rss().map_or(String::new(), |p| {
+                format!(
+                    "; peak memory {} (estimated {})",
+                    memory::bytes(p),
+                    memory::bytes(estimate.total())
+                )
+            });
             println!(
-                "\ndone in {:.1} s; run written to {}",
+                "\ndone in {:.1} s{peak}; run written to {}",
                 t.elapsed().as_secs_f64(),
                 dir.display()
             );

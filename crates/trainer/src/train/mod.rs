@@ -17,11 +17,13 @@
 //!   (`resume.rs`);
 //! - `run.rs`: the epochs and their steps ([`train`]);
 //! - `folder.rs`: what the loop writes, and when;
-//! - `evaluate.rs`: loss and confusion on a data set, split over the ranks.
+//! - `evaluate.rs`: loss and confusion on a data set, split over the ranks;
+//! - [`memory`]: what a run needs in memory, before work is spent, and what the machine has.
 
 mod config;
 mod evaluate;
 mod folder;
+pub mod memory;
 mod resume;
 mod run;
 mod setup;
