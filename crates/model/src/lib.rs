@@ -42,7 +42,9 @@
 //! # Ok::<(), petal_model::ModelError>(())
 //! ```
 
-// Modules in dependency order: each uses only those above it.
+// The modules in dependency order, each using only those before it (in code that is not a
+// test): error, atomic, shape, param, layers, spec, limits, plan, buffers, shard, step,
+// optim, network, checkpoint, gradcheck (README, "Where things are").
 pub mod atomic;
 mod buffers;
 pub mod checkpoint;

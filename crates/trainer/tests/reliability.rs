@@ -1,6 +1,7 @@
 //! Reliability: everything from outside the program (image folders, files that are not
 //! what their name says, checkpoints, specs, options) and faults (divergence, a read-only
-//! or full disk, SIGKILL, Ctrl-C) end in a one-line error naming the file, field or layer,
+//! or full disk; stops from outside are `train_stops.rs`'s) end in a one-line error naming
+//! the file, field or layer,
 //! or in a reported skip where the design says so: never a panic, a hang, a partial
 //! checkpoint or an overwritten run.
 //!
@@ -10,6 +11,7 @@
 
 mod common;
 
+use common::job::*;
 use common::*;
 use image::{DynamicImage, ImageFormat};
 use petal_model::{load_checkpoint, save_checkpoint, CheckpointMeta, InputShape, Network, Normalization};
@@ -17,46 +19,12 @@ use petal_trainer::data::{decode_bytes, load_image_folder, write_chw, LoadReport
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------
 // Helpers: processes
 // ---------------------------------------------------------------------------------------
-
-/// Sends `signal` to a child process.
-fn signal(child: &Child, signal: i32) {
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-    assert_eq!(rc, 0, "kill({}, {signal})", child.id());
-}
-
-/// Waits until `metrics.jsonl` in `run` has `lines` complete lines (or the child exits, or
-/// [`TIMEOUT`]); returns them.
-fn wait_for_epochs(child: &mut Child, run: &Path, lines: usize) -> Vec<serde_json::Value> {
-    let t0 = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(run.join("metrics.jsonl")) {
-            let complete: Vec<&str> = text.split_inclusive('\n').filter(|l| l.ends_with('\n')).collect();
-            if complete.len() >= lines {
-                return complete
-                    .iter()
-                    .map(|l| serde_json::from_str(l).unwrap())
-                    .collect();
-            }
-        }
-        if let Some(s) = child.try_wait().unwrap() {
-            panic!("the trainer exited ({s}) before epoch {lines} was written");
-        }
-        if t0.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            panic!("no epoch {lines} after {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
 
 fn mkfifo(path: &Path) {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
@@ -203,88 +171,6 @@ fn skip_reason(report: &LoadReport, path: &Path) -> String {
                 report.skipped
             )
         })
-}
-
-/// Asserts a run folder holds a consistent checkpoint: it loads, the optimizer file of its
-/// step is there and loads onto it, and no temporary file is left.
-fn assert_consistent(run: &Path) -> (u64, u64) {
-    let (mut net, meta) = load_checkpoint(&run.join("model.safetensors")).unwrap();
-    let opt = run.join(format!("optimizer-step{}.safetensors", meta.step));
-    petal_model::load_optimizer_state(&opt, &mut net).unwrap();
-    let names = listing(run);
-    assert!(
-        !names.iter().any(|n| n.contains(".tmp-")),
-        "temporary files left: {names:?}"
-    );
-    (meta.epoch, meta.step)
-}
-
-// ---------------------------------------------------------------------------------------
-// The reference job for the fault tests
-// ---------------------------------------------------------------------------------------
-
-/// A job long enough to interrupt (flowernet on 1 thread: about 0.15 s an epoch, 13 steps
-/// of 16 images) and short enough to run several times.
-const JOB: [&str; 13] = [
-    "train",
-    "--arch",
-    "flowernet",
-    "--synth-per-class",
-    "50",
-    "--batch-size",
-    "16",
-    "--seed",
-    "3",
-    "--threads",
-    "1",
-    "--lr",
-    "0.02",
-];
-const JOB_EPOCHS: usize = 4;
-const JOB_STEPS_PER_EPOCH: u64 = 13;
-
-fn job(out: &Path, epochs: usize) -> Command {
-    let mut c = trainer();
-    c.args(JOB)
-        .arg("--epochs")
-        .arg(epochs.to_string())
-        .arg("--out")
-        .arg(out);
-    c
-}
-
-fn resume(run: &Path) -> Command {
-    let mut c = trainer();
-    c.args(["train", "--resume"]).arg(run);
-    c
-}
-
-/// Final weights and metrics of the job run without interruption (computed once).
-fn reference() -> &'static (Weights, Vec<serde_json::Value>) {
-    static REF: OnceLock<(Weights, Vec<serde_json::Value>)> = OnceLock::new();
-    REF.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let run_dir = dir.path().join("reference");
-        let out = run(job(&run_dir, JOB_EPOCHS));
-        assert!(out.status.success(), "{}", stderr(&out));
-        (weights(&run_dir.join("model.safetensors")), metrics(&run_dir))
-    })
-}
-
-/// Asserts a run ended with the reference's weights, bit for bit, and the same metrics.
-fn assert_matches_reference(run: &Path) {
-    let (w, m) = reference();
-    assert_same_training(w, m, run);
-    let (epoch, step) = assert_consistent(run);
-    assert_eq!(
-        (epoch, step),
-        (JOB_EPOCHS as u64, JOB_EPOCHS as u64 * JOB_STEPS_PER_EPOCH)
-    );
-    let opt: Vec<String> = listing(run)
-        .into_iter()
-        .filter(|n| n.starts_with("optimizer"))
-        .collect();
-    assert_eq!(opt, [format!("optimizer-step{step}.safetensors")]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1288,28 +1174,6 @@ fn optimizer_name(run: &Path) -> String {
 // Faults: divergence
 // ---------------------------------------------------------------------------------------
 
-/// A quick seednet job on synthetic flowers: 80 training images, in batches of 16 (5
-/// steps an epoch) unless `extra` says otherwise.
-fn quick_job(out: &Path, extra: &[&str]) -> Command {
-    let mut c = trainer();
-    c.args([
-        "train",
-        "--synth-per-class",
-        "20",
-        "--size",
-        "20",
-        "--threads",
-        "1",
-    ])
-    .args(extra)
-    .arg("--out")
-    .arg(out);
-    if !extra.contains(&"--batch-size") {
-        c.args(["--batch-size", "16"]);
-    }
-    c
-}
-
 #[test]
 fn train_divergence_in_epoch_1_stops_with_no_checkpoint_and_only_the_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -1633,134 +1497,6 @@ fn train_a_file_size_limit_is_a_clear_error_and_the_checkpoint_stays() {
         }
     }
     assert_eq!(assert_consistent(&run_dir), (1, JOB_STEPS_PER_EPOCH));
-}
-
-// ---------------------------------------------------------------------------------------
-// Faults: SIGKILL and Ctrl-C
-// ---------------------------------------------------------------------------------------
-
-/// Half of epoch 1's training time (from its metrics line), to land inside epoch 2.
-fn half_an_epoch(m: &serde_json::Value) -> Duration {
-    Duration::from_secs_f64(m["seconds"].as_f64().unwrap() / 2.0)
-        .clamp(Duration::from_millis(5), Duration::from_millis(300))
-}
-
-#[test]
-fn train_sigkill_in_the_middle_of_an_epoch_then_resume_ends_as_an_uninterrupted_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let run_dir = dir.path().join("run");
-    let mut child = spawn(job(&run_dir, JOB_EPOCHS));
-    let m = wait_for_epochs(&mut child, &run_dir, 1);
-    std::thread::sleep(half_an_epoch(&m[0]));
-    signal(&child, libc::SIGKILL);
-    let out = wait_output(child);
-    assert_eq!(
-        out.status.signal(),
-        Some(libc::SIGKILL),
-        "the run ended before the kill"
-    );
-    // What is on disk is whole: the last checkpoint loads with its optimizer state.
-    let (mut net, meta) = load_checkpoint(&run_dir.join("model.safetensors")).unwrap();
-    assert!(meta.epoch >= 1 && meta.epoch < JOB_EPOCHS as u64, "{meta:?}");
-    let opt = run_dir.join(format!("optimizer-step{}.safetensors", meta.step));
-    petal_model::load_optimizer_state(&opt, &mut net).unwrap();
-    let out = run(resume(&run_dir));
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains(&format!(
-            "resuming {} at epoch {}",
-            run_dir.display(),
-            meta.epoch + 1
-        )),
-        "{}",
-        stdout(&out)
-    );
-    assert_matches_reference(&run_dir);
-}
-
-#[test]
-fn train_sigkill_before_the_first_checkpoint_then_resume_starts_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let run_dir = dir.path().join("run");
-    let mut child = spawn(job(&run_dir, JOB_EPOCHS));
-    // Kill as soon as training starts, long before epoch 1 ends.
-    wait_for_line(&mut child, "training ");
-    signal(&child, libc::SIGKILL);
-    let status = wait_output(child).status;
-    assert_eq!(status.signal(), Some(libc::SIGKILL));
-    assert_eq!(listing(&run_dir), ["config.json"], "killed before epoch 1 ended");
-    let out = run(resume(&run_dir));
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("no checkpoint yet"), "{}", stdout(&out));
-    assert_matches_reference(&run_dir);
-}
-
-#[test]
-fn train_ctrl_c_writes_a_checkpoint_exits_130_and_resume_ends_as_an_uninterrupted_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let run_dir = dir.path().join("run");
-    let mut child = spawn(job(&run_dir, JOB_EPOCHS));
-    let m = wait_for_epochs(&mut child, &run_dir, 1);
-    std::thread::sleep(half_an_epoch(&m[0]));
-    signal(&child, libc::SIGINT);
-    let out = wait_output(child);
-    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
-    let text = stdout(&out);
-    let step: u64 = text
-        .split("interrupted at epoch ")
-        .nth(1)
-        .and_then(|s| s.split("step ").nth(1))
-        .and_then(|s| s.split(':').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no `interrupted at epoch N, step S:` in {text}"));
-    assert!(
-        stderr(&out).contains("interrupt: finishing the step"),
-        "{}",
-        stderr(&out)
-    );
-    let (epoch, saved_step) = assert_consistent(&run_dir);
-    assert_eq!(saved_step, step, "the checkpoint is the interrupted step's");
-    assert!(
-        epoch >= 1 && step < JOB_EPOCHS as u64 * JOB_STEPS_PER_EPOCH,
-        "{text}"
-    );
-    let out = run(resume(&run_dir));
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_matches_reference(&run_dir);
-}
-
-#[test]
-fn train_resume_tolerates_what_a_killed_write_leaves() {
-    // A process killed while appending to metrics.jsonl (a torn last line) or while writing
-    // a file (its temporary `.NAME.tmp-PID` beside it): the run resumes, the torn line is
-    // dropped and the temporary file removed.
-    let dir = tempfile::tempdir().unwrap();
-    let run_dir = dir.path().join("run");
-    let out = run(quick_job(&run_dir, &["--epochs", "1"]));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(run_dir.join("metrics.jsonl"))
-        .unwrap();
-    f.write_all(b"{\"epoch\":2,\"train_lo").unwrap();
-    drop(f);
-    write(
-        &run_dir.join(".model.safetensors.tmp-999999"),
-        b"half a checkpoint",
-    );
-    write(&run_dir.join(".optimizer-step10.safetensors.tmp-999999"), b"half");
-    let out = run({
-        let mut c = resume(&run_dir);
-        c.args(["--epochs", "2"]);
-        c
-    });
-    assert!(out.status.success(), "{}", stderr(&out));
-    let m = metrics(&run_dir);
-    assert_eq!(
-        m.iter().map(|m| m["epoch"].as_u64().unwrap()).collect::<Vec<_>>(),
-        [1, 2]
-    );
-    assert_eq!(assert_consistent(&run_dir), (2, 10));
 }
 
 #[test]

@@ -358,20 +358,6 @@ impl Network {
         })
     }
 
-    /// Values per sample the training buffers hold: the outputs kept for backward (batch
-    /// buffers and, per running task, arenas of `CHUNK` images aside) and the shared
-    /// gradient buffers (`plan.rs`). For the memory figures of the README.
-    pub fn buffer_values_per_sample(&self) -> (usize, usize) {
-        let outs = self
-            .plan
-            .layers
-            .iter()
-            .filter(|l| l.storage == crate::plan::Storage::Batch)
-            .map(|l| l.out_len)
-            .sum();
-        (outs, self.plan.grad_bufs.iter().sum())
-    }
-
     /// The smallest training batch the network accepts: 2 when a batch norm normalises
     /// `1x1` feature maps (one value per channel and sample), else 1.
     pub fn min_train_batch(&self) -> usize {

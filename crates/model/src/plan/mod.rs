@@ -90,8 +90,9 @@ pub(crate) struct LayerPlan {
     pub dx: Dx,
     pub dx2: Dx,
     /// Offset of the weight (then bias) gradient of a layer whose kind writes it per chunk
-    /// (`Traits::chunk_grads`: convolutions, dense layers) in a chunk's partial gradients (below `Plan::part_len`), or for a `deferred` dense layer
-    /// in the rest of the batch's gradient (`Plan::part_len ..`).
+    /// (`Traits::chunk_grads`: convolutions, dense layers) in a chunk's partial gradients
+    /// (below `Plan::part_len`), or for a `deferred` dense layer in the rest of the batch's
+    /// gradient (`Plan::part_len ..`).
     pub part_offset: usize,
     /// A layer with [`Traits::deferrable`] (dense) and more than [`DENSE_PART_MAX`] weights:
     /// its weight gradient is not kept per chunk (`⌈batch / CHUNK⌉` copies), but computed

@@ -95,20 +95,21 @@ pub(super) struct Console {
     /// Test hook (`PETAL_INTERRUPT_AFTER_STEPS=N`): acts as a Ctrl-C after N steps of this
     /// process, so tests can interrupt at an exact step.
     interrupt_after: Option<(u64, Arc<AtomicBool>)>,
+    /// Test hook (`PETAL_ABORT_AFTER_STEPS=N`): a crash (`abort`, SIGABRT) during step N's
+    /// report, so tests can kill a run at an exact step, before any checkpoint of it.
+    abort_after: Option<u64>,
     steps: u64,
 }
 
 impl Console {
     /// A console for a run that `interrupt` stops (the stop signals' flag, `signals.rs`).
     pub fn new(interrupt: &Arc<AtomicBool>) -> Console {
-        let interrupt_after = std::env::var("PETAL_INTERRUPT_AFTER_STEPS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(|n| (n, interrupt.clone()));
+        let hook = |name: &str| -> Option<u64> { std::env::var(name).ok()?.parse().ok() };
         Console {
             bar: None,
             tty: std::io::stderr().is_terminal(),
-            interrupt_after,
+            interrupt_after: hook("PETAL_INTERRUPT_AFTER_STEPS").map(|n| (n, interrupt.clone())),
+            abort_after: hook("PETAL_ABORT_AFTER_STEPS"),
             steps: 0,
         }
     }
@@ -133,6 +134,9 @@ impl Progress for Console {
             if self.steps >= *n {
                 flag.store(true, Ordering::SeqCst);
             }
+        }
+        if self.abort_after == Some(self.steps) {
+            std::process::abort();
         }
         if let Some(bar) = &self.bar {
             bar.set_position(batch as u64);

@@ -42,12 +42,12 @@ impl Estimate {
     pub fn describe(&self, threads: usize) -> String {
         let n = &self.network;
         format!(
-            "{} (data {}, weights and optimizer {}, the batch's values {}, {threads} thread{}' working memory {})",
+            "{} (data {}, weights and optimizer {}, the batch's values {}, {threads} thread{} working memory {})",
             bytes(self.total()),
             bytes(self.loading),
             bytes(n.weights + n.optimizer),
             bytes(n.batch + self.batch),
-            if threads == 1 { "" } else { "s" },
+            if threads == 1 { "'s" } else { "s'" },
             bytes(n.tasks)
         )
     }

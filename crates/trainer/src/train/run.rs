@@ -6,7 +6,8 @@ use super::folder::{
     append_metrics, best_accuracy, check_finite, checkpoint_meta, patience_stop, root, save, write_confusion,
 };
 use super::{
-    epoch_order, evaluate_on, Control, Outcome, Progress, RunConfig, RunState, Start, BEST_FILE, CURVES_FILE,
+    epoch_order, evaluate_on, CheckpointEvery, Control, Outcome, Progress, RunConfig, RunState, Start, BEST_FILE,
+    CURVES_FILE,
 };
 use crate::data::Dataset;
 use crate::dist::World;
@@ -167,19 +168,45 @@ impl<'a> Run<'a> {
                 continue;
             }
             self.step(epoch, bi, batch)?;
+            if self.state.batch_in_epoch == self.steps {
+                // The epoch's end checkpoints anyway.
+                continue;
+            }
             // Every rank stops after the same step when any was interrupted.
-            if self.interrupted() && self.state.batch_in_epoch < self.steps {
-                check_finite(&self.net, epoch + 1, self.step, self.dir, self.last)?;
-                let (dir, net, train, state) = (self.dir, &self.net, self.train, &self.state);
-                let step = self.step;
-                let saved = root(self.world, || {
-                    save(dir, net, train, epoch, step, state, &mut self.last)
-                });
-                self.world.agree(saved)?;
+            if self.interrupted() {
+                self.save_in_epoch(epoch)?;
                 return Ok(Some(self.step));
+            }
+            if self.checkpoint_due() {
+                self.save_in_epoch(epoch)?;
             }
         }
         Ok(None)
+    }
+
+    /// Whether `--checkpoint-every` asks for a checkpoint after this step (on any rank: a
+    /// wall-time interval is each rank's own clock).
+    fn checkpoint_due(&self) -> bool {
+        match self.cfg.checkpoint_every {
+            None => false,
+            Some(CheckpointEvery::Steps(n)) => self.step - self.saved.0 >= n,
+            Some(CheckpointEvery::Seconds(s)) => {
+                let due = self.saved.1.elapsed().as_secs_f64() >= s as f64;
+                self.world.any(due)
+            }
+        }
+    }
+
+    /// The checkpoint of a step within `epoch` (0-based): the weights checked finite, then
+    /// the optimizer file and the checkpoint with where the epoch stands (rank 0).
+    fn save_in_epoch(&mut self, epoch: usize) -> Result<(), TrainerError> {
+        check_finite(&self.net, epoch + 1, self.step, self.dir, self.last)?;
+        let (dir, net, train, state, step) = (self.dir, &self.net, self.train, &self.state, self.step);
+        let saved = root(self.world, || save(dir, net, train, epoch, step, state, &mut self.last));
+        self.world.agree(saved)?;
+        self.last = Some((epoch as u64, step));
+        self.saved = (step, Instant::now());
+        Ok(())
     }
 
     /// Step `bi` of `epoch`, on `batch` (indices of training images): this rank's share

@@ -4,6 +4,8 @@
 //! Each test file compiles its own copy and uses a part of it.
 #![allow(dead_code)]
 
+pub mod job;
+
 use image::{DynamicImage, ImageFormat};
 use petal_model::load_checkpoint;
 use std::borrow::BorrowMut;
