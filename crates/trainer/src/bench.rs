@@ -36,7 +36,7 @@ pub struct BenchResult {
 /// The memory estimate of benchmarking `net` at `batch` on `threads` threads: its buffers
 /// with plain SGD's one slot of optimizer state, and the random batch.
 pub fn estimate(net: &Network, batch: usize, threads: usize) -> Estimate {
-    memory::estimate(net, batch, threads, 1, 0, false)
+    memory::estimate(net, batch, threads, 1, 0, 0.0)
 }
 
 /// Median images/s of `runs` timed runs of `f`, each about `seconds / runs` long after a

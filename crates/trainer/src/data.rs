@@ -139,8 +139,11 @@ impl Dataset {
         }
     }
     /// Splits off a validation set: `fraction` of every class (at least one image of each
-    /// class with two or more), chosen by a shuffle seeded with `seed`. Returns (train, val).
-    pub fn split(&self, fraction: f64, seed: u64) -> (Dataset, Dataset) {
+    /// class with two or more), chosen by a shuffle seeded with `seed`. Returns (train, val),
+    /// each in the set's order. The validation images are copied out; the training images
+    /// stay in the set's own buffer, moved to its front, which then shrinks (no second copy
+    /// of the set).
+    pub fn split(mut self, fraction: f64, seed: u64) -> (Dataset, Dataset) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0005_9117);
         let (mut train, mut val) = (Vec::new(), Vec::new());
         for c in 0..self.classes.len() {
@@ -155,7 +158,22 @@ impl Dataset {
         }
         train.sort_unstable();
         val.sort_unstable();
-        (self.subset(&train), self.subset(&val))
+        let val = self.subset(&val);
+        // Each training image moves down to its place (`k <= i`, in order), over images
+        // already moved or not training ones.
+        let per = self.shape.len();
+        for (k, &i) in train.iter().enumerate() {
+            self.images.copy_within(i * per..(i + 1) * per, k * per);
+            self.labels[k] = self.labels[i];
+            if !self.paths.is_empty() {
+                self.paths.swap(k, i);
+            }
+        }
+        self.images.truncate(train.len() * per);
+        self.images.shrink_to_fit();
+        self.labels.truncate(train.len());
+        self.paths.truncate(if self.paths.is_empty() { 0 } else { train.len() });
+        (self, val)
     }
 }
 

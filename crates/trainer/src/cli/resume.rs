@@ -32,7 +32,17 @@ pub(super) fn apply(
     for id in &a.given {
         let flag = format!("--{}", id.replace('_', "-"));
         match id.as_str() {
-            "resume" | "threads" | "max_memory" => {}
+            "resume" => {}
+            // Not recorded: they hold for this process only.
+            "threads" | "max_memory" => {
+                let v = if id == "threads" {
+                    a.threads.map(|t| t.to_string())
+                } else {
+                    a.max_memory.clone()
+                };
+                notices.push(format!("{flag} {} (this time)", v.unwrap_or_default()));
+                continue;
+            }
             "epochs" => {
                 if asked.epochs < run.epochs {
                     return Err(TrainerError::Usage(format!(

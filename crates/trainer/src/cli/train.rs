@@ -35,6 +35,7 @@ pub(super) fn run(a: TrainArgs, world: &World) -> Result<Exit, TrainerError> {
     let cfg = checked.cfg;
     let estimate = world.agree(check_memory(&a, &cfg, &checked.net, world))?;
     let (mut tr, mut va) = world.agree(load_data(&cfg, &checked.classes))?;
+    memory::release_free();
     // The same counts with other pixels: a file that decodes differently on one rank.
     let counts = |v: &[u64]| format!("{} images, fingerprint {:016x}", v[1], v[0]);
     let hint = "every rank must read the same files";
@@ -100,7 +101,7 @@ fn check_memory(a: &TrainArgs, cfg: &RunConfig, net: &Network, world: &World) ->
     };
     let threads = rayon::current_num_threads();
     let slots = cfg.recipe.optimizer_kind().layout().slots.len();
-    let split = cfg.val.is_none();
+    let split = if cfg.val.is_none() { cfg.val_split } else { 0.0 };
     // This rank's share of a batch (a batch is at most the whole set).
     let share = |b: usize| Shard::split(b.min(images.max(1)), world.ranks(), 0).samples().len().max(1);
     let at = |b: usize| memory::estimate(net, share(b), threads, slots, images, split);

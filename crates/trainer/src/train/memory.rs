@@ -3,12 +3,13 @@
 //! refused with its estimate and the largest batch that fits, instead of being killed by
 //! the kernel's out-of-memory killer in the middle of an epoch.
 //!
-//! The estimate adds up: the data as it was loaded (the whole decoded set and, when it is
-//! split into training and validation sets, its two parts: the allocator keeps the whole
-//! set's memory for the process after the split), the network's buffers at the batch size
-//! (`Network::memory`: weights, optimizer state, the batch's values, one working arena per
-//! thread), the batch being assembled, and what any process of this program holds
-//! ([`PROCESS`]).
+//! The estimate is the decoded data, what any process of this program holds ([`PROCESS`]),
+//! and the larger of two moments: loading the data (when it is split into training and
+//! validation sets, the validation images are copied out of the whole set), and training
+//! (the network's buffers at the batch size, `Network::memory`: weights, optimizer state,
+//! the batch's values, one working arena per thread; and the batch being assembled).
+//! Between the two, the memory the allocator holds free is given back to the system
+//! ([`release_free`]).
 
 use petal_model::{Memory, Network};
 
@@ -23,8 +24,8 @@ pub const PROCESS: u64 = 8 << 20;
 pub struct Estimate {
     /// The network's at the batch size.
     pub network: Memory,
-    /// The decoded data (`f32` values), and what loading it leaves (the set and its split
-    /// parts).
+    /// The decoded data (`f32` values), and what loading it needs besides (the validation
+    /// images copied out of the whole set).
     pub data: u64,
     pub loading: u64,
     /// The batch being assembled (inputs and labels).
@@ -32,9 +33,9 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    /// The peak: the data as loaded, the network's buffers, the batch and the process.
+    /// The peak: the process and the data, then loading or training, the larger.
     pub fn total(&self) -> u64 {
-        PROCESS + self.loading + self.batch + self.network.total()
+        PROCESS + self.data + self.loading.max(self.batch + self.network.total())
     }
 
     /// One line: `312 MiB (data 120 MiB, weights and optimizer 3.1 MiB, the batch's values
@@ -44,7 +45,7 @@ impl Estimate {
         format!(
             "{} (data {}, weights and optimizer {}, the batch's values {}, {threads} thread{} working memory {})",
             bytes(self.total()),
-            bytes(self.loading),
+            bytes(self.data),
             bytes(n.weights + n.optimizer),
             bytes(n.batch + self.batch),
             if threads == 1 { "'s" } else { "s'" },
@@ -54,16 +55,27 @@ impl Estimate {
 }
 
 /// The estimate of training `net` on batches of `batch` samples with `threads` threads, an
-/// optimizer of `slots` values per parameter value, and `images` decoded images (split in
-/// two after loading when `split`).
-pub fn estimate(net: &Network, batch: usize, threads: usize, slots: usize, images: usize, split: bool) -> Estimate {
+/// optimizer of `slots` values per parameter value, and `images` decoded images of which a
+/// fraction `split_off` is copied out as the validation set after loading (0: none).
+pub fn estimate(net: &Network, batch: usize, threads: usize, slots: usize, images: usize, split_off: f64) -> Estimate {
     let per = net.input_shape().len() as u64;
     let data = images as u64 * per * 4;
     Estimate {
         network: net.memory(batch, threads, slots),
         data,
-        loading: if split { 2 * data } else { data },
+        loading: (data as f64 * split_off).ceil() as u64,
         batch: batch as u64 * (per * 4 + 8),
+    }
+}
+
+/// Gives the memory the allocator holds free (the buffers of loading, gone) back to the
+/// system, where the allocator can (glibc's `malloc_trim`): otherwise it would stay the
+/// process's, beside the training buffers allocated after it.
+pub fn release_free() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator's own to the system.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
