@@ -388,3 +388,84 @@ fn ctrl_c(group: bool) {
         .join(format!("optimizer-step{}.safetensors", meta.step))
         .exists());
 }
+
+/// SIGTERM as Slurm sends it at a time limit or on preemption: to the launcher alone
+/// (`ranks: false`, which forwards it) or to every rank (`ranks: true`); either way the
+/// ranks stop after the same step with one consistent checkpoint, exit with 128 + 15, and
+/// a resume (on 3 ranks here) ends with the weights of one uninterrupted process.
+fn sigterm(ranks_too: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = [
+        "train",
+        "--arch",
+        "flowernet",
+        "--synth-per-class",
+        "60",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "6",
+        "--threads",
+        "1",
+    ];
+    let (w, m) = {
+        let out = tmp.path().join("one");
+        let o = trainer().args(job).arg("--out").arg(&out).run();
+        assert!(o.status.success(), "{}", stderr(&o));
+        (weights(&out.join("model.safetensors")), metrics(&out))
+    };
+    let out = tmp.path().join("run");
+    let log = tmp.path().join("log");
+    let marker = format!("PETAL_TEST_JOB={}-term-{ranks_too}", std::process::id());
+    let (k, v) = marker.split_once('=').unwrap();
+    let mut child = mpiexec(2)
+        .env(k, v)
+        .args(job)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mpiexec starts");
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap().contains("epoch 1/6") {
+        assert!(t0.elapsed() < TIMEOUT, "no epoch after {TIMEOUT:?}");
+        assert!(child.try_wait().unwrap().is_none(), "the job ended before epoch 1");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pids: Vec<i32> = if ranks_too {
+        ranks_of(&marker).iter().map(|(p, _)| *p as i32).collect()
+    } else {
+        vec![child.id() as i32]
+    };
+    for pid in pids {
+        // SAFETY: kill(2) on a process this test started (or one of its ranks).
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    let o = wait_output(child);
+    assert!(ranks_of(&marker).is_empty(), "no rank is left running");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("SIGTERM: interrupted at epoch"), "{text}\n{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(128 + libc::SIGTERM), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).matches("SIGTERM: finishing the step").count(),
+        1,
+        "rank 0 alone says it: {}",
+        stderr(&o)
+    );
+    let resumed = mpiexec(3).args(["train", "--resume"]).arg(&out).run();
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_same_training(&w, &m, &out);
+}
+
+#[test]
+fn sigterm_on_the_launcher_stops_every_rank_with_a_checkpoint_and_resumes_exactly() {
+    sigterm(false);
+}
+
+#[test]
+fn sigterm_on_every_rank_stops_them_with_a_checkpoint_and_resumes_exactly() {
+    sigterm(true);
+}
