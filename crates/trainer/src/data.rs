@@ -172,7 +172,8 @@ impl Dataset {
         self.images.truncate(train.len() * per);
         self.images.shrink_to_fit();
         self.labels.truncate(train.len());
-        self.paths.truncate(if self.paths.is_empty() { 0 } else { train.len() });
+        self.paths
+            .truncate(if self.paths.is_empty() { 0 } else { train.len() });
         (self, val)
     }
 }

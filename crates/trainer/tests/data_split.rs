@@ -7,14 +7,23 @@ use std::path::PathBuf;
 
 #[test]
 fn split_in_place_equals_the_two_subsets() {
-    for (n, classes, fraction, paths) in [(50, 5, 0.2, true), (7, 2, 0.5, false), (13, 3, 0.0, true), (1, 1, 0.3, false)] {
+    for (n, classes, fraction, paths) in [
+        (50, 5, 0.2, true),
+        (7, 2, 0.5, false),
+        (13, 3, 0.0, true),
+        (1, 1, 0.3, false),
+    ] {
         let shape = InputShape { c: 2, h: 3, w: 1 };
         let set = Dataset {
             images: (0..n * shape.len()).map(|v| v as f32).collect(),
             labels: (0..n).map(|i| (i * 7 + i / 3) % classes).collect(),
             classes: (0..classes).map(|c| format!("c{c}")).collect(),
             shape,
-            paths: if paths { (0..n).map(|i| PathBuf::from(format!("{i}.png"))).collect() } else { Vec::new() },
+            paths: if paths {
+                (0..n).map(|i| PathBuf::from(format!("{i}.png"))).collect()
+            } else {
+                Vec::new()
+            },
             mean_std: None,
         };
         let (train, val) = set.clone().split(fraction, 9);

@@ -430,7 +430,10 @@ fn sigterm(ranks_too: bool) {
     let t0 = Instant::now();
     while !std::fs::read_to_string(&log).unwrap().contains("epoch 1/6") {
         assert!(t0.elapsed() < TIMEOUT, "no epoch after {TIMEOUT:?}");
-        assert!(child.try_wait().unwrap().is_none(), "the job ended before epoch 1");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended before epoch 1"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let pids: Vec<i32> = if ranks_too {
@@ -447,7 +450,11 @@ fn sigterm(ranks_too: bool) {
     let o = wait_output(child);
     assert!(ranks_of(&marker).is_empty(), "no rank is left running");
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("SIGTERM: interrupted at epoch"), "{text}\n{}", stderr(&o));
+    assert!(
+        text.contains("SIGTERM: interrupted at epoch"),
+        "{text}\n{}",
+        stderr(&o)
+    );
     assert_eq!(o.status.code(), Some(128 + libc::SIGTERM), "{}", stderr(&o));
     assert_eq!(
         stderr(&o).matches("SIGTERM: finishing the step").count(),

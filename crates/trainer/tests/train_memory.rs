@@ -11,7 +11,10 @@ use common::*;
 /// MiB)` at the end of its output).
 fn peak_and_estimate(text: &str) -> (f64, f64) {
     let mib = |s: &str| -> f64 {
-        let (v, unit) = s.trim().split_once(' ').unwrap_or_else(|| panic!("`{s}` in {text}"));
+        let (v, unit) = s
+            .trim()
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("`{s}` in {text}"));
         let v: f64 = v.parse().unwrap();
         match unit.trim_end_matches(')') {
             "KiB" => v / 1024.0,
@@ -32,18 +35,33 @@ fn peak_and_estimate(text: &str) -> (f64, f64) {
 #[test]
 fn train_the_estimate_is_within_15_percent_of_the_peak() {
     let dir = tempfile::tempdir().unwrap();
-    for (arch, batch, threads) in [("seednet", "32", "2"), ("flowernet", "128", "2"), ("resnet8", "32", "1")] {
+    for (arch, batch, threads) in [
+        ("seednet", "32", "2"),
+        ("flowernet", "128", "2"),
+        ("resnet8", "32", "1"),
+    ] {
         let mut cmd = trainer();
-        cmd.args(["train", "--arch", arch, "--batch-size", batch, "--threads", threads])
-            .args(["--epochs", "1", "--synth-per-class", "200", "--out"])
-            .arg(dir.path().join(arch));
+        cmd.args([
+            "train",
+            "--arch",
+            arch,
+            "--batch-size",
+            batch,
+            "--threads",
+            threads,
+        ])
+        .args(["--epochs", "1", "--synth-per-class", "200", "--out"])
+        .arg(dir.path().join(arch));
         let out = run(cmd);
         assert!(out.status.success(), "{arch}: {}", stderr(&out));
         let text = stdout(&out);
         assert!(text.contains("memory: about "), "{arch}: {text}");
         let (peak, estimate) = peak_and_estimate(&text);
         let error = (estimate - peak).abs() / peak;
-        assert!(error <= 0.15, "{arch} batch {batch}: estimated {estimate} MiB, peak {peak} MiB");
+        assert!(
+            error <= 0.15,
+            "{arch} batch {batch}: estimated {estimate} MiB, peak {peak} MiB"
+        );
     }
 }
 
@@ -53,15 +71,34 @@ fn train_a_run_over_max_memory_is_refused_with_the_largest_batch_that_fits() {
     let out_dir = dir.path().join("run");
     let job = |batch: &str| {
         let mut cmd = trainer();
-        cmd.args(["train", "--arch", "resnet8", "--synth-per-class", "20", "--epochs", "1"])
-            .args(["--threads", "1", "--max-memory", "40M", "--batch-size", batch, "--out"])
-            .arg(&out_dir);
+        cmd.args([
+            "train",
+            "--arch",
+            "resnet8",
+            "--synth-per-class",
+            "20",
+            "--epochs",
+            "1",
+        ])
+        .args([
+            "--threads",
+            "1",
+            "--max-memory",
+            "40M",
+            "--batch-size",
+            batch,
+            "--out",
+        ])
+        .arg(&out_dir);
         cmd
     };
     let out = run(job("128"));
     let line = error_line(&out);
     assert!(line.contains("this run needs about "), "{line}");
-    assert!(line.contains("at batch 128, more than the 40.0 MiB --max-memory"), "{line}");
+    assert!(
+        line.contains("at batch 128, more than the 40.0 MiB --max-memory"),
+        "{line}"
+    );
     let batch: usize = line
         .split("the largest batch that fits is ")
         .nth(1)
@@ -73,23 +110,35 @@ fn train_a_run_over_max_memory_is_refused_with_the_largest_batch_that_fits() {
     // That batch fits, and the run trains.
     let out = run(job(&batch.to_string()));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("of 40.0 MiB --max-memory"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("of 40.0 MiB --max-memory"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
 fn train_data_too_large_for_the_memory_is_refused_before_it_is_decoded() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = trainer();
-    cmd.args(["train", "--arch", "seednet", "--synth-per-class", "100000", "--out"])
-        .arg(dir.path().join("run"))
-        .args(["--max-memory", "1G"]);
+    cmd.args([
+        "train",
+        "--arch",
+        "seednet",
+        "--synth-per-class",
+        "100000",
+        "--out",
+    ])
+    .arg(dir.path().join("run"))
+    .args(["--max-memory", "1G"]);
     let line = error_line(&run(cmd));
     assert!(
         line.contains("not even a batch of one fits: the data alone needs"),
         "{line}"
     );
     let mut cmd = trainer();
-    cmd.args(["train", "--max-memory", "lots", "--out"]).arg(dir.path().join("r2"));
+    cmd.args(["train", "--max-memory", "lots", "--out"])
+        .arg(dir.path().join("r2"));
     let line = error_line(&run(cmd));
     assert!(line.contains("--max-memory `lots` is not a size"), "{line}");
 }
@@ -98,7 +147,16 @@ fn train_data_too_large_for_the_memory_is_refused_before_it_is_decoded() {
 fn bench_prints_each_configurations_memory() {
     let out = run({
         let mut c = trainer();
-        c.args(["bench", "--arch", "seednet", "--batch-size", "4,64", "--seconds", "0.2", "--json"]);
+        c.args([
+            "bench",
+            "--arch",
+            "seednet",
+            "--batch-size",
+            "4,64",
+            "--seconds",
+            "0.2",
+            "--json",
+        ]);
         c
     });
     assert!(out.status.success(), "{}", stderr(&out));

@@ -52,7 +52,11 @@ fn cases(folder: &Path) -> Vec<(&'static str, Vec<String>, Rule)> {
         ("augment", s(&["--augment", "flip"]), Rule::Refused),
         ("val_split", s(&["--val-split", "0.3"]), Rule::Refused),
         ("synth_per_class", s(&["--synth-per-class", "30"]), Rule::Refused),
-        ("synth_difficulty", s(&["--synth-difficulty", "hard"]), Rule::Refused),
+        (
+            "synth_difficulty",
+            s(&["--synth-difficulty", "hard"]),
+            Rule::Refused,
+        ),
         ("normalize", s(&["--normalize"]), Rule::Refused),
         ("patience", s(&["--patience", "3"]), Rule::Applied),
         ("checkpoint_every", s(&["--checkpoint-every", "2"]), Rule::Applied),
@@ -101,7 +105,11 @@ fn every_train_option_with_resume_is_applied_with_a_notice_or_refused_by_name() 
                 );
                 assert_eq!(out.status.code(), Some(1), "{id}");
                 assert!(!stdout(&out).contains("resuming"), "{id}: {}", stdout(&out));
-                assert_eq!(std::fs::read(run_dir.join("config.json")).unwrap(), config, "{id}");
+                assert_eq!(
+                    std::fs::read(run_dir.join("config.json")).unwrap(),
+                    config,
+                    "{id}"
+                );
             }
             Rule::Applied => {
                 assert!(out.status.success(), "{id}: {}", stderr(&out));
@@ -124,8 +132,17 @@ fn options_with_the_runs_own_values_resume_and_changes_are_recorded() {
     assert!(out.status.success(), "{}", stderr(&out));
     // The run's own values, written another way: accepted, nothing changes.
     let mut cmd = resume(&run_dir);
-    cmd.args(["--lr", "0.050", "--batch-size", "16", "--seed", "1", "--arch", "seednet"])
-        .args(["--synth-per-class", "20", "--size", "20"]);
+    cmd.args([
+        "--lr",
+        "0.050",
+        "--batch-size",
+        "16",
+        "--seed",
+        "1",
+        "--arch",
+        "seednet",
+    ])
+    .args(["--synth-per-class", "20", "--size", "20"]);
     let out = run(cmd);
     assert!(out.status.success(), "{}", stderr(&out));
     // Raised epochs and a checkpoint interval are recorded in config.json, so a later
@@ -136,7 +153,10 @@ fn options_with_the_runs_own_values_resume_and_changes_are_recorded() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("resuming with --epochs 3 (was 1)"), "{text}");
-    assert!(text.contains("resuming with --checkpoint-every 10m (was none)"), "{text}");
+    assert!(
+        text.contains("resuming with --checkpoint-every 10m (was none)"),
+        "{text}"
+    );
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["epochs"], 3);

@@ -130,7 +130,6 @@ fn train_resume_tolerates_what_a_killed_write_leaves() {
     assert_eq!(assert_consistent(&run_dir), (2, 10));
 }
 
-
 /// The step a run says it was interrupted after (`...: interrupted at epoch E, step S:`).
 fn interrupted_step(text: &str) -> u64 {
     text.split("interrupted at epoch ")
@@ -164,7 +163,11 @@ fn train_sigterm_sighup_sigusr1_write_a_checkpoint_exit_128_plus_the_signal_and_
         let text = stdout(&out);
         assert!(text.contains(&format!("{name}: interrupted at epoch")), "{text}");
         let (_, saved) = assert_consistent(&run_dir);
-        assert_eq!(saved, interrupted_step(&text), "{name}: the checkpoint is the stopped step's");
+        assert_eq!(
+            saved,
+            interrupted_step(&text),
+            "{name}: the checkpoint is the stopped step's"
+        );
         let out = run(resume(&run_dir));
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         assert_matches_reference(&run_dir);
@@ -230,10 +233,26 @@ fn train_checkpoint_every_wall_time_checkpoints_within_an_epoch() {
     // which the run resumes from bit for bit.
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
-    let job = ["train", "--arch", "resnet8", "--synth-per-class", "150", "--batch-size", "8"];
+    let job = [
+        "train",
+        "--arch",
+        "resnet8",
+        "--synth-per-class",
+        "150",
+        "--batch-size",
+        "8",
+    ];
     let mut cmd = trainer();
     cmd.args(job)
-        .args(["--threads", "1", "--epochs", "2", "--checkpoint-every", "1s", "--out"])
+        .args([
+            "--threads",
+            "1",
+            "--epochs",
+            "2",
+            "--checkpoint-every",
+            "1s",
+            "--out",
+        ])
         .arg(&run_dir);
     let mut child = spawn(cmd);
     // Wait for a checkpoint that is not at an epoch's end, then kill the run.
@@ -245,7 +264,10 @@ fn train_checkpoint_every_wall_time_checkpoints_within_an_epoch() {
                 break meta.step;
             }
         }
-        assert!(child.try_wait().unwrap().is_none(), "the run ended without a checkpoint within an epoch");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended without a checkpoint within an epoch"
+        );
         assert!(t0.elapsed() < TIMEOUT, "no checkpoint within an epoch");
         std::thread::sleep(std::time::Duration::from_millis(20));
     };

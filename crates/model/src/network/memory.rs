@@ -55,7 +55,11 @@ impl Network {
         }
         let shared_grads = plan.grad_bufs.iter().sum::<usize>() as u64 * b;
         let classes = plan.classes() as u64;
-        let input_grad = if self.input_grad { b * plan.input_len as u64 } else { 0 };
+        let input_grad = if self.input_grad {
+            b * plan.input_len as u64
+        } else {
+            0
+        };
         batch_values += shared_grads
             + chunks * plan.part_len as u64
             + 2 * chunks * plan.stats_len as u64 // f64 sums

@@ -46,7 +46,10 @@ pub(super) fn run(a: BenchArgs) -> Result<Exit, TrainerError> {
     }
     // Every configuration must fit in the memory available, checked before any runs.
     if let Some(budget) = memory::available() {
-        for (&t, &b) in threads.iter().flat_map(|t| a.batch_size.iter().map(move |b| (t, b))) {
+        for (&t, &b) in threads
+            .iter()
+            .flat_map(|t| a.batch_size.iter().map(move |b| (t, b)))
+        {
             let e = estimate(&net, b, t);
             if e.total() > budget {
                 return Err(TrainerError::Usage(format!(

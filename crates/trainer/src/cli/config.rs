@@ -3,8 +3,8 @@
 //! image is decoded or drawn.
 
 use super::args::{ArchArgs, TrainArgs};
-use super::resume;
 use super::network::{check_size, network};
+use super::resume;
 use super::MAX_SYNTH_SIDE;
 use crate::augment::Augment;
 use crate::data::{class_folders, training_class_folders};

@@ -58,7 +58,11 @@ pub(super) fn apply(
                 let (mine, theirs) = (kept_value(other, asked), kept_value(other, run));
                 if !same(other, &mine, &theirs) {
                     // A flag without a value is named alone.
-                    let given = if FLAGS.contains(&other) { flag } else { format!("{flag} {mine}") };
+                    let given = if FLAGS.contains(&other) {
+                        flag
+                    } else {
+                        format!("{flag} {mine}")
+                    };
                     return Err(TrainerError::Usage(format!(
                         "{given}: this run's is {theirs} (its config.json); a resumed run keeps its options (only {} may change)",
                         CHANGEABLE.map(|c| format!("--{}", c.replace('_', "-"))).join(", ")
@@ -136,7 +140,11 @@ fn same(id: &str, mine: &str, theirs: &str) -> bool {
             mine == theirs || (canon(mine).is_some() && canon(mine) == canon(theirs))
         }
         "arch" => {
-            let canon = |a: &str| petal_model::parse_spec(a).ok().map(|l| petal_model::format_spec(&l));
+            let canon = |a: &str| {
+                petal_model::parse_spec(a)
+                    .ok()
+                    .map(|l| petal_model::format_spec(&l))
+            };
             mine == theirs || (canon(mine).is_some() && canon(mine) == canon(theirs))
         }
         _ => mine == theirs,

@@ -5,8 +5,8 @@
 use super::args::TrainArgs;
 use super::config::{request, validate};
 use super::console::{print_held_notes, print_start, set_quiet, Console};
-use super::signals::{self, Stop};
 use super::load::load_data;
+use super::signals::{self, Stop};
 use super::Exit;
 use crate::data::{count_images, Dataset};
 use crate::dist::{self, World};
@@ -94,7 +94,12 @@ pub(super) fn run(a: TrainArgs, world: &World) -> Result<Exit, TrainerError> {
 /// than `--max-memory` or the memory available, naming the largest batch that fits. Before
 /// any image is decoded (the images are counted, not read) and before the network's
 /// buffers exist. Over several ranks, each holds the data and its share of every batch.
-fn check_memory(a: &TrainArgs, cfg: &RunConfig, net: &Network, world: &World) -> Result<Estimate, TrainerError> {
+fn check_memory(
+    a: &TrainArgs,
+    cfg: &RunConfig,
+    net: &Network,
+    world: &World,
+) -> Result<Estimate, TrainerError> {
     let images = match &cfg.data {
         None => cfg.synth_per_class * CLASSES.len(),
         Some(dir) => count_images(dir)? + cfg.val.as_deref().map_or(Ok(0), count_images)?,
@@ -103,12 +108,18 @@ fn check_memory(a: &TrainArgs, cfg: &RunConfig, net: &Network, world: &World) ->
     let slots = cfg.recipe.optimizer_kind().layout().slots.len();
     let split = if cfg.val.is_none() { cfg.val_split } else { 0.0 };
     // This rank's share of a batch (a batch is at most the whole set).
-    let share = |b: usize| Shard::split(b.min(images.max(1)), world.ranks(), 0).samples().len().max(1);
+    let share = |b: usize| {
+        Shard::split(b.min(images.max(1)), world.ranks(), 0)
+            .samples()
+            .len()
+            .max(1)
+    };
     let at = |b: usize| memory::estimate(net, share(b), threads, slots, images, split);
     let estimate = at(cfg.batch_size);
     let (budget, source) = match &a.max_memory {
         Some(text) => {
-            let b = memory::parse_bytes(text).map_err(|e| TrainerError::Usage(format!("--max-memory {e}")))?;
+            let b =
+                memory::parse_bytes(text).map_err(|e| TrainerError::Usage(format!("--max-memory {e}")))?;
             (Some(b), "--max-memory")
         }
         None => (memory::available(), "available"),
@@ -170,7 +181,15 @@ fn set_threads(threads: Option<usize>) -> Result<(), TrainerError> {
 
 /// Prints how training ended (started at `t`, on `ranks` processes, stopped by `stop`'s
 /// signal if interrupted; its peak memory against the `estimate`) and the exit it makes.
-fn report(outcome: Outcome, dir: &Path, va: &Dataset, t: Instant, ranks: usize, stop: &Stop, estimate: &Estimate) -> Exit {
+fn report(
+    outcome: Outcome,
+    dir: &Path,
+    va: &Dataset,
+    t: Instant,
+    ranks: usize,
+    stop: &Stop,
+    estimate: &Estimate,
+) -> Exit {
     match outcome {
         Outcome::Interrupted { epoch, step } => {
             let signal = stop.signal();

@@ -76,7 +76,9 @@ impl CheckpointEvery {
             Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], Some(c)),
             _ => (t, None),
         };
-        let bad = || format!("--checkpoint-every `{text}`: expected a step count (500) or a duration (30s, 10m, 2h)");
+        let bad = || {
+            format!("--checkpoint-every `{text}`: expected a step count (500) or a duration (30s, 10m, 2h)")
+        };
         let n: u64 = digits.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?;
         match unit {
             None => Ok(CheckpointEvery::Steps(n)),

@@ -57,7 +57,14 @@ impl Estimate {
 /// The estimate of training `net` on batches of `batch` samples with `threads` threads, an
 /// optimizer of `slots` values per parameter value, and `images` decoded images of which a
 /// fraction `split_off` is copied out as the validation set after loading (0: none).
-pub fn estimate(net: &Network, batch: usize, threads: usize, slots: usize, images: usize, split_off: f64) -> Estimate {
+pub fn estimate(
+    net: &Network,
+    batch: usize,
+    threads: usize,
+    slots: usize,
+    images: usize,
+    split_off: f64,
+) -> Estimate {
     let per = net.input_shape().len() as u64;
     let data = images as u64 * per * 4;
     Estimate {

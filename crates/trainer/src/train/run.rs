@@ -6,8 +6,8 @@ use super::folder::{
     append_metrics, best_accuracy, check_finite, checkpoint_meta, patience_stop, root, save, write_confusion,
 };
 use super::{
-    epoch_order, evaluate_on, CheckpointEvery, Control, Outcome, Progress, RunConfig, RunState, Start, BEST_FILE,
-    CURVES_FILE,
+    epoch_order, evaluate_on, CheckpointEvery, Control, Outcome, Progress, RunConfig, RunState, Start,
+    BEST_FILE, CURVES_FILE,
 };
 use crate::data::Dataset;
 use crate::dist::World;
@@ -202,7 +202,9 @@ impl<'a> Run<'a> {
     fn save_in_epoch(&mut self, epoch: usize) -> Result<(), TrainerError> {
         check_finite(&self.net, epoch + 1, self.step, self.dir, self.last)?;
         let (dir, net, train, state, step) = (self.dir, &self.net, self.train, &self.state, self.step);
-        let saved = root(self.world, || save(dir, net, train, epoch, step, state, &mut self.last));
+        let saved = root(self.world, || {
+            save(dir, net, train, epoch, step, state, &mut self.last)
+        });
         self.world.agree(saved)?;
         self.last = Some((epoch as u64, step));
         self.saved = (step, Instant::now());
