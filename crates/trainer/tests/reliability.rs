@@ -1327,6 +1327,27 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Asserts the files of `before` (a snapshot) are unchanged in `run_dir`, but for
+/// `metrics.jsonl` (rewritten as it was) and `config.json`, which records the `--epochs`
+/// the resume raised to `epochs` (and nothing else).
+fn assert_unchanged_but_the_epochs(run_dir: &Path, before: &[(String, Vec<u8>)], epochs: usize) {
+    for (name, bytes) in before {
+        let now = std::fs::read(run_dir.join(name)).unwrap();
+        match name.as_str() {
+            "metrics.jsonl" => {}
+            "config.json" => {
+                let (mut was, now): (serde_json::Value, serde_json::Value) = (
+                    serde_json::from_slice(bytes).unwrap(),
+                    serde_json::from_slice(&now).unwrap(),
+                );
+                was["epochs"] = epochs.into();
+                assert_eq!(was, now, "config.json changed beyond its epochs");
+            }
+            _ => assert!(now == *bytes, "{name} changed"),
+        }
+    }
+}
+
 #[test]
 fn train_a_file_in_place_of_the_output_folder_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -1435,14 +1456,7 @@ fn train_mount_full_disk_is_a_clear_error_and_the_checkpoint_stays() {
         line.contains(&format!("{}: No space left on device", opt2.display())),
         "{line}"
     );
-    for (name, bytes) in &before {
-        if name != "metrics.jsonl" {
-            assert!(
-                std::fs::read(run_dir.join(name)).unwrap() == *bytes,
-                "{name} changed"
-            );
-        }
-    }
+    assert_unchanged_but_the_epochs(&run_dir, &before, 2);
     assert_eq!(assert_consistent(&run_dir), (1, JOB_STEPS_PER_EPOCH));
     // With space again, the run resumes from epoch 1 and ends as if nothing happened.
     std::fs::remove_file(filler).unwrap();
@@ -1488,14 +1502,7 @@ fn train_a_file_size_limit_is_a_clear_error_and_the_checkpoint_stays() {
         line.contains(&format!("{}: File too large", opt2.display())),
         "{line}"
     );
-    for (name, bytes) in &before {
-        if name != "metrics.jsonl" {
-            assert!(
-                std::fs::read(run_dir.join(name)).unwrap() == *bytes,
-                "{name} changed"
-            );
-        }
-    }
+    assert_unchanged_but_the_epochs(&run_dir, &before, 2);
     assert_eq!(assert_consistent(&run_dir), (1, JOB_STEPS_PER_EPOCH));
 }
 
