@@ -455,7 +455,14 @@ fn sigterm(ranks_too: bool) {
         "{text}\n{}",
         stderr(&o)
     );
-    assert_eq!(o.status.code(), Some(128 + libc::SIGTERM), "{}", stderr(&o));
+    // The ranks exit with 128 + 15; the launcher passes that on, or after forwarding a
+    // signal of its own exits with 0 (MPICH's varies, as after a Ctrl-C).
+    assert!(
+        matches!(o.status.code(), Some(0 | 143)),
+        "{:?}: {}",
+        o.status,
+        stderr(&o)
+    );
     assert_eq!(
         stderr(&o).matches("SIGTERM: finishing the step").count(),
         1,
