@@ -23,6 +23,16 @@ pub(crate) trait Vector: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Ou
     fn store(self, s: &mut [f32]);
     /// The first `n` lanes (`n <= LANES`) into the first `n` values of `s`.
     fn store_prefix(self, s: &mut [f32], n: usize);
+    /// The `LANES` values of `s` from `at`, without a bounds check.
+    ///
+    /// # Safety
+    /// `at + LANES <= s.len()`.
+    unsafe fn load_at(s: &[f32], at: usize) -> Self;
+    /// Into the `LANES` values of `s` from `at`, without a bounds check.
+    ///
+    /// # Safety
+    /// `at + LANES <= s.len()`.
+    unsafe fn store_at(self, s: &mut [f32], at: usize);
     /// `self · a + b`, fused where the CPU has FMA.
     fn mul_add(self, a: Self, b: Self) -> Self;
     /// Sum of the lanes, in a fixed order.
@@ -56,6 +66,23 @@ macro_rules! vector {
                     self.store(s);
                 } else {
                     s[..n].copy_from_slice(&self.to_array()[..n]);
+                }
+            }
+            #[inline(always)]
+            unsafe fn load_at(s: &[f32], at: usize) -> Self {
+                debug_assert!(at + $n <= s.len());
+                // SAFETY: the caller's `at + LANES <= s.len()`; unaligned reads of f32s.
+                unsafe { $f::new(s.as_ptr().add(at).cast::<[f32; $n]>().read_unaligned()) }
+            }
+            #[inline(always)]
+            unsafe fn store_at(self, s: &mut [f32], at: usize) {
+                debug_assert!(at + $n <= s.len());
+                // SAFETY: the caller's `at + LANES <= s.len()`; `s` is borrowed uniquely.
+                unsafe {
+                    s.as_mut_ptr()
+                        .add(at)
+                        .cast::<[f32; $n]>()
+                        .write_unaligned(self.to_array())
                 }
             }
             #[inline(always)]

@@ -5,7 +5,9 @@
 
 use super::forward_direct;
 use super::halves::HalfLoad;
+use super::winograd::{self, WinogradTile};
 use super::{Conv2dShape, ForwardPath};
+use crate::vector::Vector;
 
 /// `dx = conv(dy, W')` with `W'[c, o, u, v] = W[o, c, k-1-u, k-1-v]` written to the first
 /// `weight_len()` values of `scratch`, the rest the transposed convolution's forward
@@ -46,6 +48,13 @@ pub(super) fn backward_input_transposed<V: HalfLoad>(
         forward_direct::forward_regrouped::<V>(&t, path, dy, &[], None, dx, rest);
         return;
     }
+    flip(s, weight, flipped);
+    forward_direct::forward::<V>(&t, path, dy, flipped, None, dx, rest);
+}
+
+/// The transposed convolution's weights: `W'[c, o, u, v] = W[o, c, k-1-u, k-1-v]`.
+fn flip(s: &Conv2dShape, weight: &[f32], flipped: &mut [f32]) {
+    let k = s.kh * s.kw;
     for o in 0..s.out_c {
         for c in 0..s.in_c {
             for uv in 0..k {
@@ -53,5 +62,20 @@ pub(super) fn backward_input_transposed<V: HalfLoad>(
             }
         }
     }
-    forward_direct::forward::<V>(&t, path, dy, flipped, None, dx, rest);
+}
+
+/// [`InputGradPath::Winograd`](super::InputGradPath::Winograd): `dx = conv(dy, W')` as in
+/// [`backward_input_transposed`], the transposed convolution on Winograd's forward path
+/// with `tile`.
+pub(super) fn backward_input_winograd<V: Vector>(
+    s: &Conv2dShape,
+    tile: WinogradTile,
+    weight: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let (flipped, rest) = scratch.split_at_mut(s.weight_len());
+    flip(s, weight, flipped);
+    winograd::forward::<V>(&s.transposed(), tile, dy, flipped, None, dx, rest);
 }

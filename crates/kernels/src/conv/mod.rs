@@ -76,10 +76,12 @@ mod shape;
 mod strided;
 mod weight_grad_3x3;
 mod weight_grad_direct;
+pub mod winograd;
 
 pub use lowering::{col2im, im2col};
-pub use paths::{ForwardPath, InputGradPath, WeightGradPath};
+pub use paths::{ConvAlgo, ForwardPath, InputGradPath, WeightGradPath};
 pub use shape::Conv2dShape;
+pub use winograd::WinogradTile;
 
 use crate::arch::Lanes;
 use crate::shape::check_len;
@@ -137,7 +139,21 @@ pub fn conv2d_forward(
     y: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let path = s.forward_path();
+    conv2d_forward_algo(s, ConvAlgo::Direct, x, weight, bias, y, scratch);
+}
+
+/// [`conv2d_forward`] with the stride-1 3x3 algorithm `algo` ([`ConvAlgo`]; `scratch` at
+/// least [`Conv2dShape::scratch_len_for`] values).
+pub fn conv2d_forward_algo(
+    s: &Conv2dShape,
+    algo: ConvAlgo,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let path = s.forward_path_for(algo);
     conv2d_forward_with(s, path, path.build_lanes(), x, weight, bias, y, scratch);
 }
 
@@ -168,6 +184,12 @@ pub fn conv2d_forward_with(
     check_scratch(WHAT, scratch.len(), path.scratch_len(s));
     match (path, lanes) {
         (ForwardPath::Gemm, _) => lowering::forward(s, x, weight, bias, y, scratch),
+        (ForwardPath::Winograd(t), Lanes::Eight) => {
+            winograd::forward::<f32x8>(s, t, x, weight, bias, y, scratch)
+        }
+        (ForwardPath::Winograd(t), Lanes::Sixteen) => {
+            winograd::forward::<f32x16>(s, t, x, weight, bias, y, scratch)
+        }
         (ForwardPath::Polyphase, Lanes::Eight) => strided::forward::<f32x8>(s, x, weight, bias, y, scratch),
         (ForwardPath::Polyphase, Lanes::Sixteen) => {
             strided::forward::<f32x16>(s, x, weight, bias, y, scratch)
@@ -193,7 +215,21 @@ pub fn conv2d_backward_weights(
     grad_bias: Option<&mut [f32]>,
     scratch: &mut [f32],
 ) {
-    let path = s.weight_grad_path();
+    conv2d_backward_weights_algo(s, ConvAlgo::Direct, x, dy, grad_weight, grad_bias, scratch);
+}
+
+/// [`conv2d_backward_weights`] with the stride-1 3x3 algorithm `algo` ([`ConvAlgo`];
+/// `scratch` at least [`Conv2dShape::scratch_len_for`] values).
+pub fn conv2d_backward_weights_algo(
+    s: &Conv2dShape,
+    algo: ConvAlgo,
+    x: &[f32],
+    dy: &[f32],
+    grad_weight: &mut [f32],
+    grad_bias: Option<&mut [f32]>,
+    scratch: &mut [f32],
+) {
+    let path = s.weight_grad_path_for(algo);
     conv2d_backward_weights_with(
         s,
         path,
@@ -282,13 +318,14 @@ fn backward_weights_chunks<'a, V: Vector>(
                 weight_grad_3x3::backward_weights_chunk::<V>(s, xc, dyc, buf, pw, want_bias.then_some(pb));
                 return;
             }
-            if path == WeightGradPath::Polyphase {
-                strided::backward_weights_chunk::<V>(s, xc, dyc, buf, pw);
-            } else {
-                pw.fill(0.0);
+            match path {
+                WeightGradPath::Polyphase => strided::backward_weights_chunk::<V>(s, xc, dyc, buf, pw),
+                WeightGradPath::Winograd(t) => winograd::backward_weights_chunk::<V>(s, t, xc, dyc, buf, pw),
+                _ => pw.fill(0.0),
             }
+            let whole_chunk = matches!(path, WeightGradPath::Polyphase | WeightGradPath::Winograd(_));
             for (xn, dyn_) in xc.chunks_exact(il).zip(dyc.chunks_exact(ol)) {
-                if path == WeightGradPath::Polyphase {
+                if whole_chunk {
                     // The weight gradient of the whole chunk is done; only the bias's sums.
                 } else if path == WeightGradPath::Gemm {
                     lowering::backward_weights_image(s, xn, dyn_, buf, pw);
@@ -323,7 +360,21 @@ pub fn conv2d_backward_input(
     dx: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let path = s.input_grad_path();
+    conv2d_backward_input_algo(s, ConvAlgo::Direct, weight, dy, dx, scratch);
+}
+
+/// [`conv2d_backward_input`] with the stride-1 3x3 algorithm `algo` for its transposed
+/// convolution ([`ConvAlgo`]; `scratch` at least [`Conv2dShape::scratch_len_for`]
+/// values).
+pub fn conv2d_backward_input_algo(
+    s: &Conv2dShape,
+    algo: ConvAlgo,
+    weight: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let path = s.input_grad_path_for(algo);
     conv2d_backward_input_with(s, path, path.build_lanes(s), weight, dy, dx, scratch);
 }
 
@@ -349,6 +400,12 @@ pub fn conv2d_backward_input_with(
     check_scratch(WHAT, scratch.len(), path.scratch_len(s));
     match (path, lanes) {
         (InputGradPath::Col2im, _) => lowering::backward_input(s, weight, dy, dx, scratch),
+        (InputGradPath::Winograd(t), Lanes::Eight) => {
+            input_grad::backward_input_winograd::<f32x8>(s, t, weight, dy, dx, scratch)
+        }
+        (InputGradPath::Winograd(t), Lanes::Sixteen) => {
+            input_grad::backward_input_winograd::<f32x16>(s, t, weight, dy, dx, scratch)
+        }
         (InputGradPath::Polyphase, Lanes::Eight) => {
             strided::backward_input::<f32x8>(s, weight, dy, dx, scratch)
         }

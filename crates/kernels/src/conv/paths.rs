@@ -4,6 +4,7 @@
 //! needs. The module docs of [`conv`](super) give the table and why each path wins.
 
 use super::offset_taps::MAX_AREA;
+use super::winograd::{self, WinogradTile};
 use super::{Conv2dShape, BATCH_CHUNK};
 use crate::arch::{Lanes, TILES};
 
@@ -42,6 +43,67 @@ pub(crate) fn has_area_kernel(area: usize) -> bool {
     matches!(area, 1 | 4 | 9 | 25)
 }
 
+/// Which algorithm the stride-1 3x3 convolutions take (the others have one each): the
+/// direct kernels, whose results are today's bits, or Winograd's, which does fewer
+/// multiplies and rounds differently ([`winograd`](super::winograd)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ConvAlgo {
+    /// The direct kernels (and GEMM where they take it), for every shape.
+    #[default]
+    Direct,
+    /// Winograd for every shape it computes, on the tile measured faster for it.
+    Winograd,
+    /// Per shape, whichever of the two was measured faster.
+    Auto,
+}
+
+impl ConvAlgo {
+    /// Every algorithm, as the trainer's `--conv-algo` names them.
+    pub const NAMES: [&'static str; 3] = ["direct", "winograd", "auto"];
+
+    /// The algorithm named `name` (one of [`ConvAlgo::NAMES`]).
+    pub fn parse(name: &str) -> Option<ConvAlgo> {
+        match name {
+            "direct" => Some(ConvAlgo::Direct),
+            "winograd" => Some(ConvAlgo::Winograd),
+            "auto" => Some(ConvAlgo::Auto),
+            _ => None,
+        }
+    }
+
+    /// Its name in [`ConvAlgo::NAMES`].
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvAlgo::Direct => "direct",
+            ConvAlgo::Winograd => "winograd",
+            ConvAlgo::Auto => "auto",
+        }
+    }
+}
+
+/// The Winograd tile of a stride-1 3x3 shape the Winograd paths compute: F(4x4, 3x3) on
+/// outputs larger than 8 x 8, F(2x2, 3x3) on the smaller ones, where F(4x4)'s tiles are
+/// few and its transforms cost more than they save (measured, `examples/winograd_shapes.rs`,
+/// 32 images, one thread, x86-64-v3, direct-method GFLOP/s: 64 -> 64 channels at 8 x 8
+/// forward 72 direct / 115 F2 / 112 F4, weight gradient 44 / 77 / 63; at 16 x 16 forward
+/// 86 / 119 / 141, weight gradient 61 / 92 / 104).
+pub(crate) fn winograd_tile(s: &Conv2dShape) -> WinogradTile {
+    if s.out_h().min(s.out_w()) > 8 {
+        WinogradTile::F4
+    } else {
+        WinogradTile::F2
+    }
+}
+
+/// Whether [`ConvAlgo::Auto`] takes Winograd for a stride-1 3x3 shape: with at least 16
+/// input and 16 output channels. Fewer channels fill too few lanes of the transforms'
+/// vectors and too short products (measured as for [`winograd_tile`]: 3 -> 16 channels at
+/// 32 x 32 forward 65 direct / 23 F4, 8 -> 16 at 50 x 50 71 / 72, 16 -> 16 at 32 x 32
+/// 85 / 116, 32 -> 32 at 16 x 16 84 / 150).
+fn auto_winograd(s: &Conv2dShape) -> bool {
+    s.in_c.min(s.out_c) >= 16
+}
+
 /// How [`conv2d_forward`](super::conv2d_forward) computes a shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ForwardPath {
@@ -60,6 +122,8 @@ pub enum ForwardPath {
     /// tap reads at a fixed offset; register tiles of 8 output channels over the flat
     /// output positions (`strided.rs`).
     Polyphase,
+    /// Stride 1, 3x3, padding up to 2: Winograd's algorithm on the tile (`winograd/`).
+    Winograd(WinogradTile),
 }
 
 /// How [`conv2d_backward_weights`](super::conv2d_backward_weights) computes a shape.
@@ -79,6 +143,9 @@ pub enum WeightGradPath {
     /// register tiles of output channels by taps over every image of a chunk
     /// (`strided.rs`).
     Polyphase,
+    /// Stride 1, 3x3, padding up to 2: Winograd's weight gradient on the tile
+    /// (`winograd/`).
+    Winograd(WinogradTile),
 }
 
 /// How [`conv2d_backward_input`](super::conv2d_backward_input) computes a shape.
@@ -94,6 +161,9 @@ pub enum InputGradPath {
     /// stride-1 correlation of `dy` with that phase's sub-kernel, on the polyphase
     /// forward's register tiles, then merged (`strided.rs`).
     Polyphase,
+    /// Stride 1, 3x3, padding up to 2: the transposed convolution (as
+    /// [`InputGradPath::Transposed`]) on Winograd's forward path with the tile.
+    Winograd(WinogradTile),
 }
 
 impl Conv2dShape {
@@ -143,7 +213,46 @@ impl Conv2dShape {
     /// kernel [`InputGradPath::Polyphase`] (without col2im's GEMM packing allocation);
     /// everything else, non-square kernels and `pad >= k` included, col2im.
     pub fn input_grad_path(&self) -> InputGradPath {
-        if InputGradPath::Transposed.supports(self) {
+        self.input_grad_path_for(ConvAlgo::Direct)
+    }
+
+    /// Whether `algo` takes Winograd for this shape (one that it computes).
+    fn takes_winograd(&self, algo: ConvAlgo) -> bool {
+        winograd::supports(self)
+            && match algo {
+                ConvAlgo::Direct => false,
+                ConvAlgo::Winograd => true,
+                ConvAlgo::Auto => auto_winograd(self),
+            }
+    }
+
+    /// The forward path of this shape under `algo`: Winograd where `algo` takes it, else
+    /// [`Conv2dShape::forward_path`].
+    pub fn forward_path_for(&self, algo: ConvAlgo) -> ForwardPath {
+        if self.takes_winograd(algo) {
+            ForwardPath::Winograd(winograd_tile(self))
+        } else {
+            self.forward_path()
+        }
+    }
+
+    /// The weight-gradient path of this shape under `algo`: Winograd where `algo` takes
+    /// it, else [`Conv2dShape::weight_grad_path`].
+    pub fn weight_grad_path_for(&self, algo: ConvAlgo) -> WeightGradPath {
+        if self.takes_winograd(algo) {
+            WeightGradPath::Winograd(winograd_tile(self))
+        } else {
+            self.weight_grad_path()
+        }
+    }
+
+    /// The input-gradient path of this shape under `algo`: its transposed convolution on
+    /// Winograd where `algo` takes that one, else [`Conv2dShape::input_grad_path`]'s
+    /// choice.
+    pub fn input_grad_path_for(&self, algo: ConvAlgo) -> InputGradPath {
+        if InputGradPath::Transposed.supports(self) && self.transposed().takes_winograd(algo) {
+            InputGradPath::Winograd(winograd_tile(&self.transposed()))
+        } else if InputGradPath::Transposed.supports(self) {
             InputGradPath::Transposed
         } else if resnet_stride_2(self) {
             InputGradPath::Polyphase
@@ -174,12 +283,14 @@ impl Conv2dShape {
 
 impl ForwardPath {
     /// Every path, for tests and benches.
-    pub const ALL: [ForwardPath; 5] = [
+    pub const ALL: [ForwardPath; 7] = [
         ForwardPath::Taps,
         ForwardPath::TapPairs,
         ForwardPath::Grouped,
         ForwardPath::Gemm,
         ForwardPath::Polyphase,
+        ForwardPath::Winograd(WinogradTile::F2),
+        ForwardPath::Winograd(WinogradTile::F4),
     ];
 
     /// Whether this path can compute the shape.
@@ -190,18 +301,21 @@ impl ForwardPath {
             ForwardPath::Grouped => s.stride == 1,
             ForwardPath::Gemm => true,
             ForwardPath::Polyphase => s.kh * s.kw <= MAX_AREA,
+            ForwardPath::Winograd(_) => winograd::supports(s),
         }
     }
 
     /// Scratch values this path needs for the shape: one padded image per chunk (plus
-    /// the regrouped weights for [`ForwardPath::Grouped`]), or one im2col matrix per
-    /// chunk.
+    /// the regrouped weights for [`ForwardPath::Grouped`]), one im2col matrix per chunk,
+    /// or Winograd's transformed filters and each chunk's buffers (for the widest
+    /// vector, whose channel blocks need the most).
     pub fn scratch_len(self, s: &Conv2dShape) -> usize {
         match self {
             ForwardPath::Taps | ForwardPath::TapPairs => s.chunks() * s.padded_len(),
             ForwardPath::Grouped => s.chunks() * s.padded_len() + s.grouped_weight_len(),
             ForwardPath::Gemm => s.chunks() * s.col_len(),
             ForwardPath::Polyphase => s.chunks() * s.phase_forward_buf_len() + s.grouped_weight_len(),
+            ForwardPath::Winograd(t) => winograd::forward_scratch_len(s, t, Lanes::Sixteen.count()),
         }
     }
 
@@ -216,12 +330,14 @@ impl ForwardPath {
 
 impl WeightGradPath {
     /// Every path, for tests and benches.
-    pub const ALL: [WeightGradPath; 5] = [
+    pub const ALL: [WeightGradPath; 7] = [
         WeightGradPath::Direct3x3,
         WeightGradPath::DirectArea,
         WeightGradPath::DirectRows,
         WeightGradPath::Gemm,
         WeightGradPath::Polyphase,
+        WeightGradPath::Winograd(WinogradTile::F2),
+        WeightGradPath::Winograd(WinogradTile::F4),
     ];
 
     /// Whether this path can compute the shape.
@@ -232,6 +348,7 @@ impl WeightGradPath {
             WeightGradPath::DirectRows => s.stride == 1,
             WeightGradPath::Gemm => true,
             WeightGradPath::Polyphase => s.kh * s.kw <= MAX_AREA,
+            WeightGradPath::Winograd(_) => winograd::supports(s),
         }
     }
 
@@ -244,6 +361,7 @@ impl WeightGradPath {
             WeightGradPath::DirectArea | WeightGradPath::DirectRows => s.padded_len(),
             WeightGradPath::Gemm => s.col_len(),
             WeightGradPath::Polyphase => s.phase_weights_buf_len(),
+            WeightGradPath::Winograd(t) => winograd::weight_grad_buf_len(s, t, Lanes::Sixteen.count()),
         }
     }
 
@@ -259,7 +377,9 @@ impl WeightGradPath {
     /// gradient's plane sums of those and of GEMM, run 16 lanes on every build.
     pub fn build_lanes(self) -> Lanes {
         match self {
-            WeightGradPath::Direct3x3 | WeightGradPath::Polyphase => Lanes::BUILD,
+            WeightGradPath::Direct3x3 | WeightGradPath::Polyphase | WeightGradPath::Winograd(_) => {
+                Lanes::BUILD
+            }
             WeightGradPath::DirectArea | WeightGradPath::DirectRows | WeightGradPath::Gemm => Lanes::Sixteen,
         }
     }
@@ -267,10 +387,12 @@ impl WeightGradPath {
 
 impl InputGradPath {
     /// Every path, for tests and benches.
-    pub const ALL: [InputGradPath; 3] = [
+    pub const ALL: [InputGradPath; 5] = [
         InputGradPath::Transposed,
         InputGradPath::Col2im,
         InputGradPath::Polyphase,
+        InputGradPath::Winograd(WinogradTile::F2),
+        InputGradPath::Winograd(WinogradTile::F4),
     ];
 
     /// Whether this path can compute the shape.
@@ -279,6 +401,9 @@ impl InputGradPath {
             InputGradPath::Transposed => s.stride == 1 && s.kh == s.kw && s.pad < s.kh,
             InputGradPath::Col2im => true,
             InputGradPath::Polyphase => s.kh * s.kw <= MAX_AREA,
+            InputGradPath::Winograd(_) => {
+                InputGradPath::Transposed.supports(s) && winograd::supports(&s.transposed())
+            }
         }
     }
 
@@ -292,6 +417,10 @@ impl InputGradPath {
             }
             InputGradPath::Col2im => s.chunks() * s.col_len(),
             InputGradPath::Polyphase => s.chunks() * s.phase_input_buf_len() + s.phase_grad_weights_len(),
+            InputGradPath::Winograd(tile) => {
+                let t = s.transposed();
+                s.weight_len() + ForwardPath::Winograd(tile).scratch_len(&t)
+            }
         }
     }
 
@@ -301,7 +430,7 @@ impl InputGradPath {
     pub fn build_lanes(self, s: &Conv2dShape) -> Lanes {
         match self {
             InputGradPath::Transposed => s.transposed().forward_path().build_lanes(),
-            InputGradPath::Col2im | InputGradPath::Polyphase => Lanes::BUILD,
+            InputGradPath::Col2im | InputGradPath::Polyphase | InputGradPath::Winograd(_) => Lanes::BUILD,
         }
     }
 }

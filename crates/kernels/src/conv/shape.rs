@@ -155,8 +155,14 @@ impl Conv2dShape {
     }
     /// Scratch values that serve all three conv kernels.
     pub fn scratch_len(&self) -> usize {
-        self.forward_scratch_len()
-            .max(self.backward_weights_scratch_len())
-            .max(self.backward_input_scratch_len())
+        self.scratch_len_for(super::ConvAlgo::Direct)
+    }
+    /// Scratch values that serve all three conv kernels with the stride-1 3x3 algorithm
+    /// `algo` (`conv2d_*_algo`).
+    pub fn scratch_len_for(&self, algo: super::ConvAlgo) -> usize {
+        let f = self.forward_path_for(algo).scratch_len(self);
+        let w = self.weight_grad_path_for(algo).scratch_len(self);
+        let i = self.input_grad_path_for(algo).scratch_len(self);
+        f.max(w).max(i)
     }
 }
