@@ -237,3 +237,67 @@ fn the_public_algo_kernels_follow_the_algorithm() {
         );
     }
 }
+
+#[test]
+fn prepared_filters_give_the_bits_of_the_algo_kernels_at_any_batch() {
+    // Winograd on both tiles (12x12 -> F4, 6x6 -> F2), odd channels, a 5x5 and a stride-2
+    // shape (nothing to prepare), under every algorithm; prepared at batch 1, run at 5.
+    let shapes = [
+        conv(5, 16, 12, 12, 24, 3, 3, 1, 1),
+        conv(5, 17, 6, 7, 19, 3, 3, 1, 1),
+        conv(5, 16, 9, 9, 16, 3, 3, 1, 0),
+        conv(5, 16, 9, 9, 16, 5, 5, 1, 2),
+        conv(5, 16, 10, 10, 32, 3, 3, 2, 1),
+    ];
+    for (k, s) in shapes.iter().enumerate() {
+        let [x, w, b, dy] = data(s, 73_000 + k as u64);
+        for algo in [ConvAlgo::Direct, ConvAlgo::Winograd, ConvAlgo::Auto] {
+            let what = format!("{s:?} {algo:?}");
+            let one = Conv2dShape { batch: 1, ..*s };
+            let len = one.prepared_len(algo);
+            assert_eq!(
+                len,
+                s.prepared_len(algo),
+                "{what}: the batch changes the prepared length"
+            );
+            let winograd = s.forward_path_for(algo) != s.forward_path();
+            assert_eq!(len > 0, winograd, "{what}: prepared values only for Winograd");
+            let mut prepared = vec![f32::NAN; len];
+            conv::conv2d_prepare(&one, algo, &w, &mut prepared);
+            assert!(
+                prepared.iter().all(|v| v.is_finite()),
+                "{what}: every prepared value written"
+            );
+            let mut scratch = vec![f32::NAN; s.scratch_len_for(algo)];
+            let (mut want, mut got) = (vec![0.0; s.output_len()], vec![f32::NAN; s.output_len()]);
+            conv::conv2d_forward_algo(s, algo, &x, &w, Some(&b), &mut want, &mut scratch);
+            conv::conv2d_forward_prepared(s, algo, &x, &w, &prepared, Some(&b), &mut got, &mut scratch);
+            assert_bits_eq(&what, &got, &want);
+            let (mut want, mut got) = (vec![0.0; s.input_len()], vec![f32::NAN; s.input_len()]);
+            conv::conv2d_backward_input_algo(s, algo, &w, &dy, &mut want, &mut scratch);
+            conv::conv2d_backward_input_prepared(s, algo, &w, &prepared, &dy, &mut got, &mut scratch);
+            assert_bits_eq(&format!("{what} dX"), &got, &want);
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "prepared")]
+fn prepared_filters_of_another_shape_are_refused() {
+    let s = conv(4, 16, 12, 12, 16, 3, 3, 1, 1);
+    let other = conv(4, 16, 12, 12, 24, 3, 3, 1, 1);
+    let [x, w, b, _] = data(&s, 74_000);
+    let prepared = vec![0.0; other.prepared_len(ConvAlgo::Winograd)];
+    let mut scratch = vec![0.0; s.scratch_len_for(ConvAlgo::Winograd)];
+    let mut y = vec![0.0; s.output_len()];
+    conv::conv2d_forward_prepared(
+        &s,
+        ConvAlgo::Winograd,
+        &x,
+        &w,
+        &prepared,
+        Some(&b),
+        &mut y,
+        &mut scratch,
+    );
+}

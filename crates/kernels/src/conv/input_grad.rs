@@ -75,7 +75,8 @@ pub(super) fn backward_input_winograd<V: Vector>(
     dx: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let (flipped, rest) = scratch.split_at_mut(s.weight_len());
-    flip(s, weight, flipped);
-    winograd::forward::<V>(&s.transposed(), tile, dy, flipped, None, dx, rest);
+    let t = s.transposed();
+    let (u, rest) = scratch.split_at_mut(winograd::filters_len(&t, tile, V::LANES));
+    winograd::prepare_filters(&t, tile, V::LANES, winograd::Filters::Flipped(weight), u);
+    winograd::forward_prepared::<V>(&t, tile, u, dy, None, dx, rest);
 }

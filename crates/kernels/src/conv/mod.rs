@@ -72,6 +72,7 @@ mod offset_taps;
 mod padding;
 mod paths;
 mod polyphase;
+mod prepared;
 mod shape;
 mod strided;
 mod weight_grad_3x3;
@@ -80,6 +81,7 @@ pub mod winograd;
 
 pub use lowering::{col2im, im2col};
 pub use paths::{ConvAlgo, ForwardPath, InputGradPath, WeightGradPath};
+pub use prepared::{conv2d_backward_input_prepared, conv2d_forward_prepared, conv2d_prepare};
 pub use shape::Conv2dShape;
 pub use winograd::WinogradTile;
 

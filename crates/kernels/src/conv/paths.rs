@@ -407,8 +407,9 @@ impl InputGradPath {
         }
     }
 
-    /// Scratch values this path needs for the shape: the flipped weights, the transposed
-    /// convolution's forward scratch; or one im2col matrix per chunk.
+    /// Scratch values this path needs for the shape: the flipped weights and the
+    /// transposed convolution's forward scratch (Winograd: that scratch, which holds the
+    /// flipped weights' transform); or one im2col matrix per chunk.
     pub fn scratch_len(self, s: &Conv2dShape) -> usize {
         match self {
             InputGradPath::Transposed => {
@@ -417,10 +418,7 @@ impl InputGradPath {
             }
             InputGradPath::Col2im => s.chunks() * s.col_len(),
             InputGradPath::Polyphase => s.chunks() * s.phase_input_buf_len() + s.phase_grad_weights_len(),
-            InputGradPath::Winograd(tile) => {
-                let t = s.transposed();
-                s.weight_len() + ForwardPath::Winograd(tile).scratch_len(&t)
-            }
+            InputGradPath::Winograd(tile) => ForwardPath::Winograd(tile).scratch_len(&s.transposed()),
         }
     }
 

@@ -3,7 +3,7 @@
 use super::layout::{stage, unstage};
 use super::product;
 use super::transform::{TwoD, F2, F4};
-use super::{tile_of, transform_filters, transform_input_tile, Geometry, WinogradTile};
+use super::{tile_of, transform_filters, transform_input_tile, Filters, Geometry, WinogradTile};
 use crate::conv::{Conv2dShape, BATCH_CHUNK};
 use crate::vector::Vector;
 use rayon::prelude::*;
@@ -48,14 +48,46 @@ fn forward_on<V: Vector, T: TwoD>(
 ) {
     let g = Geometry::new(s, tile_of::<T>(), V::LANES);
     let (u, rest) = scratch.split_at_mut(g.filters_len());
-    transform_filters::<T>(s, &g, weight, u);
-    let u = &*u;
+    transform_filters::<T>(s, &g, Filters::Plain(weight), u);
+    filtered::<V, T>(s, &g, u, x, bias, y, rest);
+}
+
+/// [`forward`] with the filters already transformed ([`prepare_filters`](super::prepare_filters)
+/// at `V`'s width): `u` `[t²][cp][op]`; `scratch` at least [`forward_scratch_len`] values.
+#[allow(clippy::too_many_arguments)]
+pub(in crate::conv) fn forward_prepared<V: Vector>(
+    s: &Conv2dShape,
+    tile: WinogradTile,
+    u: &[f32],
+    x: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let g = Geometry::new(s, tile, V::LANES);
+    assert_eq!(u.len(), g.filters_len(), "Winograd filters of {s:?} on {tile:?}");
+    match tile {
+        WinogradTile::F2 => filtered::<V, F2>(s, &g, u, x, bias, y, scratch),
+        WinogradTile::F4 => filtered::<V, F4>(s, &g, u, x, bias, y, scratch),
+    }
+}
+
+/// The forward pass on the transformed filters `u`, chunks in parallel.
+fn filtered<V: Vector, T: TwoD>(
+    s: &Conv2dShape,
+    g: &Geometry,
+    u: &[f32],
+    x: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
     let (il, ol) = (s.in_image_len(), s.out_image_len());
-    let len = chunk_len(&g);
+    let len = chunk_len(g);
     y.par_chunks_mut(BATCH_CHUNK * ol)
         .zip(x.par_chunks(BATCH_CHUNK * il))
-        .zip(rest[..s.chunks() * len].par_chunks_mut(len))
-        .for_each(|((yc, xc), buf)| forward_chunk::<V, T>(s, &g, u, xc, bias, yc, buf));
+        .zip(scratch[..s.chunks() * len].par_chunks_mut(len))
+        .for_each(|((yc, xc), buf)| forward_chunk::<V, T>(s, g, u, xc, bias, yc, buf));
 }
 
 /// One chunk's images `x` into `y`.

@@ -48,7 +48,7 @@ mod product;
 mod transform;
 mod weight_grad;
 
-pub(super) use forward::{forward, forward_scratch_len};
+pub(super) use forward::{forward, forward_prepared, forward_scratch_len};
 pub(super) use weight_grad::{backward_weights_chunk, weight_grad_buf_len};
 
 use super::{Conv2dShape, BATCH_CHUNK};
@@ -204,20 +204,59 @@ fn transform_input_tile<V: Vector, T: TwoD>(g: &Geometry, staged: &[f32], p: usi
     }
 }
 
+/// The weights a shape's filters come from.
+#[derive(Clone, Copy)]
+pub(super) enum Filters<'a> {
+    /// The shape's own, `[out_c, in_c, 3, 3]`.
+    Plain(&'a [f32]),
+    /// Those of the convolution the shape is the transpose of (`[in_c, out_c, 3, 3]` of
+    /// the shape), flipped: `W'[o, c, u, v] = W[c, o, 2 - u, 2 - v]`.
+    Flipped(&'a [f32]),
+}
+
 /// `U[ξ][c][o] = (G g_o,c Gᵀ)[ξ]` into `u` (`[t²][cp][op]`), computed in f64 and rounded
 /// once; zero for the padded channels.
-fn transform_filters<T: TwoD>(s: &Conv2dShape, g: &Geometry, weight: &[f32], u: &mut [f32]) {
+fn transform_filters<T: TwoD>(s: &Conv2dShape, g: &Geometry, filters: Filters<'_>, u: &mut [f32]) {
     u[..g.filters_len()].fill(0.0);
     let t = T::M + 2;
     for o in 0..s.out_c {
         for c in 0..s.in_c {
-            let w = &weight[(o * s.in_c + c) * 9..][..9];
             let at = c * g.op + o;
-            T::filter_2d(
-                |a, b| w[a * 3 + b] as f64,
-                |a, b, v| u[(a * t + b) * g.cp * g.op + at] = v as f32,
-            );
+            let store = |a: usize, b: usize, v: f64| u[(a * t + b) * g.cp * g.op + at] = v as f32;
+            match filters {
+                Filters::Plain(weight) => {
+                    let w = &weight[(o * s.in_c + c) * 9..][..9];
+                    T::filter_2d(|a, b| w[a * 3 + b] as f64, store);
+                }
+                Filters::Flipped(weight) => {
+                    let w = &weight[(c * s.out_c + o) * 9..][..9];
+                    T::filter_2d(|a, b| w[8 - (a * 3 + b)] as f64, store);
+                }
+            }
         }
+    }
+}
+
+/// Values of the transformed filters of `s` on `tile` at `lanes` channels a vector
+/// ([`prepare_filters`]).
+pub(super) fn filters_len(s: &Conv2dShape, tile: WinogradTile, lanes: usize) -> usize {
+    Geometry::new(s, tile, lanes).filters_len()
+}
+
+/// The transformed filters of `s` on `tile` at `lanes` channels a vector into `u`
+/// ([`filters_len`] values), for [`forward_prepared`].
+pub(super) fn prepare_filters(
+    s: &Conv2dShape,
+    tile: WinogradTile,
+    lanes: usize,
+    filters: Filters<'_>,
+    u: &mut [f32],
+) {
+    let g = Geometry::new(s, tile, lanes);
+    assert_eq!(u.len(), g.filters_len(), "Winograd filters of {s:?} on {tile:?}");
+    match tile {
+        WinogradTile::F2 => transform_filters::<F2>(s, &g, filters, u),
+        WinogradTile::F4 => transform_filters::<F4>(s, &g, filters, u),
     }
 }
 
