@@ -129,6 +129,7 @@ mod tests {
             shape,
             weight,
             bias: None,
+            algo: petal_kernels::ConvAlgo::Direct,
         })
     }
 

@@ -73,6 +73,12 @@ fn check_steady_state() {
             )
             .unwrap(),
         ),
+        ("resnet8 on Winograd", {
+            // 16x16 maps take F(4x4) tiles, 8x8 and 4x4 F(2x2); filters prepared per step.
+            let mut net = Network::for_classes("resnet8", InputShape { c: 3, h: 16, w: 16 }, 5, 1).unwrap();
+            net.set_conv_algo(petal_kernels::ConvAlgo::Winograd);
+            net
+        }),
     ] {
         let batch = 16;
         let x: Vec<f32> = (0..batch * net.input_shape().len())

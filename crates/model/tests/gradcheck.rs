@@ -1,6 +1,7 @@
 //! The public gradient checker passes on the presets and on a spec with stride 2 and
 //! padding (a wrong gradient failing it is a unit test in `src/gradcheck.rs`).
 
+use petal_kernels::ConvAlgo;
 use petal_model::{gradcheck, GradCheckOptions, InputShape, Network};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -125,4 +126,18 @@ fn avgpool_dropout_and_input_blocks_gradients_match_finite_differences() {
 fn resnet8_gradients_match_finite_differences() {
     let net = Network::for_classes("resnet8", InputShape { c: 3, h: 8, w: 8 }, 4, 31).unwrap();
     check(net, 3);
+}
+
+/// Winograd's passes (`--conv-algo winograd`: every stride-1 3x3 convolution, the 3-channel
+/// stem too; `auto`: those of 16 channels and more), on F(4x4) tiles (12x12 maps) and
+/// F(2x2) (6x6 and 3x3 after the strided stages), within the same tolerance of the
+/// float64 reference as the direct kernels.
+#[test]
+fn resnet8_gradients_match_finite_differences_with_winograd() {
+    for algo in [ConvAlgo::Winograd, ConvAlgo::Auto] {
+        let mut net = Network::for_classes("resnet8", InputShape { c: 3, h: 12, w: 12 }, 5, 32).unwrap();
+        net.set_conv_algo(algo);
+        assert_eq!(net.conv_algo(), algo);
+        check(net, 5);
+    }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::shape;
-use petal_kernels::SgdConfig;
+use petal_kernels::{ConvAlgo, SgdConfig};
 use petal_model::layers::{Conv2d, Dense, MaxPool2d};
 use petal_model::network::CHUNK;
 use petal_model::*;
@@ -317,6 +317,49 @@ fn training_is_bit_identical_on_1_2_and_3_threads() {
     }
 }
 
+/// Inference on Winograd runs on filters prepared from the weights with each batch norm
+/// folded in (after training has moved the running statistics off 0 and 1): its
+/// probabilities are the direct kernels' within Winograd's rounding, bit-identical on 1
+/// and 3 threads, and the same after switching back and forth.
+#[test]
+fn winograd_inference_uses_the_folded_weights_on_any_thread_count() {
+    let input = shape(3, 12, 10);
+    let mut net = Network::for_classes("resnet8", input, 4, 8).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let x: Vec<f32> = (0..11 * input.len()).map(|_| rng.random::<f32>() - 0.5).collect();
+    let y: Vec<usize> = (0..11).map(|_| rng.random_range(0..4)).collect();
+    let cfg = SgdConfig {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
+    for _ in 0..3 {
+        net.train_step(&x, &y, &cfg).unwrap();
+    }
+    let probs = |net: &mut Network, algo: ConvAlgo, threads: usize| {
+        net.set_conv_algo(algo);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| net.predict(&x).unwrap().to_vec())
+    };
+    let direct = probs(&mut net, ConvAlgo::Direct, 2);
+    let winograd = probs(&mut net, ConvAlgo::Winograd, 1);
+    assert_eq!(winograd, probs(&mut net, ConvAlgo::Winograd, 3), "1 vs 3 threads");
+    assert_ne!(winograd, direct, "Winograd rounds otherwise");
+    let worst = winograd
+        .iter()
+        .zip(&direct)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < 1e-5, "probabilities {worst:e} off the direct kernels'");
+    assert_eq!(direct, probs(&mut net, ConvAlgo::Direct, 1), "back to direct");
+    let stats = net.evaluate(&x, &y).unwrap();
+    assert_eq!(net.probs(), &direct[..], "evaluate's probabilities are predict's");
+    assert_eq!(stats.batch, 11);
+}
+
 #[test]
 fn buffers_follow_the_batch_size() {
     let mut net = Network::seednet(5);
@@ -397,7 +440,9 @@ fn layer_by_layer(net: &Network, x: &[f32], labels: &[usize]) -> (f32, Vec<f32>,
     for layer in net.layers() {
         let input = acts.last().unwrap();
         let (out, argmax) = match layer {
-            Layer::Conv2d(Conv2d { shape, weight, bias }) => {
+            Layer::Conv2d(Conv2d {
+                shape, weight, bias, ..
+            }) => {
                 let s = k::Conv2dShape { batch, ..*shape };
                 let mut y = vec![0.0; s.output_len()];
                 let mut scratch = vec![0.0; s.scratch_len()];
@@ -454,7 +499,9 @@ fn layer_by_layer(net: &Network, x: &[f32], labels: &[usize]) -> (f32, Vec<f32>,
         let (input, output) = (&acts[i], &acts[i + 1]);
         let mut dx = vec![0.0; input.len()];
         match layer {
-            Layer::Conv2d(Conv2d { shape, weight, bias }) => {
+            Layer::Conv2d(Conv2d {
+                shape, weight, bias, ..
+            }) => {
                 let s = k::Conv2dShape { batch, ..*shape };
                 let mut scratch = vec![0.0; s.scratch_len()];
                 let (gw, gb) = chunk_tree(

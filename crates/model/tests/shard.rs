@@ -7,6 +7,7 @@
 mod common;
 
 use common::shape;
+use petal_kernels::ConvAlgo;
 use petal_model::{
     AdamWConfig, Collective, InputShape, Network, Optimizer, Sgd, SgdConfig, Shard, TrainConfig,
 };
@@ -240,27 +241,75 @@ fn any_number_of_ranks_trains_the_weights_of_one_process_bit_for_bit() {
     for (spec, input, classes, cfg, sizes) in cases {
         let net = Network::for_classes(spec, input, classes, 5).unwrap();
         let data = batches(input, classes, &sizes, 9);
-        let mut one = net.clone();
-        let mut want_stats = Vec::new();
-        for (x, y) in &data {
-            let s = one.train_step_with(x, y, &cfg).unwrap();
-            want_stats.push((s.loss.to_bits(), s.correct));
+        ranks_train_the_weights_of_one_process(spec, &net, &data, &cfg);
+    }
+}
+
+/// Trains `net` on `data` in one process and split over 1 to 4 thread ranks (each on 1 or
+/// 2 threads); returns the one process's weights and batch-norm statistics after asserting
+/// every rank's equal to them, bit for bit, with the same losses and correct counts.
+fn ranks_train_the_weights_of_one_process(
+    what: &str,
+    net: &Network,
+    data: &[(Vec<f32>, Vec<usize>)],
+    cfg: &TrainConfig,
+) -> Vec<u32> {
+    let mut one = net.clone();
+    let mut want_stats = Vec::new();
+    for (x, y) in data {
+        let s = one.train_step_with(x, y, cfg).unwrap();
+        want_stats.push((s.loss.to_bits(), s.correct));
+    }
+    let want = state(&one);
+    assert_ne!(want, state(net), "{what}: training changed the weights");
+    for ranks in [1, 2, 3, 4] {
+        let (results, _) = train_sharded(net, data, cfg, ranks);
+        for (rank, (net, stats)) in results.iter().enumerate() {
+            assert!(
+                state(net) == want,
+                "{what}: rank {rank} of {ranks}: weights differ from one process's"
+            );
+            assert_eq!(
+                stats, &want_stats,
+                "{what}: rank {rank} of {ranks}: losses or correct counts"
+            );
         }
-        let want = state(&one);
-        assert_ne!(want, state(&net), "{spec}: training changed the weights");
-        for ranks in [1, 2, 3, 4] {
-            let (results, _) = train_sharded(&net, &data, &cfg, ranks);
-            for (rank, (net, stats)) in results.iter().enumerate() {
-                assert!(
-                    state(net) == want,
-                    "{spec}: rank {rank} of {ranks}: weights differ from one process's"
-                );
-                assert_eq!(
-                    stats, &want_stats,
-                    "{spec}: rank {rank} of {ranks}: losses or correct counts"
-                );
-            }
-        }
+    }
+    want
+}
+
+/// Winograd's convolutions (both tiles: 12x12 maps take F(4x4), 6x6 F(2x2)) keep the
+/// identity: any split over ranks and threads trains one process's bits. They round
+/// otherwise than the direct kernels: the weights differ from the direct run's, slightly.
+#[test]
+fn winograd_trains_the_same_bits_on_any_number_of_ranks() {
+    let spec = "conv3x3:16/p1/nobias,bn,relu,res(conv3x3:16/p1/nobias,bn,relu,conv3x3:16/p1/nobias,bn),relu,\
+                res(conv3x3:24/s2/p1/nobias,bn,relu,conv3x3:24/p1/nobias,bn),relu,gap,dense:4";
+    let input = shape(3, 12, 12);
+    let cfg = TrainConfig::from(Optimizer::AdamW(AdamWConfig::torch_default()));
+    let data = batches(input, 4, &[20, 9, 3], 19);
+    let mut runs = Vec::new();
+    for algo in [ConvAlgo::Direct, ConvAlgo::Winograd, ConvAlgo::Auto] {
+        let mut net = Network::for_classes(spec, input, 4, 6).unwrap();
+        net.set_conv_algo(algo);
+        runs.push(ranks_train_the_weights_of_one_process(
+            &format!("{algo:?}"),
+            &net,
+            &data,
+            &cfg,
+        ));
+    }
+    let params: usize = Network::for_classes(spec, input, 4, 6).unwrap().param_count();
+    let value = |bits: &[u32], i: usize| f32::from_bits(bits[i]);
+    for (algo, run) in [("winograd", &runs[1]), ("auto", &runs[2])] {
+        assert_ne!(run, &runs[0], "{algo}: the same bits as the direct kernels");
+        let worst = (0..params)
+            .map(|i| (value(run, i) - value(&runs[0], i)).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            worst < 1e-4,
+            "{algo}: a weight {worst:e} off the direct run's after 3 steps"
+        );
     }
 }
 

@@ -2,6 +2,12 @@
 //! `/pP` (zero padding on every side, default 0) and `/nobias` (PyTorch's
 //! `Conv2d(c, N, (KH, KW), S, P, bias)`): `y = W ⋆ x + b`, weight `{name}.weight`
 //! `[N, c, KH, KW]` and bias `{name}.bias` `[N]` (`petal_kernels::conv`).
+//!
+//! Its stride-1 3x3 algorithm ([`ConvAlgo`]: the direct kernels or Winograd's) is a
+//! setting of the network ([`Network::set_conv_algo`](crate::Network::set_conv_algo)),
+//! not part of the spec or the checkpoint. Winograd's transformed filters are prepared
+//! once per step (or inference pass) from the weights the step uses
+//! ([`Conv2d::prepare`]) and read by every chunk task ([`Ctx::prepared`](super::Ctx)).
 
 use super::token::number;
 use super::{
@@ -11,7 +17,7 @@ use super::{
 use crate::param::Param;
 use crate::shape::Shape;
 use petal_kernels as k;
-use petal_kernels::{reference, Conv2dShape};
+use petal_kernels::{reference, Conv2dShape, ConvAlgo};
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
 
@@ -113,7 +119,13 @@ impl SpecKind for ConvSpec {
             h: shape.out_h(),
             w: shape.out_w(),
         };
-        Ok((Layer::Conv2d(Conv2d { shape, weight, bias }), out))
+        let conv = Conv2d {
+            shape,
+            weight,
+            bias,
+            algo: ConvAlgo::Direct,
+        };
+        Ok((Layer::Conv2d(conv), out))
     }
     fn param_count(&self, input: Shape) -> u128 {
         let c = input.spatial().map_or(0, |(c, _, _)| c) as u128;
@@ -122,22 +134,28 @@ impl SpecKind for ConvSpec {
     }
 }
 
-/// A convolution layer: its shape (for batch 1), weight and optional bias.
+/// A convolution layer: its shape (for batch 1), weight and optional bias, and the
+/// algorithm its stride-1 3x3 passes take.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv2d {
     pub shape: Conv2dShape,
     pub weight: Param,
     pub bias: Option<Param>,
+    /// [`ConvAlgo::Direct`] unless the network sets another
+    /// ([`Network::set_conv_algo`](crate::Network::set_conv_algo)).
+    pub algo: ConvAlgo,
 }
 
 impl Conv2d {
     /// The forward pass of `images` samples with weights `w` and bias `b` (the layer's,
-    /// or inference's with a batch norm folded in).
+    /// or inference's with a batch norm folded in) and the filters `prepared` from `w`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward_with(
         &self,
         images: usize,
         x: &[f32],
         w: &[f32],
+        prepared: &[f32],
         b: Option<&[f32]>,
         y: &mut [f32],
         scratch: &mut [f32],
@@ -146,7 +164,22 @@ impl Conv2d {
             batch: images,
             ..self.shape
         };
-        k::conv2d_forward(&s, x, w, b, y, scratch);
+        k::conv2d_forward_prepared(&s, self.algo, x, w, prepared, b, y, scratch);
+    }
+
+    /// Values of its prepared filters ([`Conv2d::prepare`]): 0 where its algorithm
+    /// transforms none.
+    pub fn prepared_len(&self) -> usize {
+        self.shape.prepared_len(self.algo)
+    }
+
+    /// Its algorithm's transformed filters of the weights `w` (the layer's, or inference's
+    /// with a batch norm folded in) into `out`, resized to [`Conv2d::prepared_len`].
+    pub(crate) fn prepare(&self, w: &[f32], out: &mut Vec<f32>) {
+        out.resize(self.prepared_len(), 0.0);
+        if !out.is_empty() {
+            k::conv2d_prepare(&self.shape, self.algo, w, out);
+        }
     }
 }
 
@@ -180,7 +213,7 @@ impl Kind for Conv2d {
             batch: images,
             ..self.shape
         }
-        .scratch_len()
+        .scratch_len_for(self.algo)
     }
     fn scratch(&self) -> Option<Scratch> {
         let one = Conv2dShape {
@@ -193,7 +226,7 @@ impl Kind for Conv2d {
             input: format!("{}x{}x{}", s.in_c, s.h, s.w),
             // A validated shape has every size within 2^40 values, so the kernels' usize
             // arithmetic in `scratch_len` cannot wrap.
-            per_sample: one.validate().map(|()| one.scratch_len()),
+            per_sample: one.validate().map(|()| one.scratch_len_for(self.algo)),
         })
     }
     fn traits(&self) -> Traits {
@@ -204,7 +237,8 @@ impl Kind for Conv2d {
     }
     fn forward(&self, f: Forward<'_>) {
         let bias = self.bias.as_ref().map(|b| &b.value[..]);
-        self.forward_with(f.images, f.x, &self.weight.value, bias, f.y, f.scratch);
+        let (w, prepared) = (&self.weight.value, f.ctx.prepared);
+        self.forward_with(f.images, f.x, w, prepared, bias, f.y, f.scratch);
     }
     fn backward(&self, b: Backward<'_>) {
         let s = Conv2dShape {
@@ -212,9 +246,10 @@ impl Kind for Conv2d {
             ..self.shape
         };
         let (gw, gb) = split_grads(b.grads, &self.weight, &self.bias);
-        k::conv2d_backward_weights(&s, b.x, b.dy, gw, gb, b.scratch);
+        k::conv2d_backward_weights_algo(&s, self.algo, b.x, b.dy, gw, gb, b.scratch);
         if let Some(dx) = b.dx {
-            k::conv2d_backward_input(&s, &self.weight.value, b.dy, dx, b.scratch);
+            let (w, prepared) = (&self.weight.value, b.ctx.prepared);
+            k::conv2d_backward_input_prepared(&s, self.algo, w, prepared, b.dy, dx, b.scratch);
         }
     }
     fn reference(&self, r: Reference<'_>) -> (Vec<f64>, Vec<u64>) {

@@ -382,6 +382,9 @@ pub(crate) struct Ctx<'a> {
     /// A batch norm's coefficients (its batch's statistics in training, the running ones
     /// in inference).
     pub stats: Option<&'a BnWork>,
+    /// A convolution's filters prepared for its algorithm from the weights the pass uses
+    /// (`Conv2d::prepare`; empty for the other kinds and where nothing is prepared).
+    pub prepared: &'a [f32],
 }
 
 /// One chunk's buffers for a layer's forward pass.

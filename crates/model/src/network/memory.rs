@@ -8,8 +8,9 @@ use crate::plan::{Storage, CHUNK};
 /// Bytes a network holds to train on a batch, by what they are for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Memory {
-    /// Parameters and their gradients (f32 each), and inference's copies of the
-    /// convolutions that fold a batch norm in.
+    /// Parameters and their gradients (f32 each), inference's copies of the
+    /// convolutions that fold a batch norm in, and the convolutions' prepared filters
+    /// (Winograd's transformed weights, `Conv2d::prepare`).
     pub weights: u64,
     /// The optimizer's state in the parameters (its slots: SGD's velocity, AdamW's two
     /// moments).
@@ -77,8 +78,16 @@ impl Network {
                 _ => 0,
             })
             .sum();
+        let prepared: u64 = self
+            .layers
+            .iter()
+            .map(|l| match l {
+                Layer::Conv2d(c) => c.prepared_len() as u64,
+                _ => 0,
+            })
+            .sum();
         Memory {
-            weights: (2 * params + folded) * F32,
+            weights: (2 * params + folded + prepared) * F32,
             optimizer: optimizer_slots as u64 * params * F32,
             batch: batch_values * F32,
             tasks: threads as u64 * task * F32,

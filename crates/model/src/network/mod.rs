@@ -13,8 +13,10 @@ use crate::shape::Shape;
 use crate::shard::{Shard, ShardWork};
 use crate::spec::{format_spec, parse_spec};
 use petal_kernels as k;
+use petal_kernels::ConvAlgo;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 pub use crate::limits::{MAX_ACTIVATIONS_PER_SAMPLE, MAX_PARAMS};
 pub use crate::plan::CHUNK;
@@ -59,6 +61,11 @@ pub struct Network {
     shard_work: ShardWork,
     /// Per layer, inference's convolution weights and bias with a batch norm folded in.
     folded: Vec<Option<(Vec<f32>, Vec<f32>)>>,
+    /// Per layer, a convolution's filters prepared for its algorithm from the weights of
+    /// the current pass (`Conv2d::prepare`; empty for the others).
+    prepared: Vec<Vec<f32>>,
+    /// The stride-1 3x3 algorithm of every convolution ([`Network::set_conv_algo`]).
+    conv_algo: ConvAlgo,
     /// Dropout masks: the seed of the run and the training steps taken, which key each
     /// step's masks; and the seed of the last step's.
     seed: u64,
@@ -144,6 +151,8 @@ impl Network {
             bn_work,
             shard_work: ShardWork::default(),
             folded: Vec::new(),
+            prepared: Vec::new(),
+            conv_algo: ConvAlgo::Direct,
             seed: 0,
             steps: 0,
             last_step_seed: 0,
@@ -268,6 +277,56 @@ impl Network {
         self.bufs.capacity = 0; // re-size buffers on the next call
     }
 
+    /// Sets the algorithm of every stride-1 3x3 convolution ([`ConvAlgo`]):
+    /// [`ConvAlgo::Direct`] (the default) keeps the direct kernels' bits;
+    /// [`ConvAlgo::Winograd`] and [`ConvAlgo::Auto`] do fewer multiplies and round
+    /// differently (`petal_kernels::conv::winograd` states their error). Either way the
+    /// results are the same on any thread count and any split over processes.
+    pub fn set_conv_algo(&mut self, algo: ConvAlgo) {
+        self.conv_algo = algo;
+        for layer in &mut self.layers {
+            if let Layer::Conv2d(conv) = layer {
+                conv.algo = algo;
+            }
+        }
+        self.plan.scratch_len = crate::plan::scratch_len(&self.layers);
+        self.prepared.clear();
+        self.bufs = Buffers::default(); // arenas with the new scratch on the next call
+    }
+
+    /// The stride-1 3x3 convolutions' algorithm ([`Network::set_conv_algo`]).
+    pub fn conv_algo(&self) -> ConvAlgo {
+        self.conv_algo
+    }
+
+    /// Prepares every convolution's filters for its algorithm (`Conv2d::prepare`), from
+    /// its folded weights where `folded` has them (inference), else its own; layers in
+    /// parallel.
+    fn prepare_convs(&mut self, use_folded: bool) {
+        let Network {
+            layers,
+            folded,
+            prepared,
+            ..
+        } = self;
+        prepared.resize_with(layers.len(), Vec::new);
+        let folded = &folded[..];
+        layers
+            .par_iter()
+            .zip(prepared.par_iter_mut())
+            .enumerate()
+            .for_each(|(i, (layer, out))| match layer {
+                Layer::Conv2d(conv) => {
+                    let w = match folded.get(i) {
+                        Some(Some((w, _))) if use_folded => w,
+                        _ => &conv.weight.value,
+                    };
+                    conv.prepare(w, out);
+                }
+                _ => out.clear(),
+            });
+    }
+
     /// Whether backward computes the input gradient ([`Network::set_input_grad`]).
     pub fn input_grad_enabled(&self) -> bool {
         self.input_grad
@@ -303,6 +362,7 @@ impl Network {
             }
         }
         crate::step::fold_batch_norms(&self.layers, &self.plan, &self.bn_work, &mut self.folded);
+        self.prepare_convs(true);
         let n = self.layers.len();
         self.region(x, Shard::whole(batch), None, |step, c| step.forward(c, 0..n));
     }

@@ -28,6 +28,7 @@ impl Network {
             bufs,
             bn_work,
             folded,
+            prepared,
             input_grad,
             last_step_seed,
             label_smoothing,
@@ -38,6 +39,7 @@ impl Network {
             plan,
             bn: bn_work,
             folded: if labels.is_some() { &[] } else { folded },
+            prepared,
             input_grad: *input_grad,
             grad_scale: 1.0 / shard.batch as f32,
             train: labels.is_some(),
@@ -55,6 +57,7 @@ impl Network {
     fn run_training(&mut self, x: &[f32], shard: Shard, labels: &[usize], comm: Option<&dyn Collective>) {
         let n = self.layers.len();
         let m = self.plan.bns.len();
+        self.prepare_convs(false);
         if m == 0 {
             self.region(x, shard, Some(labels), |step, c| {
                 step.forward(c, 0..n);

@@ -354,11 +354,7 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
             plans[j].folded = true;
         }
     }
-    let scratch_len = layers
-        .iter()
-        .map(|l| l.kind().scratch_len(CHUNK))
-        .max()
-        .unwrap_or(0);
+    let scratch_len = scratch_len(&layers);
     Plan {
         layers: plans,
         input_len: input.len(),
@@ -435,3 +431,12 @@ fn share_gradients(plans: &mut [LayerPlan]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests;
+
+/// Kernel scratch values of a chunk task: the most any layer needs for [`CHUNK`] images.
+pub(crate) fn scratch_len(layers: &[Layer]) -> usize {
+    layers
+        .iter()
+        .map(|l| l.kind().scratch_len(CHUNK))
+        .max()
+        .unwrap_or(0)
+}

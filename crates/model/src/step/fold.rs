@@ -44,7 +44,8 @@ impl ChunkStep<'_> {
         let slot = norm.slot.expect("a batch norm has a buffer");
         let images = c.bufs.images();
         let (input, out, _) = c.bufs.forward_io(p.input, p.in_len, slot, norm.out_len);
-        conv.forward_with(images, input, w, Some(b), out, c.scratch);
+        let prepared = self.prepared.get(i).map_or(&[][..], |v| &v[..]);
+        conv.forward_with(images, input, w, prepared, Some(b), out, c.scratch);
         if norm.relu_after {
             petal_kernels::relu_forward_inplace(out);
         }

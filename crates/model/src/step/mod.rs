@@ -57,6 +57,9 @@ pub(crate) struct ChunkStep<'a> {
     /// In inference, per layer, a convolution's weights and bias with the batch norm after
     /// it folded in (`LayerPlan::fold_into`); empty in training.
     pub folded: &'a [Option<(Vec<f32>, Vec<f32>)>],
+    /// Per layer, a convolution's prepared filters (`Conv2d::prepare`) of the weights this
+    /// pass uses: the folded ones where a batch norm is folded in.
+    pub prepared: &'a [Vec<f32>],
 }
 
 impl ChunkStep<'_> {
@@ -70,6 +73,7 @@ impl ChunkStep<'_> {
             seed: dropout_seed(self.seed, i),
             first_value: ((self.sample_offset + c.first) * p.in_len) as u64,
             stats: p.bn.map(|j| &self.bn[j]),
+            prepared: self.prepared.get(i).map_or(&[], |v| &v[..]),
         }
     }
 
