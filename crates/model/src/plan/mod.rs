@@ -354,7 +354,7 @@ fn plan(ops: &Ops, input: InputShape) -> Plan {
             plans[j].folded = true;
         }
     }
-    let scratch_len = scratch_len(&layers);
+    let scratch_len = scratch_len(layers);
     Plan {
         layers: plans,
         input_len: input.len(),
