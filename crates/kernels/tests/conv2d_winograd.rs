@@ -145,8 +145,11 @@ fn winograd_on_odd_shapes_matches_the_reference_at_both_widths_and_on_any_thread
 #[test]
 fn conv_algo_takes_winograd_where_it_was_measured_faster() {
     let forward = |s: &Conv2dShape, algo| s.forward_path_for(algo);
-    // 16 channels and more on both sides: Winograd, F4 above 8x8 outputs, F2 at 8x8 and below.
-    let wide = conv(4, 16, 32, 32, 16, 3, 3, 1, 1);
+    // AUTO_MIN_CHANNELS (two vectors: 16 on AVX2, 32 on AVX-512) and more on both sides:
+    // Winograd, F4 above 8x8 outputs, F2 at 8x8 and below.
+    let min = conv::AUTO_MIN_CHANNELS;
+    assert_eq!(min, 2 * Lanes::BUILD.count());
+    let wide = conv(4, min, 32, 32, min, 3, 3, 1, 1);
     assert_eq!(
         forward(&wide, ConvAlgo::Auto),
         ForwardPath::Winograd(WinogradTile::F4)
@@ -171,8 +174,15 @@ fn conv_algo_takes_winograd_where_it_was_measured_faster() {
         forward(&stem, ConvAlgo::Winograd),
         ForwardPath::Winograd(WinogradTile::F4)
     );
-    // The input gradient's shape is the transposed one: 16 -> 8 channels stays direct.
-    let narrow_in = conv(4, 8, 16, 16, 16, 3, 3, 1, 1);
+    // One channel fewer on either side: direct.
+    for s in [
+        conv(4, min - 1, 16, 16, 64, 3, 3, 1, 1),
+        conv(4, 64, 16, 16, min - 1, 3, 3, 1, 1),
+    ] {
+        assert_eq!(forward(&s, ConvAlgo::Auto), s.forward_path(), "{s:?}");
+    }
+    // The input gradient's shape is the transposed one: min -> min / 2 channels stays direct.
+    let narrow_in = conv(4, min / 2, 16, 16, min, 3, 3, 1, 1);
     assert_eq!(
         narrow_in.input_grad_path_for(ConvAlgo::Auto),
         narrow_in.input_grad_path()

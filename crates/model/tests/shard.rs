@@ -284,7 +284,7 @@ fn ranks_train_the_weights_of_one_process(
 #[test]
 fn winograd_trains_the_same_bits_on_any_number_of_ranks() {
     let spec = "conv3x3:16/p1/nobias,bn,relu,res(conv3x3:16/p1/nobias,bn,relu,conv3x3:16/p1/nobias,bn),relu,\
-                res(conv3x3:24/s2/p1/nobias,bn,relu,conv3x3:24/p1/nobias,bn),relu,gap,dense:4";
+                res(conv3x3:32/s2/p1/nobias,bn,relu,conv3x3:32/p1/nobias,bn),relu,gap,dense:4";
     let input = shape(3, 12, 12);
     let cfg = TrainConfig::from(Optimizer::AdamW(AdamWConfig::torch_default()));
     let data = batches(input, 4, &[20, 9, 3], 19);

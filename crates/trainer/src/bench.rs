@@ -2,7 +2,7 @@
 
 use crate::error::TrainerError;
 use crate::train::memory::{self, Estimate};
-use petal_kernels::{SgdConfig, SimdLevel};
+use petal_kernels::{ConvAlgo, SgdConfig, SimdLevel};
 use petal_model::{InputShape, Network};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -14,6 +14,8 @@ use std::time::Instant;
 pub struct BenchResult {
     pub arch: String,
     pub spec: String,
+    /// The stride-1 3x3 convolutions' algorithm (`auto`, `winograd`, `direct`).
+    pub conv_algo: &'static str,
     pub input: [usize; 3],
     pub batch_size: usize,
     pub threads: usize,
@@ -63,11 +65,14 @@ fn rate(batch: usize, seconds: f64, runs: usize, mut f: impl FnMut()) -> f64 {
     rates[runs / 2]
 }
 
-/// Measures `spec` (named `arch` in the result: a preset name or the spec) on `input` at
-/// `batch` images per step on a rayon pool of `threads`.
+/// Measures `spec` (named `arch` in the result: a preset name or the spec) with its
+/// stride-1 3x3 convolutions on `algo`, on `input` at `batch` images per step on a rayon
+/// pool of `threads`.
+#[allow(clippy::too_many_arguments)]
 pub fn bench(
     arch: &str,
     spec: &str,
+    algo: ConvAlgo,
     input: InputShape,
     batch: usize,
     threads: usize,
@@ -79,6 +84,7 @@ pub fn bench(
         .map_err(|e| TrainerError::Usage(format!("cannot start {threads} threads: {e}")))?;
     pool.install(|| {
         let mut net = Network::from_spec(spec, input, 0)?;
+        net.set_conv_algo(algo);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.random()).collect();
         let y: Vec<usize> = (0..batch).map(|_| rng.random_range(0..net.classes())).collect();
@@ -103,6 +109,7 @@ pub fn bench(
         Ok(BenchResult {
             arch: arch.to_string(),
             spec: net.spec(),
+            conv_algo: algo.name(),
             input: [input.c, input.h, input.w],
             batch_size: batch,
             threads,

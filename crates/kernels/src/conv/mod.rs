@@ -80,7 +80,7 @@ mod weight_grad_direct;
 pub mod winograd;
 
 pub use lowering::{col2im, im2col};
-pub use paths::{ConvAlgo, ForwardPath, InputGradPath, WeightGradPath};
+pub use paths::{ConvAlgo, ForwardPath, InputGradPath, WeightGradPath, AUTO_MIN_CHANNELS};
 pub use prepared::{conv2d_backward_input_prepared, conv2d_forward_prepared, conv2d_prepare};
 pub use shape::Conv2dShape;
 pub use winograd::WinogradTile;

@@ -95,14 +95,29 @@ pub(crate) fn winograd_tile(s: &Conv2dShape) -> WinogradTile {
     }
 }
 
-/// Whether [`ConvAlgo::Auto`] takes Winograd for a stride-1 3x3 shape: with at least 16
-/// input and 16 output channels. Fewer channels fill too few lanes of the transforms'
-/// vectors and too short products (measured as for [`winograd_tile`]: 3 -> 16 channels at
-/// 32 x 32 forward 65 direct / 23 F4, 8 -> 16 at 50 x 50 71 / 72, 16 -> 16 at 32 x 32
-/// 85 / 116, 32 -> 32 at 16 x 16 84 / 150).
+/// Whether [`ConvAlgo::Auto`] takes Winograd for a stride-1 3x3 shape: with at least
+/// [`AUTO_MIN_CHANNELS`] input and output channels.
 fn auto_winograd(s: &Conv2dShape) -> bool {
-    s.in_c.min(s.out_c) >= 16
+    s.in_c.min(s.out_c) >= AUTO_MIN_CHANNELS
 }
+
+/// The fewest input and output channels on which [`ConvAlgo::Auto`] takes Winograd: two
+/// vectors of the build's width, 16 on an AVX2 build and 32 on an AVX-512 one. Fewer
+/// channels fill too few lanes of the transforms' vectors and make too short products
+/// for Winograd to beat the direct kernels, which are at their best there. Measured as for
+/// [`winograd_tile`], forward, direct / F4 (F2 at 8 x 8), direct-method GFLOP/s:
+///
+/// | channels @ size | x86-64-v3 (8 lanes) | AVX-512 (16 lanes) |
+/// | --- | --- | --- |
+/// | 3 -> 16 @ 32 | 65 / 23 | 84 / 17 |
+/// | 8 -> 16 @ 50 | 71 / 72 | 103 / 49 |
+/// | 16 -> 16 @ 32 | 85 / 116 | 104 / 95 |
+/// | 32 -> 32 @ 16 | 84 / 150 | 109 / 147 |
+/// | 64 -> 64 @ 8 | 72 / 115 | 90 / 116 |
+///
+/// (AVX-512: an Intel Xeon, 2 cores; the weight and input gradients agree: 16 -> 16 @ 32
+/// 93 / 83 and 110 / 91, 32 -> 32 @ 16 84 / 119 and 111 / 141.)
+pub const AUTO_MIN_CHANNELS: usize = 2 * Lanes::BUILD.count();
 
 /// How [`conv2d_forward`](super::conv2d_forward) computes a shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

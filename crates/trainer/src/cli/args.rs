@@ -1,6 +1,7 @@
 //! The options of each command (clap argument structs).
 
 use clap::Args;
+use petal_kernels::ConvAlgo;
 use petal_model::InputShape;
 use std::path::PathBuf;
 
@@ -130,6 +131,13 @@ pub struct TrainArgs {
     /// way. A run stopped by SIGKILL or a crash resumes from the latest.
     #[arg(long, value_name = "N|DURATION")]
     pub checkpoint_every: Option<String>,
+    /// Algorithm of the stride-1 3x3 convolutions: `auto` (Winograd on layers of 16
+    /// channels and more, where it was measured faster; the direct kernels elsewhere),
+    /// `winograd` (wherever it applies) or `direct` (the direct kernels everywhere: the bits
+    /// of Petal before Winograd). Winograd rounds differently (within 2e-5 of float64 on
+    /// ResNet layers); any of them gives the same bits on any thread count and split.
+    #[arg(long, default_value = "auto", value_name = "ALGO", value_parser = conv_algo)]
+    pub conv_algo: ConvAlgo,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Worker threads (default: all cores).
@@ -162,6 +170,13 @@ pub struct EvalArgs {
     pub data: PathBuf,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Algorithm of the stride-1 3x3 convolutions: `auto` (Winograd on layers of 16
+    /// channels and more, where it was measured faster; the direct kernels elsewhere),
+    /// `winograd` (wherever it applies) or `direct` (the direct kernels everywhere: the bits
+    /// of Petal before Winograd). Winograd rounds differently (within 2e-5 of float64 on
+    /// ResNet layers); any of them gives the same bits on any thread count and split.
+    #[arg(long, default_value = "auto", value_name = "ALGO", value_parser = conv_algo)]
+    pub conv_algo: ConvAlgo,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -177,6 +192,13 @@ pub struct PredictArgs {
     /// Classes shown per image.
     #[arg(long, default_value_t = 3)]
     pub top: usize,
+    /// Algorithm of the stride-1 3x3 convolutions: `auto` (Winograd on layers of 16
+    /// channels and more, where it was measured faster; the direct kernels elsewhere),
+    /// `winograd` (wherever it applies) or `direct` (the direct kernels everywhere: the bits
+    /// of Petal before Winograd). Winograd rounds differently (within 2e-5 of float64 on
+    /// ResNet layers); any of them gives the same bits on any thread count and split.
+    #[arg(long, default_value = "auto", value_name = "ALGO", value_parser = conv_algo)]
+    pub conv_algo: ConvAlgo,
     /// Print JSON (one array of results) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -196,6 +218,10 @@ pub struct BenchArgs {
     /// Thread counts to measure (default: all cores).
     #[arg(long, value_delimiter = ',')]
     pub threads: Vec<usize>,
+    /// Algorithms of the stride-1 3x3 convolutions to measure, side by side (`auto`,
+    /// `winograd`, `direct`: as `train --conv-algo`; repeat or comma-separate).
+    #[arg(long, value_delimiter = ',', default_values = ["auto"], value_name = "ALGO", value_parser = conv_algo)]
+    pub conv_algo: Vec<ConvAlgo>,
     /// Seconds of measurement per configuration.
     #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
@@ -220,6 +246,13 @@ pub struct GradcheckArgs {
     /// Entries probed per tensor.
     #[arg(long, default_value_t = 16)]
     pub samples: usize,
+    /// Algorithm of the stride-1 3x3 convolutions: `auto` (Winograd on layers of 16
+    /// channels and more, where it was measured faster; the direct kernels elsewhere),
+    /// `winograd` (wherever it applies) or `direct` (the direct kernels everywhere: the bits
+    /// of Petal before Winograd). Winograd rounds differently (within 2e-5 of float64 on
+    /// ResNet layers); any of them gives the same bits on any thread count and split.
+    #[arg(long, default_value = "auto", value_name = "ALGO", value_parser = conv_algo)]
+    pub conv_algo: ConvAlgo,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -241,4 +274,9 @@ pub struct SynthArgs {
     /// flower of another class behind, leaves over it, more noise).
     #[arg(long, default_value = "easy", value_name = "LEVEL")]
     pub difficulty: String,
+}
+
+/// `--conv-algo`'s values ([`ConvAlgo::NAMES`]).
+fn conv_algo(name: &str) -> Result<ConvAlgo, String> {
+    ConvAlgo::parse(name).ok_or_else(|| format!("`{name}` is not one of {}", ConvAlgo::NAMES.join(", ")))
 }

@@ -3,7 +3,7 @@
 use super::args::BenchArgs;
 use super::network::{check_size, network};
 use super::{Exit, MAX_BENCH_BATCH};
-use crate::bench::{bench, estimate};
+use crate::bench::{bench, estimate, BenchResult};
 use crate::error::TrainerError;
 use crate::report::thousands;
 use crate::train::memory;
@@ -28,7 +28,7 @@ pub(super) fn run(a: BenchArgs) -> Result<Exit, TrainerError> {
     }
     // Refuse a bad spec before measuring anything.
     check_size(input)?;
-    let net = network(&a.arch.arch, input, a.classes, "--classes", 0)?;
+    let mut net = network(&a.arch.arch, input, a.classes, "--classes", 0)?;
     let spec = net.spec();
     if !a.json {
         println!(
@@ -40,16 +40,19 @@ pub(super) fn run(a: BenchArgs) -> Result<Exit, TrainerError> {
             SimdLevel::detect()
         );
         println!(
-            "{:>6} {:>8} {:>14} {:>14} {:>12} {:>12}",
-            "batch", "threads", "train img/s", "infer img/s", "train GFLOP/s", "memory"
+            "{:>9} {:>6} {:>8} {:>14} {:>14} {:>12} {:>12}",
+            "conv algo", "batch", "threads", "train img/s", "infer img/s", "train GFLOP/s", "memory"
         );
     }
     // Every configuration must fit in the memory available, checked before any runs.
     if let Some(budget) = memory::available() {
-        for (&t, &b) in threads
-            .iter()
-            .flat_map(|t| a.batch_size.iter().map(move |b| (t, b)))
-        {
+        let algos = &a.conv_algo;
+        for (&t, &b, &algo) in threads.iter().flat_map(|t| {
+            a.batch_size
+                .iter()
+                .flat_map(move |b| algos.iter().map(move |c| (t, b, c)))
+        }) {
+            net.set_conv_algo(algo);
             let e = estimate(&net, b, t);
             if e.total() > budget {
                 return Err(TrainerError::Usage(format!(
@@ -62,21 +65,29 @@ pub(super) fn run(a: BenchArgs) -> Result<Exit, TrainerError> {
     }
     for &t in &threads {
         for &b in &a.batch_size {
-            let r = bench(&a.arch.arch, &spec, input, b, t, a.seconds)?;
-            if a.json {
-                println!("{}", serde_json::to_string(&r).expect("bench result"));
-            } else {
-                println!(
-                    "{:>6} {:>8} {:>14} {:>14} {:>12.1} {:>12}",
-                    b,
-                    t,
-                    thousands(r.train_images_per_sec),
-                    thousands(r.infer_images_per_sec),
-                    r.train_gflops,
-                    memory::bytes(r.memory_bytes)
-                );
+            for &algo in &a.conv_algo {
+                let r = bench(&a.arch.arch, &spec, algo, input, b, t, a.seconds)?;
+                print_row(&r, a.json);
             }
         }
     }
     Ok(Exit::Ok)
+}
+
+/// One configuration's figures: a line of the table, or a JSON object.
+fn print_row(r: &BenchResult, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(r).expect("bench result"));
+    } else {
+        println!(
+            "{:>9} {:>6} {:>8} {:>14} {:>14} {:>12.1} {:>12}",
+            r.conv_algo,
+            r.batch_size,
+            r.threads,
+            thousands(r.train_images_per_sec),
+            thousands(r.infer_images_per_sec),
+            r.train_gflops,
+            memory::bytes(r.memory_bytes)
+        );
+    }
 }

@@ -111,6 +111,7 @@ fn config(a: &TrainArgs, arch: &ArchArgs) -> Result<RunConfig, TrainerError> {
             .map(CheckpointEvery::parse)
             .transpose()
             .map_err(TrainerError::Usage)?,
+        conv_algo: a.conv_algo,
     })
 }
 
@@ -135,7 +136,8 @@ pub(super) fn validate(req: &Request) -> Result<Checked, TrainerError> {
     petal_model::parse_spec(&petal_model::spec::resolve_arch(&cfg.arch, CLASSES.len()))
         .map_err(petal_model::ModelError::from)?;
     let (classes, data_name) = data_classes(cfg)?;
-    let net = network(&cfg.arch, input, Some(classes.len()), &data_name, cfg.seed)?;
+    let mut net = network(&cfg.arch, input, Some(classes.len()), &data_name, cfg.seed)?;
+    net.set_conv_algo(cfg.conv_algo);
     if cfg.batch_size < net.min_train_batch() {
         return Err(TrainerError::Usage(format!(
             "--batch-size {}: a batch norm of this network sees one value per channel and image, it needs a batch of at least {}",

@@ -3,7 +3,7 @@
 //!
 //! A resumed run ends, bit for bit, as if it had never stopped; so it keeps every option
 //! that decides its steps: the data, network, input, batch size, seed, optimizer and its
-//! hyper-parameters, schedule, smoothing and augmentation. What may change: `--epochs`
+//! hyper-parameters, schedule, smoothing, augmentation and convolution algorithm. What may change: `--epochs`
 //! (raised: the run is extended, as a longer run's schedule), `--threads` and
 //! `--max-memory` (results do not depend on them), `--checkpoint-every` and `--patience`
 //! (when it checkpoints and stops, not what its steps compute). An option given with the run's own value is accepted as is.
@@ -127,6 +127,7 @@ fn kept_value(id: &str, cfg: &RunConfig) -> String {
         "synth_difficulty" => cfg.synth_difficulty.name().to_string(),
         "normalize" => if cfg.normalize { "on" } else { "off" }.into(),
         "seed" => cfg.seed.to_string(),
+        "conv_algo" => cfg.conv_algo.name().to_string(),
         other => unreachable!("train option `{other}` has no resume rule (cli/resume.rs)"),
     }
 }

@@ -4,6 +4,7 @@
 use crate::augment::Augment;
 use crate::error::TrainerError;
 use crate::recipe::Recipe;
+use petal_kernels::ConvAlgo;
 use petal_model::InputShape;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -56,6 +57,11 @@ pub struct RunConfig {
     /// Checkpoints within an epoch (`--checkpoint-every`); none: at epoch ends only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<CheckpointEvery>,
+    /// The stride-1 3x3 convolutions' algorithm (`--conv-algo`): `direct` in the
+    /// configurations of runs made before Winograd, which resume with the bits they began
+    /// with.
+    #[serde(default, with = "conv_algo_name")]
+    pub conv_algo: ConvAlgo,
 }
 
 /// How often a run checkpoints within an epoch (`--checkpoint-every`): every N steps, or
@@ -111,6 +117,22 @@ impl TryFrom<String> for CheckpointEvery {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         CheckpointEvery::parse(&s)
+    }
+}
+
+/// [`ConvAlgo`] in `config.json`: its name (`"auto"`, `"winograd"`, `"direct"`).
+mod conv_algo_name {
+    use petal_kernels::ConvAlgo;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &ConvAlgo, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(a.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ConvAlgo, D::Error> {
+        let name = String::deserialize(d)?;
+        ConvAlgo::parse(&name)
+            .ok_or_else(|| D::Error::custom(format!("`{name}` is not one of {}", ConvAlgo::NAMES.join(", "))))
     }
 }
 
