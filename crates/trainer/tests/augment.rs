@@ -28,10 +28,6 @@ fn train_cmd(out: &Path, threads: &str, extra: &[&str]) -> std::process::Command
     c
 }
 
-fn config(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
-}
-
 /// Runs `cmd` interrupted after 7 steps (mid-epoch 2), then resumes it from `dir`.
 fn interrupt_and_resume(mut cmd: std::process::Command, dir: &Path, edit: impl FnOnce(&Path)) {
     cmd.env("PETAL_INTERRUPT_AFTER_STEPS", "7");

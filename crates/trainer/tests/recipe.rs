@@ -29,10 +29,6 @@ fn train_cmd(out: &Path, recipe: &[&str]) -> std::process::Command {
     c
 }
 
-fn config(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
-}
-
 /// Trains `recipe` whole, and again interrupted after 7 steps (mid-epoch 2) then resumed:
 /// the same weights and metrics (with the same `lr`).
 fn resumes_bit_for_bit(dir: &Path, tag: &str, recipe: &[&str]) -> Vec<serde_json::Value> {

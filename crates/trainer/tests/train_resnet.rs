@@ -17,10 +17,12 @@ fn flowers(dir: &Path) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-fn train(data: &Path, out: &Path, arch: &str, threads: &str) -> std::process::Command {
+fn train(data: &Path, out: &Path, arch: &str, algo: &str, threads: &str) -> std::process::Command {
     let mut c = trainer();
     c.args([
         "train",
+        "--conv-algo",
+        algo,
         "--arch",
         arch,
         "--size",
@@ -45,6 +47,18 @@ fn train(data: &Path, out: &Path, arch: &str, threads: &str) -> std::process::Co
     c
 }
 
+/// The convolution algorithm each network of these tests trains with: resnet8 the default
+/// `auto` (Winograd on its wider layers: 16 channels and more with AVX2, 32 with
+/// AVX-512), the 8-channel spec `winograd` (every 3x3 layer; `auto` would keep them
+/// direct).
+fn algo_of(arch: &str) -> &'static str {
+    if arch == "resnet8" {
+        "auto"
+    } else {
+        "winograd"
+    }
+}
+
 #[test]
 fn train_resnets_resume_bit_for_bit_and_repeat_on_any_thread_count() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,21 +72,22 @@ fn train_resnets_resume_bit_for_bit_and_repeat_on_any_thread_count() {
     ] {
         let tag = &arch[..7];
         let full = dir.path().join(format!("full-{tag}"));
-        let out = train(&data, &full, arch, "2").run();
+        let out = train(&data, &full, arch, algo_of(arch), "2").run();
         assert!(out.status.success(), "{tag}: {}", stderr(&out));
         let m = metrics(&full);
         assert_eq!(m.len(), 2, "{tag}");
         let w = weights(&full.join("model.safetensors"));
         assert!(w.iter().any(|(n, _)| n.ends_with(".running")), "{tag}: batch norms saved");
+        assert_eq!(config(&full)["conv_algo"], algo_of(arch), "{tag}: recorded in config.json");
 
         // One thread: the same bits.
         let one = dir.path().join(format!("one-{tag}"));
-        assert!(train(&data, &one, arch, "1").run().status.success());
+        assert!(train(&data, &one, arch, algo_of(arch), "1").run().status.success());
         assert_same_training(&w, &m, &one);
 
         // Interrupted after 3 steps (inside the first epoch), then resumed.
         let part = dir.path().join(format!("part-{tag}"));
-        let mut c = train(&data, &part, arch, "2");
+        let mut c = train(&data, &part, arch, algo_of(arch), "2");
         c.env("PETAL_INTERRUPT_AFTER_STEPS", "3");
         assert_eq!(c.run().status.code(), Some(130), "{tag}");
         let out = trainer().args(["train", "--resume"]).arg(&part).run();
@@ -107,8 +122,65 @@ fn train_resnets_resume_bit_for_bit_and_repeat_on_any_thread_count() {
     }
 }
 
+/// A run made before `--conv-algo` existed has no `conv_algo` in its `config.json`: it
+/// resumes on the direct kernels it began with (not on the new default, `auto`), and ends
+/// with the bits of an uninterrupted direct run.
+#[test]
+fn a_configuration_from_before_winograd_resumes_on_the_direct_kernels() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("flowers");
+    flowers(&data);
+    let full = dir.path().join("full");
+    assert!(train(&data, &full, "resnet8", "direct", "2")
+        .run()
+        .status
+        .success());
+    let auto = dir.path().join("auto");
+    assert!(train(&data, &auto, "resnet8", "auto", "2").run().status.success());
+    let w = weights(&full.join("model.safetensors"));
+    assert_ne!(
+        w,
+        weights(&auto.join("model.safetensors")),
+        "auto rounds otherwise"
+    );
+    let part = dir.path().join("part");
+    let mut c = train(&data, &part, "resnet8", "direct", "2");
+    c.env("PETAL_INTERRUPT_AFTER_STEPS", "3");
+    assert_eq!(c.run().status.code(), Some(130));
+    let mut cfg = config(&part);
+    assert_eq!(cfg["conv_algo"], "direct");
+    cfg.as_object_mut().unwrap().remove("conv_algo");
+    std::fs::write(
+        part.join("config.json"),
+        serde_json::to_string_pretty(&cfg).unwrap(),
+    )
+    .unwrap();
+    let out = trainer().args(["train", "--resume"]).arg(&part).run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_training(&w, &metrics(&full), &part);
+}
+
 #[test]
 fn gradcheck_resnet8_passes_and_names_every_tensor() {
+    // On Winograd wherever it applies (every stride-1 3x3 layer; 12x12 maps take F(4x4)).
+    let out = trainer()
+        .args([
+            "gradcheck",
+            "--arch",
+            "resnet8",
+            "--size",
+            "12",
+            "--batch-size",
+            "3",
+        ])
+        .args(["--conv-algo", "winograd"])
+        .run();
+    assert!(out.status.success(), "winograd: {}", stderr(&out));
+    assert!(
+        stdout(&out).lines().last().unwrap().starts_with("passed"),
+        "{}",
+        stdout(&out)
+    );
     let out = trainer()
         .args([
             "gradcheck",

@@ -61,6 +61,8 @@ fn cases(folder: &Path) -> Vec<(&'static str, Vec<String>, Rule)> {
         ("patience", s(&["--patience", "3"]), Rule::Applied),
         ("checkpoint_every", s(&["--checkpoint-every", "2"]), Rule::Applied),
         ("seed", s(&["--seed", "9"]), Rule::Refused),
+        // The run's is `auto` (the default): another algorithm rounds otherwise.
+        ("conv_algo", s(&["--conv-algo", "direct"]), Rule::Refused),
         ("threads", s(&["--threads", "2"]), Rule::Applied),
         ("max_memory", s(&["--max-memory", "8G"]), Rule::Applied),
     ]

@@ -178,6 +178,7 @@ mod tests {
             recipe: Default::default(),
             augment: Default::default(),
             checkpoint_every: None,
+            conv_algo: Default::default(),
         };
         for arg in cmd.get_arguments() {
             let id = arg.get_id().as_str();

@@ -56,6 +56,8 @@ pub fn resume(dir: &Path, classes: &[String], fresh: Network) -> Result<Start, T
     load_optimizer_state(&dir.join(optimizer_file(meta.step)), &mut net)?;
     // Dropout masks are keyed by the run's seed and the step: resume where they left off.
     net.set_dropout_state(fresh.dropout_state().0, meta.step);
+    // The run's convolution algorithm (a checkpoint does not hold it): the same bits.
+    net.set_conv_algo(fresh.conv_algo());
     let state: RunState = match meta.extra.get(RUN_STATE_KEY) {
         Some(s) => serde_json::from_str(s)
             .map_err(|e| TrainerError::data(&model, format!("run state `{s}`: {e}")))?,

@@ -205,6 +205,11 @@ pub fn assert_same_training(w: &Weights, m: &[serde_json::Value], run: &Path) {
     }
 }
 
+/// A run folder's `config.json`.
+pub fn config(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+}
+
 /// The lines of a run folder's `metrics.jsonl`.
 pub fn metrics(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
