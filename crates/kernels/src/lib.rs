@@ -82,7 +82,7 @@ pub use arch::{simd_warning, SimdLevel};
 pub use conv::{
     col2im, conv2d_backward_input, conv2d_backward_input_algo, conv2d_backward_input_prepared,
     conv2d_backward_weights, conv2d_backward_weights_algo, conv2d_forward, conv2d_forward_algo,
-    conv2d_forward_prepared, conv2d_prepare, im2col, Conv2dShape, ConvAlgo,
+    conv2d_forward_prepared, conv2d_prepare, conv2d_prepare_forward, im2col, Conv2dShape, ConvAlgo,
 };
 pub use dense::{
     dense_backward, dense_backward_bias, dense_backward_input, dense_backward_weights, dense_forward,

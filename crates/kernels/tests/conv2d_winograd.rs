@@ -283,6 +283,21 @@ fn prepared_filters_give_the_bits_of_the_algo_kernels_at_any_batch() {
             conv::conv2d_forward_algo(s, algo, &x, &w, Some(&b), &mut want, &mut scratch);
             conv::conv2d_forward_prepared(s, algo, &x, &w, &prepared, Some(&b), &mut got, &mut scratch);
             assert_bits_eq(&what, &got, &want);
+            // The forward part alone: the same forward bits, the rest left as it was.
+            let mut forward_only = vec![f32::NAN; len];
+            conv::conv2d_prepare_forward(&one, algo, &w, &mut forward_only);
+            let f = s.prepared_parts(algo).0;
+            assert_bits_eq(
+                &format!("{what} forward part"),
+                &forward_only[..f],
+                &prepared[..f],
+            );
+            assert!(
+                forward_only[f..].iter().all(|v| v.is_nan()),
+                "{what}: the input gradient's part untouched"
+            );
+            conv::conv2d_forward_prepared(s, algo, &x, &w, &forward_only, Some(&b), &mut got, &mut scratch);
+            assert_bits_eq(&format!("{what} forward only"), &got, &want);
             let (mut want, mut got) = (vec![0.0; s.input_len()], vec![f32::NAN; s.input_len()]);
             conv::conv2d_backward_input_algo(s, algo, &w, &dy, &mut want, &mut scratch);
             conv::conv2d_backward_input_prepared(s, algo, &w, &prepared, &dy, &mut got, &mut scratch);

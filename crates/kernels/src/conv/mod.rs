@@ -81,7 +81,9 @@ pub mod winograd;
 
 pub use lowering::{col2im, im2col};
 pub use paths::{ConvAlgo, ForwardPath, InputGradPath, WeightGradPath, AUTO_MIN_CHANNELS};
-pub use prepared::{conv2d_backward_input_prepared, conv2d_forward_prepared, conv2d_prepare};
+pub use prepared::{
+    conv2d_backward_input_prepared, conv2d_forward_prepared, conv2d_prepare, conv2d_prepare_forward,
+};
 pub use shape::Conv2dShape;
 pub use winograd::WinogradTile;
 

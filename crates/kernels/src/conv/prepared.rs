@@ -27,8 +27,9 @@ impl Conv2dShape {
         f + i
     }
 
-    /// The two parts of [`Conv2dShape::prepared_len`]: forward, input gradient.
-    fn prepared_parts(&self, algo: ConvAlgo) -> (usize, usize) {
+    /// The two parts of [`Conv2dShape::prepared_len`], in their order: the forward
+    /// pass's, the input gradient's.
+    pub fn prepared_parts(&self, algo: ConvAlgo) -> (usize, usize) {
         let f = match self.forward_path_for(algo) {
             ForwardPath::Winograd(t) => winograd::filters_len(self, t, Lanes::BUILD.count()),
             _ => 0,
@@ -46,6 +47,17 @@ impl Conv2dShape {
 /// `U[ξ][c][o] = (G W[o, c] Gᵀ)[ξ]`, then those of the input gradient's transposed
 /// convolution (the flipped, transposed weights), each computed in f64 and rounded once.
 pub fn conv2d_prepare(s: &Conv2dShape, algo: ConvAlgo, weight: &[f32], prepared: &mut [f32]) {
+    prepare(s, algo, weight, prepared, true);
+}
+
+/// [`conv2d_prepare`] of the forward pass's filters alone (for inference): the input
+/// gradient's part of `prepared` is left as it was, and
+/// [`conv2d_backward_input_prepared`] must not read it.
+pub fn conv2d_prepare_forward(s: &Conv2dShape, algo: ConvAlgo, weight: &[f32], prepared: &mut [f32]) {
+    prepare(s, algo, weight, prepared, false);
+}
+
+fn prepare(s: &Conv2dShape, algo: ConvAlgo, weight: &[f32], prepared: &mut [f32], input_grad: bool) {
     const WHAT: &str = "conv2d_prepare";
     s.check();
     check_len(WHAT, "weight", weight.len(), s.weight_len());
@@ -56,7 +68,7 @@ pub fn conv2d_prepare(s: &Conv2dShape, algo: ConvAlgo, weight: &[f32], prepared:
     if let ForwardPath::Winograd(t) = s.forward_path_for(algo) {
         winograd::prepare_filters(s, t, lanes, Filters::Plain(weight), uf);
     }
-    if let InputGradPath::Winograd(t) = s.input_grad_path_for(algo) {
+    if let (InputGradPath::Winograd(t), true) = (s.input_grad_path_for(algo), input_grad) {
         winograd::prepare_filters(&s.transposed(), t, lanes, Filters::Flipped(weight), ui);
     }
 }

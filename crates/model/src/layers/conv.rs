@@ -174,11 +174,14 @@ impl Conv2d {
     }
 
     /// Its algorithm's transformed filters of the weights `w` (the layer's, or inference's
-    /// with a batch norm folded in) into `out`, resized to [`Conv2d::prepared_len`].
-    pub(crate) fn prepare(&self, w: &[f32], out: &mut Vec<f32>) {
+    /// with a batch norm folded in) into `out`, resized to [`Conv2d::prepared_len`]: for
+    /// both passes in training, the forward pass's alone in inference (`train` false).
+    pub(crate) fn prepare(&self, w: &[f32], out: &mut Vec<f32>, train: bool) {
         out.resize(self.prepared_len(), 0.0);
-        if !out.is_empty() {
-            k::conv2d_prepare(&self.shape, self.algo, w, out);
+        match (out.is_empty(), train) {
+            (true, _) => {}
+            (false, true) => k::conv2d_prepare(&self.shape, self.algo, w, out),
+            (false, false) => k::conv2d_prepare_forward(&self.shape, self.algo, w, out),
         }
     }
 }

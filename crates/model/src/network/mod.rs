@@ -299,10 +299,10 @@ impl Network {
         self.conv_algo
     }
 
-    /// Prepares every convolution's filters for its algorithm (`Conv2d::prepare`), from
-    /// its folded weights where `folded` has them (inference), else its own; layers in
-    /// parallel.
-    fn prepare_convs(&mut self, use_folded: bool) {
+    /// Prepares every convolution's filters for its algorithm (`Conv2d::prepare`): for
+    /// inference (`inference`: the forward pass's alone, from its folded weights where
+    /// `folded` has them) or training (both passes', from its own); layers in parallel.
+    fn prepare_convs(&mut self, inference: bool) {
         let Network {
             layers,
             folded,
@@ -318,10 +318,10 @@ impl Network {
             .for_each(|(i, (layer, out))| match layer {
                 Layer::Conv2d(conv) => {
                     let w = match folded.get(i) {
-                        Some(Some((w, _))) if use_folded => w,
+                        Some(Some((w, _))) if inference => w,
                         _ => &conv.weight.value,
                     };
-                    conv.prepare(w, out);
+                    conv.prepare(w, out, !inference);
                 }
                 _ => out.clear(),
             });
