@@ -11,7 +11,7 @@ runs. ARCH@SIZE (e.g. resnet8@64) changes a preset's input size.
 
     python3 benches/pytorch_reference.py [--arch seednet,flowernet] [--batch 1,32,128]
         [--threads 1,2] [--seconds 2] [--json] [--channels-last]
-    python3 benches/pytorch_reference.py --compare [--trainer target/release/trainer] ...
+    python3 benches/pytorch_reference.py --compare [--trainer target/release/trainer] [--conv-algo auto,direct] ...
 
 --compare runs `trainer bench --json` and this script's measurement alternately, one
 configuration at a time on the same machine, and prints the ratio table with each side's
@@ -144,10 +144,11 @@ def sgemm_peak(n=2048, reps=5):
     return {"numpy": numpy_peak, "torch": torch_peak, "peak": max(numpy_peak, torch_peak)}
 
 
-def petal(trainer, arch, batch, threads, seconds):
+def petal(trainer, arch, batch, threads, seconds, algo):
     out = subprocess.run(
         [trainer, "bench", "--json", "--arch", arch.split("@")[0], "--batch-size", str(batch), "--threads",
-         str(threads), "--seconds", str(seconds)] + (["--size", arch.split("@")[1]] if "@" in arch else []),
+         str(threads), "--seconds", str(seconds), "--conv-algo", algo]
+        + (["--size", arch.split("@")[1]] if "@" in arch else []),
         check=True, capture_output=True, text=True,
         env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"},
     ).stdout
@@ -164,6 +165,8 @@ def main():
     p.add_argument("--channels-last", action="store_true", help="also measure channels_last")
     p.add_argument("--compare", action="store_true", help="alternate with `trainer bench --json`")
     p.add_argument("--trainer", default="target/release/trainer")
+    p.add_argument("--conv-algo", default="auto",
+                   help="Petal's --conv-algo values to measure, comma-separated (auto, winograd, direct)")
     a = p.parse_args()
     configs = [(arch, int(b), int(t)) for arch in a.arch.split(",") for b in a.batch.split(",")
                for t in a.threads.split(",")]
@@ -174,15 +177,16 @@ def main():
                 f"{peak['torch']:.1f}; 2048x2048, 1 thread); torch {torch.__version__}")
         print(json.dumps({"sgemm_peak": peak}) if a.json else line, flush=True)
     for arch, b, t in configs:
-        ours = petal(a.trainer, arch, b, t, a.seconds) if a.compare else None
+        algos = a.conv_algo.split(",")
+        ours = [petal(a.trainer, arch, b, t, a.seconds, algo) for algo in algos] if a.compare else []
         theirs = [measure(arch, b, t, a.seconds, False)]
         if a.channels_last and arch.split("@")[0] in ("flowernet", "resnet8", "resnet20"):
             theirs.append(measure(arch, b, t, a.seconds, True))
         for r in theirs:
             if a.json:
                 print(json.dumps(r), flush=True)
-        if ours and a.json:
-            print(json.dumps({"impl": "petal", **ours}), flush=True)
+        for r in ours if a.json else []:
+            print(json.dumps({"impl": "petal", **r}), flush=True)
         rows.append((arch, b, t, ours, theirs))
         if not a.json:
             best_t = max(r["train_images_per_sec"] for r in theirs)
@@ -190,13 +194,16 @@ def main():
             line = (f"{arch:>9} batch {b:>3} threads {t}:  torch [{theirs[0]['simd']}] train {best_t:>9,.0f}"
                     f"  infer {best_i:>9,.0f} img/s")
             if ours:
-                # Same network, same FLOPs per image: Petal's count serves both sides.
-                flops = ours["train_gflops"] / ours["train_images_per_sec"]
+                # Same network, same FLOPs per image: Petal's count serves both sides (its
+                # direct-method count, also for Winograd, which does fewer multiplies).
+                flops = ours[0]["train_gflops"] / ours[0]["train_images_per_sec"]
                 share = lambda ips: 100 * ips * flops / (t * peak["peak"]) if peak["peak"] else float("nan")
-                line += (f" ({share(best_t):3.0f} % of peak)  | petal [{ours.get('simd', '?')}] train"
-                         f" {ours['train_images_per_sec']:>9,.0f} ({ours['train_images_per_sec'] / best_t:4.1f}x,"
-                         f" {share(ours['train_images_per_sec']):3.0f} % of peak)"
-                         f"  infer {ours['infer_images_per_sec']:>9,.0f} ({ours['infer_images_per_sec'] / best_i:4.1f}x)")
+                line += f" ({share(best_t):3.0f} % of peak)"
+            for r in ours:
+                line += (f"  | petal {r.get('conv_algo', 'direct')} [{r.get('simd', '?')}] train"
+                         f" {r['train_images_per_sec']:>9,.0f} ({r['train_images_per_sec'] / best_t:4.1f}x,"
+                         f" {share(r['train_images_per_sec']):3.0f} % of peak)"
+                         f"  infer {r['infer_images_per_sec']:>9,.0f} ({r['infer_images_per_sec'] / best_i:4.1f}x)")
             print(line, flush=True)
     return 0
 

@@ -40,6 +40,7 @@
 //! | input grad | [`Transposed`](InputGradPath::Transposed) (`input_grad.rs`) | stride 1, square kernel, `pad < k` | the forward pass of the flipped, transposed kernel ([`Conv2dShape::forward_path`] of the transposed shape), no im2col or GEMM packing |
 //! | input grad | [`Polyphase`](InputGradPath::Polyphase) (`strided.rs`) | stride 2, 1x1 or 3x3 | each stride phase of `dx` as a stride-1 correlation of `dy` with that phase's sub-kernel, on the polyphase forward's tiles, no col2im or GEMM packing |
 //! | input grad | [`Col2im`](InputGradPath::Col2im) (`lowering.rs`) | everything else: other strides > 1, non-square kernels (`1x3`), `pad >= k` | `Wᵀ · dy_n` by GEMM, then col2im |
+//! | all three | `Winograd(tile)` ([`winograd`], [`ConvAlgo`]) | stride 1, 3x3, `pad <= 2`, when the caller's [`ConvAlgo`] takes it (`Winograd`: always; `Auto`: from [`AUTO_MIN_CHANNELS`] input and output channels); F(4x4) above 8x8 outputs, F(2x2) at 8x8 and below | 2.25x (F2) or 4x (F4) fewer multiplies; the `*_algo` and `*_prepared` entry points take it, the plain ones never (`Direct`: the bits above) |
 //!
 //! The direct paths read a zero-padded copy of each image (`padding.rs`), so their inner
 //! loops have no bounds or padding checks; the polyphase paths read its stride phases

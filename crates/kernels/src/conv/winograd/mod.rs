@@ -11,8 +11,8 @@
 //!    row), small enough for the block's buffers to stay in cache:
 //!    `V[ξ][p][c] = (Bᵀ d_p,c B)[ξ]` for each of the `t²` transform points ξ, vectorised
 //!    over `L` channels; one product per point, `M[ξ] = V[ξ] · U[ξ]` (`U[ξ][c][o] =
-//!    (G g_o,c Gᵀ)[ξ]`, the filters transformed once per call, in f64 and rounded once;
-//!    `product.rs`); `Y_p,o = Aᵀ M_p,o A` plus the bias, staged channels-last;
+//!    (G g_o,c Gᵀ)[ξ]`, the filters transformed in f64 and rounded once, on each call or
+//!    once for many with [`conv2d_prepare`](super::conv2d_prepare); `product.rs`); `Y_p,o = Aᵀ M_p,o A` plus the bias, staged channels-last;
 //! 3. the output taken back to `[image, o, h, w]`.
 //!
 //! The weight gradient is the same in reverse (`weight_grad.rs`): `dU[ξ] = Σ_p dM[ξ][p]ᵀ
