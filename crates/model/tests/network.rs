@@ -318,9 +318,11 @@ fn training_is_bit_identical_on_1_2_and_3_threads() {
 }
 
 /// Inference on Winograd runs on filters prepared from the weights with each batch norm
-/// folded in (after training has moved the running statistics off 0 and 1): its
-/// probabilities are the direct kernels' within Winograd's rounding, bit-identical on 1
-/// and 3 threads, and the same after switching back and forth.
+/// folded in (after training has moved the running statistics off 0 and 1): its logits
+/// are the direct kernels' within Winograd's rounding (filters prepared from the unfolded
+/// weights would be off by the norms' scales), bit-identical on 1 and 3 threads, and the
+/// same after switching back and forth. (Logits, not probabilities: near-uniform
+/// probabilities can round to the same bits, as they do on an AVX2 build.)
 #[test]
 fn winograd_inference_uses_the_folded_weights_on_any_thread_count() {
     let input = shape(3, 12, 10);
@@ -336,27 +338,42 @@ fn winograd_inference_uses_the_folded_weights_on_any_thread_count() {
     for _ in 0..3 {
         net.train_step(&x, &y, &cfg).unwrap();
     }
-    let probs = |net: &mut Network, algo: ConvAlgo, threads: usize| {
+    let logits = |net: &mut Network, algo: ConvAlgo, threads: usize| {
         net.set_conv_algo(algo);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| net.predict(&x).unwrap().to_vec())
+        pool.install(|| {
+            net.predict(&x).unwrap();
+            (net.logits().to_vec(), net.probs().to_vec())
+        })
     };
-    let direct = probs(&mut net, ConvAlgo::Direct, 2);
-    let winograd = probs(&mut net, ConvAlgo::Winograd, 1);
-    assert_eq!(winograd, probs(&mut net, ConvAlgo::Winograd, 3), "1 vs 3 threads");
+    let (direct, direct_probs) = logits(&mut net, ConvAlgo::Direct, 2);
+    let (winograd, _) = logits(&mut net, ConvAlgo::Winograd, 1);
+    assert_eq!(
+        winograd,
+        logits(&mut net, ConvAlgo::Winograd, 3).0,
+        "1 vs 3 threads"
+    );
     assert_ne!(winograd, direct, "Winograd rounds otherwise");
+    let largest = direct.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let worst = winograd
         .iter()
         .zip(&direct)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max);
-    assert!(worst < 1e-5, "probabilities {worst:e} off the direct kernels'");
-    assert_eq!(direct, probs(&mut net, ConvAlgo::Direct, 1), "back to direct");
+    assert!(
+        worst <= 1e-5 * largest,
+        "logits {worst:e} off the direct kernels' (largest {largest})"
+    );
+    assert_eq!(direct, logits(&mut net, ConvAlgo::Direct, 1).0, "back to direct");
     let stats = net.evaluate(&x, &y).unwrap();
-    assert_eq!(net.probs(), &direct[..], "evaluate's probabilities are predict's");
+    assert_eq!(
+        net.probs(),
+        &direct_probs[..],
+        "evaluate's probabilities are predict's"
+    );
     assert_eq!(stats.batch, 11);
 }
 

@@ -131,12 +131,7 @@ pub struct TrainArgs {
     /// way. A run stopped by SIGKILL or a crash resumes from the latest.
     #[arg(long, value_name = "N|DURATION")]
     pub checkpoint_every: Option<String>,
-    /// Algorithm of the stride-1 3x3 convolutions: `auto` (Winograd on layers of 16
-    /// channels and more, where it was measured faster; the direct kernels elsewhere),
-    /// `winograd` (wherever it applies) or `direct` (the direct kernels everywhere: the bits
-    /// of Petal before Winograd). Winograd rounds differently (within 2e-5 of float64 on
-    /// ResNet layers); any of them gives the same bits on any thread count and split.
-    #[arg(long, default_value = "auto", value_name = "ALGO", value_parser = conv_algo)]
+    #[arg(long, default_value = "auto", value_name = "ALGO", value_parser = conv_algo, help = CONV_ALGO_HELP)]
     pub conv_algo: ConvAlgo,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -170,12 +165,7 @@ pub struct EvalArgs {
     pub data: PathBuf,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Algorithm of the stride-1 3x3 convolutions: `auto` (Winograd on layers of 16
-    /// channels and more, where it was measured faster; the direct kernels elsewhere),
-    /// `winograd` (wherever it applies) or `direct` (the direct kernels everywhere: the bits
-    /// of Petal before Winograd). Winograd rounds differently (within 2e-5 of float64 on
-    /// ResNet layers); any of them gives the same bits on any thread count and split.
-    #[arg(long, default_value = "auto", value_name = "ALGO", value_parser = conv_algo)]
+    #[arg(long, default_value = "auto", value_name = "ALGO", value_parser = conv_algo, help = CONV_ALGO_HELP)]
     pub conv_algo: ConvAlgo,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -192,12 +182,7 @@ pub struct PredictArgs {
     /// Classes shown per image.
     #[arg(long, default_value_t = 3)]
     pub top: usize,
-    /// Algorithm of the stride-1 3x3 convolutions: `auto` (Winograd on layers of 16
-    /// channels and more, where it was measured faster; the direct kernels elsewhere),
-    /// `winograd` (wherever it applies) or `direct` (the direct kernels everywhere: the bits
-    /// of Petal before Winograd). Winograd rounds differently (within 2e-5 of float64 on
-    /// ResNet layers); any of them gives the same bits on any thread count and split.
-    #[arg(long, default_value = "auto", value_name = "ALGO", value_parser = conv_algo)]
+    #[arg(long, default_value = "auto", value_name = "ALGO", value_parser = conv_algo, help = CONV_ALGO_HELP)]
     pub conv_algo: ConvAlgo,
     /// Print JSON (one array of results) instead of text.
     #[arg(long)]
@@ -246,12 +231,7 @@ pub struct GradcheckArgs {
     /// Entries probed per tensor.
     #[arg(long, default_value_t = 16)]
     pub samples: usize,
-    /// Algorithm of the stride-1 3x3 convolutions: `auto` (Winograd on layers of 16
-    /// channels and more, where it was measured faster; the direct kernels elsewhere),
-    /// `winograd` (wherever it applies) or `direct` (the direct kernels everywhere: the bits
-    /// of Petal before Winograd). Winograd rounds differently (within 2e-5 of float64 on
-    /// ResNet layers); any of them gives the same bits on any thread count and split.
-    #[arg(long, default_value = "auto", value_name = "ALGO", value_parser = conv_algo)]
+    #[arg(long, default_value = "auto", value_name = "ALGO", value_parser = conv_algo, help = CONV_ALGO_HELP)]
     pub conv_algo: ConvAlgo,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -275,6 +255,13 @@ pub struct SynthArgs {
     #[arg(long, default_value = "easy", value_name = "LEVEL")]
     pub difficulty: String,
 }
+
+/// `--conv-algo`'s help (`train`, `eval`, `predict`, `gradcheck`).
+const CONV_ALGO_HELP: &str = "Algorithm of the stride-1 3x3 convolutions: `auto` (Winograd where it was \
+measured faster: layers with at least two vectors of input and output channels, 16 on an AVX2 build and 32 \
+on an AVX-512 one; the direct kernels elsewhere), `winograd` (wherever it applies) or `direct` (the direct \
+kernels everywhere: the bits of Petal before Winograd). Winograd rounds differently (within 2e-5 of float64 \
+on ResNet layers); each gives the same bits on any thread count and any split over processes";
 
 /// `--conv-algo`'s values ([`ConvAlgo::NAMES`]).
 fn conv_algo(name: &str) -> Result<ConvAlgo, String> {

@@ -7,7 +7,7 @@ use crate::bench::{bench, estimate, BenchResult};
 use crate::error::TrainerError;
 use crate::report::thousands;
 use crate::train::memory;
-use petal_kernels::SimdLevel;
+use petal_kernels::{ConvAlgo, SimdLevel};
 
 pub(super) fn run(a: BenchArgs) -> Result<Exit, TrainerError> {
     let input = a.arch.input();
@@ -28,7 +28,12 @@ pub(super) fn run(a: BenchArgs) -> Result<Exit, TrainerError> {
     }
     // Refuse a bad spec before measuring anything.
     check_size(input)?;
-    let mut net = network(&a.arch.arch, input, a.classes, "--classes", 0)?;
+    // Every algorithm's scratch is checked before anything runs.
+    let mut net = network(&a.arch.arch, input, a.classes, "--classes", 0, ConvAlgo::Direct)?;
+    for &algo in &a.conv_algo {
+        net.set_conv_algo(algo);
+        petal_model::limits::check_buffers(&net)?;
+    }
     let spec = net.spec();
     if !a.json {
         println!(

@@ -136,8 +136,14 @@ pub(super) fn validate(req: &Request) -> Result<Checked, TrainerError> {
     petal_model::parse_spec(&petal_model::spec::resolve_arch(&cfg.arch, CLASSES.len()))
         .map_err(petal_model::ModelError::from)?;
     let (classes, data_name) = data_classes(cfg)?;
-    let mut net = network(&cfg.arch, input, Some(classes.len()), &data_name, cfg.seed)?;
-    net.set_conv_algo(cfg.conv_algo);
+    let net = network(
+        &cfg.arch,
+        input,
+        Some(classes.len()),
+        &data_name,
+        cfg.seed,
+        cfg.conv_algo,
+    )?;
     if cfg.batch_size < net.min_train_batch() {
         return Err(TrainerError::Usage(format!(
             "--batch-size {}: a batch norm of this network sees one value per channel and image, it needs a batch of at least {}",

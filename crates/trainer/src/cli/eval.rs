@@ -13,6 +13,7 @@ use std::time::Instant;
 pub(super) fn run(a: EvalArgs) -> Result<Exit, TrainerError> {
     let (mut net, meta) = load_checkpoint(&a.checkpoint)?;
     net.set_conv_algo(a.conv_algo);
+    petal_model::limits::check_buffers(&net)?;
     let shape = net.input_shape();
     let t = Instant::now();
     let (mut data, report) = load_image_folder(&a.data, shape, Some(&meta.classes))?;

@@ -13,8 +13,7 @@ use std::time::Instant;
 pub(super) fn run(a: GradcheckArgs) -> Result<Exit, TrainerError> {
     let input = a.arch.input();
     check_size(input)?;
-    let mut net = network(&a.arch.arch, input, a.classes, "--classes", a.seed)?;
-    net.set_conv_algo(a.conv_algo);
+    let mut net = network(&a.arch.arch, input, a.classes, "--classes", a.seed, a.conv_algo)?;
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
     if !(1..=MAX_BENCH_BATCH).contains(&a.batch_size) {
         return Err(TrainerError::Usage(format!(

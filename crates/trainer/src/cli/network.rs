@@ -3,6 +3,7 @@
 
 use crate::data::MAX_SIDE;
 use crate::error::TrainerError;
+use petal_kernels::ConvAlgo;
 use petal_model::{InputShape, Network};
 
 /// Refuses an input of more than [`crate::data::MAX_SIDE`] pixels a side or more values
@@ -19,8 +20,9 @@ pub(super) fn check_size(input: InputShape) -> Result<(), TrainerError> {
 }
 
 /// [`Network::for_classes`] (a preset sized to `classes`, a spec checked against it), or
-/// without `classes` [`Network::from_spec`] (a preset for 5 classes, a spec as it is);
-/// then refuses a network whose convolution scratch buffers could not be allocated
+/// without `classes` [`Network::from_spec`] (a preset for 5 classes, a spec as it is), on
+/// the convolution algorithm `algo`; then refuses a network whose convolution scratch
+/// buffers (which depend on `algo`) could not be allocated
 /// (`petal_model::limits::check_buffers`). `data` names where the classes were counted, for
 /// the error of a spec whose output count differs.
 pub(super) fn network(
@@ -29,12 +31,13 @@ pub(super) fn network(
     classes: Option<usize>,
     data: &str,
     seed: u64,
+    algo: ConvAlgo,
 ) -> Result<Network, TrainerError> {
     let net = match classes {
         Some(n) => Network::for_classes(arch, input, n, seed),
         None => Network::from_spec(arch, input, seed),
     };
-    let net = net.map_err(|e| match e {
+    let mut net = net.map_err(|e| match e {
         petal_model::ModelError::ClassCount {
             last,
             outputs,
@@ -48,6 +51,7 @@ pub(super) fn network(
         },
         e => e,
     })?;
+    net.set_conv_algo(algo);
     petal_model::limits::check_buffers(&net)?;
     Ok(net)
 }

@@ -10,6 +10,7 @@ use petal_model::load_checkpoint;
 pub(super) fn run(a: PredictArgs) -> Result<Exit, TrainerError> {
     let (mut net, meta) = load_checkpoint(&a.checkpoint)?;
     net.set_conv_algo(a.conv_algo);
+    petal_model::limits::check_buffers(&net)?;
     let shape = net.input_shape();
     let mut x = vec![0.0f32; shape.len()];
     let mut results = Vec::new();
