@@ -15,7 +15,8 @@
 //!   public kernel's first.
 //! - group `conv_resnet` (`kernels/resnet.rs`): the CIFAR ResNets' stride-2 convolutions
 //!   (3x3 pad 1 and 1x1), batch 16 on 1 thread, GEMM path vs polyphase path, then a table
-//!   of the two alternating round by round.
+//!   of the two alternating round by round; group `conv_winograd` (same file) likewise for
+//!   their stride-1 3x3 convolutions, direct path vs Winograd.
 //!
 //! Run: `cargo bench --bench kernels` (all, a few minutes on 2 cores),
 //! `cargo bench --bench kernels -- conv_path` (a filter; the table still prints first),
@@ -27,7 +28,7 @@
 //!
 //! Files: this one (shapes, buffers, criterion helpers, the conv groups, `main`);
 //! `kernels/gflops.rs` (the GFLOP/s table and its sgemm reference), `kernels/conv_path.rs`
-//! (group `conv_path`), `kernels/resnet.rs` (group `conv_resnet`), `kernels/others.rs`
+//! (group `conv_path`), `kernels/resnet.rs` (groups `conv_resnet`, `conv_winograd`), `kernels/others.rs`
 //! (pool, dense, ReLU, softmax, SGD).
 //!
 //! Benchmark ids read `kernel/network_shape_bBATCH`, e.g. `conv2d_forward/seednet_1to8_50x50_b32`
@@ -42,7 +43,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, Bencher, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use petal_kernels::conv::{
-    conv2d_backward_input_with, conv2d_backward_weights_with, conv2d_forward_with, ForwardPath,
+    conv2d_backward_input_with, conv2d_backward_weights_with, conv2d_forward_with, ConvAlgo, ForwardPath,
     InputGradPath, WeightGradPath, BATCH_CHUNK,
 };
 use petal_kernels::simd::Lanes;

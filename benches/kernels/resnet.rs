@@ -1,11 +1,17 @@
-//! Group `conv_resnet`: the stride-2 convolutions of the CIFAR ResNets (resnet8/20: 3x3
-//! pad 1 and the 1x1 projection shortcut, 16 -> 32 channels at 32x32 and 32 -> 64 at
-//! 16x16), batch [`RESNET_BATCH`], on 1 thread, every kernel on its GEMM path (im2col +
-//! `matrixmultiply`) and on its polyphase path, through the forced-path entry points.
-//! Then (when measuring) a table timed outside criterion, the two paths alternating
-//! round by round so that the noise of a shared machine hits both alike: the median
-//! time and GFLOP/s of each, and the speedup. This is what justifies the polyphase rows
-//! of the path table in the `conv` module docs.
+//! Two comparisons on the CIFAR ResNets' convolutions, batch [`RESNET_BATCH`], 1 thread,
+//! every kernel on two paths through the forced-path entry points:
+//!
+//! - group `conv_resnet`: the stride-2 convolutions (resnet8/20: 3x3 pad 1 and the 1x1
+//!   projection shortcut, 16 -> 32 channels at 32x32 and 32 -> 64 at 16x16), each kernel
+//!   on its GEMM path (im2col + `matrixmultiply`) and on its polyphase path: what justifies
+//!   the polyphase rows of the path table in the `conv` module docs;
+//! - group `conv_winograd`: the stride-1 3x3 convolutions (16 channels at 32x32, 32 at
+//!   16x16, 64 at 8x8), each kernel on its direct path and on Winograd's (the tile
+//!   `ConvAlgo::Winograd` takes): what justifies `ConvAlgo::Auto`'s table.
+//!
+//! Then (when measuring) a table per group timed outside criterion, the two paths
+//! alternating round by round so that the noise of a shared machine hits both alike: the
+//! median time and GFLOP/s of each, and the speedup.
 
 use super::*;
 
@@ -18,6 +24,37 @@ const RESNET_SHAPES: [(&str, usize, usize, usize, usize, usize); 4] = [
     ("3x3s2_32to64_16x16", 32, 16, 64, 3, 1),
     ("1x1s2_16to32_32x32", 16, 32, 32, 1, 0),
     ("1x1s2_32to64_16x16", 32, 16, 64, 1, 0),
+];
+
+/// `(name, channels, side)` of the ResNet stride-1 3x3 convolutions (pad 1).
+const WINOGRAD_SHAPES: [(&str, usize, usize); 3] = [
+    ("3x3_16to16_32x32", 16, 32),
+    ("3x3_32to32_16x16", 32, 16),
+    ("3x3_64to64_8x8", 64, 8),
+];
+
+/// One comparison: its criterion group, its table's title, its shapes and the two paths
+/// of each kernel on a shape (the reference first).
+struct Comparison {
+    group: &'static str,
+    title: &'static str,
+    shapes: fn() -> Vec<(String, Conv2dShape)>,
+    paths: fn(ConvKernel, &Conv2dShape) -> [PathRun; 2],
+}
+
+const COMPARISONS: [Comparison; 2] = [
+    Comparison {
+        group: "conv_resnet",
+        title: "stride-2 ResNet convs, GEMM path vs polyphase path",
+        shapes: resnet_shapes,
+        paths: old_and_new,
+    },
+    Comparison {
+        group: "conv_winograd",
+        title: "stride-1 3x3 ResNet convs, direct path vs Winograd",
+        shapes: winograd_shapes,
+        paths: direct_and_winograd,
+    },
 ];
 
 /// Alternating rounds of the table, and the least time one timed run of a path takes.
@@ -44,8 +81,38 @@ fn resnet_shapes() -> Vec<(String, Conv2dShape)> {
         .collect()
 }
 
+fn winograd_shapes() -> Vec<(String, Conv2dShape)> {
+    WINOGRAD_SHAPES
+        .iter()
+        .map(|&(name, c, side)| {
+            let s = Conv2dShape {
+                batch: RESNET_BATCH,
+                in_c: c,
+                h: side,
+                w: side,
+                out_c: c,
+                kh: 3,
+                kw: 3,
+                stride: 1,
+                pad: 1,
+            };
+            (format!("{name}_b{RESNET_BATCH}"), s)
+        })
+        .collect()
+}
+
+/// The direct path of `kernel` on `s` and Winograd's.
+fn direct_and_winograd(kernel: ConvKernel, s: &Conv2dShape) -> [PathRun; 2] {
+    let w = ConvAlgo::Winograd;
+    match kernel {
+        ConvKernel::Forward => [s.forward_path(), s.forward_path_for(w)].map(PathRun::Forward),
+        ConvKernel::Weights => [s.weight_grad_path(), s.weight_grad_path_for(w)].map(PathRun::Weights),
+        ConvKernel::Input => [s.input_grad_path(), s.input_grad_path_for(w)].map(PathRun::Input),
+    }
+}
+
 /// The GEMM path and the polyphase path of `kernel`.
-fn old_and_new(kernel: ConvKernel) -> [PathRun; 2] {
+fn old_and_new(kernel: ConvKernel, _: &Conv2dShape) -> [PathRun; 2] {
     match kernel {
         ConvKernel::Forward => [
             PathRun::Forward(ForwardPath::Gemm),
@@ -69,12 +136,12 @@ fn one_thread() -> rayon::ThreadPool {
         .expect("a 1-thread rayon pool")
 }
 
-/// `ConvBufs` for `s` with scratch for every path of `conv_resnet`.
-fn resnet_bufs(s: Conv2dShape) -> ConvBufs {
+/// `ConvBufs` for `s` with scratch for every path of comparison `c`.
+fn resnet_bufs(c: &Comparison, s: Conv2dShape) -> ConvBufs {
     let mut bufs = ConvBufs::new(s);
     let most = ConvKernel::ALL
         .into_iter()
-        .flat_map(old_and_new)
+        .flat_map(|k| (c.paths)(k, &s))
         .map(|r| r.scratch_len(&s))
         .max()
         .unwrap_or(0);
@@ -82,16 +149,23 @@ fn resnet_bufs(s: Conv2dShape) -> ConvBufs {
     bufs
 }
 
-/// Group `conv_resnet` (module docs), then the alternating table when measuring.
+/// Groups `conv_resnet` and `conv_winograd` (module docs), each followed by its
+/// alternating table when measuring.
 pub(super) fn bench_conv_resnet(c: &mut Criterion) {
+    for cmp in &COMPARISONS {
+        bench_comparison(c, cmp);
+    }
+}
+
+fn bench_comparison(c: &mut Criterion, cmp: &Comparison) {
     let one = one_thread();
-    let mut group = c.benchmark_group("conv_resnet");
-    for (id, s) in resnet_shapes() {
-        let mut bufs = resnet_bufs(s);
+    let mut group = c.benchmark_group(cmp.group);
+    for (id, s) in (cmp.shapes)() {
+        let mut bufs = resnet_bufs(cmp, s);
         set_images(&mut group, s.batch);
         for kernel in ConvKernel::ALL {
             let mut want: Option<Vec<f32>> = None;
-            for run in old_and_new(kernel) {
+            for run in (cmp.paths)(kernel, &s) {
                 let lanes = run.build_lanes(&s);
                 bufs.run_path(run, lanes);
                 let got = bufs.result(kernel);
@@ -99,7 +173,8 @@ pub(super) fn bench_conv_resnet(c: &mut Criterion) {
                     let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
                     assert!(
                         max_abs_diff(&got, want) < 1e-3 * scale,
-                        "conv_resnet {id}: {} differs from the GEMM path",
+                        "{} {id}: {} differs from the first path",
+                        cmp.group,
                         run.name()
                     );
                 } else {
@@ -121,7 +196,7 @@ pub(super) fn bench_conv_resnet(c: &mut Criterion) {
     }
     group.finish();
     if benchmark_mode() {
-        one.install(print_resnet_table);
+        one.install(|| print_table(cmp));
     }
 }
 
@@ -142,18 +217,19 @@ fn time_run(bufs: &mut ConvBufs, run: PathRun, reps: &mut usize) -> f64 {
     }
 }
 
-/// Per shape and kernel: GEMM and polyphase, [`ROUNDS`] rounds alternating, medians.
-fn print_resnet_table() {
+/// Per shape and kernel of `cmp`: its two paths, [`ROUNDS`] rounds alternating, medians.
+fn print_table(cmp: &Comparison) {
     println!();
     println!(
-        "conv_resnet: stride-2 ResNet convs, batch {RESNET_BATCH}, 1 thread, GEMM path vs polyphase path \
-         alternating, median of {ROUNDS} rounds (GFLOP/s: nominal forward FLOPs)"
+        "{}: {}, batch {RESNET_BATCH}, 1 thread, alternating, median of {ROUNDS} rounds \
+         (GFLOP/s: nominal forward FLOPs)",
+        cmp.group, cmp.title
     );
-    for (id, s) in resnet_shapes() {
-        let mut bufs = resnet_bufs(s);
+    for (id, s) in (cmp.shapes)() {
+        let mut bufs = resnet_bufs(cmp, s);
         let flops = s.forward_flops() as f64;
         for kernel in ConvKernel::ALL {
-            let runs = old_and_new(kernel);
+            let runs = (cmp.paths)(kernel, &s);
             let mut reps = [1usize; 2];
             let mut times = [Vec::new(), Vec::new()];
             for _ in 0..ROUNDS {
@@ -163,7 +239,8 @@ fn print_resnet_table() {
             }
             let [old, new] = times.map(|mut t| median(&mut t));
             println!(
-                "conv_resnet {id:<24} {:<24} {:<18} {:>8.1} us {:>6.1} GFLOP/s | {:<20} {:>8.1} us {:>6.1} GFLOP/s | {:.2}x",
+                "{} {id:<24} {:<24} {:<18} {:>8.1} us {:>6.1} GFLOP/s | {:<20} {:>8.1} us {:>6.1} GFLOP/s | {:.2}x",
+                cmp.group,
                 kernel.name(),
                 runs[0].name(),
                 old * 1e6,
