@@ -177,16 +177,7 @@ pub fn conv2d_forward_with(
     y: &mut [f32],
     scratch: &mut [f32],
 ) {
-    const WHAT: &str = "conv2d_forward";
-    s.check();
-    check_path(WHAT, path, path.supports(s), s);
-    check_len(WHAT, "x", x.len(), s.input_len());
-    check_len(WHAT, "weight", weight.len(), s.weight_len());
-    if let Some(b) = bias {
-        check_len(WHAT, "bias", b.len(), s.out_c);
-    }
-    check_len(WHAT, "y", y.len(), s.output_len());
-    check_scratch(WHAT, scratch.len(), path.scratch_len(s));
+    check_forward("conv2d_forward", s, path, x, weight, bias, y, scratch);
     match (path, lanes) {
         (ForwardPath::Gemm, _) => lowering::forward(s, x, weight, bias, y, scratch),
         (ForwardPath::Winograd(t), Lanes::Eight) => {
@@ -202,6 +193,30 @@ pub fn conv2d_forward_with(
         (_, Lanes::Eight) => forward_direct::forward::<f32x8>(s, path, x, weight, bias, y, scratch),
         (_, Lanes::Sixteen) => forward_direct::forward::<f32x16>(s, path, x, weight, bias, y, scratch),
     }
+}
+
+/// Panics unless the arguments of a forward pass of `s` on `path` have their shapes
+/// (`what` names the kernel).
+#[allow(clippy::too_many_arguments)]
+fn check_forward(
+    what: &str,
+    s: &Conv2dShape,
+    path: ForwardPath,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &[f32],
+    scratch: &[f32],
+) {
+    s.check();
+    check_path(what, path, path.supports(s), s);
+    check_len(what, "x", x.len(), s.input_len());
+    check_len(what, "weight", weight.len(), s.weight_len());
+    if let Some(b) = bias {
+        check_len(what, "bias", b.len(), s.out_c);
+    }
+    check_len(what, "y", y.len(), s.output_len());
+    check_scratch(what, scratch.len(), path.scratch_len(s));
 }
 
 /// Weight and bias gradients: `dW = Σ_n dy_n · col_nᵀ` (`[out_c, in_c, kh, kw]`,
@@ -396,13 +411,7 @@ pub fn conv2d_backward_input_with(
     dx: &mut [f32],
     scratch: &mut [f32],
 ) {
-    const WHAT: &str = "conv2d_backward_input";
-    s.check();
-    check_path(WHAT, path, path.supports(s), s);
-    check_len(WHAT, "weight", weight.len(), s.weight_len());
-    check_len(WHAT, "dy", dy.len(), s.output_len());
-    check_len(WHAT, "dx", dx.len(), s.input_len());
-    check_scratch(WHAT, scratch.len(), path.scratch_len(s));
+    check_input_grad("conv2d_backward_input", s, path, weight, dy, dx, scratch);
     match (path, lanes) {
         (InputGradPath::Col2im, _) => lowering::backward_input(s, weight, dy, dx, scratch),
         (InputGradPath::Winograd(t), Lanes::Eight) => {
@@ -420,4 +429,23 @@ pub fn conv2d_backward_input_with(
         (_, Lanes::Eight) => input_grad::backward_input_transposed::<f32x8>(s, weight, dy, dx, scratch),
         (_, Lanes::Sixteen) => input_grad::backward_input_transposed::<f32x16>(s, weight, dy, dx, scratch),
     }
+}
+
+/// Panics unless the arguments of an input gradient of `s` on `path` have their shapes
+/// (`what` names the kernel).
+fn check_input_grad(
+    what: &str,
+    s: &Conv2dShape,
+    path: InputGradPath,
+    weight: &[f32],
+    dy: &[f32],
+    dx: &[f32],
+    scratch: &[f32],
+) {
+    s.check();
+    check_path(what, path, path.supports(s), s);
+    check_len(what, "weight", weight.len(), s.weight_len());
+    check_len(what, "dy", dy.len(), s.output_len());
+    check_len(what, "dx", dx.len(), s.input_len());
+    check_scratch(what, scratch.len(), path.scratch_len(s));
 }

@@ -13,7 +13,7 @@
 
 use super::paths::{ConvAlgo, ForwardPath, InputGradPath};
 use super::winograd::{self, Filters};
-use super::{check_path, check_scratch, conv2d_backward_input_with, conv2d_forward_with, Conv2dShape};
+use super::{check_forward, check_input_grad, conv2d_backward_input_with, conv2d_forward_with, Conv2dShape};
 use crate::arch::Lanes;
 use crate::shape::check_len;
 use wide::{f32x16, f32x8};
@@ -92,16 +92,8 @@ pub fn conv2d_forward_prepared(
     let ForwardPath::Winograd(tile) = path else {
         return conv2d_forward_with(s, path, path.build_lanes(), x, weight, bias, y, scratch);
     };
-    s.check();
-    check_path(WHAT, path, path.supports(s), s);
-    check_len(WHAT, "x", x.len(), s.input_len());
-    check_len(WHAT, "weight", weight.len(), s.weight_len());
+    check_forward(WHAT, s, path, x, weight, bias, y, scratch);
     check_len(WHAT, "prepared", prepared.len(), s.prepared_len(algo));
-    if let Some(b) = bias {
-        check_len(WHAT, "bias", b.len(), s.out_c);
-    }
-    check_len(WHAT, "y", y.len(), s.output_len());
-    check_scratch(WHAT, scratch.len(), path.scratch_len(s));
     let u = &prepared[..s.prepared_parts(algo).0];
     match Lanes::BUILD {
         Lanes::Eight => winograd::forward_prepared::<f32x8>(s, tile, u, x, bias, y, scratch),
@@ -126,13 +118,8 @@ pub fn conv2d_backward_input_prepared(
     let InputGradPath::Winograd(tile) = path else {
         return conv2d_backward_input_with(s, path, path.build_lanes(s), weight, dy, dx, scratch);
     };
-    s.check();
-    check_path(WHAT, path, path.supports(s), s);
-    check_len(WHAT, "weight", weight.len(), s.weight_len());
+    check_input_grad(WHAT, s, path, weight, dy, dx, scratch);
     check_len(WHAT, "prepared", prepared.len(), s.prepared_len(algo));
-    check_len(WHAT, "dy", dy.len(), s.output_len());
-    check_len(WHAT, "dx", dx.len(), s.input_len());
-    check_scratch(WHAT, scratch.len(), path.scratch_len(s));
     let u = &prepared[s.prepared_parts(algo).0..];
     let t = s.transposed();
     match Lanes::BUILD {
