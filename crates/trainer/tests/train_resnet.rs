@@ -162,38 +162,28 @@ fn a_configuration_from_before_winograd_resumes_on_the_direct_kernels() {
 
 #[test]
 fn gradcheck_resnet8_passes_and_names_every_tensor() {
+    // resnet8 at `size` on `algo`: its report, which must pass.
+    let gradcheck = |size: &str, algo: &str| {
+        let out = trainer()
+            .args([
+                "gradcheck",
+                "--arch",
+                "resnet8",
+                "--size",
+                size,
+                "--batch-size",
+                "3",
+            ])
+            .args(["--conv-algo", algo])
+            .run();
+        assert!(out.status.success(), "{algo} at {size}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.lines().last().unwrap().starts_with("passed"), "{text}");
+        text
+    };
     // On Winograd wherever it applies (every stride-1 3x3 layer; 12x12 maps take F(4x4)).
-    let out = trainer()
-        .args([
-            "gradcheck",
-            "--arch",
-            "resnet8",
-            "--size",
-            "12",
-            "--batch-size",
-            "3",
-        ])
-        .args(["--conv-algo", "winograd"])
-        .run();
-    assert!(out.status.success(), "winograd: {}", stderr(&out));
-    assert!(
-        stdout(&out).lines().last().unwrap().starts_with("passed"),
-        "{}",
-        stdout(&out)
-    );
-    let out = trainer()
-        .args([
-            "gradcheck",
-            "--arch",
-            "resnet8",
-            "--size",
-            "8",
-            "--batch-size",
-            "3",
-        ])
-        .run();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
+    gradcheck("12", "winograd");
+    let text = gradcheck("8", "auto");
     for name in [
         "0.weight",
         "1.weight",
@@ -207,7 +197,6 @@ fn gradcheck_resnet8_passes_and_names_every_tensor() {
             "{name} missing:\n{text}"
         );
     }
-    assert!(text.lines().last().unwrap().starts_with("passed"), "{text}");
     // A batch norm after global pooling sees one value per channel and image.
     let out = trainer()
         .args([
